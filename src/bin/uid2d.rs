@@ -1,1 +1,81 @@
-fn main() {}
+//! `uid2d`: the daemon. Everything but argument parsing lives in `uid2d::daemon`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use uid2d::config::Config;
+use uid2d::daemon::{self, Bus, Options};
+
+/// Keeps the UID2 identity of this device's apps and serves it on D-Bus as com.uid2.Manager.
+#[derive(Debug, Parser)]
+#[command(name = "uid2d", version)]
+struct Args {
+    /// Configuration file (a missing file means the defaults).
+    #[arg(long, value_name = "FILE", default_value = "/etc/uid2d/uid2d.toml")]
+    config: PathBuf,
+    /// `system`, `session`, or a D-Bus address such as unix:path=/run/bus.
+    #[arg(long, value_name = "BUS", default_value = "system")]
+    bus: Bus,
+    /// State directory [default: $STATE_DIRECTORY, else /var/lib/uid2d].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("uid2d: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log = daemon::init_logging(config.log_level);
+    let state_dir = args.state_dir.unwrap_or_else(|| {
+        // systemd passes a colon-separated list; ours has one entry.
+        std::env::var_os("STATE_DIRECTORY")
+            .and_then(|dirs| std::env::split_paths(&dirs).next())
+            .unwrap_or_else(|| PathBuf::from("/var/lib/uid2d"))
+    });
+    let options = Options {
+        config_path: args.config,
+        bus: args.bus,
+        state_dir,
+        credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+    };
+    // One thread: the work is a few D-Bus calls and an HTTPS request an hour; blocking
+    // file writes go to tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("uid2d: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        daemon::run(options, config, Some(log), shutdown)
+            .await
+            .map_err(std::io::Error::other)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("uid2d: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

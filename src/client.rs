@@ -1,0 +1,52 @@
+//! A typed client for `com.uid2.Manager1`, for Rust apps and `uid2ctl`.
+//!
+//! ```no_run
+//! # async fn demo() -> zbus::Result<()> {
+//! let conn = zbus::Connection::system().await?;
+//! let manager = uid2d::client::Manager1Proxy::new(&conn).await?;
+//! let token = manager.get_advertising_token().await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+
+use zbus::zvariant::Value;
+
+#[zbus::proxy(
+    interface = "com.uid2.Manager1",
+    default_service = "com.uid2.Manager",
+    default_path = "/com/uid2/Manager"
+)]
+pub trait Manager1 {
+    fn set_identity(&self, identity: &str) -> zbus::Result<String>;
+    fn get_advertising_token(&self) -> zbus::Result<String>;
+    fn get_identity(&self) -> zbus::Result<String>;
+    fn get_identity_status(&self) -> zbus::Result<String>;
+    fn refresh_identity(&self) -> zbus::Result<String>;
+    fn reset_identity(&self) -> zbus::Result<()>;
+    fn set_automatic_refresh_enabled(&self, enabled: bool) -> zbus::Result<()>;
+    fn get_automatic_refresh_enabled(&self) -> zbus::Result<bool>;
+    fn generate_identity(
+        &self,
+        kind: &str,
+        value: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String>;
+
+    #[zbus(signal)]
+    fn identity_status_changed(&self, status: &str) -> zbus::Result<()>;
+
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+}
+
+/// The D-Bus error name and message of a failed call, e.g.
+/// `("com.uid2.Manager1.Error.NoIdentity", "no identity is stored for this caller")`.
+pub fn error_parts(error: &zbus::Error) -> Option<(String, String)> {
+    match error {
+        zbus::Error::MethodError(name, message, _) => {
+            Some((name.to_string(), message.clone().unwrap_or_default()))
+        }
+        _ => None,
+    }
+}

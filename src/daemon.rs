@@ -1,0 +1,425 @@
+//! Wiring: config, store, operator, service and bus; the wall-clock timer; signals;
+//! sd-notify and the watchdog; logging.
+//!
+//! [`run`] takes its shutdown as a future so tests can run the daemon in-process.
+
+use std::future::Future;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use sd_notify::NotifyState;
+use tokio::io::unix::AsyncFd;
+use tracing::{error, info, warn};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{filter::LevelFilter, reload};
+use zbus::connection;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, LogLevel, ScopeMode};
+use crate::dbus::{self, Access, Manager, BUS_NAME, OBJECT_PATH};
+use crate::engine::Policy;
+use crate::identity::UnixMillis;
+use crate::operator::Operator;
+use crate::service::Service;
+use crate::store::Store;
+
+/// Which bus to serve on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bus {
+    System,
+    Session,
+    /// A D-Bus address such as `unix:path=/run/x`.
+    Address(String),
+}
+
+impl std::str::FromStr for Bus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "system" => Ok(Bus::System),
+            "session" => Ok(Bus::Session),
+            address if address.contains(':') => Ok(Bus::Address(address.to_owned())),
+            _ => Err(
+                "expected `system`, `session` or a D-Bus address like unix:path=/run/bus".into(),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_path: PathBuf,
+    pub bus: Bus,
+    pub state_dir: PathBuf,
+    /// `$CREDENTIALS_DIRECTORY`: where systemd puts `uid2d.key`.
+    pub credentials_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("operator client: {0}")]
+    Operator(#[from] crate::operator::OperatorError),
+    #[error("device_group `{0}` does not exist")]
+    UnknownGroup(String),
+    #[error("D-Bus: {0}")]
+    Bus(#[from] zbus::Error),
+    #[error("wall-clock timer: {0}")]
+    Timer(#[from] std::io::Error),
+}
+
+/// Changes the log level at run time (SIGHUP).
+#[derive(Debug, Clone)]
+pub struct LogControl(reload::Handle<LevelFilter, tracing_subscriber::Registry>);
+
+impl LogControl {
+    pub fn set_level(&self, level: LogLevel) {
+        let _ = self
+            .0
+            .modify(|filter| *filter = LevelFilter::from_level(level.as_tracing()));
+    }
+}
+
+/// Logs to journald with structured fields when systemd connected our output to the
+/// journal, to stderr otherwise.
+pub fn init_logging(level: LogLevel) -> LogControl {
+    let (filter, handle) = reload::Layer::new(LevelFilter::from_level(level.as_tracing()));
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .is_some()
+        .then(|| tracing_journald::layer().ok())
+        .flatten()
+        .map(|layer| layer.with_field_prefix(None));
+    let registry = tracing_subscriber::registry().with(filter);
+    if let Some(journald) = journald {
+        registry.with(journald).init();
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false)
+                    .with_target(false),
+            )
+            .init();
+    }
+    LogControl(handle)
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        warn!("sd_notify failed: {e}");
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves (SIGTERM/SIGINT in the binary).
+pub async fn run(
+    options: Options,
+    config: Config,
+    log: Option<LogControl>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new(config.rtc));
+    let device_gid = match (&config.scope, &config.device_group) {
+        (ScopeMode::Device, Some(group)) => Some(resolve_group(group)?),
+        _ => None,
+    };
+    let store = {
+        let (state_dir, credentials_dir) =
+            (options.state_dir.clone(), options.credentials_dir.clone());
+        tokio::task::spawn_blocking(move || Store::open(&state_dir, credentials_dir.as_deref()))
+            .await
+            .map_err(|_| crate::store::StoreError::Interrupted)??
+    };
+    info!(
+        state_dir = %options.state_dir.display(),
+        key = ?store.key_origin(),
+        "store opened"
+    );
+    let operator = Operator::new(config.base_url.clone(), config.ca_file.as_deref())?;
+    let access = Arc::new(Access::new(config.scope, device_gid));
+    let service = Service::new(
+        config.clone(),
+        operator,
+        Arc::new(store),
+        clock.clone(),
+        Policy::default(),
+    );
+    let loaded = service.load().await?;
+
+    let builder = match &options.bus {
+        Bus::System => connection::Builder::system()?,
+        Bus::Session => connection::Builder::session()?,
+        Bus::Address(address) => connection::Builder::address(address.as_str())?,
+    };
+    let conn = builder
+        .serve_at(OBJECT_PATH, Manager::new(service.clone(), access.clone()))?
+        .name(BUS_NAME)?
+        .build()
+        .await?;
+    info!(
+        scopes = loaded.scopes,
+        set_aside = loaded.set_aside.len(),
+        operator = %config.base_url,
+        "serving {BUS_NAME}"
+    );
+    notify(&[NotifyState::Ready, NotifyState::Status(&summary(&service))]);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(logged(dbus::route_signals(
+        conn.clone(),
+        service.clone(),
+        access.clone(),
+    )));
+    tasks.spawn(run_timers(service.clone(), clock.clone()));
+    tasks.spawn({
+        let service = service.clone();
+        async move { service.retry_unsaved().await }
+    });
+    tasks.spawn(report_status(service.clone()));
+    if let Some(interval) = watchdog_interval() {
+        tasks.spawn(watchdog(conn.clone(), service.clone(), interval));
+    }
+
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = hangup.recv() => reload(&options, &service, log.as_ref()),
+            Some(ended) = tasks.join_next() => {
+                // These tasks run for the life of the daemon; one ending is a bug or a
+                // lost bus: let systemd restart us.
+                error!("an internal task stopped unexpectedly ({ended:?}); exiting");
+                break;
+            }
+        }
+    }
+    notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
+    info!("stopping");
+    // Let an in-flight write finish: every write happens under this lock.
+    service.quiesce().await;
+    tasks.abort_all();
+    drop(conn);
+    Ok(())
+}
+
+/// Runs a task that can fail, logging its error.
+async fn logged<E: std::fmt::Display>(task: impl Future<Output = Result<(), E>>) {
+    if let Err(e) = task.await {
+        error!("{e}");
+    }
+}
+
+fn resolve_group(name: &str) -> Result<u32, DaemonError> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        _ => Err(DaemonError::UnknownGroup(name.to_owned())),
+    }
+}
+
+/// SIGHUP: re-read the config; keep the running one if the new one is bad.
+fn reload(options: &Options, service: &Arc<Service>, log: Option<&LogControl>) {
+    let config = match Config::load(&options.config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            error!(
+                error_kind = "config",
+                "reload refused, keeping the running config: {e}"
+            );
+            return;
+        }
+    };
+    let running = service.config();
+    if config.scope != running.scope || config.device_group != running.device_group {
+        warn!("scope and device_group changes take effect at the next restart");
+    }
+    let operator = match Operator::new(config.base_url.clone(), config.ca_file.as_deref()) {
+        Ok(operator) => operator,
+        Err(e) => {
+            error!(
+                error_kind = "config",
+                "reload refused, keeping the running config: {e}"
+            );
+            return;
+        }
+    };
+    if let Some(log) = log {
+        log.set_level(config.log_level);
+    }
+    info!(operator = %config.base_url, "configuration reloaded");
+    service.reload(config, operator);
+}
+
+fn summary(service: &Service) -> String {
+    let mut line = format!(
+        "Serving {} stored identit{}",
+        service.scope_count(),
+        if service.scope_count() == 1 {
+            "y"
+        } else {
+            "ies"
+        }
+    );
+    if let Some(error) = service.storage_error() {
+        line.push_str("; storage error: ");
+        line.push_str(&error);
+    }
+    line
+}
+
+/// Keeps systemd's STATUS= current.
+async fn report_status(service: Arc<Service>) {
+    let mut changes = service.subscribe();
+    loop {
+        match changes.recv().await {
+            Ok(change) => notify(&[NotifyState::Status(&format!(
+                "{}; {} is now {}",
+                summary(&service),
+                change.scope,
+                change.status
+            ))]),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                notify(&[NotifyState::Status(&summary(&service))]);
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Pings systemd's watchdog only when a D-Bus call to ourselves goes through the bus and
+/// back through our dispatcher, and the service state can be locked: a wedged daemon
+/// stops pinging and is restarted.
+async fn watchdog(conn: zbus::Connection, service: Arc<Service>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(me) = conn.unique_name().cloned() else {
+            continue;
+        };
+        let ping = conn.call_method(
+            Some(me),
+            OBJECT_PATH,
+            Some("org.freedesktop.DBus.Peer"),
+            "Ping",
+            &(),
+        );
+        match tokio::time::timeout(interval, ping).await {
+            Ok(Ok(_)) if service.responsive() => notify(&[NotifyState::Watchdog]),
+            Ok(Ok(_)) => warn!("watchdog: the service state is locked; not pinging"),
+            Ok(Err(e)) => warn!("watchdog: self-ping failed: {e}"),
+            Err(_) => warn!("watchdog: self-ping timed out"),
+        }
+    }
+}
+
+/// What woke the wall-clock timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Deadline,
+    ClockSet,
+}
+
+/// A timerfd on CLOCK_REALTIME armed at an absolute instant with
+/// TFD_TIMER_CANCEL_ON_SET: unlike tokio's CLOCK_MONOTONIC timers it fires on resume
+/// when the deadline passed during suspend, and it reports every set of the clock.
+#[derive(Debug)]
+struct WallTimer(AsyncFd<Tfd>);
+
+#[derive(Debug)]
+struct Tfd(TimerFd);
+
+impl AsRawFd for Tfd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl WallTimer {
+    fn new() -> std::io::Result<Self> {
+        let fd = TimerFd::new(
+            ClockId::CLOCK_REALTIME,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        // `new` is deprecated because a borrowed fd could be closed while registered;
+        // here the AsyncFd owns the TimerFd, so the fd lives exactly as long as the
+        // registration (the safe case; `register` would need `unsafe`).
+        #[allow(deprecated)]
+        let fd = AsyncFd::new(Tfd(fd))?;
+        Ok(Self(fd))
+    }
+
+    /// Arms at `at`; with nothing due it is armed far ahead, so that clock sets are
+    /// still reported.
+    fn arm(&self, at: Option<UnixMillis>) -> std::io::Result<()> {
+        let max_secs = i64::from(i32::MAX); // also right where time_t is 32-bit
+        let at = at.unwrap_or(max_secs * 1_000);
+        let secs = at.div_euclid(1_000).clamp(0, max_secs);
+        let nanos = at.rem_euclid(1_000) * 1_000_000;
+        let spec = TimeSpec::new(secs as _, nanos as _);
+        self.0.get_ref().0.set(
+            Expiration::OneShot(spec),
+            TimerSetTimeFlags::TFD_TIMER_ABSTIME | TimerSetTimeFlags::TFD_TIMER_CANCEL_ON_SET,
+        )?;
+        Ok(())
+    }
+
+    async fn wait(&self) -> std::io::Result<Wake> {
+        loop {
+            let mut guard = self.0.readable().await?;
+            let mut buf = [0u8; 8];
+            match nix::unistd::read(guard.get_inner().as_raw_fd(), &mut buf) {
+                Ok(_) => return Ok(Wake::Deadline),
+                Err(Errno::ECANCELED) => return Ok(Wake::ClockSet),
+                Err(Errno::EAGAIN) => guard.clear_ready(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+async fn run_timers(service: Arc<Service>, clock: Arc<dyn Clock>) {
+    let timer = match WallTimer::new() {
+        Ok(timer) => timer,
+        Err(e) => {
+            error!("cannot create the wall-clock timer: {e}");
+            return;
+        }
+    };
+    let mut next = service.next_wake();
+    loop {
+        if let Err(e) = timer.arm(next) {
+            error!("cannot arm the wall-clock timer: {e}");
+            return;
+        }
+        tokio::select! {
+            woke = timer.wait() => match woke {
+                Ok(Wake::Deadline) => next = service.tick(false).await,
+                Ok(Wake::ClockSet) => {
+                    clock.clock_was_set();
+                    info!("the wall clock was set; re-evaluating every identity");
+                    next = service.tick(true).await;
+                }
+                Err(e) => {
+                    error!("wall-clock timer failed: {e}");
+                    return;
+                }
+            },
+            () = service.timers_changed() => next = service.next_wake(),
+        }
+    }
+}

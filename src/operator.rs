@@ -1,0 +1,370 @@
+//! The HTTPS client for the UID2 operator: `/v2/token/refresh` and
+//! `/v2/token/client-generate`.
+//!
+//! The envelope crypto lives in [`crate::crypto`]; this module only moves bytes and maps
+//! HTTP outcomes onto the engine's [`RefreshOutcome`].
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+
+use crate::crypto::{self, OperatorReply};
+use crate::engine::RefreshOutcome;
+use crate::identity::Identity;
+
+/// Sent as `X-UID2-Client-Version`, as the SDKs send `Android-…`/`ios-…`.
+pub const CLIENT_VERSION: &str = concat!("linux-", env!("CARGO_PKG_VERSION"));
+
+/// Operator responses are a few hundred bytes; anything much larger is not one.
+const MAX_BODY: usize = 64 * 1024;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("cannot read ca_file {path}: {source}")]
+    CaFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ca_file {0} holds no usable PEM certificate")]
+    CaPem(std::path::PathBuf),
+    #[error("cannot build the HTTPS client: {0}")]
+    Client(String),
+}
+
+/// Why a request got no usable answer. Never carries response bytes or keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("cannot reach the operator ({0})")]
+    Network(String),
+    #[error("the operator answered HTTP {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Http {
+        status: u16,
+        message: Option<String>,
+    },
+    #[error("the operator's response could not be decrypted or parsed ({0})")]
+    BadResponse(String),
+    #[error("the operator answered status `{0}`")]
+    UnexpectedStatus(String),
+}
+
+/// One refresh: the outcome the engine needs, and why it failed, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshReport {
+    pub outcome: RefreshOutcome,
+    pub failure: Option<Failure>,
+}
+
+/// The answer to a client-side generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Generated {
+    Identity(Identity),
+    OptOut,
+}
+
+#[derive(Debug, Clone)]
+pub struct Operator {
+    client: reqwest::Client,
+    base: Url,
+}
+
+impl Operator {
+    /// `base` must already be validated (https, or http to loopback: see config).
+    pub fn new(base: Url, ca_file: Option<&Path>) -> Result<Self, OperatorError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .https_only(!crate::config::is_loopback(&base))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(CLIENT_VERSION);
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|source| OperatorError::CaFile {
+                path: path.to_owned(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|_| OperatorError::CaPem(path.to_owned()))?;
+            if certs.is_empty() {
+                return Err(OperatorError::CaPem(path.to_owned()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| OperatorError::Client(e.to_string()))?;
+        Ok(Self { client, base })
+    }
+
+    /// The base URL with its path replaced (EUID bases end in `/v2`).
+    pub fn endpoint(&self, path: &str) -> Url {
+        endpoint(&self.base, path)
+    }
+
+    /// `POST /v2/token/refresh` with the refresh token as the body.
+    pub async fn refresh(&self, identity: &Identity) -> RefreshReport {
+        let Some(key) = identity.response_key() else {
+            // SetIdentity refuses such identities; one restored from an older store is
+            // dead for good.
+            return report(
+                RefreshOutcome::Rejected,
+                Failure::BadResponse("refresh_response_key is not usable".into()),
+            );
+        };
+        let response = self
+            .client
+            .post(self.endpoint("/v2/token/refresh"))
+            .header("X-UID2-Client-Version", CLIENT_VERSION)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(identity.refresh_token.clone())
+            .send()
+            .await;
+        let (status, headers, body) = match read(response).await {
+            Ok(parts) => parts,
+            Err(failure) => return failed(failure, None),
+        };
+        if status != StatusCode::OK {
+            let failure = Failure::Http {
+                status: status.as_u16(),
+                message: error_message(&body),
+            };
+            return if matches!(status.as_u16(), 400 | 401) {
+                report(RefreshOutcome::Rejected, failure)
+            } else {
+                failed(failure, retry_after(&headers))
+            };
+        }
+        match open(&body, &key) {
+            Ok(OperatorReply::Success(identity)) => RefreshReport {
+                outcome: RefreshOutcome::Success(identity),
+                failure: None,
+            },
+            Ok(OperatorReply::OptOut) => RefreshReport {
+                outcome: RefreshOutcome::OptOut,
+                failure: None,
+            },
+            // The SDKs read `expired_token` as "this refresh token is dead".
+            Ok(OperatorReply::Other { status, .. }) if status == "expired_token" => {
+                report(RefreshOutcome::Rejected, Failure::UnexpectedStatus(status))
+            }
+            Ok(OperatorReply::Other { status, .. }) => {
+                failed(Failure::UnexpectedStatus(status), None)
+            }
+            Err(failure) => failed(failure, None),
+        }
+    }
+
+    /// `POST /v2/token/client-generate` with a request built by
+    /// [`crypto::build_cstg_request`]; the answer is decrypted with its shared secret.
+    pub async fn client_generate(
+        &self,
+        request: &crypto::CstgRequest,
+    ) -> Result<Generated, Failure> {
+        let response = self
+            .client
+            .post(self.endpoint("/v2/token/client-generate"))
+            .header("X-UID2-Client-Version", CLIENT_VERSION)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(request.body.clone())
+            .send()
+            .await;
+        let (status, _, body) = read(response).await?;
+        if status != StatusCode::OK {
+            return Err(Failure::Http {
+                status: status.as_u16(),
+                message: error_message(&body),
+            });
+        }
+        match open(&body, request.shared_secret.as_slice())? {
+            OperatorReply::Success(identity) => Ok(Generated::Identity(identity)),
+            OperatorReply::OptOut => Ok(Generated::OptOut),
+            OperatorReply::Other { status, .. } => Err(Failure::UnexpectedStatus(status)),
+        }
+    }
+}
+
+fn endpoint(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    url.set_path(path);
+    url.set_query(None);
+    url.set_fragment(None);
+    url
+}
+
+fn report(outcome: RefreshOutcome, failure: Failure) -> RefreshReport {
+    RefreshReport {
+        outcome,
+        failure: Some(failure),
+    }
+}
+
+fn failed(failure: Failure, retry_after_ms: Option<u64>) -> RefreshReport {
+    report(RefreshOutcome::Failed { retry_after_ms }, failure)
+}
+
+async fn read(
+    response: reqwest::Result<reqwest::Response>,
+) -> Result<(StatusCode, HeaderMap, Vec<u8>), Failure> {
+    let mut response = response.map_err(network)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(network)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(Failure::BadResponse("response too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, body))
+}
+
+fn network(e: reqwest::Error) -> Failure {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "connection dropped"
+    } else {
+        "request failed"
+    };
+    // The URL is public configuration, never a secret; the error chain says why (DNS,
+    // TLS, reset…) without any payload.
+    let mut detail = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Failure::Network(detail)
+}
+
+fn open(body: &[u8], key: &[u8]) -> Result<OperatorReply, Failure> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| Failure::BadResponse("body is not text".into()))?;
+    let plain =
+        crypto::open_envelope(text, key).map_err(|e| Failure::BadResponse(e.to_string()))?;
+    crypto::parse_reply(&plain).map_err(|e| Failure::BadResponse(e.to_string()))
+}
+
+/// The `message` of an operator error body (`{"status":…,"message":…}`), if printable.
+fn error_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = value
+        .get("message")
+        .or_else(|| value.get("status"))?
+        .as_str()?;
+    let clean: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    (!clean.is_empty()).then_some(clean)
+}
+
+/// `Retry-After` as delay-seconds, or as an HTTP-date read against the response's own
+/// `Date` (a TV's clock may be wrong; the server's two dates are consistent).
+fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1_000));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let date = headers
+        .get(reqwest::header::DATE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .unwrap_or_else(SystemTime::now);
+    let delay = at.duration_since(date).ok()?;
+    u64::try_from(delay.as_millis()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderValue, DATE};
+
+    #[test]
+    fn endpoint_replaces_the_base_path() {
+        let cases = [
+            (
+                "https://prod.uidapi.com",
+                "https://prod.uidapi.com/v2/token/refresh",
+            ),
+            (
+                "https://prod.euid.eu/v2",
+                "https://prod.euid.eu/v2/token/refresh",
+            ),
+            (
+                "https://integ.euid.eu/v2/",
+                "https://integ.euid.eu/v2/token/refresh",
+            ),
+            (
+                "http://localhost:8080/path?x=1",
+                "http://localhost:8080/v2/token/refresh",
+            ),
+        ];
+        for (base, expected) in cases {
+            let base = Url::parse(base).unwrap();
+            assert_eq!(endpoint(&base, "/v2/token/refresh").as_str(), expected);
+        }
+    }
+
+    #[test]
+    fn every_environment_resolves_to_its_refresh_and_generate_urls() {
+        for environment in crate::config::Environment::ALL {
+            let base = Url::parse(environment.base_url()).unwrap();
+            for path in ["/v2/token/refresh", "/v2/token/client-generate"] {
+                let url = endpoint(&base, path);
+                assert_eq!(url.scheme(), "https");
+                assert_eq!(url.path(), path, "{environment:?}");
+                assert_eq!(url.host_str(), base.host_str());
+            }
+        }
+    }
+
+    #[test]
+    fn client_version_header_names_linux() {
+        assert!(CLIENT_VERSION.starts_with("linux-"));
+        assert!(CLIENT_VERSION.len() > "linux-".len());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+        assert_eq!(retry_after(&headers), Some(120_000));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        headers.insert(
+            DATE,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:48:37 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(60_000));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn error_messages_are_short_and_clean() {
+        assert_eq!(
+            error_message(br#"{"status":"client_error","message":"bad subscription_id"}"#),
+            Some("bad subscription_id".into())
+        );
+        assert_eq!(
+            error_message(br#"{"status":"unauthorized"}"#),
+            Some("unauthorized".into())
+        );
+        assert_eq!(error_message(b"<html>"), None);
+        let long = format!(r#"{{"message":"{}\u0007"}}"#, "x".repeat(500));
+        assert_eq!(error_message(long.as_bytes()).map(|m| m.len()), Some(200));
+    }
+}

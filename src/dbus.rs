@@ -279,7 +279,7 @@ impl Manager {
     async fn identity_status_changed(emitter: &SignalEmitter<'_>, status: &str)
         -> zbus::Result<()>;
 
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> &str {
         env!("CARGO_PKG_VERSION")
     }

@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: Apache-2.0
+#
+# Build and install uid2d with its OS integration files.
+#
+#   make build                          cargo build --locked (release profile)
+#   make install DESTDIR=/tmp/root      install into a staging root (firmware image, package)
+#   make install prefix=/usr/local      paths follow the GNU variables below
+#   make test                           the whole test suite (scripts/test.sh)
+#   make check-unit                     unit/policy/install checks (scripts/check-unit.sh)
+#
+# Cross builds: make build CARGO_TARGET=aarch64-unknown-linux-gnu, then
+# make install CARGO_TARGET=aarch64-unknown-linux-gnu DESTDIR=... (binaries
+# are taken from target/<triple>/<profile>/). PROFILE=dist selects the
+# size-optimised profile. TARGET_DIR=dir takes the binaries from any directory.
+# `install` never builds: run `make build` (or cargo) first.
+
+CARGO ?= cargo
+PROFILE ?= release
+CARGO_TARGET ?=
+CARGO_TARGET_DIR ?= target
+# cargo puts the "dev" profile in debug/, every other profile in <profile>/.
+profiledir = $(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
+TARGET_DIR ?= $(CARGO_TARGET_DIR)/$(if $(CARGO_TARGET),$(CARGO_TARGET)/)$(profiledir)
+
+DESTDIR ?=
+prefix ?= /usr
+exec_prefix ?= $(prefix)
+bindir ?= $(exec_prefix)/bin
+sysconfdir ?= /etc
+datadir ?= $(prefix)/share
+unitdir ?= $(prefix)/lib/systemd/system
+sysusersdir ?= $(prefix)/lib/sysusers.d
+dbuspolicydir ?= $(datadir)/dbus-1/system.d
+dbusservicedir ?= $(datadir)/dbus-1/system-services
+dbusinterfacedir ?= $(datadir)/dbus-1/interfaces
+
+INSTALL ?= install
+
+BINARIES = uid2d uid2ctl
+
+# uid2d reads /etc/uid2d/uid2d.toml unless told otherwise.
+execstart = $(bindir)/uid2d$(if $(filter-out /etc,$(sysconfdir)), --config $(sysconfdir)/uid2d/uid2d.toml)
+
+.PHONY: all build install uninstall test check-unit clean
+
+all: build
+
+build:
+	$(CARGO) build --locked --profile $(PROFILE) $(if $(CARGO_TARGET),--target $(CARGO_TARGET)) --bins
+
+install:
+	@for b in $(BINARIES); do \
+		if [ ! -x "$(TARGET_DIR)/$$b" ]; then \
+			echo "$(TARGET_DIR)/$$b is missing: run 'make build' (with the same PROFILE/CARGO_TARGET) first" >&2; \
+			exit 1; \
+		fi; \
+	done
+	$(INSTALL) -D -m 0755 $(TARGET_DIR)/uid2d $(DESTDIR)$(bindir)/uid2d
+	$(INSTALL) -D -m 0755 $(TARGET_DIR)/uid2ctl $(DESTDIR)$(bindir)/uid2ctl
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(unitdir)
+	sed 's|^ExecStart=/usr/bin/uid2d$$|ExecStart=$(execstart)|' systemd/uid2d.service > $(DESTDIR)$(unitdir)/uid2d.service
+	chmod 0644 $(DESTDIR)$(unitdir)/uid2d.service
+	$(INSTALL) -D -m 0644 systemd/uid2d.sysusers $(DESTDIR)$(sysusersdir)/uid2d.conf
+	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager.conf $(DESTDIR)$(dbuspolicydir)/com.uid2.Manager.conf
+	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager.service $(DESTDIR)$(dbusservicedir)/com.uid2.Manager.service
+	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
+	@# Never overwrite a config that is already there (all of it is comments anyway).
+	@if [ -e $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml ]; then \
+		echo "keeping the existing $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml"; \
+	else \
+		echo "$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml"; \
+		$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/uid2d $(DESTDIR)$(bindir)/uid2ctl
+	rm -f $(DESTDIR)$(unitdir)/uid2d.service
+	rm -f $(DESTDIR)$(sysusersdir)/uid2d.conf
+	rm -f $(DESTDIR)$(dbuspolicydir)/com.uid2.Manager.conf
+	rm -f $(DESTDIR)$(dbusservicedir)/com.uid2.Manager.service
+	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
+	@echo "kept $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml and the state in /var/lib/uid2d"
+
+test:
+	./scripts/test.sh
+
+check-unit:
+	./scripts/check-unit.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# CI gate for the OS integration files: the systemd unit, the sysusers.d entry,
+# the D-Bus policy, activation file and interface XML, and `make install`.
+#
+#   scripts/check-unit.sh
+#
+# Needs systemd-analyze and systemd-sysusers (package systemd), xmllint
+# (libxml2-utils), dbus.socket (dbus: the unit requires it, so verify needs it)
+# and /bin/kill (procps: the unit's ExecReload=). Run as root on a fresh
+# Debian 12 it installs what is missing; otherwise it says what to install.
+# Environment:
+#   MAX_EXPOSURE   highest accepted `systemd-analyze security` exposure x 10 (default 12, i.e. 1.2)
+#   UID2D_BIN      binary that the verified copy of the unit runs (default: a
+#                  built target/{debug,release}/uid2d, else /bin/true)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MAX_EXPOSURE=${MAX_EXPOSURE:-12}
+UNIT=systemd/uid2d.service
+SYSUSERS=systemd/uid2d.sysusers
+POLICY=dbus/com.uid2.Manager.conf
+ACTIVATION=dbus/com.uid2.Manager.service
+INTERFACE_XML=dbus/com.uid2.Manager1.xml
+
+fail() {
+  echo "check-unit: FAIL: $*" >&2
+  exit 1
+}
+
+# ---- tools -------------------------------------------------------------------
+need=()
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v systemd-sysusers >/dev/null || need+=(systemd)
+command -v xmllint >/dev/null || need+=(libxml2-utils)
+[ -e /lib/systemd/system/dbus.socket ] || [ -e /usr/lib/systemd/system/dbus.socket ] || need+=(dbus)
+[ -x /bin/kill ] || need+=(procps)
+if [ ${#need[@]} -gt 0 ]; then
+  mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    fail "missing packages: ${need[*]} (install them, or run as root on Debian)"
+  fi
+  echo "== installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# ---- 1. systemd-analyze security ---------------------------------------------
+echo "== systemd-analyze security (offline, threshold $MAX_EXPOSURE)"
+mkdir "$tmp/security"
+cp "$UNIT" "$tmp/security/uid2d.service"
+rc=0
+(cd "$tmp/security" && systemd-analyze security --offline=true --no-pager \
+  --threshold="$MAX_EXPOSURE" ./uid2d.service) >"$tmp/security.out" 2>&1 || rc=$?
+score=$(grep -a 'Overall exposure level' "$tmp/security.out" || true)
+[ -n "$score" ] || { cat "$tmp/security.out" >&2; fail "systemd-analyze security printed no score"; }
+echo "$score"
+if [ "$rc" -ne 0 ]; then
+  grep -a '✗' "$tmp/security.out" >&2 || true
+  fail "exposure above $MAX_EXPOSURE/10 (rc $rc); the lines above are what counts against it"
+fi
+
+# ---- 2. systemd-analyze verify -----------------------------------------------
+# verify exits 0 on warnings (unknown keys, bad values), so any output fails.
+# It needs ExecStart='s binary to exist: verify a copy that runs a built uid2d,
+# or /bin/true before the first build. --man=no: whether man pages named in
+# Documentation= exist on the CI host says nothing about the unit.
+# No line is filtered.
+bin=${UID2D_BIN:-}
+if [ -z "$bin" ]; then
+  for candidate in target/debug/uid2d target/release/uid2d; do
+    if [ -x "$candidate" ]; then bin=$PWD/$candidate; break; fi
+  done
+fi
+bin=${bin:-/bin/true}
+echo "== systemd-analyze verify (ExecStart=$bin)"
+mkdir "$tmp/verify"
+grep -q '^ExecStart=/usr/bin/uid2d$' "$UNIT" || fail "$UNIT: ExecStart= must be exactly /usr/bin/uid2d (make install rewrites it)"
+sed "s|^ExecStart=/usr/bin/uid2d\$|ExecStart=$bin|" "$UNIT" >"$tmp/verify/uid2d.service"
+rc=0
+(cd "$tmp/verify" && systemd-analyze verify --man=no uid2d.service) >"$tmp/verify.out" 2>&1 || rc=$?
+if [ "$rc" -ne 0 ] || [ -s "$tmp/verify.out" ]; then
+  cat "$tmp/verify.out" >&2
+  fail "systemd-analyze verify: rc $rc, or it printed something (above)"
+fi
+echo "clean"
+
+# ---- 3. unit <-> D-Bus files consistency -------------------------------------
+echo "== unit, activation file and policy agree"
+grep -qx 'BusName=com.uid2.Manager' "$UNIT" || fail "$UNIT: BusName=com.uid2.Manager missing"
+grep -qx 'Alias=dbus-com.uid2.Manager.service' "$UNIT" || fail "$UNIT: Alias=dbus-com.uid2.Manager.service missing"
+grep -qx 'Name=com.uid2.Manager' "$ACTIVATION" || fail "$ACTIVATION: Name= is not com.uid2.Manager"
+grep -qx 'SystemdService=dbus-com.uid2.Manager.service' "$ACTIVATION" || fail "$ACTIVATION: SystemdService= is not the unit's Alias="
+user=$(sed -n 's/^User=//p' "$UNIT")
+[ "$user" = uid2d ] || fail "$UNIT: User= is '$user', expected uid2d"
+grep -Eq "^u[[:space:]]+$user[[:space:]]" "$SYSUSERS" || fail "$SYSUSERS does not create user $user"
+grep -q "<policy user=\"$user\">" "$POLICY" || fail "$POLICY: no <policy user=\"$user\"> owning the name"
+echo "ok"
+
+# ---- 4. sysusers.d entry -------------------------------------------------------
+echo "== systemd-sysusers (into a scratch root)"
+mkdir -p "$tmp/sysroot/etc"
+systemd-sysusers --root="$tmp/sysroot" "$PWD/$SYSUSERS" >"$tmp/sysusers.out" 2>&1 \
+  || { cat "$tmp/sysusers.out" >&2; fail "systemd-sysusers rejected $SYSUSERS"; }
+if grep -Eiv '^(Creating (user|group) )' "$tmp/sysusers.out" | grep -q .; then
+  cat "$tmp/sysusers.out" >&2
+  fail "systemd-sysusers warned about $SYSUSERS"
+fi
+entry=$(grep "^uid2d:" "$tmp/sysroot/etc/passwd" || true)
+[ -n "$entry" ] || fail "systemd-sysusers created no uid2d user"
+case "$entry" in
+  *:/usr/sbin/nologin | *:/sbin/nologin) echo "$entry" ;;
+  *) fail "uid2d user can log in: $entry" ;;
+esac
+grep -q '^uid2d:' "$tmp/sysroot/etc/group" || fail "systemd-sysusers created no uid2d group"
+
+# ---- 5. XML ----------------------------------------------------------------------
+echo "== xmllint"
+xmllint --noout --nonet "$INTERFACE_XML" "$POLICY" || fail "xmllint: $INTERFACE_XML or $POLICY is not well-formed XML"
+# Every method of the interface is allowed by name in the policy, and nothing else.
+xml_methods=$(xmllint --nonet --xpath '//interface[@name="com.uid2.Manager1"]/method/@name' "$INTERFACE_XML" \
+  | grep -o '"[^"]*"' | tr -d '"' | sort)
+policy_methods=$(xmllint --nonet --xpath \
+  '//policy[@context="default"]/allow[@send_destination="com.uid2.Manager" and @send_interface="com.uid2.Manager1"]/@send_member' \
+  "$POLICY" | grep -o '"[^"]*"' | tr -d '"' | sort)
+if [ "$xml_methods" != "$policy_methods" ]; then
+  diff <(echo "$xml_methods") <(echo "$policy_methods") >&2 || true
+  fail "methods in $INTERFACE_XML (<) and allowed in $POLICY (>) differ"
+fi
+# No property is writable, so Properties.Set must not be allowed.
+if xmllint --nonet --xpath '//property[@access!="read"]' "$INTERFACE_XML" >/dev/null 2>&1; then
+  fail "$INTERFACE_XML has a writable property; review the policy's Properties rules"
+fi
+if xmllint --nonet --xpath '//allow[@send_interface="org.freedesktop.DBus.Properties" and not(@send_member)] | //allow[@send_member="Set"]' "$POLICY" >/dev/null 2>&1; then
+  fail "$POLICY allows Properties.Set"
+fi
+if command -v gdbus-codegen >/dev/null; then
+  gdbus-codegen --interface-prefix com.uid2. --generate-c-code "$tmp/codegen" "$INTERFACE_XML"
+  echo "gdbus-codegen: ok"
+fi
+echo "ok ($(echo "$xml_methods" | wc -l) methods)"
+
+# ---- 6. make install -------------------------------------------------------------
+echo "== make install DESTDIR=... prefix=/usr"
+# Stub binaries: this checks the Makefile, not the build.
+mkdir -p "$tmp/bin"
+for b in uid2d uid2ctl; do
+  printf '#!/bin/sh\nexit 0\n' >"$tmp/bin/$b"
+  chmod 0755 "$tmp/bin/$b"
+done
+make -s install DESTDIR="$tmp/root" prefix=/usr TARGET_DIR="$tmp/bin" >"$tmp/install.out" 2>&1 \
+  || { cat "$tmp/install.out" >&2; fail "make install failed"; }
+actual=$(cd "$tmp/root" && find . -type f -printf '%m %p\n' | sed 's| \./| /|' | sort -k2)
+expected=$(sort -k2 <<'EOF'
+755 /usr/bin/uid2d
+755 /usr/bin/uid2ctl
+644 /usr/lib/systemd/system/uid2d.service
+644 /usr/lib/sysusers.d/uid2d.conf
+644 /usr/share/dbus-1/system.d/com.uid2.Manager.conf
+644 /usr/share/dbus-1/system-services/com.uid2.Manager.service
+644 /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
+644 /etc/uid2d/uid2d.toml
+EOF
+)
+if [ "$actual" != "$expected" ]; then
+  diff <(echo "$expected") <(echo "$actual") >&2 || true
+  fail "installed files or modes differ from the expected list (< expected, > installed)"
+fi
+odd=$(find "$tmp/root" -mindepth 1 \( -type l -o -type d ! -perm 755 \) -printf '%m %p\n')
+[ -z "$odd" ] || fail "make install made symlinks or directories that are not 0755: $odd"
+cmp -s "$UNIT" "$tmp/root/usr/lib/systemd/system/uid2d.service" \
+  || fail "with prefix=/usr the installed unit must equal $UNIT"
+echo "$(echo "$expected" | wc -l) files, modes ok"
+
+echo "== make install prefix=/usr/local sysconfdir=/usr/local/etc (ExecStart= rewrite)"
+make -s install DESTDIR="$tmp/root2" prefix=/usr/local sysconfdir=/usr/local/etc TARGET_DIR="$tmp/bin" \
+  >"$tmp/install2.out" 2>&1 || { cat "$tmp/install2.out" >&2; fail "make install (prefix=/usr/local) failed"; }
+execstart=$(grep '^ExecStart=' "$tmp/root2/usr/local/lib/systemd/system/uid2d.service")
+[ "$execstart" = "ExecStart=/usr/local/bin/uid2d --config /usr/local/etc/uid2d/uid2d.toml" ] \
+  || fail "unexpected $execstart"
+[ -x "$tmp/root2/usr/local/bin/uid2d" ] || fail "prefix=/usr/local did not install /usr/local/bin/uid2d"
+echo "$execstart"
+
+echo "check-unit: OK (${score#*: })"

@@ -1,0 +1,341 @@
+//! Test support: a private dbus-daemon on a Unix socket, the local operator, and the real
+//! `uid2d` binary, with sd-notify messages captured through our own NOTIFY_SOCKET.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixDatagram;
+use tokio::process::{Child, Command};
+use uid2_operator_sim::{OperatorSim, SimConfig};
+use uid2d::client::Manager1Proxy;
+
+/// How long any single awaited event may take before the test fails (a safety net so a
+/// broken daemon fails the test instead of hanging it; never a timing assertion).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("gave up waiting for {what}"),
+    }
+}
+
+/// A private bus: `dbus-daemon` with a Unix socket, so callers' UIDs are known.
+pub struct Bus {
+    pub dir: tempfile::TempDir,
+    /// The Unix-socket address.
+    pub address: String,
+    /// Every address the bus printed (`;`-separated), e.g. an extra TCP listener.
+    pub all_addresses: String,
+    child: Child,
+}
+
+impl Bus {
+    pub async fn start() -> Bus {
+        Self::start_with_policy(
+            r#"<policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>"#,
+            "session",
+        )
+        .await
+    }
+
+    /// A bus whose config holds `policy`.
+    pub async fn start_with_policy(policy: &str, bus_type: &str) -> Bus {
+        Self::start_with(policy, bus_type, "").await
+    }
+
+    /// As `start_with_policy`, with `extra` config lines (listeners, auth mechanisms).
+    pub async fn start_with(policy: &str, bus_type: &str, extra: &str) -> Bus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Other users (isolation tests) must reach the socket.
+        set_mode(dir.path(), 0o755);
+        let socket = dir.path().join("bus");
+        let config = dir.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>{bus_type}</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  {extra}
+  {policy}
+</busconfig>"#,
+                socket.display()
+            ),
+        )
+        .expect("bus config");
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nosyslog", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("dbus-daemon (install the `dbus` package)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let all_addresses = within("dbus-daemon's address", lines.next_line())
+            .await
+            .expect("read address")
+            .expect("dbus-daemon printed its address");
+        let address = all_addresses
+            .split(';')
+            .find(|a| a.starts_with("unix:"))
+            .expect("a unix address")
+            .to_owned();
+        Bus {
+            dir,
+            address,
+            all_addresses,
+            child,
+        }
+    }
+
+    pub async fn connect(&self) -> zbus::Connection {
+        zbus::connection::Builder::address(self.address.as_str())
+            .expect("address")
+            .build()
+            .await
+            .expect("connect to the test bus")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The local UID2 operator with short lifetimes, and its CA written to a file.
+pub struct Operator {
+    pub sim: OperatorSim,
+    pub ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    pub async fn start(config: SimConfig) -> Operator {
+        let sim = OperatorSim::start(config).await.expect("operator sim");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, sim.ca_pem()).expect("write CA");
+        Operator {
+            sim,
+            ca_file,
+            _dir: dir,
+        }
+    }
+
+    /// Lifetimes in seconds: refresh due after `refresh_after`.
+    pub async fn with_lifetimes(refresh_after: u64, identity: u64, refresh: u64) -> Operator {
+        Self::start(SimConfig {
+            refresh_after: Duration::from_secs(refresh_after),
+            identity_lifetime: Duration::from_secs(identity),
+            refresh_lifetime: Duration::from_secs(refresh),
+            ..SimConfig::default()
+        })
+        .await
+    }
+
+    /// An identity as a publisher's backend would hand it to the TV, as JSON text.
+    pub fn identity(&self, email: &str) -> String {
+        self.sim.mint_identity(email).to_string()
+    }
+
+    pub fn config_toml(&self) -> String {
+        format!(
+            "base_url = \"{}\"\nca_file = \"{}\"\nlog_level = \"debug\"\n",
+            self.sim.base_url(),
+            self.ca_file.display()
+        )
+    }
+}
+
+/// A running `uid2d` process.
+pub struct Daemon {
+    pub child: Child,
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+    pub config: PathBuf,
+    pub notify: UnixDatagram,
+    pub notify_path: PathBuf,
+    pub messages: Vec<String>,
+}
+
+pub struct DaemonSpec<'a> {
+    pub bus: &'a Bus,
+    pub config: String,
+    pub state_dir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Daemon {
+    /// Starts uid2d and waits for READY=1 on our notify socket.
+    pub async fn start(spec: DaemonSpec<'_>) -> Daemon {
+        let run_dir = spec.state_dir.with_extension("run");
+        std::fs::create_dir_all(&run_dir).expect("run dir");
+        let config = run_dir.join("uid2d.toml");
+        std::fs::write(&config, &spec.config).expect("config");
+        let notify_path = run_dir.join(format!("notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+        let log = run_dir.join("uid2d.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        // systemd sets WATCHDOG_PID to the service's pid; only a shell that then execs
+        // uid2d knows it in advance.
+        let mut command = if spec.env.iter().any(|(k, _)| k == "WATCHDOG_USEC") {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
+                .arg(env!("CARGO_BIN_EXE_uid2d"));
+            sh
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_uid2d"))
+        };
+        let child = command
+            .arg("--bus")
+            .arg(&spec.bus.address)
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&spec.state_dir)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("WATCHDOG_USEC")
+            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn uid2d");
+        let mut daemon = Daemon {
+            child,
+            state_dir: spec.state_dir,
+            log,
+            config,
+            notify,
+            notify_path,
+            messages: Vec::new(),
+        };
+        daemon.wait_for_notify("READY=1").await;
+        daemon
+    }
+
+    /// Waits until a notify message containing `needle` arrives; returns it.
+    pub async fn wait_for_notify(&mut self, needle: &str) -> String {
+        if let Some(found) = self.messages.iter().find(|m| m.contains(needle)) {
+            return found.clone();
+        }
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let received = tokio::select! {
+                r = self.notify.recv(&mut buf) => r.expect("notify recv"),
+                status = self.child.wait() => panic!(
+                    "uid2d exited ({status:?}) before sending {needle}; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                ),
+                () = tokio::time::sleep(PATIENCE) => panic!("no {needle} from uid2d"),
+            };
+            let message = String::from_utf8_lossy(&buf[..received]).into_owned();
+            self.messages.push(message.clone());
+            if message.contains(needle) {
+                return message;
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        within("uid2d to exit", self.child.wait())
+            .await
+            .expect("wait")
+    }
+
+    /// SIGKILL: as a crash or power cut would.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = within("uid2d to die", self.child.wait()).await;
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A client of the daemon on `bus`.
+pub async fn manager(conn: &zbus::Connection) -> Manager1Proxy<'static> {
+    Manager1Proxy::new(conn).await.expect("proxy")
+}
+
+/// The D-Bus error name's last part, e.g. `InvalidIdentity`.
+pub fn error_name(error: &zbus::Error) -> String {
+    match uid2d::client::error_parts(error) {
+        Some((name, _)) => name.rsplit('.').next().unwrap_or_default().to_owned(),
+        None => format!("not a method error: {error}"),
+    }
+}
+
+/// Every file under `dir`, recursively, as bytes.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+/// The secrets of an identity JSON: tokens and key.
+pub fn secrets_of(identity_json: &str) -> Vec<String> {
+    let value: serde_json::Value = serde_json::from_str(identity_json).expect("identity JSON");
+    ["advertising_token", "refresh_token", "refresh_response_key"]
+        .iter()
+        .filter_map(|k| value.get(k).and_then(|v| v.as_str()).map(str::to_owned))
+        .collect()
+}
+
+/// Asserts that none of `secrets` appears in `haystack` (also Base64-decoded keys are
+/// checked by the caller where relevant).
+pub fn assert_no_secrets(what: &str, haystack: &[u8], secrets: &[String]) {
+    for secret in secrets {
+        assert!(!secret.is_empty());
+        let found = haystack
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes());
+        assert!(!found, "{what} contains a secret");
+    }
+}

@@ -1,0 +1,224 @@
+//! The public contract: the live interface equals `dbus/com.uid2.Manager1.xml`, and the
+//! shipped system-bus policy allows and denies what it says.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+
+/// A comparable summary of one interface: members with their args (name, type,
+/// direction), properties with type and access, annotations.
+fn summary(xml: &str) -> BTreeMap<String, String> {
+    let node = zbus_xml::Node::from_reader(xml.as_bytes()).expect("valid introspection XML");
+    let iface = node
+        .interfaces()
+        .iter()
+        .find(|i| i.name() == "com.uid2.Manager1")
+        .expect("com.uid2.Manager1 in the XML");
+    let args = |args: &[zbus_xml::Arg]| {
+        args.iter()
+            .map(|a| {
+                format!(
+                    "{}:{:?}:{:?}",
+                    a.name().unwrap_or("?"),
+                    a.ty(),
+                    a.direction()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let annotations = |list: &[zbus_xml::Annotation]| {
+        let mut items: Vec<String> = list
+            .iter()
+            .map(|a| format!("{}={}", a.name(), a.value()))
+            .collect();
+        items.sort();
+        items.join(",")
+    };
+    let mut out = BTreeMap::new();
+    for m in iface.methods() {
+        out.insert(format!("method {}", m.name()), args(m.args()));
+    }
+    for s in iface.signals() {
+        out.insert(format!("signal {}", s.name()), args(s.args()));
+    }
+    for p in iface.properties() {
+        out.insert(
+            format!("property {}", p.name()),
+            format!(
+                "{:?}:{:?}:{}",
+                p.ty(),
+                p.access(),
+                annotations(p.annotations())
+            ),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn live_introspection_matches_the_documented_interface() {
+    let bus = Bus::start().await;
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(DaemonSpec {
+        bus: &bus,
+        config: operator.config_toml(),
+        state_dir: state.path().join("state"),
+        env: Vec::new(),
+    })
+    .await;
+    let conn = bus.connect().await;
+    let live = zbus::fdo::IntrospectableProxy::builder(&conn)
+        .destination("com.uid2.Manager")
+        .unwrap()
+        .path("/com/uid2/Manager")
+        .unwrap()
+        .build()
+        .await
+        .unwrap()
+        .introspect()
+        .await
+        .unwrap();
+    let documented = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dbus/com.uid2.Manager1.xml"
+    ))
+    .unwrap();
+    assert_eq!(summary(&live), summary(&documented));
+    // Every member is documented.
+    let node = zbus_xml::Node::from_reader(documented.as_bytes()).unwrap();
+    assert_eq!(node.interfaces().len(), 1);
+}
+
+/// A system-type bus with Debian's default system policy, the shipped policy file, and
+/// (test only) root allowed to own the name, since the daemon runs as root here.
+async fn system_bus() -> Bus {
+    let policy = format!(
+        r#"<policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include>{}</include>
+  <policy user="root">
+    <allow own="com.uid2.Manager"/>
+  </policy>"#,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/dbus/com.uid2.Manager.conf")
+    );
+    Bus::start_with_policy(&policy, "system").await
+}
+
+fn nobody(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(args);
+    command
+}
+
+#[tokio::test]
+async fn shipped_policy_allows_the_interface_and_denies_the_rest() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run clients as another user");
+        return;
+    }
+    let bus = system_bus().await;
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(DaemonSpec {
+        bus: &bus,
+        config: operator.config_toml(),
+        state_dir: state.path().join("state"),
+        env: Vec::new(),
+    })
+    .await;
+    let address = bus.address.as_str();
+
+    // Allowed: the interface's methods and property reads, as another user.
+    let ok = nobody(&[env!("CARGO_BIN_EXE_uid2ctl"), "--bus", address, "status"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "no_identity");
+    let get = nobody(&[
+        "busctl",
+        &format!("--address={address}"),
+        "get-property",
+        "com.uid2.Manager",
+        "/com/uid2/Manager",
+        "com.uid2.Manager1",
+        "Version",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+
+    // Denied: writing a property, a member outside the contract, claiming the name.
+    for args in [
+        vec![
+            "busctl",
+            "set-property",
+            "com.uid2.Manager",
+            "/com/uid2/Manager",
+            "com.uid2.Manager1",
+            "Version",
+            "s",
+            "x",
+        ],
+        vec![
+            "busctl",
+            "call",
+            "com.uid2.Manager",
+            "/com/uid2/Manager",
+            "com.uid2.Manager1",
+            "Frobnicate",
+        ],
+        vec![
+            "busctl",
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "RequestName",
+            "su",
+            "com.uid2.Manager",
+            "0",
+        ],
+    ] {
+        let mut full = vec![args[0].to_owned(), format!("--address={address}")];
+        full.extend(args[1..].iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        let out = nobody(&refs).output().await.unwrap();
+        assert!(!out.status.success(), "{args:?} was allowed");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("ccess denied") || stderr.contains("AccessDenied"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! End to end: a private dbus-daemon, the local HTTPS operator and the real `uid2d`
+//! binary, driven over D-Bus as an app would.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+mod common;
+
+use common::*;
+use futures_util::StreamExt as _;
+use uid2_operator_sim::{Endpoint, Fault};
+
+struct Rig {
+    bus: Bus,
+    operator: Operator,
+    state: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn new(operator: Operator) -> Rig {
+        Rig {
+            bus: Bus::start().await,
+            operator,
+            state: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    async fn daemon(&self) -> Daemon {
+        Daemon::start(DaemonSpec {
+            bus: &self.bus,
+            config: self.operator.config_toml(),
+            state_dir: self.state.path().join("state"),
+            env: Vec::new(),
+        })
+        .await
+    }
+}
+
+/// A production-like identity: refresh in an hour, so nothing refreshes on its own.
+async fn quiet_rig() -> Rig {
+    Rig::new(Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await).await
+}
+
+#[tokio::test]
+async fn set_identity_serves_token_and_automatic_refresh_replaces_it() {
+    let rig = Rig::new(Operator::with_lifetimes(2, 3600, 86400).await).await;
+    let daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    assert_eq!(manager.get_identity_status().await.unwrap(), "no_identity");
+    assert_eq!(manager.get_advertising_token().await.unwrap(), "");
+    let mut changes = manager.receive_identity_status_changed().await.unwrap();
+
+    let identity = rig.operator.identity("user@example.com");
+    let first = secrets_of(&identity);
+    assert_eq!(
+        manager.set_identity(&identity).await.unwrap(),
+        "established"
+    );
+    assert_eq!(manager.get_advertising_token().await.unwrap(), first[0]);
+    let stored: serde_json::Value =
+        serde_json::from_str(&manager.get_identity().await.unwrap()).unwrap();
+    assert_eq!(stored.as_object().unwrap().len(), 6);
+
+    let change = within("established signal", changes.next()).await.unwrap();
+    assert_eq!(change.args().unwrap().status(), &"established");
+    // refresh_from is 2 s after minting: the daemon refreshes on its own.
+    let change = within("refreshed signal", changes.next()).await.unwrap();
+    assert_eq!(change.args().unwrap().status(), &"refreshed");
+    assert_eq!(manager.get_identity_status().await.unwrap(), "refreshed");
+    let token = manager.get_advertising_token().await.unwrap();
+    assert!(!token.is_empty());
+    assert_ne!(token, first[0]);
+    assert_eq!(rig.operator.sim.requests(Endpoint::Refresh), 1);
+
+    let all_secrets: Vec<String> = first
+        .into_iter()
+        .chain(secrets_of(&manager.get_identity().await.unwrap()))
+        .collect();
+    daemon.stop().await;
+    let log = std::fs::read(rig.state.path().join("state.run/uid2d.log")).unwrap();
+    assert!(!log.is_empty());
+    assert_no_secrets("the daemon's log", &log, &all_secrets);
+    for (path, bytes) in files_under(&rig.state.path().join("state")) {
+        assert_no_secrets(&path.display().to_string(), &bytes, &all_secrets);
+    }
+}
+
+#[tokio::test]
+async fn bad_identities_get_named_errors_and_leave_the_stored_one() {
+    let rig = quiet_rig().await;
+    let _daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    let good = rig.operator.identity("user@example.com");
+    manager.set_identity(&good).await.unwrap();
+    let stored = manager.get_identity().await.unwrap();
+
+    let mut value: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let mut empty_token = value.clone();
+    empty_token["advertising_token"] = "".into();
+    let mut missing = value.clone();
+    missing.as_object_mut().unwrap().remove("refresh_token");
+    value["refresh_expires"] = 1_000.into();
+    value["identity_expires"] = 900.into();
+    let cases = [
+        ("{not json".to_owned(), "InvalidIdentity"),
+        ("[]".to_owned(), "InvalidIdentity"),
+        (empty_token.to_string(), "InvalidIdentity"),
+        (missing.to_string(), "InvalidIdentity"),
+        (value.to_string(), "IdentityExpired"),
+    ];
+    let secrets = secrets_of(&good);
+    for (input, expected) in cases {
+        let error = manager.set_identity(&input).await.unwrap_err();
+        assert_eq!(error_name(&error), expected, "{input}");
+        assert_no_secrets("an error message", error.to_string().as_bytes(), &secrets);
+        assert_eq!(manager.get_identity().await.unwrap(), stored);
+    }
+    assert_eq!(manager.get_identity_status().await.unwrap(), "established");
+}
+
+#[tokio::test]
+async fn whole_generate_response_and_string_times_are_accepted() {
+    let rig = quiet_rig().await;
+    let _daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    let identity: serde_json::Value =
+        serde_json::from_str(&rig.operator.identity("user@example.com")).unwrap();
+    let mut stringly = identity.clone();
+    for key in ["identity_expires", "refresh_from", "refresh_expires"] {
+        stringly[key] = stringly[key].to_string().into();
+    }
+    let response = serde_json::json!({"status": "success", "body": stringly});
+    assert_eq!(
+        manager.set_identity(&response.to_string()).await.unwrap(),
+        "established"
+    );
+    assert_eq!(
+        manager.get_advertising_token().await.unwrap(),
+        identity["advertising_token"].as_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn identity_survives_restart_and_kill_9() {
+    let rig = quiet_rig().await;
+    let daemon = rig.daemon().await;
+    let identity = rig.operator.identity("user@example.com");
+    let token = secrets_of(&identity)[0].clone();
+    {
+        let conn = rig.bus.connect().await;
+        let manager = manager(&conn).await;
+        manager.set_identity(&identity).await.unwrap();
+        manager.set_automatic_refresh_enabled(false).await.unwrap();
+    }
+    assert!(daemon.stop().await.success());
+
+    let daemon = rig.daemon().await;
+    {
+        let conn = rig.bus.connect().await;
+        let manager = manager(&conn).await;
+        assert_eq!(manager.get_advertising_token().await.unwrap(), token);
+        assert!(!manager.get_automatic_refresh_enabled().await.unwrap());
+    }
+    daemon.kill().await;
+
+    let _daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    assert_eq!(manager.get_advertising_token().await.unwrap(), token);
+    assert_eq!(manager.get_identity_status().await.unwrap(), "established");
+}
+
+#[tokio::test]
+async fn refresh_opt_out_is_kept_across_restart_and_reset_clears_it() {
+    let rig = quiet_rig().await;
+    let daemon = rig.daemon().await;
+    {
+        let conn = rig.bus.connect().await;
+        let manager = manager(&conn).await;
+        manager
+            .set_identity(&rig.operator.identity("user@example.com"))
+            .await
+            .unwrap();
+        rig.operator.sim.set_fault(Endpoint::Refresh, Fault::OptOut);
+        assert_eq!(manager.refresh_identity().await.unwrap(), "opt_out");
+        assert_eq!(manager.get_advertising_token().await.unwrap(), "");
+        assert_eq!(manager.get_identity().await.unwrap(), "");
+    }
+    daemon.stop().await;
+    let _daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    assert_eq!(manager.get_identity_status().await.unwrap(), "opt_out");
+    manager.reset_identity().await.unwrap();
+    assert_eq!(manager.get_identity_status().await.unwrap(), "no_identity");
+    let error = manager.refresh_identity().await.unwrap_err();
+    assert_eq!(error_name(&error), "NoIdentity");
+}
+
+#[tokio::test]
+async fn refresh_failures_and_rejections_are_reported() {
+    let rig = quiet_rig().await;
+    let _daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    manager
+        .set_identity(&rig.operator.identity("user@example.com"))
+        .await
+        .unwrap();
+    let token = manager.get_advertising_token().await.unwrap();
+    for fault in [Fault::Status(500), Fault::Drop, Fault::Garbage] {
+        rig.operator.sim.set_fault(Endpoint::Refresh, fault.clone());
+        let error = manager.refresh_identity().await.unwrap_err();
+        assert_eq!(error_name(&error), "RefreshFailed", "{fault:?}");
+        // A failed refresh keeps serving the identity it has.
+        assert_eq!(manager.get_advertising_token().await.unwrap(), token);
+    }
+    rig.operator
+        .sim
+        .set_fault(Endpoint::Refresh, Fault::Status(401));
+    let error = manager.refresh_identity().await.unwrap_err();
+    assert_eq!(error_name(&error), "RefreshFailed");
+    assert!(error.to_string().contains("401"), "{error}");
+    rig.operator.sim.set_fault(Endpoint::Refresh, Fault::None);
+    assert_eq!(manager.refresh_identity().await.unwrap(), "refreshed");
+    assert_ne!(manager.get_advertising_token().await.unwrap(), token);
+}
+
+#[tokio::test]
+async fn reset_forgets_the_identity_durably() {
+    let rig = quiet_rig().await;
+    let daemon = rig.daemon().await;
+    {
+        let conn = rig.bus.connect().await;
+        let manager = manager(&conn).await;
+        manager
+            .set_identity(&rig.operator.identity("user@example.com"))
+            .await
+            .unwrap();
+        manager.reset_identity().await.unwrap();
+        assert_eq!(manager.get_identity_status().await.unwrap(), "no_identity");
+        assert_eq!(manager.get_advertising_token().await.unwrap(), "");
+    }
+    daemon.kill().await;
+    let _daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    assert_eq!(manager.get_identity_status().await.unwrap(), "no_identity");
+}
+
+#[tokio::test]
+async fn notify_protocol_ready_status_stopping() {
+    let rig = quiet_rig().await;
+    let mut daemon = rig.daemon().await;
+    // READY=1 came after the name was owned: it is on the bus now.
+    let conn = rig.bus.connect().await;
+    let dbus = zbus::fdo::DBusProxy::new(&conn).await.unwrap();
+    assert!(dbus
+        .name_has_owner("com.uid2.Manager".try_into().unwrap())
+        .await
+        .unwrap());
+    let ready = daemon.wait_for_notify("READY=1").await;
+    assert!(ready.contains("STATUS="), "{ready}");
+    let manager = manager(&conn).await;
+    manager
+        .set_identity(&rig.operator.identity("user@example.com"))
+        .await
+        .unwrap();
+    let status = daemon.wait_for_notify("is now established").await;
+    assert!(status.starts_with("STATUS="), "{status}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.wait_for_notify("STOPPING=1").await;
+    let status = within("exit", daemon.child.wait()).await.unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn watchdog_pings_at_half_the_interval() {
+    let rig = quiet_rig().await;
+    let mut daemon = Daemon::start(DaemonSpec {
+        bus: &rig.bus,
+        config: rig.operator.config_toml(),
+        state_dir: rig.state.path().join("state"),
+        env: vec![("WATCHDOG_USEC".into(), "1000000".into())],
+    })
+    .await;
+    daemon.wait_for_notify("WATCHDOG=1").await;
+}
+
+#[tokio::test]
+async fn bad_config_is_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("uid2d.toml");
+    std::fs::write(&config, "enviroment = \"production\"\n").unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_uid2d"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--bus")
+        .arg("unix:path=/nonexistent")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("enviroment"), "{stderr}");
+}

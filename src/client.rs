@@ -33,6 +33,12 @@ pub trait Manager1 {
         options: HashMap<&str, Value<'_>>,
     ) -> zbus::Result<String>;
 
+    fn set_limit_ad_tracking(&self, enabled: bool) -> zbus::Result<()>;
+    fn get_limit_ad_tracking(&self) -> zbus::Result<bool>;
+
+    #[zbus(signal)]
+    fn limit_ad_tracking_changed(&self, enabled: bool) -> zbus::Result<()>;
+
     #[zbus(signal)]
     fn identity_status_changed(&self, status: &str) -> zbus::Result<()>;
 

@@ -111,6 +111,7 @@ struct File {
     ca_file: Option<PathBuf>,
     scope: Option<ScopeMode>,
     device_group: Option<String>,
+    admin_group: Option<String>,
     log_level: Option<LogLevel>,
     rtc: Option<bool>,
     generate: Option<GenerateConfig>,
@@ -125,6 +126,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub scope: ScopeMode,
     pub device_group: Option<String>,
+    /// The group (besides root) allowed to switch the device's limit-ad-tracking policy.
+    pub admin_group: Option<String>,
     pub log_level: LogLevel,
     /// The device keeps time across power cuts (battery RTC): trust the clock at boot.
     pub rtc: bool,
@@ -190,9 +193,12 @@ impl Config {
             }
         };
         let scope = file.scope.unwrap_or_default();
-        if let Some(group) = &file.device_group {
-            if group.is_empty() {
-                return Err(("device_group", "must not be empty".into()));
+        for (key, group) in [
+            ("device_group", &file.device_group),
+            ("admin_group", &file.admin_group),
+        ] {
+            if group.as_deref() == Some("") {
+                return Err((key, "must not be empty".into()));
             }
         }
         if scope == ScopeMode::Device && file.device_group.is_none() {
@@ -214,6 +220,7 @@ impl Config {
             ca_file: file.ca_file,
             scope,
             device_group: file.device_group,
+            admin_group: file.admin_group,
             log_level: file.log_level.unwrap_or_default(),
             rtc: file.rtc.unwrap_or(false),
             generate,
@@ -273,6 +280,7 @@ mod tests {
             ca_file = "/etc/uid2d/ca.pem"
             scope = "device"
             device_group = "tvapps"
+            admin_group = "tvsettings"
             log_level = "debug"
             rtc = true
             [generate]
@@ -290,6 +298,7 @@ mod tests {
         );
         assert_eq!(config.scope, ScopeMode::Device);
         assert_eq!(config.device_group.as_deref(), Some("tvapps"));
+        assert_eq!(config.admin_group.as_deref(), Some("tvsettings"));
         assert_eq!(config.log_level, LogLevel::Debug);
         assert!(config.rtc);
         assert_eq!(config.generate.app_name.as_deref(), Some("com.example.tv"));
@@ -329,6 +338,7 @@ mod tests {
             ("base_url = \"not a url\"", "base_url"),
             ("scope = \"device\"", "device_group"),
             ("[generate]\napp_name = \"\"", "generate.app_name"),
+            ("admin_group = \"\"", "admin_group"),
         ];
         for (text, key) in cases {
             let message = parse(text).unwrap_err().to_string();

@@ -145,7 +145,12 @@ pub async fn run(
         "store opened"
     );
     let operator = Operator::new(config.base_url.clone(), config.ca_file.as_deref())?;
-    let access = Arc::new(Access::new(config.scope, device_gid));
+    let admin_gid = config
+        .admin_group
+        .as_deref()
+        .map(resolve_group)
+        .transpose()?;
+    let access = Arc::new(Access::new(config.scope, device_gid, admin_gid));
     let service = Service::new(
         config.clone(),
         operator,

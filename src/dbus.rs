@@ -67,16 +67,19 @@ pub struct Access {
     mode: ScopeMode,
     /// `scope = "device"`: the group allowed to set, generate and reset.
     device_gid: Option<u32>,
+    /// The group allowed to switch the limit-ad-tracking policy (root always may).
+    admin_gid: Option<u32>,
     /// Unique names are never reused on a bus, so their credentials can be cached until
     /// the name goes away.
     callers: Mutex<HashMap<OwnedUniqueName, Caller>>,
 }
 
 impl Access {
-    pub fn new(mode: ScopeMode, device_gid: Option<u32>) -> Self {
+    pub fn new(mode: ScopeMode, device_gid: Option<u32>, admin_gid: Option<u32>) -> Self {
         Self {
             mode,
             device_gid,
+            admin_gid,
             callers: Mutex::new(HashMap::new()),
         }
     }
@@ -134,6 +137,17 @@ impl Access {
             ));
         }
         Ok(self.scope_of(&caller))
+    }
+
+    async fn admin(&self, conn: &Connection, header: &Header<'_>) -> Result<(), Error> {
+        let caller = self.caller(conn, header).await?;
+        if caller.uid == 0 || self.admin_gid.is_some_and(|gid| caller.gids.contains(&gid)) {
+            Ok(())
+        } else {
+            Err(denied(
+                "the device policy can only be changed by root or members of the configured admin_group",
+            ))
+        }
     }
 
     /// The connections that have called us and belong to `scope`.
@@ -275,6 +289,32 @@ impl Manager {
             .to_string())
     }
 
+    async fn set_limit_ad_tracking(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        enabled: bool,
+    ) -> Result<(), Error> {
+        self.access.admin(conn, &header).await?;
+        Ok(self.service.set_limit_ad_tracking(enabled).await?)
+    }
+
+    #[zbus(out_args("enabled"))]
+    async fn get_limit_ad_tracking(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<bool, Error> {
+        self.access.reader(conn, &header).await?;
+        Ok(self.service.limit_ad_tracking())
+    }
+
+    #[zbus(signal)]
+    async fn limit_ad_tracking_changed(
+        emitter: &SignalEmitter<'_>,
+        enabled: bool,
+    ) -> zbus::Result<()>;
+
     #[zbus(signal)]
     async fn identity_status_changed(emitter: &SignalEmitter<'_>, status: &str)
         -> zbus::Result<()>;
@@ -325,8 +365,18 @@ pub async fn route_signals(
     let dbus = fdo::DBusProxy::new(&conn).await?;
     let mut gone = dbus.receive_name_owner_changed().await?;
     let mut changes = service.subscribe();
+    let mut policy = service.watch_limit_ad_tracking();
     loop {
         tokio::select! {
+            changed = policy.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                // Device-wide and not secret: broadcast.
+                let enabled = *policy.borrow_and_update();
+                let emitter = SignalEmitter::new(&conn, OBJECT_PATH)?;
+                Manager::limit_ad_tracking_changed(&emitter, enabled).await?;
+            },
             change = changes.recv() => match change {
                 Ok(StatusChange { scope, status }) => {
                     for name in access.connections_of(scope) {

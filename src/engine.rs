@@ -48,6 +48,9 @@ pub struct Policy {
     /// The same for an identity already expired at start-up: shorter, because apps get no
     /// token until it is refreshed.
     pub boot_spread_expired_ms: u64,
+    /// Shortest gap after a successful refresh before the next automatic one, should the
+    /// operator hand out an identity that is already due: never a tight loop.
+    pub min_refresh_interval_ms: u64,
 }
 
 impl Default for Policy {
@@ -57,6 +60,7 @@ impl Default for Policy {
             backoff_cap_ms: 30 * 60_000,
             boot_spread_ms: 10 * 60_000,
             boot_spread_expired_ms: 60_000,
+            min_refresh_interval_ms: 30_000,
         }
     }
 }
@@ -187,6 +191,9 @@ pub struct Scope {
     last_status: Status,
     /// The wake-up last requested, to emit changes only.
     wake: Option<UnixMillis>,
+    /// Device policy (limit ad tracking): no refresh is sent while set. Not persisted
+    /// here; the daemon owns the policy and applies it to every scope.
+    paused: bool,
 }
 
 impl Default for Scope {
@@ -212,7 +219,14 @@ impl Scope {
             boot_spread_pending: false,
             last_status,
             wake: None,
+            paused: false,
         }
+    }
+
+    /// The same scope under the device's limit-ad-tracking policy (`true`: send nothing).
+    pub fn with_paused(mut self, paused: bool) -> Self {
+        self.paused = paused;
+        self
     }
 
     pub fn persisted(&self) -> &Persisted {
@@ -306,7 +320,7 @@ impl Scope {
                 }
             }
             Event::RefreshRequested => {
-                if next.identity().is_some() && !next.in_flight {
+                if next.identity().is_some() && !next.in_flight && !next.paused {
                     next.in_flight = true;
                     actions.push(Action::Refresh {
                         generation: next.generation,
@@ -365,6 +379,11 @@ impl Scope {
                     },
                 };
                 self.replace(held);
+                if let Some(next) = self.identity() {
+                    if next.refresh_from.min(next.identity_expires) <= now.wall {
+                        self.retry_later(now, policy.min_refresh_interval_ms);
+                    }
+                }
             }
             RefreshOutcome::OptOut => self.replace(Held::Nothing(Status::OptOut)),
             RefreshOutcome::Rejected => {
@@ -470,7 +489,7 @@ impl Scope {
     }
 
     fn may_refresh_automatically(&self) -> bool {
-        self.persisted.auto_refresh && !self.persisted.rejected && !self.in_flight
+        self.persisted.auto_refresh && !self.persisted.rejected && !self.in_flight && !self.paused
     }
 }
 
@@ -956,6 +975,32 @@ mod tests {
         h.send(Event::Reset);
         assert!(!h.scope.dii_opted_out("h1"));
         assert_eq!(h.status(), Status::NoIdentity);
+    }
+
+    #[test]
+    fn an_identity_that_is_due_on_arrival_is_not_refreshed_in_a_loop() {
+        let mut h = Harness::new();
+        h.send(Event::Set(identity("a", T0, T0 + MIN, T0 + 60 * MIN)));
+        let times = h.run_until(T0 + 5 * MIN, |t| {
+            RefreshOutcome::Success(identity("b", t, t + MIN, t + 60 * MIN))
+        });
+        // One refresh per 30 s, not thousands.
+        assert_eq!(times.len(), 11, "{times:?}");
+    }
+
+    #[test]
+    fn paused_scope_sends_nothing_and_resumes_when_unpaused() {
+        let mut h = Harness::new();
+        let id = fresh("a", T0);
+        h.send(Event::Set(id.clone()));
+        h.scope = h.scope.clone().with_paused(true);
+        assert_eq!(refreshes(&h.at(id.refresh_from)), 0);
+        assert_eq!(refreshes(&h.send(Event::RefreshRequested)), 0);
+        // Expiry still happens on time.
+        h.at(id.identity_expires);
+        assert_eq!(h.status(), Status::Expired);
+        h.scope = h.scope.clone().with_paused(false);
+        assert_eq!(refreshes(&h.send(Event::Tick)), 1);
     }
 
     // ---- time: suspend, clock jumps, untrusted clock, start-up ----

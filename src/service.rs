@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, oneshot, Notify};
+use tokio::sync::{broadcast, oneshot, watch, Notify};
 use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
@@ -120,6 +120,17 @@ pub struct Service {
     unsaved: Mutex<HashSet<ScopeKey>>,
     unsaved_changed: Notify,
     storage_error: Mutex<Option<String>>,
+    /// Device policy "limit ad tracking": no token served, no refresh sent, for anyone.
+    limit_ad_tracking: watch::Sender<bool>,
+}
+
+/// The store's name for the device policy record (not a scope).
+const POLICY_RECORD: &str = "policy";
+
+#[derive(Serialize, Deserialize)]
+struct PolicyRecord {
+    version: u32,
+    limit_ad_tracking: bool,
 }
 
 /// The JSON inside a scope's sealed file.
@@ -228,6 +239,7 @@ impl Service {
             unsaved: Mutex::new(HashSet::new()),
             unsaved_changed: Notify::new(),
             storage_error: Mutex::new(None),
+            limit_ad_tracking: watch::Sender::new(false),
         })
     }
 
@@ -272,6 +284,19 @@ impl Service {
             report.set_aside.push(aside.scope.clone());
         }
         for (name, bytes) in loaded.scopes {
+            if name == POLICY_RECORD {
+                match serde_json::from_slice::<PolicyRecord>(&bytes) {
+                    Ok(policy) if policy.version == 1 => {
+                        self.limit_ad_tracking
+                            .send_replace(policy.limit_ad_tracking);
+                    }
+                    _ => error!(
+                        error_kind = "corrupt_state",
+                        "device policy record rejected; limit ad tracking is off"
+                    ),
+                }
+                continue;
+            }
             let Some(key) = ScopeKey::from_name(&name) else {
                 warn!(scope = %name, "ignoring a state file that names no scope");
                 continue;
@@ -312,6 +337,9 @@ impl Service {
     }
 
     pub fn advertising_token(&self, key: ScopeKey) -> String {
+        if self.limit_ad_tracking() {
+            return String::new();
+        }
         let now = self.clock.now();
         self.read(key, |s| {
             s.advertising_token(now).unwrap_or_default().to_owned()
@@ -331,6 +359,52 @@ impl Service {
 
     pub fn auto_refresh(&self, key: ScopeKey) -> bool {
         self.read(key, Scope::auto_refresh)
+    }
+
+    pub fn limit_ad_tracking(&self) -> bool {
+        *self.limit_ad_tracking.borrow()
+    }
+
+    /// Follows the limit-ad-tracking policy (for the D-Bus signal).
+    pub fn watch_limit_ad_tracking(&self) -> watch::Receiver<bool> {
+        self.limit_ad_tracking.subscribe()
+    }
+
+    /// Turns the device's limit-ad-tracking policy on or off, durably. While on, no
+    /// scope is served a token or refreshed; when turned off, due refreshes resume.
+    pub async fn set_limit_ad_tracking(self: &Arc<Self>, on: bool) -> Result<(), Error> {
+        let _change = self.change.lock().await;
+        if self.limit_ad_tracking() == on {
+            return Ok(());
+        }
+        let record = serde_json::to_vec(&PolicyRecord {
+            version: 1,
+            limit_ad_tracking: on,
+        })
+        .unwrap_or_default();
+        let store = self.store.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            if on {
+                store.save(POLICY_RECORD, &record)
+            } else {
+                store.remove(POLICY_RECORD)
+            }
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Storage(e.to_string())),
+            Err(_) => return Err(Error::Storage("the write was interrupted".into())),
+        }
+        self.limit_ad_tracking.send_replace(on);
+        info!(limit_ad_tracking = on, "device policy changed");
+        let keys: Vec<ScopeKey> = lock(&self.scopes).keys().copied().collect();
+        for key in keys {
+            let _ = self
+                .apply_locked(key, Event::Tick, Durability::Eventually)
+                .await;
+        }
+        Ok(())
     }
 
     /// Waits for the change in progress, if any (shutdown lets an in-flight write land).
@@ -388,6 +462,11 @@ impl Service {
 
     /// One refresh attempt now (or the one already under way); its resulting status.
     pub async fn refresh(self: &Arc<Self>, key: ScopeKey) -> Result<Status, Error> {
+        if self.limit_ad_tracking() {
+            return Err(Error::RefreshFailed(
+                "limit ad tracking is on: uid2d sends no refresh".into(),
+            ));
+        }
         let waiter = {
             let _change = self.change.lock().await;
             if self.read(key, |s| s.identity().is_none()) {
@@ -443,6 +522,11 @@ impl Service {
         let server_key = crypto::ServerPublicKey::parse(&public_key)
             .map_err(|e| Error::InvalidArgument(format!("public_key: {e}")))?;
 
+        if self.limit_ad_tracking() {
+            return Err(Error::GenerateFailed(
+                "limit ad tracking is on: uid2d sends no request".into(),
+            ));
+        }
         if self.read(key, |s| s.dii_opted_out(dii.hash())) {
             // The operator said opt-out for this person; do not ask again until reset.
             self.apply(
@@ -548,7 +632,9 @@ impl Service {
         durability: Durability,
     ) -> Result<(), Error> {
         let now = self.clock.now();
-        let current = self.read(key, Scope::clone);
+        let current = self
+            .read(key, Scope::clone)
+            .with_paused(self.limit_ad_tracking());
         let stepped = {
             let mut rng = lock(&self.rng);
             current.step(event, now, &self.policy, &mut *rng)

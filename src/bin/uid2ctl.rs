@@ -42,6 +42,9 @@ enum Command {
     Auto { state: Option<OnOff> },
     /// Print each status change until interrupted.
     Watch,
+    /// Device policy: turn "limit ad tracking" on or off (root or admin_group); print it
+    /// without an argument.
+    LimitAdTracking { state: Option<OnOff> },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -186,6 +189,15 @@ async fn run(args: Args) -> Result<(), CliError> {
         Command::Auto { state: Some(state) } => {
             manager
                 .set_automatic_refresh_enabled(matches!(state, OnOff::On))
+                .await?;
+        }
+        Command::LimitAdTracking { state: None } => {
+            let on = manager.get_limit_ad_tracking().await?;
+            say(if on { "on" } else { "off" });
+        }
+        Command::LimitAdTracking { state: Some(state) } => {
+            manager
+                .set_limit_ad_tracking(matches!(state, OnOff::On))
                 .await?;
         }
         Command::Watch => {

@@ -295,6 +295,12 @@ impl OperatorSim {
         self.shared.mint(Dii::from_raw(dii))
     }
 
+    /// Whether this sim ever issued `refresh_token`, spent or not (crash tests: a stored
+    /// identity must be one the operator really handed out, never a torn one).
+    pub fn issued(&self, refresh_token: &str) -> bool {
+        self.shared.issued(refresh_token)
+    }
+
     /// Whether `refresh_token` would be accepted by a refresh now (known, unspent, unexpired).
     pub fn is_refresh_token_live(&self, refresh_token: &str) -> bool {
         self.shared.is_live(refresh_token)

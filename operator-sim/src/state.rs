@@ -215,6 +215,11 @@ impl Shared {
     }
 
     /// Whether `refresh_token` would be accepted now.
+    /// Whether this sim ever issued `refresh_token` (spent or not).
+    pub(crate) fn issued(&self, refresh_token: &str) -> bool {
+        lock(&self.tokens).contains_key(refresh_token)
+    }
+
     pub(crate) fn is_live(&self, refresh_token: &str) -> bool {
         let now = self.now_ms();
         lock(&self.tokens)

@@ -153,7 +153,11 @@ impl Operator {
 
     /// An identity as a publisher's backend would hand it to the TV, as JSON text.
     pub fn identity(&self, email: &str) -> String {
-        self.sim.mint_identity(email).to_string()
+        let identity = self.sim.mint_identity(email).to_string();
+        for secret in secrets_of(&identity) {
+            remember_secret(secret);
+        }
+        identity
     }
 
     pub fn config_toml(&self) -> String {
@@ -286,6 +290,54 @@ impl Daemon {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Every token and key handed out in this test process: no daemon log may contain one.
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+pub fn remember_secret(secret: String) {
+    SECRETS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(secret);
+}
+
+/// The log check every daemon gets when it goes away: no known secret, no long Base64
+/// run (a token or key the test never saw, e.g. a refreshed one), no email or phone.
+pub fn check_log_for_secrets(log: &str) {
+    let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_no_secrets("the daemon's log", log.as_bytes(), &secrets);
+    // Tokens and keys are runs of one Base64 alphabet, standard or URL-safe.
+    for alphabet in ["+/=", "-_"] {
+        let mut run = 0;
+        for c in log.chars() {
+            if c.is_ascii_alphanumeric() || alphabet.contains(c) {
+                run += 1;
+                assert!(
+                    run < 40,
+                    "the daemon's log holds a token-like string:\n{log}"
+                );
+            } else {
+                run = 0;
+            }
+        }
+    }
+    assert!(
+        !log.contains("@example.com"),
+        "the daemon's log holds an email"
+    );
+    let digits = log
+        .split(|c: char| !(c.is_ascii_digit() || c == '+'))
+        .any(|w| w.starts_with('+') && w.len() > 10);
+    assert!(!digits, "the daemon's log holds a phone number");
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            check_log_for_secrets(&self.log_text());
+        }
     }
 }
 

@@ -15,9 +15,10 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use sd_notify::NotifyState;
 use tokio::io::unix::AsyncFd;
 use tracing::{error, info, warn};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{filter::LevelFilter, reload};
 use zbus::connection;
 
 use crate::clock::{Clock, SystemClock};
@@ -79,20 +80,25 @@ pub enum DaemonError {
 
 /// Changes the log level at run time (SIGHUP).
 #[derive(Debug, Clone)]
-pub struct LogControl(reload::Handle<LevelFilter, tracing_subscriber::Registry>);
+pub struct LogControl(reload::Handle<Targets, tracing_subscriber::Registry>);
 
 impl LogControl {
     pub fn set_level(&self, level: LogLevel) {
-        let _ = self
-            .0
-            .modify(|filter| *filter = LevelFilter::from_level(level.as_tracing()));
+        let _ = self.0.modify(|filter| *filter = log_filter(level));
     }
+}
+
+/// `log_level` applies to uid2d's own events; libraries (zbus, hyper…) only say warnings.
+fn log_filter(level: LogLevel) -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::WARN.min(LevelFilter::from_level(level.as_tracing())))
+        .with_target("uid2d", level.as_tracing())
 }
 
 /// Logs to journald with structured fields when systemd connected our output to the
 /// journal, to stderr otherwise.
 pub fn init_logging(level: LogLevel) -> LogControl {
-    let (filter, handle) = reload::Layer::new(LevelFilter::from_level(level.as_tracing()));
+    let (filter, handle) = reload::Layer::new(log_filter(level));
     let journald = std::env::var_os("JOURNAL_STREAM")
         .is_some()
         .then(|| tracing_journald::layer().ok())

@@ -194,6 +194,20 @@ fn decode(bytes: &[u8]) -> Result<Persisted, String> {
     })
 }
 
+/// A wall-clock instant for logs: an HTTP date, or `none`.
+struct WallTime(Option<UnixMillis>);
+
+impl std::fmt::Display for WallTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.and_then(|ms| u64::try_from(ms).ok()) {
+            Some(ms) => f.write_str(&httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + Duration::from_millis(ms),
+            )),
+            None => f.write_str("none"),
+        }
+    }
+}
+
 /// How a change must treat a failed write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
@@ -666,7 +680,7 @@ impl Service {
                     tokio::spawn(service.run_refresh(key, generation));
                 }
                 Action::Wake(at) => {
-                    debug!(scope = %key, next_refresh = ?at, "next wake-up");
+                    debug!(scope = %key, next_wake = %WallTime(at), "next wake-up");
                     self.timers_changed.notify_one();
                 }
                 Action::StatusChanged(status) => {

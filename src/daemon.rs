@@ -287,22 +287,25 @@ fn summary(service: &Service) -> String {
     line
 }
 
-/// Keeps systemd's STATUS= current.
+/// Keeps systemd's STATUS= current: status changes, storage trouble and its recovery.
 async fn report_status(service: Arc<Service>) {
     let mut changes = service.subscribe();
+    let mut storage = service.watch_storage();
     loop {
-        match changes.recv().await {
-            Ok(change) => notify(&[NotifyState::Status(&format!(
-                "{}; {} is now {}",
-                summary(&service),
-                change.scope,
-                change.status
-            ))]),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                notify(&[NotifyState::Status(&summary(&service))]);
+        let line = tokio::select! {
+            change = changes.recv() => match change {
+                Ok(change) => format!("{}; {} is now {}", summary(&service), change.scope, change.status),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => summary(&service),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            changed = storage.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                summary(&service)
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        }
+        };
+        notify(&[NotifyState::Status(&line)]);
     }
 }
 

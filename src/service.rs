@@ -119,7 +119,8 @@ pub struct Service {
     /// Scopes whose latest state could not be written; retried until it is.
     unsaved: Mutex<HashSet<ScopeKey>>,
     unsaved_changed: Notify,
-    storage_error: Mutex<Option<String>>,
+    /// The last storage problem, until every scope is saved again.
+    storage_error: watch::Sender<Option<String>>,
     /// Device policy "limit ad tracking": no token served, no refresh sent, for anyone.
     limit_ad_tracking: watch::Sender<bool>,
 }
@@ -252,7 +253,7 @@ impl Service {
             waiters: Mutex::new(HashMap::new()),
             unsaved: Mutex::new(HashSet::new()),
             unsaved_changed: Notify::new(),
-            storage_error: Mutex::new(None),
+            storage_error: watch::Sender::new(None),
             limit_ad_tracking: watch::Sender::new(false),
         })
     }
@@ -332,10 +333,10 @@ impl Service {
             let _ = self.apply(key, Event::Loaded, Durability::Eventually).await;
         }
         if !report.set_aside.is_empty() {
-            *lock(&self.storage_error) = Some(format!(
+            self.storage_error.send_replace(Some(format!(
                 "{} state file(s) were corrupt and set aside",
                 report.set_aside.len()
-            ));
+            )));
         }
         Ok(report)
     }
@@ -438,7 +439,12 @@ impl Service {
 
     /// The last storage problem, for STATUS= and logs.
     pub fn storage_error(&self) -> Option<String> {
-        lock(&self.storage_error).clone()
+        self.storage_error.borrow().clone()
+    }
+
+    /// Follows storage problems and their recovery (STATUS=, tests).
+    pub fn watch_storage(&self) -> watch::Receiver<Option<String>> {
+        self.storage_error.subscribe()
     }
 
     // ---- changes ----
@@ -712,14 +718,14 @@ impl Service {
             Err(_) => "the write was interrupted".to_owned(),
         };
         error!(scope = %key, error_kind = "storage", "cannot save the scope: {message}");
-        *lock(&self.storage_error) = Some(message.clone());
+        self.storage_error.send_replace(Some(message.clone()));
         Err(message)
     }
 
     fn saved(&self, key: ScopeKey) {
         let mut unsaved = lock(&self.unsaved);
         if unsaved.remove(&key) && unsaved.is_empty() {
-            *lock(&self.storage_error) = None;
+            self.storage_error.send_replace(None);
             info!("storage recovered; every scope is saved");
         }
     }

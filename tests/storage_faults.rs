@@ -1,0 +1,118 @@
+//! Storage failures while running (ENOSPC, EROFS, EIO): the daemon's service stays up,
+//! keeps serving from memory, reports the error, retries, and recovers. In-process, with
+//! the store's fault-injection seam (a full tmpfs needs mount privileges).
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use nix::errno::Errno;
+use uid2d::service::{Error, ScopeKey, Service};
+use uid2d::store::{Fault, Store, WriteStep};
+
+struct Rig {
+    operator: Operator,
+    state: tempfile::TempDir,
+    store: Arc<Store>,
+    service: Arc<Service>,
+}
+
+async fn rig() -> Rig {
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(state.path(), None).unwrap());
+    let config =
+        uid2d::config::Config::parse(&operator.config_toml(), std::path::Path::new("t.toml"))
+            .unwrap();
+    let client =
+        uid2d::operator::Operator::new(config.base_url.clone(), config.ca_file.as_deref()).unwrap();
+    let service = Service::new(
+        config,
+        client,
+        store.clone(),
+        Arc::new(uid2d::clock::SystemClock::new(false)),
+        uid2d::engine::Policy::default(),
+    );
+    service.load().await.unwrap();
+    let retry = service.clone();
+    tokio::spawn(async move { retry.retry_unsaved().await });
+    Rig {
+        operator,
+        state,
+        store,
+        service,
+    }
+}
+
+const ME: ScopeKey = ScopeKey::Uid(1000);
+
+#[tokio::test]
+async fn set_identity_reports_storage_errors_and_keeps_the_old_one() {
+    let rig = rig().await;
+    rig.service
+        .set_identity(ME, &rig.operator.identity("old@example.com"))
+        .await
+        .unwrap();
+    let old = rig.service.identity_json(ME);
+    for (step, errno) in [
+        (WriteStep::Create, Errno::ENOSPC),
+        (WriteStep::Write, Errno::ENOSPC),
+        (WriteStep::Fsync, Errno::EIO),
+        (WriteStep::Rename, Errno::EROFS),
+    ] {
+        rig.store.inject_fault(Fault::Fail(step, errno));
+        let error = rig
+            .service
+            .set_identity(ME, &rig.operator.identity("new@example.com"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Storage(_)), "{step:?}: {error:?}");
+        assert_eq!(rig.service.identity_json(ME), old, "{step:?}");
+    }
+    // And on disk too.
+    let loaded = Store::open(rig.state.path(), None)
+        .unwrap()
+        .load_all()
+        .unwrap();
+    assert_eq!(loaded.scopes.len(), 1);
+}
+
+#[tokio::test]
+async fn refreshed_identity_is_served_from_memory_and_saved_when_space_returns() {
+    let rig = rig().await;
+    rig.service
+        .set_identity(ME, &rig.operator.identity("me@example.com"))
+        .await
+        .unwrap();
+    let before = rig.service.advertising_token(ME);
+    let mut storage = rig.service.watch_storage();
+
+    // The disk is full when the refresh answer comes back: the operator has already
+    // rotated the refresh token, so losing the answer would lose the identity.
+    rig.store
+        .inject_fault(Fault::Fail(WriteStep::Write, Errno::ENOSPC));
+    assert_eq!(rig.service.refresh(ME).await.unwrap().as_str(), "refreshed");
+    let after = rig.service.advertising_token(ME);
+    assert_ne!(after, before);
+    let error = within("the storage error", storage.wait_for(Option::is_some))
+        .await
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert!(error.contains("No space left"), "{error}");
+
+    // The retry lands (the fault was one write); the error clears.
+    within("storage recovery", storage.wait_for(Option::is_none))
+        .await
+        .unwrap();
+    let loaded = Store::open(rig.state.path(), None)
+        .unwrap()
+        .load_all()
+        .unwrap();
+    let (_, record) = &loaded.scopes[0];
+    let record: serde_json::Value = serde_json::from_slice(record).unwrap();
+    assert_eq!(record["identity"]["advertising_token"], after.as_str());
+}

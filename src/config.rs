@@ -114,6 +114,7 @@ struct File {
     admin_group: Option<String>,
     log_level: Option<LogLevel>,
     rtc: Option<bool>,
+    request_timeout: Option<u64>,
     generate: Option<GenerateConfig>,
 }
 
@@ -131,6 +132,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// The device keeps time across power cuts (battery RTC): trust the clock at boot.
     pub rtc: bool,
+    /// Longest wait for one operator request, in seconds (connect included).
+    pub request_timeout: std::time::Duration,
     pub generate: GenerateConfig,
 }
 
@@ -208,6 +211,13 @@ impl Config {
                     .into(),
             ));
         }
+        let request_timeout = file.request_timeout.unwrap_or(30);
+        if !(1..=300).contains(&request_timeout) {
+            return Err((
+                "request_timeout",
+                "must be between 1 and 300 seconds".into(),
+            ));
+        }
         let generate = file.generate.unwrap_or_default();
         if let Some(app_name) = &generate.app_name {
             if app_name.is_empty() {
@@ -223,6 +233,7 @@ impl Config {
             admin_group: file.admin_group,
             log_level: file.log_level.unwrap_or_default(),
             rtc: file.rtc.unwrap_or(false),
+            request_timeout: std::time::Duration::from_secs(request_timeout),
             generate,
         })
     }
@@ -283,6 +294,7 @@ mod tests {
             admin_group = "tvsettings"
             log_level = "debug"
             rtc = true
+            request_timeout = 5
             [generate]
             subscription_id = "sub"
             public_key = "UID2-X-L-key"
@@ -301,6 +313,7 @@ mod tests {
         assert_eq!(config.admin_group.as_deref(), Some("tvsettings"));
         assert_eq!(config.log_level, LogLevel::Debug);
         assert!(config.rtc);
+        assert_eq!(config.request_timeout.as_secs(), 5);
         assert_eq!(config.generate.app_name.as_deref(), Some("com.example.tv"));
     }
 
@@ -339,6 +352,8 @@ mod tests {
             ("scope = \"device\"", "device_group"),
             ("[generate]\napp_name = \"\"", "generate.app_name"),
             ("admin_group = \"\"", "admin_group"),
+            ("request_timeout = 0", "request_timeout"),
+            ("request_timeout = \"30s\"", "request_timeout"),
         ];
         for (text, key) in cases {
             let message = parse(text).unwrap_err().to_string();

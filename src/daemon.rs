@@ -150,7 +150,11 @@ pub async fn run(
         key = ?store.key_origin(),
         "store opened"
     );
-    let operator = Operator::new(config.base_url.clone(), config.ca_file.as_deref())?;
+    let operator = Operator::new(
+        config.base_url.clone(),
+        config.ca_file.as_deref(),
+        config.request_timeout,
+    )?;
     let admin_gid = config
         .admin_group
         .as_deref()
@@ -253,7 +257,11 @@ fn reload(options: &Options, service: &Arc<Service>, log: Option<&LogControl>) {
     if config.scope != running.scope || config.device_group != running.device_group {
         warn!("scope and device_group changes take effect at the next restart");
     }
-    let operator = match Operator::new(config.base_url.clone(), config.ca_file.as_deref()) {
+    let operator = match Operator::new(
+        config.base_url.clone(),
+        config.ca_file.as_deref(),
+        config.request_timeout,
+    ) {
         Ok(operator) => operator,
         Err(e) => {
             error!(

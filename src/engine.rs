@@ -852,6 +852,64 @@ mod tests {
     }
 
     #[test]
+    fn permanent_failure_sends_a_bounded_number_of_requests() {
+        // Real (seeded) jitter, the operator answering 500 for a whole day.
+        let mut h = Harness::new();
+        let day = 24 * 60 * MIN;
+        let id = identity("a", T0, T0 + 2 * day, T0 + 4 * day);
+        h.send(Event::Set(id));
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut times = Vec::new();
+        let mut pending = vec![1];
+        while let Some(generation) = pending.pop() {
+            times.push(h.now.wall);
+            let (scope, _) = h
+                .scope
+                .step(
+                    Event::RefreshDone {
+                        generation,
+                        outcome: RefreshOutcome::Failed {
+                            retry_after_ms: None,
+                        },
+                    },
+                    h.now,
+                    &h.policy,
+                    &mut rng,
+                )
+                .expect("ok");
+            h.scope = scope;
+            match h.scope.wake() {
+                Some(t) if t <= T0 + day => {
+                    h.now.wall = t;
+                    let (scope, actions) = h
+                        .scope
+                        .step(Event::Tick, h.now, &h.policy, &mut rng)
+                        .expect("ok");
+                    h.scope = scope;
+                    pending.extend(h.refreshes_in(&actions));
+                }
+                _ => break,
+            }
+        }
+        let after_first_hour = times.iter().filter(|t| **t >= T0 + 60 * MIN).count();
+        let per_hour = after_first_hour as f64 / 23.0;
+        eprintln!(
+            "{} requests in 24 h, {per_hour:.1} per hour after the first",
+            times.len()
+        );
+        // Mean gap at the cap is 15 min: about 4 an hour (the Android SDK sends 60).
+        assert!(
+            (2.0..=6.0).contains(&per_hour),
+            "{per_hour} requests per hour"
+        );
+        assert!(
+            times.len() < 24 * 6 + 20,
+            "{} requests in a day",
+            times.len()
+        );
+    }
+
+    #[test]
     fn jitter_spreads_within_the_window() {
         for fraction in [0.0, 0.3, 0.99] {
             let mut h = Harness::new();

@@ -20,9 +20,6 @@ pub const CLIENT_VERSION: &str = concat!("linux-", env!("CARGO_PKG_VERSION"));
 /// Operator responses are a few hundred bytes; anything much larger is not one.
 const MAX_BODY: usize = 64 * 1024;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
     #[error("cannot read ca_file {path}: {source}")]
@@ -74,10 +71,14 @@ pub struct Operator {
 
 impl Operator {
     /// `base` must already be validated (https, or http to loopback: see config).
-    pub fn new(base: Url, ca_file: Option<&Path>) -> Result<Self, OperatorError> {
+    pub fn new(
+        base: Url,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, OperatorError> {
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
             .https_only(!crate::config::is_loopback(&base))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(CLIENT_VERSION);

@@ -310,3 +310,33 @@ async fn bad_config_is_a_clear_start_up_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("enviroment"), "{stderr}");
 }
+
+#[tokio::test]
+async fn slow_operator_times_out_and_the_identity_is_kept() {
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let bus = Bus::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(DaemonSpec {
+        bus: &bus,
+        config: format!("{}request_timeout = 1\n", operator.config_toml()),
+        state_dir: state.path().join("state"),
+        env: Vec::new(),
+    })
+    .await;
+    let conn = bus.connect().await;
+    let manager = manager(&conn).await;
+    manager
+        .set_identity(&operator.identity("user@example.com"))
+        .await
+        .unwrap();
+    let token = manager.get_advertising_token().await.unwrap();
+    operator.sim.set_fault(
+        Endpoint::Refresh,
+        Fault::Delay(std::time::Duration::from_secs(30)),
+    );
+    let error = manager.refresh_identity().await.unwrap_err();
+    assert_eq!(error_name(&error), "RefreshFailed");
+    assert!(error.to_string().contains("timed out"), "{error}");
+    assert_eq!(manager.get_advertising_token().await.unwrap(), token);
+    assert_eq!(manager.get_identity_status().await.unwrap(), "established");
+}

@@ -278,8 +278,12 @@ async fn untrusted_clock_refuses_to_generate_and_says_why() {
         std::path::Path::new("test.toml"),
     )
     .unwrap();
-    let client =
-        uid2d::operator::Operator::new(config.base_url.clone(), config.ca_file.as_deref()).unwrap();
+    let client = uid2d::operator::Operator::new(
+        config.base_url.clone(),
+        config.ca_file.as_deref(),
+        config.request_timeout,
+    )
+    .unwrap();
     let service = uid2d::service::Service::new(
         config,
         client,

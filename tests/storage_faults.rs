@@ -27,8 +27,12 @@ async fn rig() -> Rig {
     let config =
         uid2d::config::Config::parse(&operator.config_toml(), std::path::Path::new("t.toml"))
             .unwrap();
-    let client =
-        uid2d::operator::Operator::new(config.base_url.clone(), config.ca_file.as_deref()).unwrap();
+    let client = uid2d::operator::Operator::new(
+        config.base_url.clone(),
+        config.ca_file.as_deref(),
+        config.request_timeout,
+    )
+    .unwrap();
     let service = Service::new(
         config,
         client,

@@ -392,10 +392,21 @@ impl Scope {
             }
             RefreshOutcome::Failed { retry_after_ms } => {
                 self.failures = self.failures.saturating_add(1);
-                // Full jitter: uniform in [0, min(cap, base·2^(n-1))].
+                // Full jitter: uniform in [0, min(cap, base·2^(n-1))]. The base grows with
+                // the time the token stays valid (an eighth of it): an identity good for
+                // hours has no hurry, and a fleet retrying against a struggling operator
+                // sends a quarter of the requests (examples/fleet.rs); one about to expire
+                // retries within seconds.
                 let exponent = (self.failures - 1).min(32);
+                let remaining = match (self.identity(), now.trusted) {
+                    (Some(identity), true) => {
+                        u64::try_from(identity.identity_expires - now.wall).unwrap_or(0)
+                    }
+                    _ => 0,
+                };
                 let window = policy
                     .backoff_base_ms
+                    .max(remaining / 8)
                     .saturating_mul(1u64 << exponent)
                     .min(policy.backoff_cap_ms);
                 let delay = entropy
@@ -449,7 +460,12 @@ impl Scope {
                     self.boot_spread_pending = false;
                     if overdue && self.retry_at.is_none() {
                         let remaining = u64::try_from(identity_expires - now.wall).unwrap_or(0);
-                        let bound = if remaining == 0 || !now.trusted {
+                        // An untrusted clock cannot tell how much validity is left, and
+                        // the token is served anyway: spread over the whole window, or a
+                        // region whose TVs boot with a stale saved clock would herd.
+                        let bound = if !now.trusted {
+                            policy.boot_spread_ms
+                        } else if remaining == 0 {
                             policy.boot_spread_expired_ms
                         } else {
                             policy.boot_spread_ms.min(remaining)
@@ -469,12 +485,15 @@ impl Scope {
                     wake = Some(due);
                 }
             }
-            // Expiry instants are wake-ups even when refresh is off or the clock is not
-            // trusted yet: the status must change on time.
-            if self.status(now) != Status::Expired {
+            // Expiry instants are wake-ups even when refresh is off: the status must change
+            // on time. Past ones are not (an untrusted clock does not apply them; a wake-up
+            // in the past would spin).
+            if self.status(now) != Status::Expired && identity_expires > now.wall {
                 wake = earliest(wake, identity_expires);
             }
-            wake = earliest(wake, refresh_expires);
+            if refresh_expires > now.wall {
+                wake = earliest(wake, refresh_expires);
+            }
         }
 
         let status = self.status(now);
@@ -559,6 +578,14 @@ mod tests {
                 .step(event, self.now, &self.policy, &mut self.entropy)
                 .expect("event accepted");
             self.scope = scope;
+            // A wake-up at or before now would make the daemon's timer spin.
+            if let Some(wake) = self.scope.wake() {
+                assert!(
+                    wake > self.now.wall,
+                    "wake-up {wake} not after now {}",
+                    self.now.wall
+                );
+            }
             self.log.extend(actions.clone());
             actions
         }
@@ -820,7 +847,8 @@ mod tests {
     fn failures_back_off_with_full_jitter_capped_and_honour_retry_after() {
         let mut h = Harness::new();
         h.entropy = Fixed(1.0); // the top of each window
-        let id = identity("a", T0, T0 + 48 * 60 * MIN, T0 + 96 * 60 * MIN);
+                                // Already expired: the base window is the policy's 10 s.
+        let id = identity("a", T0 - 2 * MIN, T0 - MIN, T0 + 96 * 60 * MIN);
         h.send(Event::Set(id.clone()));
         let times = h.run_until(T0 + 24 * 60 * MIN, |_| RefreshOutcome::Failed {
             retry_after_ms: None,
@@ -910,12 +938,41 @@ mod tests {
     }
 
     #[test]
+    fn backoff_base_grows_with_the_validity_left() {
+        for (valid_for, first_window) in
+            [(0, 10_000), (40 * MIN, 5 * MIN), (8 * 60 * MIN, 30 * MIN)]
+        {
+            let mut h = Harness::new();
+            h.entropy = Fixed(1.0);
+            h.send(Event::Set(identity(
+                "a",
+                T0 - MIN,
+                T0 + valid_for,
+                T0 + 96 * 60 * MIN,
+            )));
+            h.send(Event::RefreshDone {
+                generation: 1,
+                outcome: RefreshOutcome::Failed {
+                    retry_after_ms: None,
+                },
+            });
+            let wake = h.scope.wake().expect("retry");
+            let expected = if valid_for == 0 {
+                T0 + first_window
+            } else {
+                (T0 + first_window).min(T0 + valid_for)
+            };
+            assert_eq!(wake, expected, "valid for {valid_for} ms");
+        }
+    }
+
+    #[test]
     fn jitter_spreads_within_the_window() {
         for fraction in [0.0, 0.3, 0.99] {
             let mut h = Harness::new();
             h.entropy = Fixed(fraction);
-            h.send(Event::Set(fresh("a", T0 - 60 * MIN)));
-            // Due at once (refresh_from == now).
+            // Due at once, valid one more minute: the 10 s base window applies.
+            h.send(Event::Set(identity("a", T0, T0 + MIN, T0 + 60 * MIN)));
             h.send(Event::RefreshDone {
                 generation: 1,
                 outcome: RefreshOutcome::Failed {
@@ -1150,6 +1207,24 @@ mod tests {
         assert_eq!(refreshes(&h.send(Event::Tick)), 0);
         let wake = h.scope.wake().expect("spread refresh");
         assert!(wake > h.now.wall && wake <= h.now.wall + h.policy.boot_spread_ms as i64);
+    }
+
+    #[test]
+    fn untrusted_stale_clock_that_looks_overdue_spreads_over_the_whole_window() {
+        // Booted with a saved clock, not yet synchronised, already past refresh_from: the
+        // whole region is in the same state, so the full spread applies.
+        let id = fresh("a", T0);
+        let mut h = Harness::new();
+        h.entropy = Fixed(1.0);
+        h.scope = Scope::from_persisted(held(&id, Status::Refreshed));
+        h.now = Now {
+            wall: id.identity_expires + MIN,
+            trusted: false,
+        };
+        assert_eq!(refreshes(&h.send(Event::Loaded)), 0);
+        assert_eq!(h.status(), Status::Refreshed);
+        let wake = h.scope.wake().expect("spread refresh");
+        assert_eq!(wake - h.now.wall, h.policy.boot_spread_ms as i64);
     }
 
     #[test]

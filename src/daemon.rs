@@ -445,3 +445,35 @@ async fn run_timers(service: Arc<Service>, clock: Arc<dyn Clock>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::wall_now;
+
+    #[tokio::test]
+    async fn wall_timer_fires_at_an_absolute_wall_clock_instant() {
+        let timer = WallTimer::new().unwrap();
+        timer.arm(Some(wall_now() + 20)).unwrap();
+        assert_eq!(timer.wait().await.unwrap(), Wake::Deadline);
+        // A deadline already past (the device slept through it) fires at once.
+        timer.arm(Some(wall_now() - 60_000)).unwrap();
+        assert_eq!(timer.wait().await.unwrap(), Wake::Deadline);
+        // Far ahead (nothing due) is accepted, also where time_t is 32-bit.
+        timer.arm(None).unwrap();
+        timer.arm(Some(i64::MAX)).unwrap();
+        timer.arm(Some(-5)).unwrap();
+        assert_eq!(timer.wait().await.unwrap(), Wake::Deadline);
+    }
+
+    #[test]
+    fn bus_argument_parses() {
+        assert_eq!("system".parse::<Bus>(), Ok(Bus::System));
+        assert_eq!("session".parse::<Bus>(), Ok(Bus::Session));
+        assert_eq!(
+            "unix:path=/run/x".parse::<Bus>(),
+            Ok(Bus::Address("unix:path=/run/x".into()))
+        );
+        assert!("nonsense".parse::<Bus>().is_err());
+    }
+}

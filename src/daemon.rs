@@ -241,41 +241,47 @@ fn resolve_group(name: &str) -> Result<u32, DaemonError> {
     }
 }
 
-/// SIGHUP: re-read the config; keep the running one if the new one is bad.
+/// SIGHUP: re-read the config; keep the running one if the new one is bad. Tells systemd
+/// with RELOADING=1 … READY=1, and the outcome in STATUS=.
 fn reload(options: &Options, service: &Arc<Service>, log: Option<&LogControl>) {
-    let config = match Config::load(&options.config_path) {
-        Ok(config) => config,
+    notify(&[NotifyState::Reloading]);
+    let outcome = load_for_reload(options, service).map(|(config, operator)| {
+        if let Some(log) = log {
+            log.set_level(config.log_level);
+        }
+        info!(operator = %config.base_url, "configuration reloaded");
+        service.reload(config, operator);
+    });
+    let status = match outcome {
+        Ok(()) => format!("Configuration reloaded; {}", summary(service)),
         Err(e) => {
             error!(
                 error_kind = "config",
                 "reload refused, keeping the running config: {e}"
             );
-            return;
+            format!("Configuration reload refused ({e}); {}", summary(service))
         }
     };
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+}
+
+fn load_for_reload(
+    options: &Options,
+    service: &Service,
+) -> Result<(Config, Operator), DaemonError> {
+    let config = Config::load(&options.config_path)?;
     let running = service.config();
-    if config.scope != running.scope || config.device_group != running.device_group {
-        warn!("scope and device_group changes take effect at the next restart");
+    if (&config.scope, &config.device_group, &config.admin_group)
+        != (&running.scope, &running.device_group, &running.admin_group)
+    {
+        warn!("scope, device_group and admin_group changes take effect at the next restart");
     }
-    let operator = match Operator::new(
+    let operator = Operator::new(
         config.base_url.clone(),
         config.ca_file.as_deref(),
         config.request_timeout,
-    ) {
-        Ok(operator) => operator,
-        Err(e) => {
-            error!(
-                error_kind = "config",
-                "reload refused, keeping the running config: {e}"
-            );
-            return;
-        }
-    };
-    if let Some(log) = log {
-        log.set_level(config.log_level);
-    }
-    info!(operator = %config.base_url, "configuration reloaded");
-    service.reload(config, operator);
+    )?;
+    Ok((config, operator))
 }
 
 fn summary(service: &Service) -> String {

@@ -340,3 +340,40 @@ async fn slow_operator_times_out_and_the_identity_is_kept() {
     assert_eq!(manager.get_advertising_token().await.unwrap(), token);
     assert_eq!(manager.get_identity_status().await.unwrap(), "established");
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
+    let rig = quiet_rig().await;
+    let mut daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    manager
+        .set_identity(&rig.operator.identity("user@example.com"))
+        .await
+        .unwrap();
+    let hup = |daemon: &Daemon| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.pid()),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
+
+    std::fs::write(&daemon.config, "enviroment = \"production\"\n").unwrap();
+    daemon.messages.clear();
+    hup(&daemon);
+    let status = daemon.wait_for_notify("reload refused").await;
+    assert!(status.contains("enviroment"), "{status}");
+    assert!(daemon.messages.iter().any(|m| m.contains("RELOADING=1")));
+    assert!(!manager.get_advertising_token().await.unwrap().is_empty());
+
+    // A new operator: the next refresh goes there.
+    let other = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    std::fs::write(&daemon.config, other.config_toml()).unwrap();
+    daemon.messages.clear();
+    hup(&daemon);
+    daemon.wait_for_notify("Configuration reloaded").await;
+    let _ = manager.refresh_identity().await;
+    assert_eq!(other.sim.requests(Endpoint::Refresh), 1);
+    assert_eq!(rig.operator.sim.requests(Endpoint::Refresh), 0);
+}

@@ -549,16 +549,8 @@ impl Service {
         }
         if self.read(key, |s| s.dii_opted_out(dii.hash())) {
             // The operator said opt-out for this person; do not ask again until reset.
-            self.apply(
-                key,
-                Event::GenerateOptOut {
-                    dii_hash: dii.hash().to_owned(),
-                },
-                Durability::BeforeReply,
-            )
-            .await?;
             info!(scope = %key, "generate skipped: this DII opted out before");
-            return Ok(Status::OptOut);
+            return self.opt_out(key, &dii).await;
         }
         let now = self.clock.now();
         if !now.trusted {
@@ -592,22 +584,23 @@ impl Service {
                 Ok(self.status(key))
             }
             Ok(Generated::OptOut) => {
-                self.apply(
-                    key,
-                    Event::GenerateOptOut {
-                        dii_hash: dii.hash().to_owned(),
-                    },
-                    Durability::BeforeReply,
-                )
-                .await?;
                 info!(scope = %key, "generate answered opt-out");
-                Ok(Status::OptOut)
+                self.opt_out(key, &dii).await
             }
             Err(failure) => {
                 warn!(scope = %key, error_kind = "generate_failed", "generate failed: {failure}");
                 Err(Error::GenerateFailed(failure.to_string()))
             }
         }
+    }
+
+    /// Records a generate opt-out for `dii` (the identity is dropped, the DII remembered).
+    async fn opt_out(self: &Arc<Self>, key: ScopeKey, dii: &Dii) -> Result<Status, Error> {
+        let event = Event::GenerateOptOut {
+            dii_hash: dii.hash().to_owned(),
+        };
+        self.apply(key, event, Durability::BeforeReply).await?;
+        Ok(Status::OptOut)
     }
 
     /// Re-evaluates the scopes whose wake-up is due (or all of them after a clock jump or

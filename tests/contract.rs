@@ -65,13 +65,7 @@ async fn live_introspection_matches_the_documented_interface() {
     let bus = Bus::start().await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(DaemonSpec {
-        bus: &bus,
-        config: operator.config_toml(),
-        state_dir: state.path().join("state"),
-        env: Vec::new(),
-    })
-    .await;
+    let _daemon = Daemon::start(operator.spec(&bus, state.path(), "")).await;
     let conn = bus.connect().await;
     let live = zbus::fdo::IntrospectableProxy::builder(&conn)
         .destination("com.uid2.Manager")
@@ -124,29 +118,21 @@ async fn system_bus() -> Bus {
 }
 
 fn nobody(args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new("setpriv");
-    command
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args(args);
+    let mut command = as_nobody(&[]);
+    command.args(args);
     command
 }
 
 #[tokio::test]
 async fn shipped_policy_allows_the_interface_and_denies_the_rest() {
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         eprintln!("skipped: needs root to run clients as another user");
         return;
     }
     let bus = system_bus().await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(DaemonSpec {
-        bus: &bus,
-        config: operator.config_toml(),
-        state_dir: state.path().join("state"),
-        env: Vec::new(),
-    })
-    .await;
+    let _daemon = Daemon::start(operator.spec(&bus, state.path(), "")).await;
     let address = bus.address.as_str();
 
     // Allowed: the interface's methods and property reads, as another user.

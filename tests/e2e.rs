@@ -25,13 +25,7 @@ impl Rig {
     }
 
     async fn daemon(&self) -> Daemon {
-        Daemon::start(DaemonSpec {
-            bus: &self.bus,
-            config: self.operator.config_toml(),
-            state_dir: self.state.path().join("state"),
-            env: Vec::new(),
-        })
-        .await
+        Daemon::start(self.operator.spec(&self.bus, self.state.path(), "")).await
     }
 }
 
@@ -316,13 +310,7 @@ async fn slow_operator_times_out_and_the_identity_is_kept() {
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let bus = Bus::start().await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(DaemonSpec {
-        bus: &bus,
-        config: format!("{}request_timeout = 1\n", operator.config_toml()),
-        state_dir: state.path().join("state"),
-        env: Vec::new(),
-    })
-    .await;
+    let _daemon = Daemon::start(operator.spec(&bus, state.path(), "request_timeout = 1\n")).await;
     let conn = bus.connect().await;
     let manager = manager(&conn).await;
     manager

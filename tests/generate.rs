@@ -267,30 +267,13 @@ async fn untrusted_clock_refuses_to_generate_and_says_why() {
     // without root, so this tests the seam the daemon uses.
     let operator = Operator::start(SimConfig::default()).await;
     let state = tempfile::tempdir().unwrap();
-    let store = uid2d::store::Store::open(state.path(), None).unwrap();
-    let config = uid2d::config::Config::parse(
-        &format!(
-            "{}[generate]\nsubscription_id = \"{}\"\npublic_key = \"{}\"\napp_name = \"a\"\n",
-            operator.config_toml(),
-            operator.sim.subscription_id(),
-            operator.sim.public_key()
-        ),
-        std::path::Path::new("test.toml"),
-    )
-    .unwrap();
-    let client = uid2d::operator::Operator::new(
-        config.base_url.clone(),
-        config.ca_file.as_deref(),
-        config.request_timeout,
-    )
-    .unwrap();
-    let service = uid2d::service::Service::new(
-        config,
-        client,
-        Arc::new(store),
-        Arc::new(BootClock),
-        uid2d::engine::Policy::default(),
+    let store = Arc::new(uid2d::store::Store::open(state.path(), None).unwrap());
+    let generate = format!(
+        "[generate]\nsubscription_id = \"{}\"\npublic_key = \"{}\"\napp_name = \"a\"\n",
+        operator.sim.subscription_id(),
+        operator.sim.public_key()
     );
+    let service = in_process_service(&operator, store, &generate, Arc::new(BootClock)).await;
     let error = service
         .generate(
             uid2d::service::ScopeKey::Uid(1000),

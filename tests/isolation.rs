@@ -13,12 +13,7 @@ use common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use uid2_operator_sim::{Endpoint, Fault};
 
-const NOBODY: u32 = 65534;
 const USERS_GID: u32 = 100;
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 macro_rules! require_root {
     () => {
@@ -30,30 +25,23 @@ macro_rules! require_root {
 }
 
 /// `uid2ctl ARGS` as uid `nobody`, with exactly `groups` as supplementary groups.
-fn as_nobody(bus: &Bus, groups: &[u32], args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new("setpriv");
-    command
-        .arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"));
-    if groups.is_empty() {
-        command.arg("--clear-groups");
-    } else {
-        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
-        command.arg(format!("--groups={}", list.join(",")));
-    }
+fn uid2ctl_as_nobody(bus: &Bus, groups: &[u32], args: &[&str]) -> tokio::process::Command {
+    let mut command = as_nobody(groups);
     command
         .arg(env!("CARGO_BIN_EXE_uid2ctl"))
         .arg("--bus")
         .arg(&bus.address)
-        .args(args)
-        .kill_on_drop(true);
+        .args(args);
     command
 }
 
 async fn nobody(bus: &Bus, groups: &[u32], args: &[&str]) -> Output {
-    within("uid2ctl as nobody", as_nobody(bus, groups, args).output())
-        .await
-        .expect("run setpriv")
+    within(
+        "uid2ctl as nobody",
+        uid2ctl_as_nobody(bus, groups, args).output(),
+    )
+    .await
+    .expect("run setpriv")
 }
 
 fn stdout(output: &Output) -> String {
@@ -68,13 +56,7 @@ async fn rig(config_extra: &str) -> (Bus, Operator, tempfile::TempDir, Daemon) {
     let bus = Bus::start().await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
     let state = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(DaemonSpec {
-        bus: &bus,
-        config: format!("{}{config_extra}", operator.config_toml()),
-        state_dir: state.path().join("state"),
-        env: Vec::new(),
-    })
-    .await;
+    let daemon = Daemon::start(operator.spec(&bus, state.path(), config_extra)).await;
     (bus, operator, state, daemon)
 }
 
@@ -139,7 +121,7 @@ async fn another_uid_does_not_receive_my_status_changes() {
         .status
         .success());
 
-    let mut watch = as_nobody(&bus, &[], &["watch"])
+    let mut watch = uid2ctl_as_nobody(&bus, &[], &["watch"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -234,13 +216,7 @@ async fn callers_the_bus_cannot_identify_are_refused() {
     .await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(DaemonSpec {
-        bus: &bus,
-        config: operator.config_toml(),
-        state_dir: state.path().join("state"),
-        env: Vec::new(),
-    })
-    .await;
+    let _daemon = Daemon::start(operator.spec(&bus, state.path(), "")).await;
     let tcp = bus
         .all_addresses
         .split(';')

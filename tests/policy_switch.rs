@@ -72,28 +72,18 @@ async fn limit_ad_tracking_hides_tokens_stops_requests_and_persists() {
 
 #[tokio::test]
 async fn only_root_and_the_admin_group_may_switch_it() {
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         eprintln!("skipped: needs root to run clients as another user");
         return;
     }
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let bus = Bus::start().await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(DaemonSpec {
-        bus: &bus,
-        config: format!("{}admin_group = \"users\"\n", operator.config_toml()),
-        state_dir: state.path().join("state"),
-        env: Vec::new(),
-    })
-    .await;
+    let _daemon =
+        Daemon::start(operator.spec(&bus, state.path(), "admin_group = \"users\"\n")).await;
     let uid2ctl = |groups: &str, state: &str| {
-        let mut c = tokio::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534"]);
-        if groups.is_empty() {
-            c.arg("--clear-groups");
-        } else {
-            c.arg(format!("--groups={groups}"));
-        }
+        let groups: &[u32] = if groups.is_empty() { &[] } else { &[100] };
+        let mut c = as_nobody(groups);
         c.args([
             env!("CARGO_BIN_EXE_uid2ctl"),
             "--bus",

@@ -24,23 +24,13 @@ async fn rig() -> Rig {
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let state = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(state.path(), None).unwrap());
-    let config =
-        uid2d::config::Config::parse(&operator.config_toml(), std::path::Path::new("t.toml"))
-            .unwrap();
-    let client = uid2d::operator::Operator::new(
-        config.base_url.clone(),
-        config.ca_file.as_deref(),
-        config.request_timeout,
-    )
-    .unwrap();
-    let service = Service::new(
-        config,
-        client,
+    let service = in_process_service(
+        &operator,
         store.clone(),
+        "",
         Arc::new(uid2d::clock::SystemClock::new(false)),
-        uid2d::engine::Policy::default(),
-    );
-    service.load().await.unwrap();
+    )
+    .await;
     let retry = service.clone();
     tokio::spawn(async move { retry.retry_unsaved().await });
     Rig {

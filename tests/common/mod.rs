@@ -160,6 +160,16 @@ impl Operator {
         identity
     }
 
+    /// A daemon against this operator, its state under `state`, plus `extra` config lines.
+    pub fn spec<'a>(&self, bus: &'a Bus, state: &Path, extra: &str) -> DaemonSpec<'a> {
+        DaemonSpec {
+            bus,
+            config: format!("{}{extra}", self.config_toml()),
+            state_dir: state.join("state"),
+            env: Vec::new(),
+        }
+    }
+
     pub fn config_toml(&self) -> String {
         format!(
             "base_url = \"{}\"\nca_file = \"{}\"\nlog_level = \"debug\"\n",
@@ -178,6 +188,8 @@ pub struct Daemon {
     pub notify: UnixDatagram,
     pub notify_path: PathBuf,
     pub messages: Vec<String>,
+    /// Where this process's part of the (shared, appended) log starts.
+    log_start: u64,
 }
 
 pub struct DaemonSpec<'a> {
@@ -198,6 +210,7 @@ impl Daemon {
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
         let log = run_dir.join("uid2d.log");
+        let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -238,6 +251,7 @@ impl Daemon {
             notify,
             notify_path,
             messages: Vec::new(),
+            log_start,
         };
         daemon.wait_for_notify("READY=1").await;
         daemon
@@ -336,9 +350,60 @@ pub fn check_log_for_secrets(log: &str) {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if !std::thread::panicking() {
-            check_log_for_secrets(&self.log_text());
+            let log = self.log_text();
+            let start = usize::try_from(self.log_start).unwrap_or(0).min(log.len());
+            check_log_for_secrets(log.get(start..).unwrap_or(&log));
         }
     }
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// `setpriv` running a program as `nobody` with exactly `groups` as supplementary groups
+/// (needs root); append the program and its arguments.
+pub fn as_nobody(groups: &[u32]) -> Command {
+    let mut command = Command::new("setpriv");
+    command.args(["--reuid=65534", "--regid=65534"]);
+    if groups.is_empty() {
+        command.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        command.arg(format!("--groups={}", list.join(",")));
+    }
+    command.kill_on_drop(true);
+    command
+}
+
+/// The daemon's service in-process, with `clock`: for seams the binary cannot reach
+/// without root (an untrusted clock, a failing disk).
+pub async fn in_process_service(
+    operator: &Operator,
+    store: std::sync::Arc<uid2d::store::Store>,
+    extra_config: &str,
+    clock: std::sync::Arc<dyn uid2d::clock::Clock>,
+) -> std::sync::Arc<uid2d::service::Service> {
+    let config = uid2d::config::Config::parse(
+        &format!("{}{extra_config}", operator.config_toml()),
+        Path::new("test.toml"),
+    )
+    .expect("config");
+    let client = uid2d::operator::Operator::new(
+        config.base_url.clone(),
+        config.ca_file.as_deref(),
+        config.request_timeout,
+    )
+    .expect("operator client");
+    let service = uid2d::service::Service::new(
+        config,
+        client,
+        store,
+        clock,
+        uid2d::engine::Policy::default(),
+    );
+    service.load().await.expect("load");
+    service
 }
 
 /// A client of the daemon on `bus`.

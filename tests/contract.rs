@@ -136,10 +136,10 @@ async fn shipped_policy_allows_the_interface_and_denies_the_rest() {
     let address = bus.address.as_str();
 
     // Allowed: the interface's methods and property reads, as another user.
-    let ok = nobody(&[env!("CARGO_BIN_EXE_uid2ctl"), "--bus", address, "status"])
-        .output()
-        .await
-        .unwrap();
+    let uid2ctl = our_binary(env!("CARGO_BIN_EXE_uid2ctl"));
+    let mut argv: Vec<&str> = uid2ctl.iter().map(String::as_str).collect();
+    argv.extend(["--bus", address, "status"]);
+    let ok = nobody(&argv).output().await.unwrap();
     assert!(
         ok.status.success(),
         "{}",

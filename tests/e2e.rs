@@ -292,7 +292,7 @@ async fn bad_config_is_a_clear_start_up_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("uid2d.toml");
     std::fs::write(&config, "enviroment = \"production\"\n").unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_uid2d"))
+    let output = our_command(env!("CARGO_BIN_EXE_uid2d"))
         .arg("--config")
         .arg(&config)
         .arg("--bus")

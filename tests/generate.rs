@@ -222,7 +222,7 @@ async fn options_override_the_config() {
 #[tokio::test]
 async fn uid2ctl_generate_prints_the_status() {
     let rig = rig().await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uid2ctl"))
+    let out = uid2ctl()
         .args([
             "--bus",
             &rig.bus.address,
@@ -239,7 +239,7 @@ async fn uid2ctl_generate_prints_the_status() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "established");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uid2ctl"))
+    let out = uid2ctl()
         .args(["--bus", &rig.bus.address, "generate", "--phone", "555"])
         .output()
         .await

@@ -28,7 +28,7 @@ macro_rules! require_root {
 fn uid2ctl_as_nobody(bus: &Bus, groups: &[u32], args: &[&str]) -> tokio::process::Command {
     let mut command = as_nobody(groups);
     command
-        .arg(env!("CARGO_BIN_EXE_uid2ctl"))
+        .args(our_binary(env!("CARGO_BIN_EXE_uid2ctl")))
         .arg("--bus")
         .arg(&bus.address)
         .args(args);

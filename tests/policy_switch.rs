@@ -81,11 +81,9 @@ async fn only_root_and_the_admin_group_may_switch_it() {
     let state = tempfile::tempdir().unwrap();
     let _daemon =
         Daemon::start(operator.spec(&bus, state.path(), "admin_group = \"users\"\n")).await;
-    let uid2ctl = |groups: &str, state: &str| {
-        let groups: &[u32] = if groups.is_empty() { &[] } else { &[100] };
+    let as_nobody_in = |groups: &[u32], state: &str| {
         let mut c = as_nobody(groups);
-        c.args([
-            env!("CARGO_BIN_EXE_uid2ctl"),
+        c.args(our_binary(env!("CARGO_BIN_EXE_uid2ctl"))).args([
             "--bus",
             &bus.address,
             "limit-ad-tracking",
@@ -93,13 +91,13 @@ async fn only_root_and_the_admin_group_may_switch_it() {
         ]);
         c
     };
-    let out = uid2ctl("", "on").output().await.unwrap();
+    let out = as_nobody_in(&[], "on").output().await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDenied"));
     let conn = bus.connect().await;
     let m = manager(&conn).await;
     assert!(!m.get_limit_ad_tracking().await.unwrap());
-    let out = uid2ctl("100", "on").output().await.unwrap();
+    let out = as_nobody_in(&[100], "on").output().await.unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -12,6 +12,30 @@ use tokio::process::{Child, Command};
 use uid2_operator_sim::{OperatorSim, SimConfig};
 use uid2d::client::Manager1Proxy;
 
+/// Our binary `path` as an argv: behind `UID2D_TEST_RUNNER` (e.g. `qemu-aarch64 -L
+/// /usr/aarch64-linux-gnu`) when the tests run for another architecture under emulation.
+pub fn our_binary(path: &str) -> Vec<String> {
+    let mut argv: Vec<String> = std::env::var("UID2D_TEST_RUNNER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    argv.push(path.to_owned());
+    argv
+}
+
+/// A command running our binary `path` (see [`our_binary`]).
+pub fn our_command(path: &str) -> Command {
+    let argv = our_binary(path);
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    command
+}
+
+pub fn uid2ctl() -> Command {
+    our_command(env!("CARGO_BIN_EXE_uid2ctl"))
+}
+
 /// How long any single awaited event may take before the test fails (a safety net so a
 /// broken daemon fails the test instead of hanging it; never a timing assertion).
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -221,10 +245,10 @@ impl Daemon {
         let mut command = if spec.env.iter().any(|(k, _)| k == "WATCHDOG_USEC") {
             let mut sh = Command::new("sh");
             sh.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
-                .arg(env!("CARGO_BIN_EXE_uid2d"));
+                .args(our_binary(env!("CARGO_BIN_EXE_uid2d")));
             sh
         } else {
-            Command::new(env!("CARGO_BIN_EXE_uid2d"))
+            our_command(env!("CARGO_BIN_EXE_uid2d"))
         };
         let child = command
             .arg("--bus")

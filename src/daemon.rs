@@ -394,9 +394,17 @@ impl WallTimer {
     /// Arms at `at`; with nothing due it is armed far ahead, so that clock sets are
     /// still reported.
     fn arm(&self, at: Option<UnixMillis>) -> std::io::Result<()> {
-        let max_secs = i64::from(i32::MAX); // also right where time_t is 32-bit
-        let at = at.unwrap_or(max_secs * 1_000);
+        // The largest instant the platform's time_t holds (2038 where it is 32-bit, as on
+        // armv7 glibc: there the conversion is not useless).
+        #[allow(clippy::useless_conversion)]
+        let max_secs = i64::try_from(nix::libc::time_t::MAX).unwrap_or(i64::MAX);
+        let far = crate::clock::wall_now().saturating_add(100 * 365 * 86_400_000);
+        let at = at.unwrap_or(far);
         let secs = at.div_euclid(1_000).clamp(0, max_secs);
+        if secs == max_secs && crate::clock::wall_now() / 1_000 >= max_secs {
+            // Past the end of a 32-bit time_t: arming would fire at once, forever.
+            return Ok(self.0.get_ref().0.unset()?);
+        }
         let nanos = at.rem_euclid(1_000) * 1_000_000;
         let spec = TimeSpec::new(secs as _, nanos as _);
         self.0.get_ref().0.set(

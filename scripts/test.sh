@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need, then runs the checks and
-# the whole test suite. Used by `make test` and by CI (.ci/run).
+# the whole test suite, natively and for ARM under qemu-user. Used by `make test` and by
+# CI (.ci/run).
+#
+#   scripts/test.sh            everything (as root on a fresh Debian 12, ~20 min on 2 cores)
+#   scripts/test.sh --native   only the native checks and tests (~5 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+native_only=0
+[ "${1:-}" = "--native" ] && native_only=1
+# Every test runner's output also goes here, for the closing count.
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+summary() {
+  awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$results"
+}
 
 need_apt=()
 command -v dbus-daemon >/dev/null || need_apt+=(dbus)
@@ -28,4 +40,12 @@ if [ -x scripts/check-unit.sh ]; then
   scripts/check-unit.sh
 fi
 echo "== cargo test"
-cargo test --locked --workspace
+cargo test --locked --workspace 2>&1 | tee -a "$results"
+
+if [ "$native_only" = 1 ]; then
+  summary
+  exit 0
+fi
+echo "== cross builds and the aarch64 test suite under qemu"
+cross/ci.sh 2>&1 | tee -a "$results"
+summary

@@ -845,7 +845,15 @@ async fn binary_serves_with_a_fault_and_stops_on_sigterm() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let ca_file =
         std::env::temp_dir().join(format!("uid2-operator-sim-test-{}.pem", std::process::id()));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_uid2-operator-sim"))
+    // Under emulation (tests built for ARM) the binary runs behind the same runner.
+    let mut argv: Vec<String> = std::env::var("UID2D_TEST_RUNNER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    argv.push(env!("CARGO_BIN_EXE_uid2-operator-sim").to_owned());
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
         .args([
             "--listen",
             "127.0.0.1:0",

@@ -10,7 +10,10 @@
 # scripts/check-unit.sh, plus the copyright file Debian requires), no symlinks,
 # the packaged unit and sysusers file equal the repository's, the conffile,
 # Depends: names the bus, the postinst creates the user before it starts the
-# unit, and the maintainer scripts parse. Prints the .deb and its size.
+# unit, and the maintainer scripts parse. As root, also installs, reinstalls
+# and purges the package into a scratch root (dpkg --root, scripts run with
+# DPKG_ROOT, nothing started) and checks the user, the enable links, the
+# conffile and the purge. Prints the .deb and its size.
 #
 # Needs dpkg-deb (Debian/Ubuntu) and cargo. Installs cargo-deb (>= 3.8, the
 # first with sysusers.d support) with `cargo install --locked` when it is missing
@@ -141,7 +144,7 @@ else
   printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
   chmod 0755 "$R/usr/sbin/policy-rc.d"
   dpkg_r() {
-    DPKG_ROOT=$R dpkg --root="$R" --force-script-chrootless --force-depends --log=/dev/null "$@" \
+    DPKG_ROOT=$R dpkg --root="$R" --force-script-chrootless --force-depends --force-architecture --log=/dev/null "$@" \
       >>"$tmp/dpkg.out" 2>&1 || { cat "$tmp/dpkg.out" >&2; fail "dpkg $* failed"; }
   }
   dpkg_r -i "$deb"

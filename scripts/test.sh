@@ -3,7 +3,7 @@
 # the whole test suite, natively and for ARM under qemu-user. Used by `make test` and by
 # CI (.ci/run).
 #
-#   scripts/test.sh            everything (as root on a fresh Debian 12, ~20 min on 2 cores)
+#   scripts/test.sh            everything (as root on a fresh Debian 12, ~25 min on 2 cores)
 #   scripts/test.sh --native   only the native checks and tests (~5 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +46,8 @@ if [ "$native_only" = 1 ]; then
   summary
   exit 0
 fi
+echo "== the Debian package (cargo deb --profile dev: the file list, not the optimiser)"
+scripts/check-deb.sh --profile dev
 echo "== cross builds and the aarch64 test suite under qemu"
 cross/ci.sh 2>&1 | tee -a "$results"
 summary

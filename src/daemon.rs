@@ -74,6 +74,8 @@ pub enum DaemonError {
     UnknownGroup(String),
     #[error("D-Bus: {0}")]
     Bus(#[from] zbus::Error),
+    #[error("D-Bus: the bus did not accept the connection and grant {BUS_NAME} within {0} s (does its policy let uid2d connect and own the name?)")]
+    BusTimeout(u64),
     #[error("wall-clock timer: {0}")]
     Timer(#[from] std::io::Error),
 }
@@ -126,13 +128,40 @@ fn notify(states: &[NotifyState<'_>]) {
     }
 }
 
-/// Runs the daemon until `shutdown` resolves (SIGTERM/SIGINT in the binary).
+/// How long the bus may take to accept us and grant the name. A bus that never answers
+/// (a policy that drops our Hello, a wedged dbus-daemon) is an error, not a silent hang.
+const BUS_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Runs the daemon until `shutdown` resolves (SIGTERM/SIGINT in the binary). A shutdown
+/// during start-up ends start-up too.
 pub async fn run(
     options: Options,
     config: Config,
     log: Option<LogControl>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    tokio::pin!(shutdown);
+    let started = tokio::select! {
+        started = start(&options, config) => started?,
+        () = &mut shutdown => {
+            info!("stopped during start-up");
+            return Ok(());
+        }
+    };
+    serve(started, &options, log, shutdown).await
+}
+
+/// What start-up made: the service, on the bus.
+struct Started {
+    service: Arc<Service>,
+    access: Arc<Access>,
+    conn: zbus::Connection,
+    clock: Arc<dyn Clock>,
+}
+
+/// Opens the store, restores the device policy, and takes the bus name. The scopes' files
+/// are read later (see [`serve`]): start-up time does not grow with their number.
+async fn start(options: &Options, config: Config) -> Result<Started, DaemonError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new(config.rtc));
     let device_gid = match (&config.scope, &config.device_group) {
         (ScopeMode::Device, Some(group)) => Some(resolve_group(group)?),
@@ -162,31 +191,56 @@ pub async fn run(
         .transpose()?;
     let access = Arc::new(Access::new(config.scope, device_gid, admin_gid));
     let service = Service::new(
-        config.clone(),
+        config,
         operator,
         Arc::new(store),
         clock.clone(),
         Policy::default(),
     );
-    let loaded = service.load().await?;
+    service.load_policy().await?;
 
     let builder = match &options.bus {
         Bus::System => connection::Builder::system()?,
         Bus::Session => connection::Builder::session()?,
         Bus::Address(address) => connection::Builder::address(address.as_str())?,
     };
-    let conn = builder
+    let connecting = builder
         .serve_at(OBJECT_PATH, Manager::new(service.clone(), access.clone()))?
         .name(BUS_NAME)?
-        .build()
-        .await?;
-    info!(
-        scopes = loaded.scopes,
-        set_aside = loaded.set_aside.len(),
-        operator = %config.base_url,
-        "serving {BUS_NAME}"
-    );
+        .build();
+    let conn = tokio::time::timeout(BUS_TIMEOUT, connecting)
+        .await
+        .map_err(|_| DaemonError::BusTimeout(BUS_TIMEOUT.as_secs()))??;
+    Ok(Started {
+        service,
+        access,
+        conn,
+        clock,
+    })
+}
+
+/// Announces READY=1, reads the scopes' files, and serves until `shutdown`.
+async fn serve(
+    started: Started,
+    options: &Options,
+    log: Option<LogControl>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let Started {
+        service,
+        access,
+        conn,
+        clock,
+    } = started;
+    info!(operator = %service.config().base_url, "serving {BUS_NAME}");
     notify(&[NotifyState::Ready, NotifyState::Status(&summary(&service))]);
+
+    // Until this pass ends, each call reads its own scope's file first.
+    let mut loading = std::pin::pin!({
+        let service = service.clone();
+        async move { service.load_scopes().await }
+    });
+    let mut loaded = false;
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(logged(dbus::route_signals(
@@ -206,10 +260,31 @@ pub async fn run(
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::pin!(shutdown);
+    let mut failure = None;
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            _ = hangup.recv() => reload(&options, &service, log.as_ref()),
+            _ = hangup.recv() => reload(options, &service, log.as_ref()),
+            report = &mut loading, if !loaded => {
+                loaded = true;
+                match report {
+                    Ok(report) => {
+                        info!(
+                            scopes = report.scopes,
+                            set_aside = report.set_aside.len(),
+                            "stored scopes loaded"
+                        );
+                        notify(&[NotifyState::Status(&summary(&service))]);
+                    }
+                    Err(e) => {
+                        // Not a damaged file (those are set aside) but the system: let
+                        // systemd restart us rather than serve some scopes as empty.
+                        error!("cannot read the stored scopes: {e}; exiting");
+                        failure = Some(e.into());
+                        break;
+                    }
+                }
+            }
             Some(ended) = tasks.join_next() => {
                 // These tasks run for the life of the daemon; one ending is a bug or a
                 // lost bus: let systemd restart us.
@@ -224,7 +299,7 @@ pub async fn run(
     service.quiesce().await;
     tasks.abort_all();
     drop(conn);
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 /// Runs a task that can fail, logging its error.
@@ -285,15 +360,15 @@ fn load_for_reload(
 }
 
 fn summary(service: &Service) -> String {
-    let mut line = format!(
-        "Serving {} stored identit{}",
-        service.scope_count(),
-        if service.scope_count() == 1 {
-            "y"
-        } else {
-            "ies"
-        }
-    );
+    let count = service.scope_count();
+    let mut line = if service.loaded() {
+        format!(
+            "Serving {count} stored identit{}",
+            if count == 1 { "y" } else { "ies" }
+        )
+    } else {
+        "Serving; reading the stored identities".to_owned()
+    };
     if let Some(error) = service.storage_error() {
         line.push_str("; storage error: ");
         line.push_str(&error);

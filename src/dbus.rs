@@ -183,6 +183,19 @@ impl Manager {
     pub fn new(service: Arc<Service>, access: Arc<Access>) -> Self {
         Self { service, access }
     }
+
+    /// The caller's scope for a read, its state file read if start-up has not yet.
+    async fn reader(&self, conn: &Connection, header: &Header<'_>) -> Result<ScopeKey, Error> {
+        let scope = self.access.reader(conn, header).await?;
+        self.service.ensure_loaded(scope).await?;
+        Ok(scope)
+    }
+
+    async fn writer(&self, conn: &Connection, header: &Header<'_>) -> Result<ScopeKey, Error> {
+        let scope = self.access.writer(conn, header).await?;
+        self.service.ensure_loaded(scope).await?;
+        Ok(scope)
+    }
 }
 
 #[interface(name = "com.uid2.Manager1")]
@@ -194,7 +207,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         identity: &str,
     ) -> Result<String, Error> {
-        let scope = self.access.writer(conn, &header).await?;
+        let scope = self.writer(conn, &header).await?;
         Ok(self
             .service
             .set_identity(scope, identity)
@@ -208,7 +221,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
-        let scope = self.access.reader(conn, &header).await?;
+        let scope = self.reader(conn, &header).await?;
         Ok(self.service.advertising_token(scope))
     }
 
@@ -218,7 +231,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
-        let scope = self.access.reader(conn, &header).await?;
+        let scope = self.reader(conn, &header).await?;
         Ok(self.service.identity_json(scope))
     }
 
@@ -228,7 +241,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
-        let scope = self.access.reader(conn, &header).await?;
+        let scope = self.reader(conn, &header).await?;
         Ok(self.service.status(scope).to_string())
     }
 
@@ -238,7 +251,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
-        let scope = self.access.writer(conn, &header).await?;
+        let scope = self.writer(conn, &header).await?;
         Ok(self.service.refresh(scope).await?.to_string())
     }
 
@@ -247,7 +260,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), Error> {
-        let scope = self.access.writer(conn, &header).await?;
+        let scope = self.writer(conn, &header).await?;
         Ok(self.service.reset(scope).await?)
     }
 
@@ -257,7 +270,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         enabled: bool,
     ) -> Result<(), Error> {
-        let scope = self.access.writer(conn, &header).await?;
+        let scope = self.writer(conn, &header).await?;
         Ok(self.service.set_auto_refresh(scope, enabled).await?)
     }
 
@@ -267,7 +280,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<bool, Error> {
-        let scope = self.access.reader(conn, &header).await?;
+        let scope = self.reader(conn, &header).await?;
         Ok(self.service.auto_refresh(scope))
     }
 
@@ -280,7 +293,7 @@ impl Manager {
         value: &str,
         options: HashMap<String, OwnedValue>,
     ) -> Result<String, Error> {
-        let scope = self.access.writer(conn, &header).await?;
+        let scope = self.writer(conn, &header).await?;
         let options = generate_options(&options)?;
         Ok(self
             .service

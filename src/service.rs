@@ -6,6 +6,7 @@
 //! order its states were decided.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::dii::{Dii, DiiKind};
 use crate::engine::{Action, Event, Held, Persisted, Policy, RefreshOutcome, Scope, SetError};
 use crate::identity::{Identity, Status, UnixMillis};
 use crate::operator::{Failure, Generated, Operator};
-use crate::store::Store;
+use crate::store::{Store, StoreError, Stored};
 
 /// Whose identity: one per calling Unix user, or one for the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,6 +124,19 @@ pub struct Service {
     storage_error: watch::Sender<Option<String>>,
     /// Device policy "limit ad tracking": no token served, no refresh sent, for anyone.
     limit_ad_tracking: watch::Sender<bool>,
+    loading: Loading,
+}
+
+/// Start-up reads the scopes' state files after READY=1 (so start-up does not grow with
+/// the number of scopes); until that pass ends, a call reads its own scope's file first.
+#[derive(Debug, Default)]
+struct Loading {
+    /// Every state file has been read: [`Service::ensure_loaded`] is one atomic load.
+    done: AtomicBool,
+    /// Scopes whose file has been read, by a call or by the pass. Held while a file is
+    /// read, so that each is read once and before any change to its scope.
+    read: tokio::sync::Mutex<HashSet<ScopeKey>>,
+    report: Mutex<LoadReport>,
 }
 
 /// The store's name for the device policy record (not a scope).
@@ -220,10 +234,19 @@ enum Durability {
 }
 
 /// What start-up found in the store.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct LoadReport {
     pub scopes: usize,
     pub set_aside: Vec<String>,
+}
+
+/// Runs file work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| StoreError::Interrupted)?
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -255,6 +278,7 @@ impl Service {
             unsaved_changed: Notify::new(),
             storage_error: watch::Sender::new(None),
             limit_ad_tracking: watch::Sender::new(false),
+            loading: Loading::default(),
         })
     }
 
@@ -281,67 +305,129 @@ impl Service {
         self.changes.subscribe()
     }
 
-    /// Restores every scope from the store and starts their schedules.
-    pub async fn load(self: &Arc<Self>) -> Result<LoadReport, crate::store::StoreError> {
-        let store = self.store.clone();
-        let loaded = tokio::task::spawn_blocking(move || store.load_all())
-            .await
-            .map_err(|_| crate::store::StoreError::Interrupted)??;
-        let mut report = LoadReport::default();
-        for aside in &loaded.set_aside {
-            error!(
-                scope = %aside.scope,
-                error_kind = "corrupt_state",
-                moved_to = %aside.moved_to.display(),
-                "state file could not be opened ({}); set aside, the scope starts empty",
-                aside.reason
-            );
-            report.set_aside.push(aside.scope.clone());
-        }
-        for (name, bytes) in loaded.scopes {
-            if name == POLICY_RECORD {
-                match serde_json::from_slice::<PolicyRecord>(&bytes) {
-                    Ok(policy) if policy.version == 1 => {
-                        self.limit_ad_tracking
-                            .send_replace(policy.limit_ad_tracking);
-                    }
-                    _ => error!(
-                        error_kind = "corrupt_state",
-                        "device policy record rejected; limit ad tracking is off"
-                    ),
-                }
-                continue;
-            }
-            let Some(key) = ScopeKey::from_name(&name) else {
-                warn!(scope = %name, "ignoring a state file that names no scope");
-                continue;
-            };
-            match decode(&bytes) {
-                Ok(persisted) => {
-                    lock(&self.scopes).insert(key, Scope::from_persisted(persisted));
-                    report.scopes += 1;
-                }
-                Err(reason) => {
-                    error!(scope = %key, error_kind = "corrupt_state", "state record rejected: {reason}; the scope starts empty");
-                    report.set_aside.push(name);
-                }
-            }
-        }
-        let keys: Vec<ScopeKey> = lock(&self.scopes).keys().copied().collect();
-        for key in keys {
-            // Nothing of this can be refused.
-            let _ = self.apply(key, Event::Loaded, Durability::Eventually).await;
-        }
-        if !report.set_aside.is_empty() {
-            self.storage_error.send_replace(Some(format!(
-                "{} state file(s) were corrupt and set aside",
-                report.set_aside.len()
-            )));
-        }
-        Ok(report)
+    /// Restores the device policy and every scope ([`Service::load_policy`], then
+    /// [`Service::load_scopes`]).
+    pub async fn load(self: &Arc<Self>) -> Result<LoadReport, StoreError> {
+        self.load_policy().await?;
+        self.load_scopes().await
     }
 
-    // ---- reads: never wait for I/O ----
+    /// Restores the device policy record. The daemon does this before READY=1: the policy
+    /// applies to every answer.
+    pub async fn load_policy(&self) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        match blocking(move || store.load(POLICY_RECORD)).await? {
+            Stored::Absent => {}
+            Stored::Plaintext(bytes) => match serde_json::from_slice::<PolicyRecord>(&bytes) {
+                Ok(policy) if policy.version == 1 => {
+                    self.limit_ad_tracking
+                        .send_replace(policy.limit_ad_tracking);
+                }
+                _ => error!(
+                    error_kind = "corrupt_state",
+                    "device policy record rejected; limit ad tracking is off"
+                ),
+            },
+            Stored::SetAside(aside) => self.set_aside(&aside),
+        }
+        Ok(())
+    }
+
+    /// Reads every scope's state file that no call has read yet, and starts its schedule.
+    /// An error of the system (not of a file) stops the pass and is returned.
+    pub async fn load_scopes(self: &Arc<Self>) -> Result<LoadReport, StoreError> {
+        let store = self.store.clone();
+        for name in blocking(move || store.list()).await? {
+            if name == POLICY_RECORD {
+                continue;
+            }
+            match ScopeKey::from_name(&name) {
+                Some(key) => self.load_scope(key).await?,
+                None => warn!(scope = %name, "ignoring a state file that names no scope"),
+            }
+        }
+        let _read = self.loading.read.lock().await;
+        self.loading.done.store(true, Ordering::Release);
+        Ok(lock(&self.loading.report).clone())
+    }
+
+    /// Whether every state file has been read.
+    pub fn loaded(&self) -> bool {
+        self.loading.done.load(Ordering::Acquire)
+    }
+
+    /// Reads the state file of `key` unless it has been read: callers of a scope do this
+    /// first, so no answer depends on how far the start-up pass has got.
+    pub async fn ensure_loaded(self: &Arc<Self>, key: ScopeKey) -> Result<(), Error> {
+        if self.loaded() {
+            return Ok(());
+        }
+        self.load_scope(key)
+            .await
+            .map_err(|e| Error::Storage(e.to_string()))
+    }
+
+    async fn load_scope(self: &Arc<Self>, key: ScopeKey) -> Result<(), StoreError> {
+        let mut read = self.loading.read.lock().await;
+        if self.loaded() || read.contains(&key) {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let name = key.name();
+        let stored = blocking(move || store.load(&name)).await?;
+        // Only now: after an error of the system the file stays to be read again.
+        read.insert(key);
+        let bytes = match stored {
+            Stored::Absent => return Ok(()),
+            Stored::SetAside(aside) => {
+                self.set_aside(&aside);
+                return Ok(());
+            }
+            Stored::Plaintext(bytes) => bytes,
+        };
+        let persisted = match decode(&bytes) {
+            Ok(persisted) => persisted,
+            Err(reason) => {
+                error!(scope = %key, error_kind = "corrupt_state", "state record rejected: {reason}; the scope starts empty");
+                self.note_set_aside(key.name());
+                return Ok(());
+            }
+        };
+        let _change = self.change.lock().await;
+        if lock(&self.scopes).contains_key(&key) {
+            // Changed in memory before its file was read: memory is newer.
+            return Ok(());
+        }
+        lock(&self.scopes).insert(key, Scope::from_persisted(persisted));
+        // Nothing of this can be refused.
+        let _ = self
+            .apply_locked(key, Event::Loaded, Durability::Eventually)
+            .await;
+        lock(&self.loading.report).scopes += 1;
+        Ok(())
+    }
+
+    fn set_aside(&self, aside: &crate::store::SetAside) {
+        error!(
+            scope = %aside.scope,
+            error_kind = "corrupt_state",
+            moved_to = %aside.moved_to.display(),
+            "state file could not be opened ({}); set aside, the scope starts empty",
+            aside.reason
+        );
+        self.note_set_aside(aside.scope.clone());
+    }
+
+    fn note_set_aside(&self, scope: String) {
+        let mut report = lock(&self.loading.report);
+        report.set_aside.push(scope);
+        self.storage_error.send_replace(Some(format!(
+            "{} state file(s) were corrupt and set aside",
+            report.set_aside.len()
+        )));
+    }
+
+    // ---- reads: never wait for I/O (callers ran `ensure_loaded`) ----
 
     fn read<T>(&self, key: ScopeKey, f: impl FnOnce(&Scope) -> T) -> T {
         let scopes = lock(&self.scopes);
@@ -456,6 +542,7 @@ impl Service {
     ) -> Result<Status, Error> {
         let identity = Identity::from_json(json)
             .map_err(|e| Error::InvalidIdentity(format!("not a UID2 identity: {e}")))?;
+        self.ensure_loaded(key).await?;
         self.apply(key, Event::Set(identity), Durability::BeforeReply)
             .await?;
         info!(scope = %key, "identity set");
@@ -463,6 +550,7 @@ impl Service {
     }
 
     pub async fn reset(self: &Arc<Self>, key: ScopeKey) -> Result<(), Error> {
+        self.ensure_loaded(key).await?;
         self.apply(key, Event::Reset, Durability::BeforeReply)
             .await?;
         info!(scope = %key, "identity reset");
@@ -474,6 +562,7 @@ impl Service {
         key: ScopeKey,
         enabled: bool,
     ) -> Result<(), Error> {
+        self.ensure_loaded(key).await?;
         self.apply(key, Event::SetAutoRefresh(enabled), Durability::BeforeReply)
             .await?;
         info!(scope = %key, enabled, "automatic refresh changed");
@@ -487,6 +576,7 @@ impl Service {
                 "limit ad tracking is on: uid2d sends no refresh".into(),
             ));
         }
+        self.ensure_loaded(key).await?;
         let waiter = {
             let _change = self.change.lock().await;
             if self.read(key, |s| s.identity().is_none()) {
@@ -547,6 +637,7 @@ impl Service {
                 "limit ad tracking is on: uid2d sends no request".into(),
             ));
         }
+        self.ensure_loaded(key).await?;
         if self.read(key, |s| s.dii_opted_out(dii.hash())) {
             // The operator said opt-out for this person; do not ask again until reset.
             info!(scope = %key, "generate skipped: this DII opted out before");

@@ -219,7 +219,7 @@ impl fmt::Display for Damage {
     }
 }
 
-/// A state file that [`Store::load_all`] could not open and moved out of the way.
+/// A state file that [`Store::load`] could not open and moved out of the way.
 #[derive(Debug)]
 pub struct SetAside {
     pub scope: String,
@@ -228,6 +228,26 @@ pub struct SetAside {
     /// when the rename failed (then `move_error` says why, and the next save replaces it).
     pub moved_to: PathBuf,
     pub move_error: Option<io::Error>,
+}
+
+/// What [`Store::load`] found for one scope.
+pub enum Stored {
+    /// No state file: the scope is empty.
+    Absent,
+    Plaintext(Zeroizing<Vec<u8>>),
+    /// The file was damaged and moved out of the way; the scope starts empty.
+    SetAside(SetAside),
+}
+
+impl fmt::Debug for Stored {
+    // The plaintext holds tokens: show its size only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stored::Absent => f.write_str("Absent"),
+            Stored::Plaintext(p) => write!(f, "Plaintext({} bytes)", p.len()),
+            Stored::SetAside(aside) => f.debug_tuple("SetAside").field(aside).finish(),
+        }
+    }
 }
 
 /// What [`Store::load_all`] found.
@@ -333,7 +353,7 @@ pub struct Store {
     origin: KeyOrigin,
     /// The AES-256-GCM key schedule; aes-gcm's `zeroize` feature wipes it on drop.
     cipher: Aes256Gcm,
-    /// Serialises this store's file operations (a save never races `load_all`'s temp-file
+    /// Serialises this store's file operations (a save never races `list`'s temp-file
     /// cleanup) and holds the fault planned for the next save.
     io: Mutex<Plan>,
 }
@@ -381,7 +401,7 @@ impl Store {
         &self.dir
     }
 
-    /// Opens every `<scope>.state` file.
+    /// Opens every `<scope>.state` file: [`Store::list`], then [`Store::load`] for each.
     ///
     /// A file that is truncated, corrupt, sealed with another key or for another scope, or
     /// unreadable because of a media error is renamed to `<scope>.state.corrupt-<unix-seconds>`
@@ -389,8 +409,22 @@ impl Store {
     /// left by an interrupted write are removed. Other errors (the directory cannot be listed, a
     /// file cannot be opened for a reason other than a media error) are returned.
     pub fn load_all(&self) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        for scope in self.list()? {
+            match self.load(&scope)? {
+                Stored::Absent => {}
+                Stored::Plaintext(plaintext) => loaded.scopes.push((scope, plaintext)),
+                Stored::SetAside(aside) => loaded.set_aside.push(aside),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// The scopes that have a state file, sorted. Removes the temp files left by a write
+    /// that was interrupted (under the same lock as writes, so never one in progress).
+    pub fn list(&self) -> Result<Vec<String>, StoreError> {
         let _io = self.lock();
-        let mut dir_changed = false;
+        let mut removed = false;
         let mut found = Vec::new();
         let entries = fs::read_dir(&self.dir).map_err(io_error("list", &self.dir))?;
         for entry in entries {
@@ -399,12 +433,11 @@ impl Store {
                 continue;
             };
             if is_temp_name(&name) {
-                // Left by a write that crashed or whose cleanup failed. It never became the
-                // file's content, so it is garbage.
+                // It never became the file's content, so it is garbage.
                 match fs::remove_file(entry.path()) {
                     Ok(()) => {
                         debug!(file = %name, "removed a leftover temp file");
-                        dir_changed = true;
+                        removed = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => warn!(file = %name, "cannot remove a leftover temp file: {e}"),
@@ -418,34 +451,39 @@ impl Store {
             }
         }
         found.sort();
-
-        let mut loaded = Loaded::default();
-        for scope in found {
-            let path = self.state_path(&scope);
-            let damage = match read_state_file(&path)? {
-                ReadOutcome::Gone => continue,
-                ReadOutcome::Damaged(damage) => damage,
-                ReadOutcome::Bytes(bytes) => match self.unseal(&scope, &bytes) {
-                    Ok(plaintext) => {
-                        loaded.scopes.push((scope, plaintext));
-                        continue;
-                    }
-                    Err(damage) => damage,
-                },
-            };
-            let aside = set_aside(&scope, &path, damage);
-            dir_changed |= aside.move_error.is_none();
-            loaded.set_aside.push(aside);
+        if removed {
+            self.fsync_dir_best_effort();
         }
+        Ok(found)
+    }
 
-        if dir_changed {
-            // Best effort: if these renames/removals are lost in a crash, the next load does
-            // them again.
-            if let Err(e) = fsync_dir(&self.dir) {
-                warn!(dir = %self.dir.display(), "cannot fsync the state directory: {e}");
-            }
+    /// Reads and opens the state file of `scope`. A damaged file is set aside as
+    /// [`Store::load_all`] describes; errors of the system (not of the file) are returned and
+    /// leave the file in place.
+    pub fn load(&self, scope: &str) -> Result<Stored, StoreError> {
+        check_scope(scope)?;
+        let _io = self.lock();
+        let path = self.state_path(scope);
+        let damage = match read_state_file(&path)? {
+            ReadOutcome::Gone => return Ok(Stored::Absent),
+            ReadOutcome::Damaged(damage) => damage,
+            ReadOutcome::Bytes(bytes) => match self.unseal(scope, &bytes) {
+                Ok(plaintext) => return Ok(Stored::Plaintext(plaintext)),
+                Err(damage) => damage,
+            },
+        };
+        let aside = set_aside(scope, &path, damage);
+        if aside.move_error.is_none() {
+            self.fsync_dir_best_effort();
         }
-        Ok(loaded)
+        Ok(Stored::SetAside(aside))
+    }
+
+    /// After renames and removals that a crash may undo: the next start does them again.
+    fn fsync_dir_best_effort(&self) {
+        if let Err(e) = fsync_dir(&self.dir) {
+            warn!(dir = %self.dir.display(), "cannot fsync the state directory: {e}");
+        }
     }
 
     /// Durably replaces the state of `scope` with `plaintext`, sealed.
@@ -825,7 +863,7 @@ fn write_steps(
                 link_or_rename(&temp_path, target)
             })?;
             // The content now also lives under the target name; the temp name is garbage
-            // (load_all removes it if this fails).
+            // (the next start-up removes it if this fails).
             discard(&temp_path);
             *temp = None;
         }
@@ -887,7 +925,7 @@ fn link_or_rename(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes an abandoned temp file; a failure is only logged (load_all removes it later).
+/// Removes an abandoned temp file; a failure is only logged (the next start-up removes it).
 fn discard(temp: &Path) {
     match fs::remove_file(temp) {
         Ok(()) => {}

@@ -148,10 +148,11 @@ async fn damaged_state_files_are_set_aside_reported_and_the_daemon_starts() {
             std::fs::write(&file, bytes).unwrap();
         }
         let mut daemon = Daemon::start(spec()).await;
-        let ready = daemon.wait_for_notify("READY=1").await;
+        // Start-up reads the files after READY=1; STATUS= reports it when it gets there.
+        let status = daemon.wait_for_notify("storage error").await;
         assert!(
-            ready.contains("storage error"),
-            "{what}: STATUS= does not report it: {ready}"
+            status.contains("set aside"),
+            "{what}: STATUS= does not say what happened: {status}"
         );
         let conn = bus.connect().await;
         assert_eq!(

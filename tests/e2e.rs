@@ -274,6 +274,42 @@ async fn notify_protocol_ready_status_stopping() {
     assert!(status.success());
 }
 
+/// A "bus" that accepts the connection and never answers (as a policy that drops our
+/// Hello does): SIGTERM still stops uid2d during start-up, as `systemctl stop` expects.
+#[tokio::test]
+async fn sigterm_stops_a_start_up_stuck_on_a_silent_bus() {
+    let rig = quiet_rig().await;
+    let silent = rig.state.path().join("silent-bus");
+    let listener = tokio::net::UnixListener::bind(&silent).unwrap();
+    let mut daemon = Daemon::spawn(
+        rig.operator.spec(&rig.bus, rig.state.path(), ""),
+        &format!("unix:path={}", silent.display()),
+    );
+    let (mut stream, _) = within("uid2d connecting", listener.accept()).await.unwrap();
+    // Its first bytes (the SASL start) say start-up is under way and waiting on us.
+    let mut first = [0u8; 1];
+    within(
+        "uid2d's first bytes",
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut first),
+    )
+    .await
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = within("exit on SIGTERM", daemon.child.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(daemon.log_text().contains("stopped during start-up"));
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = daemon.notify.try_recv(&mut buf) {
+        assert!(!String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    }
+}
+
 #[tokio::test]
 async fn watchdog_pings_at_half_the_interval() {
     let rig = quiet_rig().await;

@@ -226,6 +226,14 @@ pub struct DaemonSpec<'a> {
 impl Daemon {
     /// Starts uid2d and waits for READY=1 on our notify socket.
     pub async fn start(spec: DaemonSpec<'_>) -> Daemon {
+        let address = spec.bus.address.clone();
+        let mut daemon = Daemon::spawn(spec, &address);
+        daemon.wait_for_notify("READY=1").await;
+        daemon
+    }
+
+    /// Starts uid2d on the bus at `bus_address` (which need not be a bus); does not wait.
+    pub fn spawn(spec: DaemonSpec<'_>, bus_address: &str) -> Daemon {
         let run_dir = spec.state_dir.with_extension("run");
         std::fs::create_dir_all(&run_dir).expect("run dir");
         let config = run_dir.join("uid2d.toml");
@@ -252,7 +260,7 @@ impl Daemon {
         };
         let child = command
             .arg("--bus")
-            .arg(&spec.bus.address)
+            .arg(bus_address)
             .arg("--config")
             .arg(&config)
             .arg("--state-dir")
@@ -267,7 +275,7 @@ impl Daemon {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn uid2d");
-        let mut daemon = Daemon {
+        Daemon {
             child,
             state_dir: spec.state_dir,
             log,
@@ -276,9 +284,7 @@ impl Daemon {
             notify_path,
             messages: Vec::new(),
             log_start,
-        };
-        daemon.wait_for_notify("READY=1").await;
-        daemon
+        }
     }
 
     /// Waits until a notify message containing `needle` arrives; returns it.
@@ -408,6 +414,18 @@ pub async fn in_process_service(
     extra_config: &str,
     clock: std::sync::Arc<dyn uid2d::clock::Clock>,
 ) -> std::sync::Arc<uid2d::service::Service> {
+    let service = unloaded_service(operator, store, extra_config, clock);
+    service.load().await.expect("load");
+    service
+}
+
+/// [`in_process_service`] before start-up has read any state file.
+pub fn unloaded_service(
+    operator: &Operator,
+    store: std::sync::Arc<uid2d::store::Store>,
+    extra_config: &str,
+    clock: std::sync::Arc<dyn uid2d::clock::Clock>,
+) -> std::sync::Arc<uid2d::service::Service> {
     let config = uid2d::config::Config::parse(
         &format!("{}{extra_config}", operator.config_toml()),
         Path::new("test.toml"),
@@ -419,15 +437,13 @@ pub async fn in_process_service(
         config.request_timeout,
     )
     .expect("operator client");
-    let service = uid2d::service::Service::new(
+    uid2d::service::Service::new(
         config,
         client,
         store,
         clock,
         uid2d::engine::Policy::default(),
-    );
-    service.load().await.expect("load");
-    service
+    )
 }
 
 /// A client of the daemon on `bus`.

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures_util::stream::SelectAll;
 use futures_util::StreamExt as _;
+use tokio::sync::Notify;
 use tracing::{debug, warn};
 use zbus::message::Header;
 use zbus::names::{BusName, OwnedUniqueName, UniqueName};
@@ -72,6 +74,9 @@ pub struct Access {
     /// Unique names are never reused on a bus, so their credentials can be cached until
     /// the name goes away.
     callers: Mutex<HashMap<OwnedUniqueName, Caller>>,
+    /// Callers cached since [`route_signals`] last looked: it watches each one's end.
+    unwatched: Mutex<Vec<OwnedUniqueName>>,
+    cached: Notify,
 }
 
 impl Access {
@@ -81,6 +86,8 @@ impl Access {
             device_gid,
             admin_gid,
             callers: Mutex::new(HashMap::new()),
+            unwatched: Mutex::new(Vec::new()),
+            cached: Notify::new(),
         }
     }
 
@@ -103,8 +110,14 @@ impl Access {
             uid,
             gids: credentials.unix_group_ids().cloned().unwrap_or_default(),
         };
-        self.lock()
-            .insert(OwnedUniqueName::from(sender.to_owned()), caller.clone());
+        let name = OwnedUniqueName::from(sender.to_owned());
+        if self.lock().insert(name.clone(), caller.clone()).is_none() {
+            self.unwatched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(name);
+            self.cached.notify_one();
+        }
         Ok(caller)
     }
 
@@ -161,6 +174,15 @@ impl Access {
 
     fn forget(&self, name: &str) {
         self.lock().remove(name);
+    }
+
+    fn take_unwatched(&self) -> Vec<OwnedUniqueName> {
+        std::mem::take(
+            &mut *self
+                .unwatched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     pub fn known_connections(&self) -> usize {
@@ -368,6 +390,75 @@ fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
+type Ends = SelectAll<std::pin::Pin<Box<dyn futures_util::Stream<Item = OwnedUniqueName> + Send>>>;
+
+/// Callers watched one by one at most; past that, one rule follows every name. Stock
+/// system buses allow 512 match rules per connection.
+const MAX_WATCHED: usize = 64;
+
+/// Adds to `ends` a stream that yields `name` once, when it leaves the bus; past
+/// [`MAX_WATCHED`] callers, replaces them all with one that follows every name's end.
+async fn watch_end(
+    dbus: &fdo::DBusProxy<'_>,
+    access: &Access,
+    ends: &mut Ends,
+    everyone: &mut bool,
+    name: OwnedUniqueName,
+) {
+    if *everyone {
+        return;
+    }
+    if ends.len() >= MAX_WATCHED {
+        match dbus.receive_name_owner_changed().await {
+            Ok(signals) => {
+                debug!("more than {MAX_WATCHED} callers: following every name on the bus");
+                *everyone = true;
+                ends.clear();
+                ends.push(Box::pin(signals.filter_map(|signal| {
+                    let gone = signal.args().ok().and_then(|args| {
+                        let name = match args.name() {
+                            BusName::Unique(name) if args.new_owner().is_none() => name,
+                            _ => return None,
+                        };
+                        Some(OwnedUniqueName::from(name.to_owned()))
+                    });
+                    std::future::ready(gone)
+                })));
+            }
+            Err(e) => warn!("cannot follow callers leaving the bus: {e}"),
+        }
+        return;
+    }
+    let signals = match dbus
+        .receive_name_owner_changed_with_args(&[(0, name.as_str())])
+        .await
+    {
+        Ok(signals) => signals,
+        // The credentials cached stay right; only a departed caller's entry would stay.
+        Err(e) => return warn!("cannot follow a caller leaving the bus: {e}"),
+    };
+    let end = signals
+        .filter(|signal| {
+            let gone = signal.args().is_ok_and(|args| args.new_owner().is_none());
+            std::future::ready(gone)
+        })
+        .take(1)
+        .map({
+            let name = name.clone();
+            move |_| name.clone()
+        });
+    // It may have left before the rule was in place.
+    let here = dbus
+        .name_has_owner(BusName::Unique(UniqueName::from(&name)))
+        .await
+        .unwrap_or(false);
+    if here {
+        ends.push(Box::pin(end));
+    } else {
+        access.forget(name.as_str());
+    }
+}
+
 /// Delivers each status change to the connections of its scope only, and forgets
 /// connections that leave the bus. Runs until the connection closes.
 pub async fn route_signals(
@@ -376,7 +467,10 @@ pub async fn route_signals(
     access: Arc<Access>,
 ) -> zbus::Result<()> {
     let dbus = fdo::DBusProxy::new(&conn).await?;
-    let mut gone = dbus.receive_name_owner_changed().await?;
+    // One match rule per caller (arg0 = its unique name), not one for every name on the
+    // bus: other clients coming and going must not wake us.
+    let mut ends = SelectAll::new();
+    let mut everyone = false;
     let mut changes = service.subscribe();
     let mut policy = service.watch_limit_ad_tracking();
     loop {
@@ -405,14 +499,12 @@ pub async fn route_signals(
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
             },
-            signal = gone.next() => {
-                let Some(signal) = signal else { return Ok(()) };
-                if let Ok(args) = signal.args() {
-                    if args.new_owner().is_none() && args.name().starts_with(':') {
-                        access.forget(args.name());
-                    }
+            () = access.cached.notified() => {
+                for name in access.take_unwatched() {
+                    watch_end(&dbus, &access, &mut ends, &mut everyone, name).await;
                 }
             }
+            Some(name) = ends.next() => access.forget(name.as_str()),
         }
     }
 }

@@ -310,6 +310,97 @@ async fn sigterm_stops_a_start_up_stuck_on_a_silent_bus() {
     }
 }
 
+/// uid2d's match rules on the bus, from dbus-daemon's Debug.Stats interface.
+async fn match_rules_of_uid2d(conn: &zbus::Connection) -> Vec<String> {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await.unwrap();
+    let uid2d = dbus
+        .get_name_owner("com.uid2.Manager".try_into().unwrap())
+        .await
+        .unwrap();
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus.Debug.Stats"),
+            "GetAllMatchRules",
+            &(),
+        )
+        .await
+        .unwrap();
+    let mut all: std::collections::HashMap<String, Vec<String>> =
+        reply.body().deserialize().unwrap();
+    all.remove(uid2d.as_str()).unwrap_or_default()
+}
+
+/// Polls the bus (there is no event for a match rule) until `done` holds for uid2d's rules.
+async fn until_rules(conn: &zbus::Connection, what: &str, done: impl Fn(&[String]) -> bool) {
+    within(what, async {
+        while !done(&match_rules_of_uid2d(conn).await) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// Only its own callers' departures reach uid2d: one match rule per caller, removed when
+/// the caller leaves, and none for every name on the bus (whose comings and goings would
+/// wake it on a busy system bus).
+#[tokio::test]
+async fn callers_are_watched_one_by_one_and_forgotten() {
+    let rig = quiet_rig().await;
+    let _daemon = rig.daemon().await;
+    let observer = rig.bus.connect().await;
+    let every_name = |rules: &[String]| {
+        rules
+            .iter()
+            .any(|r| r.contains("NameOwnerChanged") && !r.contains("arg0="))
+    };
+    assert!(!every_name(&match_rules_of_uid2d(&observer).await));
+
+    let caller = rig.bus.connect().await;
+    let name = caller.unique_name().unwrap().to_string();
+    manager(&caller).await.get_identity_status().await.unwrap();
+    let mine = move |rules: &[String]| rules.iter().any(|r| r.contains(&format!("'{name}'")));
+    until_rules(&observer, "a rule for the caller", |r| mine(r)).await;
+    assert!(!every_name(&match_rules_of_uid2d(&observer).await));
+
+    caller.close().await.unwrap();
+    until_rules(&observer, "the caller's rule removed", |r| !mine(r)).await;
+}
+
+/// Past 64 callers at once, one rule follows every name instead (stock system buses
+/// allow 512 rules per connection), and uid2d goes on serving.
+#[tokio::test]
+async fn many_callers_share_one_rule() {
+    let rig = quiet_rig().await;
+    let _daemon = rig.daemon().await;
+    let observer = rig.bus.connect().await;
+    let mut callers = Vec::new();
+    for _ in 0..65 {
+        let caller = rig.bus.connect().await;
+        manager(&caller).await.get_identity_status().await.unwrap();
+        callers.push(caller);
+    }
+    let per_caller = |rules: &[String]| {
+        rules
+            .iter()
+            .filter(|r| r.contains("NameOwnerChanged") && r.contains("arg0="))
+            .count()
+    };
+    until_rules(&observer, "one rule for every name", |rules| {
+        per_caller(rules) == 0
+            && rules
+                .iter()
+                .any(|r| r.contains("NameOwnerChanged") && !r.contains("arg0="))
+    })
+    .await;
+    let last = rig.bus.connect().await;
+    assert_eq!(
+        manager(&last).await.get_identity_status().await.unwrap(),
+        "no_identity"
+    );
+}
+
 #[tokio::test]
 async fn watchdog_pings_at_half_the_interval() {
     let rig = quiet_rig().await;

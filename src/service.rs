@@ -139,6 +139,9 @@ struct Loading {
     report: Mutex<LoadReport>,
 }
 
+/// State files read per trip to the blocking pool by the start-up pass.
+const LOAD_BATCH: usize = 64;
+
 /// The store's name for the device policy record (not a scope).
 const POLICY_RECORD: &str = "policy";
 
@@ -337,14 +340,20 @@ impl Service {
     /// An error of the system (not of a file) stops the pass and is returned.
     pub async fn load_scopes(self: &Arc<Self>) -> Result<LoadReport, StoreError> {
         let store = self.store.clone();
+        let mut keys = Vec::new();
         for name in blocking(move || store.list()).await? {
             if name == POLICY_RECORD {
                 continue;
             }
             match ScopeKey::from_name(&name) {
-                Some(key) => self.load_scope(key).await?,
+                Some(key) => keys.push(key),
                 None => warn!(scope = %name, "ignoring a state file that names no scope"),
             }
+        }
+        // In batches: one trip to the blocking pool each, and a call for a scope not yet
+        // read waits for one batch at most.
+        for batch in keys.chunks(LOAD_BATCH) {
+            self.load_batch(batch).await?;
         }
         let _read = self.loading.read.lock().await;
         self.loading.done.store(true, Ordering::Release);
@@ -362,48 +371,71 @@ impl Service {
         if self.loaded() {
             return Ok(());
         }
-        self.load_scope(key)
+        self.load_batch(&[key])
             .await
             .map_err(|e| Error::Storage(e.to_string()))
     }
 
-    async fn load_scope(self: &Arc<Self>, key: ScopeKey) -> Result<(), StoreError> {
+    async fn load_batch(self: &Arc<Self>, keys: &[ScopeKey]) -> Result<(), StoreError> {
         let mut read = self.loading.read.lock().await;
-        if self.loaded() || read.contains(&key) {
+        if self.loaded() {
+            return Ok(());
+        }
+        let keys: Vec<ScopeKey> = keys
+            .iter()
+            .filter(|key| !read.contains(key))
+            .copied()
+            .collect();
+        if keys.is_empty() {
             return Ok(());
         }
         let store = self.store.clone();
-        let name = key.name();
-        let stored = blocking(move || store.load(&name)).await?;
-        // Only now: after an error of the system the file stays to be read again.
-        read.insert(key);
-        let bytes = match stored {
-            Stored::Absent => return Ok(()),
-            Stored::SetAside(aside) => {
-                self.set_aside(&aside);
-                return Ok(());
+        let names: Vec<String> = keys.iter().map(|key| key.name()).collect();
+        let results = blocking(move || {
+            // Stops at an error of the system: the files after it stay to be read again.
+            let mut results = Vec::with_capacity(names.len());
+            for name in &names {
+                let result = store.load(name);
+                let failed = result.is_err();
+                results.push(result);
+                if failed {
+                    break;
+                }
             }
-            Stored::Plaintext(bytes) => bytes,
-        };
-        let persisted = match decode(&bytes) {
-            Ok(persisted) => persisted,
-            Err(reason) => {
-                error!(scope = %key, error_kind = "corrupt_state", "state record rejected: {reason}; the scope starts empty");
-                self.note_set_aside(key.name());
-                return Ok(());
-            }
-        };
+            Ok(results)
+        })
+        .await?;
         let _change = self.change.lock().await;
-        if lock(&self.scopes).contains_key(&key) {
-            // Changed in memory before its file was read: memory is newer.
-            return Ok(());
+        for (key, result) in keys.into_iter().zip(results) {
+            let stored = result?;
+            read.insert(key);
+            let bytes = match stored {
+                Stored::Absent => continue,
+                Stored::SetAside(aside) => {
+                    self.set_aside(&aside);
+                    continue;
+                }
+                Stored::Plaintext(bytes) => bytes,
+            };
+            let persisted = match decode(&bytes) {
+                Ok(persisted) => persisted,
+                Err(reason) => {
+                    error!(scope = %key, error_kind = "corrupt_state", "state record rejected: {reason}; the scope starts empty");
+                    self.note_set_aside(key.name());
+                    continue;
+                }
+            };
+            if lock(&self.scopes).contains_key(&key) {
+                // Changed in memory before its file was read: memory is newer.
+                continue;
+            }
+            lock(&self.scopes).insert(key, Scope::from_persisted(persisted));
+            // Nothing of this can be refused.
+            let _ = self
+                .apply_locked(key, Event::Loaded, Durability::Eventually)
+                .await;
+            lock(&self.loading.report).scopes += 1;
         }
-        lock(&self.scopes).insert(key, Scope::from_persisted(persisted));
-        // Nothing of this can be refused.
-        let _ = self
-            .apply_locked(key, Event::Loaded, Durability::Eventually)
-            .await;
-        lock(&self.loading.report).scopes += 1;
         Ok(())
     }
 

@@ -157,7 +157,7 @@ fi
 cargo_args=(--locked --profile "$profile")
 if [ "$zig" = 1 ]; then
   # Its own target dir: zig-linked artifacts must not mix with the gcc-linked ones.
-  target_dir=target/zig
+  target_dir="${CARGO_TARGET_DIR:-target}/zig"
   build=(cargo zigbuild --target-dir "$target_dir" --target "$target")
   out_dir="$target_dir/$triple/$profile_dir"
   # For --test: the qemu runner. zigbuild sets the linker and CC itself.

@@ -27,7 +27,7 @@ use crate::dbus::{self, Access, Manager, BUS_NAME, OBJECT_PATH};
 use crate::engine::Policy;
 use crate::identity::UnixMillis;
 use crate::operator::Operator;
-use crate::service::Service;
+use crate::service::{ScopeKey, Service};
 use crate::store::Store;
 
 /// Which bus to serve on.
@@ -157,10 +157,13 @@ struct Started {
     access: Arc<Access>,
     conn: zbus::Connection,
     clock: Arc<dyn Clock>,
+    /// Stored scopes not read before READY=1.
+    unread: Vec<ScopeKey>,
 }
 
-/// Opens the store, restores the device policy, and takes the bus name. The scopes' files
-/// are read later (see [`serve`]): start-up time does not grow with their number.
+/// Opens the store, restores the device policy and the first batch of scopes (on a TV,
+/// all of them), and takes the bus name. Any further scopes are read after READY=1 (see
+/// [`serve`]): start-up time does not grow with their number.
 async fn start(options: &Options, config: Config) -> Result<Started, DaemonError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new(config.rtc));
     let device_gid = match (&config.scope, &config.device_group) {
@@ -198,6 +201,7 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         Policy::default(),
     );
     service.load_policy().await?;
+    let unread = service.load_first().await?;
 
     let builder = match &options.bus {
         Bus::System => connection::Builder::system()?,
@@ -216,6 +220,7 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         access,
         conn,
         clock,
+        unread,
     })
 }
 
@@ -231,6 +236,7 @@ async fn serve(
         access,
         conn,
         clock,
+        unread,
     } = started;
     info!(operator = %service.config().base_url, "serving {BUS_NAME}");
     notify(&[NotifyState::Ready, NotifyState::Status(&summary(&service))]);
@@ -238,7 +244,7 @@ async fn serve(
     // Until this pass ends, each call reads its own scope's file first.
     let mut loading = std::pin::pin!({
         let service = service.clone();
-        async move { service.load_scopes().await }
+        async move { service.load_rest(unread).await }
     });
     let mut loaded = false;
 

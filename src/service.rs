@@ -139,7 +139,8 @@ struct Loading {
     report: Mutex<LoadReport>,
 }
 
-/// State files read per trip to the blocking pool by the start-up pass.
+/// State files read per trip to the blocking pool at start-up; the first batch is read
+/// before READY=1.
 const LOAD_BATCH: usize = 64;
 
 /// The store's name for the device policy record (not a scope).
@@ -336,9 +337,16 @@ impl Service {
         Ok(())
     }
 
-    /// Reads every scope's state file that no call has read yet, and starts its schedule.
-    /// An error of the system (not of a file) stops the pass and is returned.
+    /// Reads every scope's state file that no call has read yet, and starts its schedule:
+    /// [`Service::load_first`], then [`Service::load_rest`].
     pub async fn load_scopes(self: &Arc<Self>) -> Result<LoadReport, StoreError> {
+        let rest = self.load_first().await?;
+        self.load_rest(rest).await
+    }
+
+    /// Lists the stored scopes and reads the first [`LOAD_BATCH`] of them (on a TV, all of
+    /// them); returns the others. The daemon does this before READY=1.
+    pub async fn load_first(self: &Arc<Self>) -> Result<Vec<ScopeKey>, StoreError> {
         let store = self.store.clone();
         let mut keys = Vec::new();
         for name in blocking(move || store.list()).await? {
@@ -350,14 +358,33 @@ impl Service {
                 None => warn!(scope = %name, "ignoring a state file that names no scope"),
             }
         }
-        // In batches: one trip to the blocking pool each, and a call for a scope not yet
-        // read waits for one batch at most.
-        for batch in keys.chunks(LOAD_BATCH) {
+        let rest = keys.split_off(keys.len().min(LOAD_BATCH));
+        self.load_batch(&keys).await?;
+        if rest.is_empty() {
+            self.finish_loading().await;
+        }
+        Ok(rest)
+    }
+
+    /// Reads the scopes [`Service::load_first`] left, in batches: one trip to the blocking
+    /// pool each, and a call for a scope not yet read waits for one batch at most. The
+    /// daemon does this after READY=1. An error of the system (not of a file) stops it and
+    /// is returned.
+    pub async fn load_rest(
+        self: &Arc<Self>,
+        rest: Vec<ScopeKey>,
+    ) -> Result<LoadReport, StoreError> {
+        for batch in rest.chunks(LOAD_BATCH) {
             self.load_batch(batch).await?;
         }
-        let _read = self.loading.read.lock().await;
-        self.loading.done.store(true, Ordering::Release);
+        self.finish_loading().await;
         Ok(lock(&self.loading.report).clone())
+    }
+
+    async fn finish_loading(&self) {
+        let mut read = self.loading.read.lock().await;
+        self.loading.done.store(true, Ordering::Release);
+        *read = HashSet::new();
     }
 
     /// Whether every state file has been read.

@@ -1,6 +1,7 @@
-//! Start-up reads the scopes' state files after READY=1, so start-up time does not grow
-//! with their number. A call for a scope reads that scope's file first: no answer depends
-//! on how far the start-up pass has got, and the pass never undoes a change.
+//! Start-up reads the first 64 scopes' state files before READY=1 and any others after
+//! it, so start-up time does not grow with their number. A call for a scope reads that
+//! scope's file first: no answer depends on how far start-up has got, and it never undoes
+//! a change.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
@@ -14,7 +15,8 @@ use uid2d::identity::Status;
 use uid2d::service::ScopeKey;
 use uid2d::store::Store;
 
-const SCOPES: u32 = 20;
+/// More than one batch (64): some are read before READY=1, some after.
+const SCOPES: u32 = 70;
 
 /// `SCOPES` scopes stored by one service; returns each scope's advertising token.
 async fn stored(operator: &Operator, state: &std::path::Path) -> Vec<String> {
@@ -84,8 +86,8 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
     assert_eq!(again.scope_count(), SCOPES as usize - 1);
 }
 
-/// The real daemon: READY=1 first, every stored scope answered, and STATUS= counts them
-/// once the pass has read them all.
+/// The real daemon: every stored scope answered, those read after READY=1 too, and
+/// STATUS= counts them once all are read.
 #[tokio::test]
 async fn the_daemon_serves_stored_scopes_read_after_ready() {
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;

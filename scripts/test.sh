@@ -3,7 +3,8 @@
 # the whole test suite, natively and for ARM under qemu-user. Used by `make test` and by
 # CI (.ci/run).
 #
-#   scripts/test.sh            everything (as root on a fresh Debian 12, ~25 min on 2 cores)
+#   scripts/test.sh            everything, the web module in Chromium included (as root on
+#                              a fresh Debian 12, ~20 min on 2 cores)
 #   scripts/test.sh --native   only the native checks and tests (~5 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,12 @@ if [ "$native_only" = 1 ]; then
 fi
 echo "== the Debian package (cargo deb --profile dev: the file list, not the optimiser)"
 scripts/check-deb.sh --profile dev
+echo "== the web module in headless Chromium (installs chromium if missing)"
+web=$(mktemp)
+scripts/test-web.sh 2>&1 | tee "$web"
+# Its runner ends with "N passed, N failed": counted with the rest.
+tail -n 1 "$web" | awk '/ passed, [0-9]+ failed$/ { printf "test result: web. %d passed; %d failed;\n", $1, $3 }' >> "$results"
+rm -f "$web"
 echo "== cross builds and the aarch64 test suite under qemu"
 cross/ci.sh 2>&1 | tee -a "$results"
 summary

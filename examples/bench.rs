@@ -1,10 +1,10 @@
-//! The benchmark runner (issue 8). Starts a private dbus-daemon, the local operator
-//! (`uid2-operator-sim`) and the release `target/release/uid2d`, and prints one Markdown
-//! table: every uid2d figure next to a baseline measured in the same run, and their
-//! ratio. Exits non-zero only when something could not be measured, never on a slow
-//! figure.
+//! The benchmark runner. Starts a private dbus-daemon, the local operator
+//! (`uid2-operator-sim`) and the release `target/release/uid2d` (and `target/dist/uid2d`
+//! for its memory), and prints one Markdown table: every uid2d figure next to a baseline
+//! measured in the same run, and their ratio. Exits non-zero only when something could
+//! not be measured, never on a slow figure.
 //!
-//!   scripts/bench.sh [--quick] [--calls N] [--seconds S] [--idle-secs S] [--starts N]
+//!   scripts/bench.sh [--quick] [--keep] [--calls N] [--seconds S] [--idle-secs S] [--starts N]
 
 use std::io::BufRead as _;
 use std::os::unix::net::UnixDatagram;

@@ -206,15 +206,10 @@ impl Manager {
         Self { service, access }
     }
 
-    /// The caller's scope for a read, its state file read if start-up has not yet.
+    /// The caller's scope for a read, its state file read if start-up has not yet. (The
+    /// service's changes do that themselves.)
     async fn reader(&self, conn: &Connection, header: &Header<'_>) -> Result<ScopeKey, Error> {
         let scope = self.access.reader(conn, header).await?;
-        self.service.ensure_loaded(scope).await?;
-        Ok(scope)
-    }
-
-    async fn writer(&self, conn: &Connection, header: &Header<'_>) -> Result<ScopeKey, Error> {
-        let scope = self.access.writer(conn, header).await?;
         self.service.ensure_loaded(scope).await?;
         Ok(scope)
     }
@@ -229,7 +224,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         identity: &str,
     ) -> Result<String, Error> {
-        let scope = self.writer(conn, &header).await?;
+        let scope = self.access.writer(conn, &header).await?;
         Ok(self
             .service
             .set_identity(scope, identity)
@@ -273,7 +268,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
-        let scope = self.writer(conn, &header).await?;
+        let scope = self.access.writer(conn, &header).await?;
         Ok(self.service.refresh(scope).await?.to_string())
     }
 
@@ -282,7 +277,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), Error> {
-        let scope = self.writer(conn, &header).await?;
+        let scope = self.access.writer(conn, &header).await?;
         Ok(self.service.reset(scope).await?)
     }
 
@@ -292,7 +287,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         enabled: bool,
     ) -> Result<(), Error> {
-        let scope = self.writer(conn, &header).await?;
+        let scope = self.access.writer(conn, &header).await?;
         Ok(self.service.set_auto_refresh(scope, enabled).await?)
     }
 
@@ -315,7 +310,7 @@ impl Manager {
         value: &str,
         options: HashMap<String, OwnedValue>,
     ) -> Result<String, Error> {
-        let scope = self.writer(conn, &header).await?;
+        let scope = self.access.writer(conn, &header).await?;
         let options = generate_options(&options)?;
         Ok(self
             .service

@@ -127,8 +127,9 @@ pub struct Service {
     loading: Loading,
 }
 
-/// Start-up reads the scopes' state files after READY=1 (so start-up does not grow with
-/// the number of scopes); until that pass ends, a call reads its own scope's file first.
+/// Start-up reads the first [`LOAD_BATCH`] state files before READY=1 and the rest after
+/// it (so start-up does not grow with their number); until then, a call reads its own
+/// scope's file first.
 #[derive(Debug, Default)]
 struct Loading {
     /// Every state file has been read: [`Service::ensure_loaded`] is one atomic load.
@@ -453,7 +454,8 @@ impl Service {
                 }
             };
             if lock(&self.scopes).contains_key(&key) {
-                // Changed in memory before its file was read: memory is newer.
+                // Every change runs ensure_loaded first, so this cannot happen; if a new
+                // path forgot to, memory is newer than the file and must win.
                 continue;
             }
             lock(&self.scopes).insert(key, Scope::from_persisted(persisted));

@@ -7,7 +7,6 @@
 //!   scripts/bench.sh [--quick] [--keep] [--calls N] [--seconds S] [--idle-secs S] [--starts N]
 
 use std::io::BufRead as _;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -15,6 +14,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::UnixDatagram;
 use tokio::time::sleep;
 use uid2_operator_sim::{Endpoint, OperatorSim, SimConfig};
 use uid2d::client::Manager1Proxy;
@@ -183,7 +183,8 @@ struct Ctx {
 }
 
 struct Daemon {
-    child: Child,
+    child: tokio::process::Child,
+    pid: u32,
     notify: UnixDatagram,
     /// From just before fork+exec to READY=1 on our NOTIFY_SOCKET.
     ready: Duration,
@@ -193,18 +194,34 @@ struct Daemon {
 
 impl Daemon {
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// Notify messages received since the last call that contain `needle`.
-    fn count(&self, needle: &str) -> Result<usize> {
-        self.notify.set_nonblocking(true)?;
+    fn count(&self, needle: &str) -> usize {
         let (mut buf, mut n) = ([0u8; 4096], 0);
-        while let Ok(len) = self.notify.recv(&mut buf) {
+        while let Ok(len) = self.notify.try_recv(&mut buf) {
             n += usize::from(String::from_utf8_lossy(&buf[..len]).contains(needle));
         }
-        Ok(n)
+        n
     }
+}
+
+/// Waits (without blocking the runtime, which also serves the operator) for a notify
+/// message that `done` accepts.
+async fn notified(notify: &UnixDatagram, done: impl Fn(&str) -> bool) -> Result<()> {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let n = notify.recv(&mut buf).await?;
+            if done(&String::from_utf8_lossy(&buf[..n])) {
+                return Ok::<_, std::io::Error>(());
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no such message from uid2d within 60 s")??;
+    Ok(())
 }
 
 impl Ctx {
@@ -216,14 +233,16 @@ impl Ctx {
         }
         let path = self.dir.join(format!("notify-{}", fastrand::u32(..)));
         let notify = UnixDatagram::bind(&path)?;
-        notify.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
-            .arg(&self.bin);
-        if watchdog_usec.is_none() {
-            command = Command::new(&self.bin);
-        }
+        let mut command = match watchdog_usec {
+            Some(usec) => {
+                let mut sh = tokio::process::Command::new("sh");
+                sh.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
+                    .arg(&self.bin)
+                    .env("WATCHDOG_USEC", usec.to_string());
+                sh
+            }
+            None => tokio::process::Command::new(&self.bin),
+        };
         command
             .arg("--bus")
             .arg(&self.bus)
@@ -235,54 +254,36 @@ impl Ctx {
             .env_remove("JOURNAL_STREAM")
             .env_remove("CREDENTIALS_DIRECTORY")
             .env_remove("WATCHDOG_PID")
-            .env_remove("WATCHDOG_USEC")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(usec) = watchdog_usec {
-            command.env("WATCHDOG_USEC", usec.to_string());
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if watchdog_usec.is_none() {
+            command.env_remove("WATCHDOG_USEC");
         }
         let started = Instant::now();
-        let mut child = command.spawn()?;
-        let mut buf = [0u8; 4096];
-        loop {
-            match notify.recv(&mut buf) {
-                Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("READY=1") => break,
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = child.kill();
-                    return Err(format!("no READY=1 from uid2d ({e}): {:?}", child.wait()).into());
-                }
-            }
-        }
+        let child = command.spawn()?;
+        let pid = child.id().ok_or("uid2d exited at once")?;
+        notified(&notify, |m| m.contains("READY=1")).await?;
         let ready = started.elapsed();
-        // Then the stored scopes are read; STATUS= counts them when that is done.
-        loop {
-            match notify.recv(&mut buf) {
-                Ok(n) => {
-                    let message = String::from_utf8_lossy(&buf[..n]);
-                    if message.contains("stored identit") && !message.contains("reading") {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = child.kill();
-                    return Err(format!("uid2d never finished reading its state ({e})").into());
-                }
-            }
-        }
+        // Then any further stored scopes are read; STATUS= counts them when that is done.
+        notified(&notify, |m| {
+            m.contains("stored identit") && !m.contains("reading")
+        })
+        .await?;
         let loaded = started.elapsed();
         Ok(Daemon {
             child,
+            pid,
             notify,
             ready,
             loaded,
         })
     }
 
-    fn stop(&self, mut daemon: Daemon) -> Result<()> {
+    async fn stop(&self, mut daemon: Daemon) -> Result<()> {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.pid())?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        daemon.child.wait()?;
+        daemon.child.wait().await?;
         Ok(())
     }
 }
@@ -621,7 +622,7 @@ async fn run() -> Result<()> {
     let conns = accepted.load(Relaxed) - conns;
     close_idle.store(false, Relaxed);
     let pings = cpu_per(pid, 50, || async { Ok(ping_ours.ping().await?) }).await?;
-    ctx.stop(d)?;
+    ctx.stop(d).await?;
     if sim.requests(Endpoint::Refresh) - refreshes != 72 {
         return Err("not every RefreshIdentity reached the operator".into());
     }
@@ -630,7 +631,7 @@ async fn run() -> Result<()> {
         let d = ctx.start(&s1, None).await?;
         manager.get_identity_status().await?;
         first.push(cpu_per(d.pid(), 1, refresh).await?);
-        ctx.stop(d)?;
+        ctx.stop(d).await?;
     }
     let first = first.iter().sum::<f64>() / first.len() as f64;
     let ms = |v: f64| format!("{v:.2} ms");
@@ -676,7 +677,7 @@ async fn run() -> Result<()> {
         sleep(Duration::from_millis(200)).await;
         let (idle, bus_idle) = (mem(d.pid())?, mem(bus_pid)?);
         let split = rss_by_mapping(d.pid())?;
-        ctx.stop(d)?;
+        ctx.stop(d).await?;
         t.row(
             "memory idle, `dist` build (opt-level z, LTO), KiB VmRSS / VmHWM / RssAnon: uid2d vs dbus-daemon",
             kib(idle),
@@ -722,7 +723,7 @@ async fn run() -> Result<()> {
                 alls.push(d.loaded);
                 mems.push(mem(d.pid())?);
             }
-            ctx.stop(d)?;
+            ctx.stop(d).await?;
         }
     }
     let (a, b) = (median(up1000), median(up0));
@@ -779,15 +780,15 @@ async fn run() -> Result<()> {
     sleep(Duration::from_millis(200)).await;
     let churn = wakeups(d.pid()).saturating_sub(before);
     t.row("  (info) wake-ups from 20 other clients connecting + leaving the bus (never calling uid2d)", churn.to_string(), "0".into(), "-".into(), "");
-    ctx.stop(d)?;
+    ctx.stop(d).await?;
     let d = ctx.start(&s1, Some(10_000_000)).await?;
     sleep(SETTLE).await;
-    d.count("WATCHDOG=1")?;
+    d.count("WATCHDOG=1");
     let w = wakeups(d.pid());
     sleep(Duration::from_secs(o.idle)).await;
     let w = wakeups(d.pid()).saturating_sub(w);
-    let pings = d.count("WATCHDOG=1")?;
-    ctx.stop(d)?;
+    let pings = d.count("WATCHDOG=1");
+    ctx.stop(d).await?;
     t.row(
         &format!(
             "wake-ups idle {} s, WATCHDOG_USEC=10 s ({pings} pings) vs no watchdog",

@@ -16,7 +16,7 @@ secs=${1:-60}
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [SECONDS_PER_TARGET]" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-fixtures=${UID2_FIXTURES:-$root/../shared/fixtures/uid2}
+fixtures=${UID2_FIXTURES:-$root/tests/fixtures/uid2}
 targets=${FUZZ_TARGETS:-identity_json envelope state_file config dii server_key}
 
 if ! command -v rustup >/dev/null || ! rustup toolchain list | grep -q '^nightly'; then

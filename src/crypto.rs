@@ -329,7 +329,7 @@ mod tests {
 
     fn fixture_path(path: &str) -> String {
         format!(
-            "{}/../shared/fixtures/uid2/{path}",
+            "{}/tests/fixtures/uid2/{path}",
             env!("CARGO_MANIFEST_DIR")
         )
     }

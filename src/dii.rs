@@ -244,7 +244,7 @@ mod tests {
 
     fn fixture(path: &str) -> Value {
         let full = format!(
-            "{}/../shared/fixtures/uid2/{path}",
+            "{}/tests/fixtures/uid2/{path}",
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));

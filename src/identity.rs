@@ -284,7 +284,7 @@ mod tests {
 
     fn fixture(path: &str) -> String {
         let full = format!(
-            "{}/../shared/fixtures/uid2/{path}",
+            "{}/tests/fixtures/uid2/{path}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))

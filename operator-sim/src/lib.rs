@@ -53,7 +53,7 @@ use state::{lock, millis, Dii, Shared};
 
 /// The client-side (CSTG) public key the sim answers for: the uid2-operator's **local-test**
 /// key pair (`client_side_keypairs.json` in IABTechLab/uid2-operator's test resources,
-/// Apache-2.0; copied under shared/fixtures/uid2/operator/). A public test fixture, not a
+/// Apache-2.0; copied under tests/fixtures/uid2/operator/). A public test fixture, not a
 /// credential for any real UID2 environment.
 pub const CSTG_PUBLIC_KEY: &str = "UID2-X-L-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEtXJdTSZAYHvoRDWiehMHoWF1BNPuqLs5w2ZHiAZ1IJc7O4/z0ojPTB0V+KYX/wxQK0hxx6kxCvHj335eI/ZQsQ==";
 /// The private half of [`CSTG_PUBLIC_KEY`] (same public fixture).

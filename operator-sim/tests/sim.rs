@@ -20,13 +20,13 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 fn fixture(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/uid2")
+        .join("../tests/fixtures/uid2")
         .join(relative)
 }
 
 fn cstg_vector() -> Value {
     let text = std::fs::read_to_string(fixture("derived/derived-cstg-vector.json"))
-        .expect("shared/fixtures/uid2/derived/derived-cstg-vector.json");
+        .expect("tests/fixtures/uid2/derived/derived-cstg-vector.json");
     serde_json::from_str(&text).unwrap()
 }
 

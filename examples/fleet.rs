@@ -296,7 +296,7 @@ impl Uid2d<'_> {
                     self.queue.push((t + self.latency, i, kind));
                 }
                 Action::Wake(at) => self.schedule(i, device, at, t),
-                Action::Persist | Action::StatusChanged(_) => {}
+                Action::Persist | Action::StatusChanged(_) | Action::Answer { .. } => {}
             }
         }
     }

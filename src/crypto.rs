@@ -328,10 +328,7 @@ mod tests {
     use p256::pkcs8::DecodePrivateKey as _;
 
     fn fixture_path(path: &str) -> String {
-        format!(
-            "{}/tests/fixtures/uid2/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        )
+        format!("{}/tests/fixtures/uid2/{path}", env!("CARGO_MANIFEST_DIR"))
     }
 
     fn fixture(path: &str) -> String {

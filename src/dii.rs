@@ -243,10 +243,7 @@ mod tests {
     use serde_json::Value;
 
     fn fixture(path: &str) -> Value {
-        let full = format!(
-            "{}/tests/fixtures/uid2/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let full = format!("{}/tests/fixtures/uid2/{path}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
         serde_json::from_str(&text).unwrap()
     }

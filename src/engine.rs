@@ -133,8 +133,10 @@ pub enum Event {
     Set(Identity),
     /// Client-side generate answered opt-out for this DII hash.
     GenerateOptOut { dii_hash: String },
-    /// `RefreshIdentity`: one attempt now, whatever the schedule.
-    RefreshRequested,
+    /// `RefreshIdentity`: one attempt now, whatever the schedule (or the one under way).
+    /// Always answered exactly once with [`Action::Answer`] for `request`: at once when
+    /// refused, else when the refresh ends or the identity it would refresh is gone.
+    RefreshRequested { request: RequestId },
     /// A refresh started by [`Action::Refresh`] ended.
     RefreshDone {
         generation: u64,
@@ -158,8 +160,37 @@ pub enum Action {
     Refresh { generation: u64 },
     /// Wake this scope at that wall-clock instant (`None`: nothing scheduled).
     Wake(Option<UnixMillis>),
-    /// The scope's status changed: tell its apps.
+    /// The scope's status changed, or its advertising token did (the status string may
+    /// repeat, e.g. `refreshed` after each refresh): tell its apps.
     StatusChanged(Status),
+    /// The answer to the [`Event::RefreshRequested`] that carried `request`.
+    Answer {
+        request: RequestId,
+        answer: RefreshAnswer,
+    },
+}
+
+/// Names one `RefreshIdentity` call, chosen by the caller of [`Scope::step`].
+pub type RequestId = u64;
+
+/// How a `RefreshIdentity` call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshAnswer {
+    /// The refresh ended with an answer from the operator (success or opt-out); the
+    /// scope's status after it.
+    Completed(Status),
+    /// The refresh failed (network, 5xx…); it is retried on the usual schedule.
+    Failed,
+    /// The operator rejected the refresh token: a new identity is needed once the
+    /// advertising token expires.
+    Rejected,
+    /// Refused at once: no identity is held.
+    NoIdentity,
+    /// Refused at once: the device's limit-ad-tracking policy is on.
+    Paused,
+    /// The identity was replaced, reset or ran out before the refresh ended; the scope's
+    /// status at that point.
+    Superseded(Status),
 }
 
 /// Why a new identity was refused. The stored one is untouched.
@@ -178,7 +209,13 @@ pub struct Scope {
     /// Bumped whenever the identity is replaced; a refresh result for an older
     /// generation is stale and ignored.
     generation: u64,
-    in_flight: bool,
+    /// When the refresh under way was sent. A request sent before `refresh_expires` is
+    /// judged by that instant: its answer is awaited, not thrown away.
+    in_flight: Option<UnixMillis>,
+    /// `RefreshIdentity` calls waiting for the refresh under way.
+    waiters: Vec<RequestId>,
+    /// Answers decided during the current step; always empty between steps.
+    answers: Vec<(RequestId, RefreshAnswer)>,
     failures: u32,
     /// Next automatic attempt when it is not `refresh_from` (backoff or start-up spread).
     retry_at: Option<UnixMillis>,
@@ -187,8 +224,9 @@ pub struct Scope {
     retry_from: UnixMillis,
     /// Set at start-up until the first refresh decision, which then gets a random delay.
     boot_spread_pending: bool,
-    /// The status last reported, to emit changes only.
-    last_status: Status,
+    /// The status and the identity generation last reported, to emit changes only: a new
+    /// advertising token is announced even when the status string stays the same.
+    announced: (Status, Option<u64>),
     /// The wake-up last requested, to emit changes only.
     wake: Option<UnixMillis>,
     /// Device policy (limit ad tracking): no refresh is sent while set. Not persisted
@@ -205,19 +243,21 @@ impl Default for Scope {
 impl Scope {
     /// A scope as read back from the store; feed it [`Event::Loaded`] next.
     pub fn from_persisted(persisted: Persisted) -> Self {
-        let last_status = match &persisted.held {
-            Held::Nothing(status) => *status,
-            Held::Identity { fresh, .. } => *fresh,
+        let announced = match &persisted.held {
+            Held::Nothing(status) => (*status, None),
+            Held::Identity { fresh, .. } => (*fresh, Some(0)),
         };
         Self {
             persisted,
             generation: 0,
-            in_flight: false,
+            in_flight: None,
+            waiters: Vec::new(),
+            answers: Vec::new(),
             failures: 0,
             retry_at: None,
             retry_from: 0,
             boot_spread_pending: false,
-            last_status,
+            announced,
             wake: None,
             paused: false,
         }
@@ -259,14 +299,25 @@ impl Scope {
     }
 
     /// The status at `now`, expiry included (what `GetIdentityStatus` answers).
+    ///
+    /// An expired identity whose refresh token the operator rejected is
+    /// `refresh_expired`, not `expired`: `expired` promises a refresh that would come.
     pub fn status(&self, now: Now) -> Status {
         match &self.persisted.held {
             Held::Nothing(status) => *status,
             Held::Identity { identity, fresh } => match now.expiry_clock() {
+                Some(t) if identity.identity_expires <= t && self.persisted.rejected => {
+                    Status::RefreshExpired
+                }
                 Some(t) if identity.identity_expires <= t => Status::Expired,
                 _ => *fresh,
             },
         }
+    }
+
+    /// Whether a refresh is under way.
+    pub fn refreshing(&self) -> bool {
+        self.in_flight.is_some()
     }
 
     /// The advertising token, if it may be served at `now`.
@@ -302,11 +353,13 @@ impl Scope {
     ) -> Result<(Scope, Vec<Action>), SetError> {
         let mut next = self.clone();
         let mut actions = Vec::new();
+        // Deadlines first: an event never acts on an identity that is already dead.
+        next.expire(now);
         match event {
             Event::Loaded => next.boot_spread_pending = true,
             Event::Set(identity) => {
                 Self::check_new(&identity, now)?;
-                let fresh = if self.identity().is_some() {
+                let fresh = if next.identity().is_some() {
                     Status::Refreshed
                 } else {
                     Status::Established
@@ -319,21 +372,28 @@ impl Scope {
                     next.persisted.opted_out_dii.push(dii_hash);
                 }
             }
-            Event::RefreshRequested => {
-                if next.identity().is_some() && !next.in_flight && !next.paused {
-                    next.in_flight = true;
-                    actions.push(Action::Refresh {
-                        generation: next.generation,
-                    });
+            Event::RefreshRequested { request } => {
+                if next.identity().is_none() {
+                    next.answers.push((request, RefreshAnswer::NoIdentity));
+                } else if next.paused {
+                    next.answers.push((request, RefreshAnswer::Paused));
+                } else {
+                    next.waiters.push(request);
+                    if next.in_flight.is_none() {
+                        next.send_refresh(now, &mut actions);
+                    }
                 }
             }
             Event::RefreshDone {
                 generation,
                 outcome,
             } => {
-                if generation == next.generation && next.in_flight {
-                    next.in_flight = false;
-                    next.refresh_done(outcome, now, policy, entropy);
+                if generation == next.generation && next.in_flight.is_some() {
+                    next.in_flight = None;
+                    let waiters = std::mem::take(&mut next.waiters);
+                    let answer = next.refresh_done(outcome, now, policy, entropy);
+                    next.answers
+                        .extend(waiters.into_iter().map(|request| (request, answer)));
                 }
             }
             Event::Tick => {}
@@ -347,17 +407,60 @@ impl Scope {
         if next.persisted != self.persisted {
             actions.insert(0, Action::Persist);
         }
+        let status = next.status(now);
+        for (request, answer) in std::mem::take(&mut next.answers) {
+            // Statuses are the scope's after this whole step, as a caller would read it.
+            let answer = match answer {
+                RefreshAnswer::Completed(_) => RefreshAnswer::Completed(status),
+                RefreshAnswer::Superseded(_) => RefreshAnswer::Superseded(status),
+                other => other,
+            };
+            actions.push(Action::Answer { request, answer });
+        }
         Ok((next, actions))
     }
 
+    fn send_refresh(&mut self, now: Now, actions: &mut Vec<Action>) {
+        self.in_flight = Some(now.wall);
+        self.retry_at = None;
+        actions.push(Action::Refresh {
+            generation: self.generation,
+        });
+    }
+
+    /// Drops the identity whose refresh token has expired (unless a refresh sent before
+    /// that instant is still out), or whose advertising token expired after the operator
+    /// rejected its refresh token.
+    fn expire(&mut self, now: Now) {
+        let (Held::Identity { identity, .. }, Some(t)) = (&self.persisted.held, now.expiry_clock())
+        else {
+            return;
+        };
+        let awaiting = self
+            .in_flight
+            .is_some_and(|sent| sent < identity.refresh_expires);
+        let dead = (identity.refresh_expires <= t && !awaiting)
+            || (self.persisted.rejected && identity.identity_expires <= t);
+        if dead {
+            self.replace(Held::Nothing(Status::RefreshExpired));
+        }
+    }
+
     /// Installs a new identity (or none): a new generation with a clean retry history.
+    /// Calls waiting for a refresh of the old one are answered: it will not come.
     fn replace(&mut self, held: Held) {
         self.persisted.held = held;
         self.persisted.rejected = false;
         self.generation += 1;
-        self.in_flight = false;
+        self.in_flight = None;
         self.failures = 0;
         self.retry_at = None;
+        let waiters = std::mem::take(&mut self.waiters);
+        self.answers.extend(
+            waiters
+                .into_iter()
+                .map(|request| (request, RefreshAnswer::Superseded(Status::NoIdentity))),
+        );
     }
 
     fn refresh_done(
@@ -366,7 +469,7 @@ impl Scope {
         now: Now,
         policy: &Policy,
         entropy: &mut dyn Entropy,
-    ) {
+    ) -> RefreshAnswer {
         match outcome {
             RefreshOutcome::Success(identity) => {
                 // The SDKs re-validate a refreshed identity; an empty token or a dead
@@ -381,14 +484,20 @@ impl Scope {
                 self.replace(held);
                 if let Some(next) = self.identity() {
                     if next.refresh_from.min(next.identity_expires) <= now.wall {
-                        self.retry_later(now, policy.min_refresh_interval_ms);
+                        let delay = self.bounded(now, policy.min_refresh_interval_ms, false);
+                        self.retry_later(now, delay);
                     }
                 }
+                RefreshAnswer::Completed(Status::Refreshed)
             }
-            RefreshOutcome::OptOut => self.replace(Held::Nothing(Status::OptOut)),
+            RefreshOutcome::OptOut => {
+                self.replace(Held::Nothing(Status::OptOut));
+                RefreshAnswer::Completed(Status::OptOut)
+            }
             RefreshOutcome::Rejected => {
                 self.persisted.rejected = true;
                 self.retry_at = None;
+                RefreshAnswer::Rejected
             }
             RefreshOutcome::Failed { retry_after_ms } => {
                 self.failures = self.failures.saturating_add(1);
@@ -409,13 +518,33 @@ impl Scope {
                     .max(remaining / 8)
                     .saturating_mul(1u64 << exponent)
                     .min(policy.backoff_cap_ms);
-                let delay = entropy
-                    .up_to(window)
-                    .max(retry_after_ms.unwrap_or(0))
-                    .max(1_000);
-                self.retry_later(now, delay);
+                let jitter = self.bounded(now, entropy.up_to(window).max(MIN_RETRY_MS), false);
+                // The operator's Retry-After is a floor, kept unless it would outlast the
+                // refresh token itself.
+                let floor = self.bounded(now, retry_after_ms.unwrap_or(0), true);
+                self.retry_later(now, jitter.max(floor));
+                RefreshAnswer::Failed
             }
         }
+    }
+
+    /// `delay_ms`, shortened so that the attempt it schedules lands before the deadline it
+    /// exists to meet: the advertising token's expiry while it is ahead (unless
+    /// `refresh_token_only`), else the refresh token's, less [`DEADLINE_GUARD_MS`]. Never
+    /// under [`MIN_RETRY_MS`]; an untrusted clock cannot tell how far a deadline is.
+    fn bounded(&self, now: Now, delay_ms: u64, refresh_token_only: bool) -> u64 {
+        let Some(identity) = self.identity().filter(|_| now.trusted) else {
+            return delay_ms;
+        };
+        let deadline = if !refresh_token_only && identity.identity_expires > now.wall {
+            identity.identity_expires
+        } else {
+            identity.refresh_expires
+        };
+        let room = u64::try_from(deadline - now.wall)
+            .unwrap_or(0)
+            .saturating_sub(DEADLINE_GUARD_MS);
+        delay_ms.min(room).max(MIN_RETRY_MS.min(delay_ms))
     }
 
     fn retry_later(&mut self, now: Now, delay_ms: u64) {
@@ -431,13 +560,7 @@ impl Scope {
         entropy: &mut dyn Entropy,
         actions: &mut Vec<Action>,
     ) {
-        if let (Held::Identity { identity, .. }, Some(t)) =
-            (&self.persisted.held, now.expiry_clock())
-        {
-            if identity.refresh_expires <= t {
-                self.replace(Held::Nothing(Status::RefreshExpired));
-            }
-        }
+        self.expire(now);
 
         if let Some(retry_at) = self.retry_at {
             if now.wall < self.retry_from {
@@ -466,9 +589,9 @@ impl Scope {
                         let bound = if !now.trusted {
                             policy.boot_spread_ms
                         } else if remaining == 0 {
-                            policy.boot_spread_expired_ms
+                            self.bounded(now, policy.boot_spread_expired_ms, true)
                         } else {
-                            policy.boot_spread_ms.min(remaining)
+                            self.bounded(now, policy.boot_spread_ms.min(remaining), false)
                         };
                         let delay = entropy.up_to(bound);
                         self.retry_later(now, delay);
@@ -476,11 +599,7 @@ impl Scope {
                 }
                 let due = self.retry_at.unwrap_or(natural);
                 if due <= now.wall {
-                    self.retry_at = None;
-                    self.in_flight = true;
-                    actions.push(Action::Refresh {
-                        generation: self.generation,
-                    });
+                    self.send_refresh(now, actions);
                 } else {
                     wake = Some(due);
                 }
@@ -497,8 +616,9 @@ impl Scope {
         }
 
         let status = self.status(now);
-        if status != self.last_status {
-            self.last_status = status;
+        let announce = (status, self.identity().map(|_| self.generation));
+        if announce != self.announced {
+            self.announced = announce;
             actions.push(Action::StatusChanged(status));
         }
         if wake != self.wake {
@@ -508,9 +628,19 @@ impl Scope {
     }
 
     fn may_refresh_automatically(&self) -> bool {
-        self.persisted.auto_refresh && !self.persisted.rejected && !self.in_flight && !self.paused
+        self.persisted.auto_refresh
+            && !self.persisted.rejected
+            && self.in_flight.is_none()
+            && !self.paused
     }
 }
+
+/// The shortest automatic retry delay: never a tight loop.
+const MIN_RETRY_MS: u64 = 1_000;
+
+/// How long before a deadline the last attempt meant to meet it is sent, so that the
+/// request reaches the operator in time.
+const DEADLINE_GUARD_MS: u64 = 1_000;
 
 fn earliest(a: Option<UnixMillis>, b: UnixMillis) -> Option<UnixMillis> {
     Some(a.map_or(b, |a| a.min(b)))
@@ -521,764 +651,6 @@ fn to_millis(ms: u64) -> UnixMillis {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Entropy that always answers the same fraction of the range.
-    struct Fixed(f64);
-    impl Entropy for Fixed {
-        fn up_to(&mut self, max: u64) -> u64 {
-            (max as f64 * self.0) as u64
-        }
-    }
-
-    const T0: UnixMillis = 1_700_000_000_000;
-    const MIN: i64 = 60_000;
-    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-    fn identity(tag: &str, refresh_from: i64, expires: i64, refresh_expires: i64) -> Identity {
-        Identity {
-            advertising_token: format!("adv-{tag}"),
-            refresh_token: format!("ref-{tag}"),
-            identity_expires: expires,
-            refresh_from,
-            refresh_expires,
-            refresh_response_key: KEY.into(),
-        }
-    }
-
-    /// An identity made at `at`: refresh after 1 h, expires after 4 h, refresh token 30 d.
-    fn fresh(tag: &str, at: i64) -> Identity {
-        identity(tag, at + 60 * MIN, at + 240 * MIN, at + 30 * 24 * 60 * MIN)
-    }
-
-    /// A scope driven by a fake clock, collecting every action.
-    struct Harness {
-        scope: Scope,
-        policy: Policy,
-        entropy: Fixed,
-        now: Now,
-        log: Vec<Action>,
-    }
-
-    impl Harness {
-        fn new() -> Self {
-            Self {
-                scope: Scope::default(),
-                policy: Policy::default(),
-                entropy: Fixed(0.5),
-                now: Now::trusted(T0),
-                log: Vec::new(),
-            }
-        }
-
-        fn send(&mut self, event: Event) -> Vec<Action> {
-            let (scope, actions) = self
-                .scope
-                .step(event, self.now, &self.policy, &mut self.entropy)
-                .expect("event accepted");
-            self.scope = scope;
-            // A wake-up at or before now would make the daemon's timer spin.
-            if let Some(wake) = self.scope.wake() {
-                assert!(
-                    wake > self.now.wall,
-                    "wake-up {wake} not after now {}",
-                    self.now.wall
-                );
-            }
-            self.log.extend(actions.clone());
-            actions
-        }
-
-        fn try_set(&mut self, identity: Identity) -> Result<Vec<Action>, SetError> {
-            let (scope, actions) = self.scope.step(
-                Event::Set(identity),
-                self.now,
-                &self.policy,
-                &mut self.entropy,
-            )?;
-            self.scope = scope;
-            Ok(actions)
-        }
-
-        /// Moves the wall clock (as suspend or a clock change does) and ticks.
-        fn at(&mut self, wall: UnixMillis) -> Vec<Action> {
-            self.now.wall = wall;
-            self.send(Event::Tick)
-        }
-
-        /// Runs the scope's own wake-ups until `end`, answering refreshes with `answer`.
-        fn run_until(
-            &mut self,
-            end: UnixMillis,
-            mut answer: impl FnMut(UnixMillis) -> RefreshOutcome,
-        ) -> Vec<UnixMillis> {
-            let mut refreshes = Vec::new();
-            let mut pending: Vec<u64> = if self.scope.in_flight {
-                vec![self.scope.generation]
-            } else {
-                Vec::new()
-            };
-            loop {
-                while let Some(generation) = pending.pop() {
-                    refreshes.push(self.now.wall);
-                    let outcome = answer(self.now.wall);
-                    let actions = self.send(Event::RefreshDone {
-                        generation,
-                        outcome,
-                    });
-                    pending.extend(self.refreshes_in(&actions));
-                }
-                match self.scope.wake() {
-                    Some(t) if t <= end => {
-                        let actions = self.at(t.max(self.now.wall));
-                        pending.extend(self.refreshes_in(&actions));
-                    }
-                    _ => return refreshes,
-                }
-            }
-        }
-
-        fn refreshes_in(&self, actions: &[Action]) -> Vec<u64> {
-            actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Refresh { generation } => Some(*generation),
-                    _ => None,
-                })
-                .collect()
-        }
-
-        fn status(&self) -> Status {
-            self.scope.status(self.now)
-        }
-    }
-
-    fn held(id: &Identity, fresh: Status) -> Persisted {
-        Persisted {
-            held: Held::Identity {
-                identity: id.clone(),
-                fresh,
-            },
-            ..Persisted::default()
-        }
-    }
-
-    fn refreshes(actions: &[Action]) -> usize {
-        actions
-            .iter()
-            .filter(|a| matches!(a, Action::Refresh { .. }))
-            .count()
-    }
-
-    #[test]
-    fn set_establishes_persists_and_schedules_refresh_at_refresh_from() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        let actions = h.send(Event::Set(id.clone()));
-        assert_eq!(
-            actions,
-            vec![
-                Action::Persist,
-                Action::StatusChanged(Status::Established),
-                Action::Wake(Some(id.refresh_from)),
-            ]
-        );
-        assert_eq!(h.scope.advertising_token(h.now), Some("adv-a"));
-    }
-
-    #[test]
-    fn invalid_or_expired_identity_is_refused_and_changes_nothing() {
-        let mut h = Harness::new();
-        h.send(Event::Set(fresh("a", T0)));
-        let before = h.scope.clone();
-        let mut empty = fresh("b", T0);
-        empty.advertising_token.clear();
-        assert_eq!(
-            h.try_set(empty),
-            Err(SetError::Invalid("advertising_token is empty"))
-        );
-        let mut empty = fresh("b", T0);
-        empty.refresh_token.clear();
-        assert_eq!(
-            h.try_set(empty),
-            Err(SetError::Invalid("refresh_token is empty"))
-        );
-        let mut bad_key = fresh("b", T0);
-        bad_key.refresh_response_key = "response key".into();
-        assert!(matches!(h.try_set(bad_key), Err(SetError::Invalid(_))));
-        assert_eq!(
-            h.try_set(identity("b", T0 - 2, T0 - 1, T0)),
-            Err(SetError::Expired)
-        );
-        assert_eq!(h.scope, before);
-    }
-
-    #[test]
-    fn set_while_holding_is_refreshed_and_set_after_reset_is_established() {
-        let mut h = Harness::new();
-        h.send(Event::Set(fresh("a", T0)));
-        h.send(Event::Set(fresh("b", T0)));
-        assert_eq!(h.status(), Status::Refreshed);
-        let actions = h.send(Event::Reset);
-        assert!(actions.contains(&Action::StatusChanged(Status::NoIdentity)));
-        assert!(actions.contains(&Action::Persist));
-        assert_eq!(h.scope.identity(), None);
-        h.send(Event::Set(fresh("c", T0)));
-        assert_eq!(h.status(), Status::Established);
-    }
-
-    #[test]
-    fn refresh_at_refresh_from_replaces_identity() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        assert_eq!(refreshes(&h.at(id.refresh_from - 1)), 0);
-        let actions = h.at(id.refresh_from);
-        assert_eq!(
-            actions,
-            vec![
-                Action::Refresh { generation: 1 },
-                Action::Wake(Some(id.identity_expires))
-            ]
-        );
-        let next = fresh("b", id.refresh_from);
-        let actions = h.send(Event::RefreshDone {
-            generation: 1,
-            outcome: RefreshOutcome::Success(next.clone()),
-        });
-        assert_eq!(
-            actions,
-            vec![
-                Action::Persist,
-                Action::StatusChanged(Status::Refreshed),
-                Action::Wake(Some(next.refresh_from)),
-            ]
-        );
-        assert_eq!(h.scope.advertising_token(h.now), Some("adv-b"));
-    }
-
-    #[test]
-    fn expiry_then_refresh_expiry_follow_the_clock() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::SetAutoRefresh(false));
-        h.send(Event::Set(id.clone()));
-        assert_eq!(h.scope.wake(), Some(id.identity_expires));
-        let actions = h.at(id.identity_expires);
-        assert_eq!(
-            actions,
-            vec![
-                Action::StatusChanged(Status::Expired),
-                Action::Wake(Some(id.refresh_expires)),
-            ]
-        );
-        assert_eq!(h.scope.advertising_token(h.now), None);
-        let actions = h.at(id.refresh_expires);
-        assert_eq!(
-            actions,
-            vec![
-                Action::Persist,
-                Action::StatusChanged(Status::RefreshExpired),
-                Action::Wake(None),
-            ]
-        );
-        assert_eq!(h.scope.identity(), None);
-    }
-
-    #[test]
-    fn expired_identity_is_refreshed_at_once_and_comes_back_refreshed() {
-        let mut h = Harness::new();
-        let id = identity("a", T0 + MIN, T0 + 2 * MIN, T0 + 60 * MIN);
-        h.send(Event::SetAutoRefresh(false));
-        h.send(Event::Set(id.clone()));
-        h.at(id.identity_expires + 1);
-        assert_eq!(h.status(), Status::Expired);
-        let actions = h.send(Event::SetAutoRefresh(true));
-        assert_eq!(refreshes(&actions), 1);
-        h.send(Event::RefreshDone {
-            generation: 1,
-            outcome: RefreshOutcome::Success(fresh("b", h.now.wall)),
-        });
-        assert_eq!(h.status(), Status::Refreshed);
-    }
-
-    #[test]
-    fn opt_out_drops_identity_and_is_kept() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        h.at(id.refresh_from);
-        let actions = h.send(Event::RefreshDone {
-            generation: 1,
-            outcome: RefreshOutcome::OptOut,
-        });
-        assert_eq!(
-            actions,
-            vec![
-                Action::Persist,
-                Action::StatusChanged(Status::OptOut),
-                Action::Wake(None),
-            ]
-        );
-        assert_eq!(h.scope.persisted().held, Held::Nothing(Status::OptOut));
-        // Restored from the store, still opt-out, nothing scheduled.
-        let restored = Scope::from_persisted(h.scope.persisted().clone());
-        assert_eq!(restored.status(h.now), Status::OptOut);
-    }
-
-    #[test]
-    fn refresh_response_that_is_invalid_or_dead_drops_identity() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        h.at(id.refresh_from);
-        let mut empty = fresh("b", h.now.wall);
-        empty.advertising_token.clear();
-        h.send(Event::RefreshDone {
-            generation: 1,
-            outcome: RefreshOutcome::Success(empty),
-        });
-        assert_eq!(h.status(), Status::Invalid);
-        assert_eq!(h.scope.identity(), None);
-    }
-
-    #[test]
-    fn failures_back_off_with_full_jitter_capped_and_honour_retry_after() {
-        let mut h = Harness::new();
-        h.entropy = Fixed(1.0); // the top of each window
-                                // Already expired: the base window is the policy's 10 s.
-        let id = identity("a", T0 - 2 * MIN, T0 - MIN, T0 + 96 * 60 * MIN);
-        h.send(Event::Set(id.clone()));
-        let times = h.run_until(T0 + 24 * 60 * MIN, |_| RefreshOutcome::Failed {
-            retry_after_ms: None,
-        });
-        let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-        // 10 s, 20 s, 40 s … doubling, then the 30 min cap.
-        assert_eq!(&gaps[..4], &[10_000, 20_000, 40_000, 80_000]);
-        assert!(gaps.iter().all(|g| *g <= 30 * MIN));
-        assert_eq!(*gaps.last().expect("gaps"), 30 * MIN);
-        // Under a permanent outage: about 2 requests per hour at the top of the window.
-        assert!(
-            times.len() < 24 * 2 + 12,
-            "{} requests in 24 h",
-            times.len()
-        );
-
-        // Retry-After wins when longer than the jittered delay.
-        let mut h = Harness::new();
-        h.entropy = Fixed(0.0);
-        h.send(Event::Set(id.clone()));
-        h.send(Event::RefreshRequested);
-        h.send(Event::RefreshDone {
-            generation: 1,
-            outcome: RefreshOutcome::Failed {
-                retry_after_ms: Some(120_000),
-            },
-        });
-        assert_eq!(h.scope.wake(), Some(T0 + 120_000));
-    }
-
-    #[test]
-    fn permanent_failure_sends_a_bounded_number_of_requests() {
-        // Real (seeded) jitter, the operator answering 500 for a whole day.
-        let mut h = Harness::new();
-        let day = 24 * 60 * MIN;
-        let id = identity("a", T0, T0 + 2 * day, T0 + 4 * day);
-        h.send(Event::Set(id));
-        let mut rng = fastrand::Rng::with_seed(1);
-        let mut times = Vec::new();
-        let mut pending = vec![1];
-        while let Some(generation) = pending.pop() {
-            times.push(h.now.wall);
-            let (scope, _) = h
-                .scope
-                .step(
-                    Event::RefreshDone {
-                        generation,
-                        outcome: RefreshOutcome::Failed {
-                            retry_after_ms: None,
-                        },
-                    },
-                    h.now,
-                    &h.policy,
-                    &mut rng,
-                )
-                .expect("ok");
-            h.scope = scope;
-            match h.scope.wake() {
-                Some(t) if t <= T0 + day => {
-                    h.now.wall = t;
-                    let (scope, actions) = h
-                        .scope
-                        .step(Event::Tick, h.now, &h.policy, &mut rng)
-                        .expect("ok");
-                    h.scope = scope;
-                    pending.extend(h.refreshes_in(&actions));
-                }
-                _ => break,
-            }
-        }
-        let after_first_hour = times.iter().filter(|t| **t >= T0 + 60 * MIN).count();
-        let per_hour = after_first_hour as f64 / 23.0;
-        eprintln!(
-            "{} requests in 24 h, {per_hour:.1} per hour after the first",
-            times.len()
-        );
-        // Mean gap at the cap is 15 min: about 4 an hour (the Android SDK sends 60).
-        assert!(
-            (2.0..=6.0).contains(&per_hour),
-            "{per_hour} requests per hour"
-        );
-        assert!(
-            times.len() < 24 * 6 + 20,
-            "{} requests in a day",
-            times.len()
-        );
-    }
-
-    #[test]
-    fn backoff_base_grows_with_the_validity_left() {
-        for (valid_for, first_window) in
-            [(0, 10_000), (40 * MIN, 5 * MIN), (8 * 60 * MIN, 30 * MIN)]
-        {
-            let mut h = Harness::new();
-            h.entropy = Fixed(1.0);
-            h.send(Event::Set(identity(
-                "a",
-                T0 - MIN,
-                T0 + valid_for,
-                T0 + 96 * 60 * MIN,
-            )));
-            h.send(Event::RefreshDone {
-                generation: 1,
-                outcome: RefreshOutcome::Failed {
-                    retry_after_ms: None,
-                },
-            });
-            let wake = h.scope.wake().expect("retry");
-            let expected = if valid_for == 0 {
-                T0 + first_window
-            } else {
-                (T0 + first_window).min(T0 + valid_for)
-            };
-            assert_eq!(wake, expected, "valid for {valid_for} ms");
-        }
-    }
-
-    #[test]
-    fn jitter_spreads_within_the_window() {
-        for fraction in [0.0, 0.3, 0.99] {
-            let mut h = Harness::new();
-            h.entropy = Fixed(fraction);
-            // Due at once, valid one more minute: the 10 s base window applies.
-            h.send(Event::Set(identity("a", T0, T0 + MIN, T0 + 60 * MIN)));
-            h.send(Event::RefreshDone {
-                generation: 1,
-                outcome: RefreshOutcome::Failed {
-                    retry_after_ms: None,
-                },
-            });
-            let wake = h.scope.wake().expect("retry scheduled") - T0;
-            assert!((1_000..=10_000).contains(&wake), "{wake}");
-        }
-    }
-
-    #[test]
-    fn rejected_refresh_token_is_not_retried_but_manual_refresh_still_works() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        let times = h.run_until(id.refresh_expires + 1, |_| RefreshOutcome::Rejected);
-        assert_eq!(times, vec![id.refresh_from]);
-        assert_eq!(h.status(), Status::RefreshExpired);
-
-        let mut h = Harness::new();
-        h.send(Event::Set(id.clone()));
-        h.at(id.refresh_from);
-        h.send(Event::RefreshDone {
-            generation: 1,
-            outcome: RefreshOutcome::Rejected,
-        });
-        assert!(h.scope.persisted().rejected);
-        assert_eq!(refreshes(&h.at(id.identity_expires)), 0);
-        assert_eq!(h.status(), Status::Expired);
-        assert_eq!(refreshes(&h.send(Event::RefreshRequested)), 1);
-    }
-
-    #[test]
-    fn never_retries_past_refresh_expires() {
-        let mut h = Harness::new();
-        let id = identity("a", T0, T0 + 5 * MIN, T0 + 20 * MIN);
-        h.send(Event::Set(id.clone()));
-        let times = h.run_until(T0 + 10 * 24 * 60 * MIN, |_| RefreshOutcome::Failed {
-            retry_after_ms: None,
-        });
-        assert!(times.iter().all(|t| *t < id.refresh_expires));
-        assert_eq!(h.status(), Status::RefreshExpired);
-        assert_eq!(h.scope.wake(), None);
-    }
-
-    #[test]
-    fn automatic_refresh_off_sends_nothing_and_on_resumes() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        let actions = h.send(Event::SetAutoRefresh(false));
-        assert!(actions.contains(&Action::Persist));
-        assert_eq!(h.scope.wake(), Some(id.identity_expires));
-        assert_eq!(refreshes(&h.at(id.refresh_from + MIN)), 0);
-        assert_eq!(refreshes(&h.send(Event::SetAutoRefresh(true))), 1);
-    }
-
-    #[test]
-    fn stale_refresh_result_is_ignored() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        h.at(id.refresh_from);
-        h.send(Event::Set(fresh("b", h.now.wall)));
-        let before = h.scope.clone();
-        let actions = h.send(Event::RefreshDone {
-            generation: 1,
-            outcome: RefreshOutcome::OptOut,
-        });
-        assert!(actions.is_empty());
-        assert_eq!(h.scope, before);
-        assert_eq!(h.scope.advertising_token(h.now), Some("adv-b"));
-    }
-
-    #[test]
-    fn manual_refresh_while_in_flight_sends_one_request() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        assert_eq!(refreshes(&h.send(Event::RefreshRequested)), 1);
-        assert_eq!(refreshes(&h.send(Event::RefreshRequested)), 0);
-        assert_eq!(refreshes(&h.at(id.refresh_from)), 0);
-        assert!(Scope::default()
-            .step(Event::RefreshRequested, h.now, &h.policy, &mut Fixed(0.0))
-            .expect("ok")
-            .1
-            .is_empty());
-    }
-
-    #[test]
-    fn nothing_is_persisted_when_nothing_durable_changed() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        assert!(!h.at(T0 + MIN).contains(&Action::Persist));
-        assert!(!h.at(id.refresh_from).contains(&Action::Persist));
-        // Expiry is derived from the clock, not written.
-        let mut h = Harness::new();
-        h.send(Event::SetAutoRefresh(false));
-        h.send(Event::Set(id.clone()));
-        assert!(!h.at(id.identity_expires).contains(&Action::Persist));
-    }
-
-    #[test]
-    fn generate_opt_out_is_remembered_until_reset() {
-        let mut h = Harness::new();
-        h.send(Event::Set(fresh("a", T0)));
-        let actions = h.send(Event::GenerateOptOut {
-            dii_hash: "h1".into(),
-        });
-        assert!(actions.contains(&Action::StatusChanged(Status::OptOut)));
-        assert!(h.scope.dii_opted_out("h1"));
-        assert!(!h.scope.dii_opted_out("h2"));
-        h.send(Event::Reset);
-        assert!(!h.scope.dii_opted_out("h1"));
-        assert_eq!(h.status(), Status::NoIdentity);
-    }
-
-    #[test]
-    fn an_identity_that_is_due_on_arrival_is_not_refreshed_in_a_loop() {
-        let mut h = Harness::new();
-        h.send(Event::Set(identity("a", T0, T0 + MIN, T0 + 60 * MIN)));
-        let times = h.run_until(T0 + 5 * MIN, |t| {
-            RefreshOutcome::Success(identity("b", t, t + MIN, t + 60 * MIN))
-        });
-        // One refresh per 30 s, not thousands.
-        assert_eq!(times.len(), 11, "{times:?}");
-    }
-
-    #[test]
-    fn paused_scope_sends_nothing_and_resumes_when_unpaused() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        h.scope = h.scope.clone().with_paused(true);
-        assert_eq!(refreshes(&h.at(id.refresh_from)), 0);
-        assert_eq!(refreshes(&h.send(Event::RefreshRequested)), 0);
-        // Expiry still happens on time.
-        h.at(id.identity_expires);
-        assert_eq!(h.status(), Status::Expired);
-        h.scope = h.scope.clone().with_paused(false);
-        assert_eq!(refreshes(&h.send(Event::Tick)), 1);
-    }
-
-    // ---- time: suspend, clock jumps, untrusted clock, start-up ----
-
-    #[test]
-    fn suspend_across_refresh_from_refreshes_right_after_resume() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        // Asleep from T0 + 30 min to T0 + 2.5 h: the wake-up was for refresh_from, and the
-        // daemon's wall-clock timer fires on resume with the clock already past it.
-        let actions = h.at(T0 + 150 * MIN);
-        assert_eq!(refreshes(&actions), 1);
-        assert_eq!(h.status(), Status::Established);
-    }
-
-    #[test]
-    fn suspend_past_expiry_reports_expired_and_refreshes_once() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        let actions = h.at(id.identity_expires + 10 * MIN);
-        assert_eq!(refreshes(&actions), 1);
-        assert!(actions.contains(&Action::StatusChanged(Status::Expired)));
-        assert_eq!(h.scope.advertising_token(h.now), None);
-    }
-
-    #[test]
-    fn clock_set_forward_a_day_then_back_gives_right_status_without_bursts() {
-        let mut h = Harness::new();
-        let id = fresh("a", T0);
-        h.send(Event::Set(id.clone()));
-        let day = 24 * 60 * MIN;
-        let actions = h.at(T0 + day);
-        assert_eq!(h.status(), Status::Expired);
-        assert_eq!(refreshes(&actions), 1);
-        // The refresh fails (the server may well disagree with our clock): one retry
-        // scheduled, not a burst.
-        let actions = h.send(Event::RefreshDone {
-            generation: 1,
-            outcome: RefreshOutcome::Failed {
-                retry_after_ms: None,
-            },
-        });
-        assert_eq!(refreshes(&actions), 0);
-        // Set back: the identity is valid again and served.
-        let actions = h.at(T0 + MIN);
-        assert_eq!(refreshes(&actions), 0);
-        assert!(actions.contains(&Action::StatusChanged(Status::Established)));
-        assert_eq!(h.scope.advertising_token(h.now), Some("adv-a"));
-        // The retry keeps its delay, counted from the new clock, not a day away.
-        assert_eq!(h.scope.wake(), Some(T0 + MIN + 5_000));
-    }
-
-    #[test]
-    fn untrusted_clock_at_1970_keeps_and_serves_identity_until_trusted() {
-        let id = fresh("a", T0);
-        let persisted = held(&id, Status::Established);
-        let mut h = Harness::new();
-        h.scope = Scope::from_persisted(persisted);
-        h.now = Now {
-            wall: 5_000,
-            trusted: false,
-        };
-        let actions = h.send(Event::Loaded);
-        assert_eq!(refreshes(&actions), 0);
-        assert_eq!(h.status(), Status::Established);
-        assert_eq!(h.scope.advertising_token(h.now), Some("adv-a"));
-        // NTP sets the clock: trusted, within the identity's life.
-        h.now = Now::trusted(T0 + 10 * MIN);
-        let actions = h.send(Event::Tick);
-        assert_eq!(refreshes(&actions), 0);
-        assert_eq!(h.scope.advertising_token(h.now), Some("adv-a"));
-    }
-
-    #[test]
-    fn boot_at_1970_then_ntp_after_refresh_from_spreads_the_first_refresh() {
-        let id = fresh("a", T0);
-        let persisted = held(&id, Status::Refreshed);
-        let mut h = Harness::new();
-        h.scope = Scope::from_persisted(persisted);
-        h.now = Now {
-            wall: 5_000,
-            trusted: false,
-        };
-        h.send(Event::Loaded);
-        // NTP lands after refresh_from: the whole region syncs at once, so spread.
-        h.now = Now::trusted(id.refresh_from + MIN);
-        assert_eq!(refreshes(&h.send(Event::Tick)), 0);
-        let wake = h.scope.wake().expect("spread refresh");
-        assert!(wake > h.now.wall && wake <= h.now.wall + h.policy.boot_spread_ms as i64);
-    }
-
-    #[test]
-    fn untrusted_stale_clock_that_looks_overdue_spreads_over_the_whole_window() {
-        // Booted with a saved clock, not yet synchronised, already past refresh_from: the
-        // whole region is in the same state, so the full spread applies.
-        let id = fresh("a", T0);
-        let mut h = Harness::new();
-        h.entropy = Fixed(1.0);
-        h.scope = Scope::from_persisted(held(&id, Status::Refreshed));
-        h.now = Now {
-            wall: id.identity_expires + MIN,
-            trusted: false,
-        };
-        assert_eq!(refreshes(&h.send(Event::Loaded)), 0);
-        assert_eq!(h.status(), Status::Refreshed);
-        let wake = h.scope.wake().expect("spread refresh");
-        assert_eq!(wake - h.now.wall, h.policy.boot_spread_ms as i64);
-    }
-
-    #[test]
-    fn untrusted_clock_in_the_future_refreshes_but_never_expires() {
-        let id = fresh("a", T0);
-        let mut h = Harness::new();
-        h.send(Event::Set(id.clone()));
-        // A clock decades ahead, not trusted: the identity looks dead locally, but only
-        // the server may say so.
-        h.now = Now {
-            wall: id.refresh_expires + 1,
-            trusted: false,
-        };
-        let actions = h.send(Event::Tick);
-        assert_eq!(refreshes(&actions), 1);
-        assert_eq!(h.status(), Status::Established);
-        assert!(h.scope.identity().is_some());
-    }
-
-    #[test]
-    fn overdue_at_boot_waits_a_random_delay_bounded_by_identity_expires() {
-        let id = fresh("a", T0);
-        for (fraction, at) in [
-            (0.0, id.refresh_from),
-            (0.5, id.refresh_from + MIN),
-            (1.0, id.refresh_from + MIN),
-            (1.0, id.identity_expires - 2 * MIN),
-        ] {
-            let persisted = held(&id, Status::Refreshed);
-            let mut h = Harness::new();
-            h.entropy = Fixed(fraction);
-            h.scope = Scope::from_persisted(persisted);
-            h.now = Now::trusted(at);
-            let actions = h.send(Event::Loaded);
-            if fraction == 0.0 {
-                assert_eq!(refreshes(&actions), 1);
-                continue;
-            }
-            assert_eq!(refreshes(&actions), 0);
-            let wake = h.scope.wake().expect("delayed refresh");
-            assert!(wake > at && wake <= id.identity_expires, "{wake}");
-            assert!(wake - at <= h.policy.boot_spread_ms as i64);
-            assert_eq!(refreshes(&h.at(wake)), 1);
-        }
-    }
-
-    #[test]
-    fn not_overdue_at_boot_keeps_refresh_from() {
-        let id = fresh("a", T0);
-        let persisted = held(&id, Status::Refreshed);
-        let mut h = Harness::new();
-        h.scope = Scope::from_persisted(persisted);
-        h.send(Event::Loaded);
-        assert_eq!(h.scope.wake(), Some(id.refresh_from));
-        assert_eq!(refreshes(&h.at(id.refresh_from)), 1);
-    }
-}
+mod property;
+#[cfg(test)]
+mod tests;

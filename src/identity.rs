@@ -283,10 +283,7 @@ mod tests {
     use super::*;
 
     fn fixture(path: &str) -> String {
-        let full = format!(
-            "{}/tests/fixtures/uid2/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let full = format!("{}/tests/fixtures/uid2/{path}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
     }
 

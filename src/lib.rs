@@ -2,9 +2,11 @@
 //! it before it expires, and serves it over D-Bus as `com.uid2.Manager1`.
 //!
 //! A sans-IO core ([`identity`], [`engine`]) with thin adapters around it:
-//! [`operator`] (HTTPS), [`store`] (encrypted files), [`dbus`] (the bus interface),
-//! [`service`] (runs the engine's actions) and [`daemon`] (wiring, timers, systemd).
+//! [`operator`] (HTTPS), [`store`] (encrypted files), [`runtime`] (runs the engine's
+//! actions), [`dbus`] (the bus interface, with [`access`] deciding who may do what) and
+//! [`daemon`] (wiring, timers, systemd).
 
+pub(crate) mod access;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -13,7 +15,9 @@ pub mod daemon;
 pub mod dbus;
 pub mod dii;
 pub mod engine;
+pub mod error;
 pub mod identity;
 pub mod operator;
-pub mod service;
+pub mod runtime;
 pub mod store;
+pub(crate) mod timer;

@@ -47,6 +47,9 @@ pub enum Failure {
     BadResponse(String),
     #[error("the operator answered status `{0}`")]
     UnexpectedStatus(String),
+    /// The request task ended without an answer (it panicked or was cancelled).
+    #[error("no answer from the operator (the request was cut short)")]
+    NoAnswer,
 }
 
 /// One refresh: the outcome the engine needs, and why it failed, for the log.

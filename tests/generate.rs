@@ -276,14 +276,14 @@ async fn untrusted_clock_refuses_to_generate_and_says_why() {
     let service = in_process_service(&operator, store, &generate, Arc::new(BootClock)).await;
     let error = service
         .generate(
-            uid2d::service::ScopeKey::Uid(1000),
+            uid2d::runtime::ScopeKey::Uid(1000),
             "email",
             "user@example.com",
             Default::default(),
         )
         .await
         .unwrap_err();
-    assert!(matches!(error, uid2d::service::Error::GenerateFailed(_)));
+    assert!(matches!(error, uid2d::error::Error::GenerateFailed(_)));
     assert!(error.to_string().contains("clock"), "{error}");
     assert_eq!(operator.sim.requests(Endpoint::ClientGenerate), 0);
 }

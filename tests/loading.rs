@@ -12,7 +12,7 @@ use std::sync::Arc;
 use common::*;
 use uid2d::clock::SystemClock;
 use uid2d::identity::Status;
-use uid2d::service::ScopeKey;
+use uid2d::runtime::ScopeKey;
 use uid2d::store::Store;
 
 /// More than one batch (64): some are read before READY=1, some after.
@@ -48,11 +48,10 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
     // Nothing is in memory before the pass or a call reads it.
     assert_eq!(service.scope_count(), 0);
 
-    // A read: the D-Bus adapter calls ensure_loaded for the caller's scope first.
+    // A read reads the caller's scope first.
     let seven = ScopeKey::Uid(7);
-    service.ensure_loaded(seven).await.unwrap();
-    assert_eq!(service.status(seven), Status::Established);
-    assert_eq!(service.advertising_token(seven), tokens[6]);
+    assert_eq!(service.status(seven).await.unwrap(), Status::Established);
+    assert_eq!(service.advertising_token(seven).await.unwrap(), tokens[6]);
     assert_eq!(service.scope_count(), 1);
 
     // A change to a scope the pass has not reached: the change reads the file first, and
@@ -64,25 +63,38 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
     let three = ScopeKey::Uid(3);
     service.reset(three).await.unwrap();
 
-    let report = service.load_scopes().await.unwrap();
+    let report = service.load().await.unwrap();
     assert!(service.loaded());
     // Every file was read once, by a call or by the pass.
     assert_eq!(report.scopes, SCOPES as usize, "{report:?}");
     assert!(report.set_aside.is_empty());
-    assert_eq!(service.advertising_token(twelve), secrets_of(&newer)[0]);
-    assert_eq!(service.status(three), Status::NoIdentity);
+    assert_eq!(
+        service.advertising_token(twelve).await.unwrap(),
+        secrets_of(&newer)[0]
+    );
+    assert_eq!(service.status(three).await.unwrap(), Status::NoIdentity);
     for uid in (1..=SCOPES).filter(|uid| ![3, 12].contains(uid)) {
         let key = ScopeKey::Uid(uid);
-        assert_eq!(service.status(key), Status::Established, "{key}");
-        assert_eq!(service.advertising_token(key), tokens[uid as usize - 1]);
+        assert_eq!(
+            service.status(key).await.unwrap(),
+            Status::Established,
+            "{key}"
+        );
+        assert_eq!(
+            service.advertising_token(key).await.unwrap(),
+            tokens[uid as usize - 1]
+        );
     }
 
     // What is on disk now is what a fresh start reads.
     drop(service);
     let store = Arc::new(Store::open(&state, None).unwrap());
     let again = in_process_service(&operator, store, "", Arc::new(SystemClock::new(false))).await;
-    assert_eq!(again.advertising_token(twelve), secrets_of(&newer)[0]);
-    assert_eq!(again.status(three), Status::NoIdentity);
+    assert_eq!(
+        again.advertising_token(twelve).await.unwrap(),
+        secrets_of(&newer)[0]
+    );
+    assert_eq!(again.status(three).await.unwrap(), Status::NoIdentity);
     assert_eq!(again.scope_count(), SCOPES as usize - 1);
 }
 

@@ -10,14 +10,15 @@ use std::sync::Arc;
 
 use common::*;
 use nix::errno::Errno;
-use uid2d::service::{Error, ScopeKey, Service};
+use uid2d::error::Error;
+use uid2d::runtime::{Runtime, ScopeKey};
 use uid2d::store::{Fault, Store, WriteStep};
 
 struct Rig {
     operator: Operator,
     state: tempfile::TempDir,
     store: Arc<Store>,
-    service: Arc<Service>,
+    service: Arc<Runtime>,
 }
 
 async fn rig() -> Rig {
@@ -50,7 +51,7 @@ async fn set_identity_reports_storage_errors_and_keeps_the_old_one() {
         .set_identity(ME, &rig.operator.identity("old@example.com"))
         .await
         .unwrap();
-    let old = rig.service.identity_json(ME);
+    let old = rig.service.identity_json(ME).await.unwrap();
     for (step, errno) in [
         (WriteStep::Create, Errno::ENOSPC),
         (WriteStep::Write, Errno::ENOSPC),
@@ -64,7 +65,11 @@ async fn set_identity_reports_storage_errors_and_keeps_the_old_one() {
             .await
             .unwrap_err();
         assert!(matches!(error, Error::Storage(_)), "{step:?}: {error:?}");
-        assert_eq!(rig.service.identity_json(ME), old, "{step:?}");
+        assert_eq!(
+            rig.service.identity_json(ME).await.unwrap(),
+            old,
+            "{step:?}"
+        );
     }
     // And on disk too.
     let loaded = Store::open(rig.state.path(), None)
@@ -81,7 +86,7 @@ async fn refreshed_identity_is_served_from_memory_and_saved_when_space_returns()
         .set_identity(ME, &rig.operator.identity("me@example.com"))
         .await
         .unwrap();
-    let before = rig.service.advertising_token(ME);
+    let before = rig.service.advertising_token(ME).await.unwrap();
     let mut storage = rig.service.watch_storage();
 
     // The disk is full when the refresh answer comes back: the operator has already
@@ -89,7 +94,7 @@ async fn refreshed_identity_is_served_from_memory_and_saved_when_space_returns()
     rig.store
         .inject_fault(Fault::Fail(WriteStep::Write, Errno::ENOSPC));
     assert_eq!(rig.service.refresh(ME).await.unwrap().as_str(), "refreshed");
-    let after = rig.service.advertising_token(ME);
+    let after = rig.service.advertising_token(ME).await.unwrap();
     assert_ne!(after, before);
     let error = within("the storage error", storage.wait_for(Option::is_some))
         .await

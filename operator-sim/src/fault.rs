@@ -80,6 +80,9 @@ pub enum Fault {
     Garbage,
     /// Sleep this long, then answer normally.
     Delay(Duration),
+    /// Answer normally, but send the answer this long after deciding it (an operator that
+    /// accepted the request in time, on a slow network).
+    SlowAnswer(Duration),
     /// Answer with the encrypted `{"status":"optout"}`, as for an opted-out user. Needs a
     /// request that would otherwise succeed (a live refresh token, a decryptable payload);
     /// a refresh token answered this way is consumed.
@@ -98,13 +101,14 @@ impl fmt::Display for Fault {
             Fault::Drop => write!(f, "drop"),
             Fault::Garbage => write!(f, "garbage"),
             Fault::Delay(d) => write!(f, "delay:{}", d.as_secs_f64()),
+            Fault::SlowAnswer(d) => write!(f, "slow:{}", d.as_secs_f64()),
             Fault::OptOut => write!(f, "optout"),
             Fault::EncryptedStatus(s) => write!(f, "encrypted:{s}"),
         }
     }
 }
 
-/// Parses `none`, `drop`, `garbage`, `optout`, `delay:<secs>` (fractions allowed),
+/// Parses `none`, `drop`, `garbage`, `optout`, `delay:<secs>`, `slow:<secs>` (fractions allowed),
 /// `<code>`, `<code>:<retry-after secs>`, `encrypted:<status>`.
 impl FromStr for Fault {
     type Err = String;
@@ -112,7 +116,7 @@ impl FromStr for Fault {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let bad = || {
-            format!("bad fault `{s}` (none, drop, garbage, optout, delay:SECS, CODE, CODE:RETRY_AFTER_SECS, encrypted:STATUS)")
+            format!("bad fault `{s}` (none, drop, garbage, optout, delay:SECS, slow:SECS, CODE, CODE:RETRY_AFTER_SECS, encrypted:STATUS)")
         };
         match s.to_ascii_lowercase().as_str() {
             "none" => return Ok(Fault::None),
@@ -125,6 +129,12 @@ impl FromStr for Fault {
             let secs: f64 = secs.parse().map_err(|_| bad())?;
             return Duration::try_from_secs_f64(secs)
                 .map(Fault::Delay)
+                .map_err(|_| bad());
+        }
+        if let Some(secs) = s.strip_prefix("slow:") {
+            let secs: f64 = secs.parse().map_err(|_| bad())?;
+            return Duration::try_from_secs_f64(secs)
+                .map(Fault::SlowAnswer)
                 .map_err(|_| bad());
         }
         if let Some(status) = s.strip_prefix("encrypted:") {
@@ -188,6 +198,7 @@ mod tests {
             "500",
             "503:30",
             "delay:1.5",
+            "slow:2",
             "encrypted:expired_token",
         ] {
             let fault: Fault = text.parse().unwrap();

@@ -176,8 +176,13 @@ async fn handle(shared: &Shared, drop_now: &Notify, request: Request<Incoming>) 
         },
     );
 
+    let mut answer_after = None;
     let forced_status = match shared.take_fault(endpoint) {
         Fault::None => None,
+        Fault::SlowAnswer(delay) => {
+            answer_after = Some(delay);
+            None
+        }
         Fault::Status(code) => return fault_reply(endpoint, code, None),
         Fault::StatusRetryAfter(code, secs) => return fault_reply(endpoint, code, Some(secs)),
         Fault::Drop => {
@@ -209,6 +214,9 @@ async fn handle(shared: &Shared, drop_now: &Notify, request: Request<Incoming>) 
     };
     if response.status() == StatusCode::OK {
         shared.record_success(endpoint);
+    }
+    if let Some(delay) = answer_after {
+        tokio::time::sleep(delay).await;
     }
     response
 }

@@ -413,7 +413,7 @@ pub async fn in_process_service(
     store: std::sync::Arc<uid2d::store::Store>,
     extra_config: &str,
     clock: std::sync::Arc<dyn uid2d::clock::Clock>,
-) -> std::sync::Arc<uid2d::service::Service> {
+) -> std::sync::Arc<uid2d::runtime::Runtime> {
     let service = unloaded_service(operator, store, extra_config, clock);
     service.load().await.expect("load");
     service
@@ -425,7 +425,7 @@ pub fn unloaded_service(
     store: std::sync::Arc<uid2d::store::Store>,
     extra_config: &str,
     clock: std::sync::Arc<dyn uid2d::clock::Clock>,
-) -> std::sync::Arc<uid2d::service::Service> {
+) -> std::sync::Arc<uid2d::runtime::Runtime> {
     let config = uid2d::config::Config::parse(
         &format!("{}{extra_config}", operator.config_toml()),
         Path::new("test.toml"),
@@ -437,7 +437,7 @@ pub fn unloaded_service(
         config.request_timeout,
     )
     .expect("operator client");
-    uid2d::service::Service::new(
+    uid2d::runtime::Runtime::new(
         config,
         client,
         store,

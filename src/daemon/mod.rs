@@ -1,0 +1,411 @@
+//! Wiring: config, store, operator, runtime and bus; the tasks that run for the life of
+//! the daemon; signals; sd-notify and the watchdog.
+//!
+//! [`run`] takes its shutdown as a future so tests can run the daemon in-process. Every
+//! way the daemon can stop serving — a task ending, the bus connection closing, the timer
+//! failing — ends [`run`] with its own [`DaemonError`], so the process exits non-zero and
+//! systemd restarts it.
+
+mod logging;
+mod systemd;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+use zbus::connection;
+
+use crate::access::Rules;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ScopeMode};
+use crate::dbus::{self, Callers, Manager, BUS_NAME, OBJECT_PATH};
+use crate::engine::Policy;
+use crate::operator::Operator;
+use crate::runtime::{Runtime, ScopeKey};
+use crate::store::{Store, StoreError};
+use crate::timer::{Wake, WallTimer};
+use systemd::notify;
+
+pub use logging::{init_logging, LogControl};
+
+/// Which bus to serve on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bus {
+    System,
+    Session,
+    /// A D-Bus address such as `unix:path=/run/x`.
+    Address(String),
+}
+
+impl std::str::FromStr for Bus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "system" => Ok(Bus::System),
+            "session" => Ok(Bus::Session),
+            address if address.contains(':') => Ok(Bus::Address(address.to_owned())),
+            _ => Err(
+                "expected `system`, `session` or a D-Bus address like unix:path=/run/bus".into(),
+            ),
+        }
+    }
+}
+
+/// What the command line and the environment decide.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_path: PathBuf,
+    pub bus: Bus,
+    pub state_dir: PathBuf,
+    /// `$CREDENTIALS_DIRECTORY`: where systemd puts `uid2d.key`.
+    pub credentials_dir: Option<PathBuf>,
+}
+
+/// Why the daemon stopped serving (or never started). One variant per source.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot read the stored scopes after start-up: {0}")]
+    Loading(StoreError),
+    #[error("operator client: {0}")]
+    Operator(#[from] crate::operator::OperatorError),
+    #[error("group `{0}` does not exist")]
+    UnknownGroup(String),
+    #[error("D-Bus: {0}")]
+    Bus(#[from] zbus::Error),
+    #[error("D-Bus: the bus did not accept the connection and grant {BUS_NAME} within {0} s (does its policy let uid2d connect and own the name?)")]
+    BusTimeout(u64),
+    #[error("D-Bus: the bus connection closed ({0})")]
+    BusClosed(zbus::Error),
+    #[error("D-Bus signals: {0}")]
+    Signals(zbus::Error),
+    #[error("wall-clock timer: {0}")]
+    Timer(std::io::Error),
+    #[error("cannot watch for SIGHUP: {0}")]
+    SignalHandler(std::io::Error),
+    #[error("internal task `{0}` stopped")]
+    TaskEnded(&'static str),
+}
+
+/// How long the bus may take to accept us and grant the name. A bus that never answers
+/// (a policy that drops our Hello, a wedged dbus-daemon) is an error, not a silent hang.
+const BUS_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Runs the daemon until `shutdown` resolves (SIGTERM/SIGINT in the binary): `Ok` then,
+/// an error for every other way it stops. A shutdown during start-up ends start-up too.
+pub async fn run(
+    options: Options,
+    config: Config,
+    log: Option<LogControl>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    tokio::pin!(shutdown);
+    let started = tokio::select! {
+        started = start(&options, config) => started?,
+        () = &mut shutdown => {
+            info!("stopped during start-up");
+            return Ok(());
+        }
+    };
+    serve(started, &options, log, shutdown).await
+}
+
+/// What start-up made: the runtime, on the bus.
+struct Started {
+    runtime: Arc<Runtime>,
+    rules: Rules,
+    callers: Arc<Callers>,
+    conn: zbus::Connection,
+    clock: Arc<dyn Clock>,
+    /// Stored scopes not read before READY=1.
+    unread: Vec<ScopeKey>,
+}
+
+/// Opens the store, restores the device policy and the first batch of scopes (on a TV,
+/// all of them), and takes the bus name. Any further scopes are read after READY=1.
+async fn start(options: &Options, config: Config) -> Result<Started, DaemonError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new(config.rtc));
+    let rules = Rules {
+        mode: config.scope,
+        device_gid: match (&config.scope, &config.device_group) {
+            (ScopeMode::Device, Some(group)) => Some(resolve_group(group)?),
+            _ => None,
+        },
+        admin_gid: config
+            .admin_group
+            .as_deref()
+            .map(resolve_group)
+            .transpose()?,
+    };
+    let store = {
+        let (state_dir, credentials_dir) =
+            (options.state_dir.clone(), options.credentials_dir.clone());
+        tokio::task::spawn_blocking(move || Store::open(&state_dir, credentials_dir.as_deref()))
+            .await
+            .map_err(|_| StoreError::Interrupted)??
+    };
+    info!(
+        state_dir = %options.state_dir.display(),
+        key = ?store.key_origin(),
+        "store opened"
+    );
+    let operator = Operator::new(
+        config.base_url.clone(),
+        config.ca_file.as_deref(),
+        config.request_timeout,
+    )?;
+    let runtime = Runtime::new(
+        config,
+        operator,
+        Arc::new(store),
+        clock.clone(),
+        Policy::default(),
+    );
+    runtime.load_policy().await?;
+    let unread = runtime.load_first().await?;
+
+    let callers = Arc::new(Callers::default());
+    let builder = match &options.bus {
+        Bus::System => connection::Builder::system()?,
+        Bus::Session => connection::Builder::session()?,
+        Bus::Address(address) => connection::Builder::address(address.as_str())?,
+    };
+    let connecting = builder
+        .serve_at(
+            OBJECT_PATH,
+            Manager::new(runtime.clone(), rules.clone(), callers.clone()),
+        )?
+        .name(BUS_NAME)?
+        .build();
+    let conn = tokio::time::timeout(BUS_TIMEOUT, connecting)
+        .await
+        .map_err(|_| DaemonError::BusTimeout(BUS_TIMEOUT.as_secs()))??;
+    Ok(Started {
+        runtime,
+        rules,
+        callers,
+        conn,
+        clock,
+        unread,
+    })
+}
+
+/// Announces READY=1, starts the daemon's tasks, reads the remaining scopes' files, and
+/// serves until `shutdown` or until something stops it from serving.
+async fn serve(
+    started: Started,
+    options: &Options,
+    log: Option<LogControl>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let Started {
+        runtime,
+        rules,
+        callers,
+        conn,
+        clock,
+        unread,
+    } = started;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(DaemonError::SignalHandler)?;
+    info!(operator = %runtime.config().base_url, "serving {BUS_NAME}");
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&systemd::summary(&runtime)),
+    ]);
+
+    // Each task runs for the life of the daemon; its result is why it stopped.
+    let mut tasks: JoinSet<DaemonError> = JoinSet::new();
+    tasks.spawn({
+        let conn = conn.clone();
+        async move { DaemonError::BusClosed(dbus::bus_closed(&conn).await) }
+    });
+    tasks.spawn({
+        let signals = dbus::route_signals(conn.clone(), runtime.clone(), rules, callers);
+        async move {
+            match signals.await {
+                Ok(()) => DaemonError::TaskEnded("signal router"),
+                Err(e) => DaemonError::Signals(e),
+            }
+        }
+    });
+    tasks.spawn(run_timers(runtime.clone(), clock));
+    tasks.spawn({
+        let runtime = runtime.clone();
+        async move {
+            if !injected_end("storage-retry") {
+                runtime.retry_unsaved().await;
+            }
+            DaemonError::TaskEnded("storage retry")
+        }
+    });
+    tasks.spawn({
+        let runtime = runtime.clone();
+        async move {
+            systemd::report_status(runtime).await;
+            DaemonError::TaskEnded("status reporter")
+        }
+    });
+    if let Some(interval) = systemd::watchdog_interval() {
+        let conn = conn.clone();
+        tasks.spawn(async move {
+            systemd::watchdog(conn, interval).await;
+            DaemonError::TaskEnded("watchdog")
+        });
+    }
+    // Until this pass ends, each call reads its own scope's file first.
+    tasks.spawn({
+        let runtime = runtime.clone();
+        async move {
+            match runtime.load_rest(unread).await {
+                Ok(report) => {
+                    info!(
+                        scopes = report.scopes,
+                        set_aside = report.set_aside.len(),
+                        "stored scopes loaded"
+                    );
+                    notify(&[NotifyState::Status(&systemd::summary(&runtime))]);
+                    // Done: this task alone may end.
+                    std::future::pending().await
+                }
+                Err(e) => DaemonError::Loading(e),
+            }
+        }
+    });
+
+    tokio::pin!(shutdown);
+    let failure = loop {
+        tokio::select! {
+            () = &mut shutdown => break None,
+            _ = hangup.recv() => reload(options, &runtime, log.as_ref()),
+            Some(ended) = tasks.join_next() => break Some(match ended {
+                Ok(why) => why,
+                Err(e) if e.is_panic() => DaemonError::TaskEnded("panicked"),
+                Err(_) => DaemonError::TaskEnded("cancelled"),
+            }),
+        }
+    };
+    if let Some(failure) = &failure {
+        error!("{failure}; exiting so that systemd restarts uid2d");
+    }
+    notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
+    info!("stopping");
+    // Let an in-flight write finish: every write happens under the change lock.
+    runtime.quiesce().await;
+    tasks.abort_all();
+    drop(conn);
+    failure.map_or(Ok(()), Err)
+}
+
+/// Test seam (fault-injection builds only): `UID2D_FAULT_END_TASK=<task>` ends that task
+/// at once, to prove that any task ending stops the daemon with a failure.
+fn injected_end(task: &str) -> bool {
+    cfg!(feature = "fault-injection")
+        && std::env::var("UID2D_FAULT_END_TASK").is_ok_and(|named| named == task)
+}
+
+fn resolve_group(name: &str) -> Result<u32, DaemonError> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        _ => Err(DaemonError::UnknownGroup(name.to_owned())),
+    }
+}
+
+/// Arms the wall-clock timer at the earliest wake-up and ticks the runtime when it fires
+/// or when the clock is set. Returns only when the timer fails.
+async fn run_timers(runtime: Arc<Runtime>, clock: Arc<dyn Clock>) -> DaemonError {
+    if injected_end("timer") {
+        return DaemonError::Timer(std::io::Error::other("injected fault"));
+    }
+    let timer = match WallTimer::new() {
+        Ok(timer) => timer,
+        Err(e) => return DaemonError::Timer(e),
+    };
+    let mut next = runtime.next_wake();
+    loop {
+        if let Err(e) = timer.arm(next) {
+            return DaemonError::Timer(e);
+        }
+        tokio::select! {
+            woke = timer.wait() => match woke {
+                Ok(Wake::Deadline) => next = runtime.tick(false).await,
+                Ok(Wake::ClockSet) => {
+                    clock.clock_was_set();
+                    info!("the wall clock was set; re-evaluating every identity");
+                    next = runtime.tick(true).await;
+                }
+                Err(e) => return DaemonError::Timer(e),
+            },
+            () = runtime.timers_changed() => next = runtime.next_wake(),
+        }
+    }
+}
+
+/// SIGHUP: re-read the config; keep the running one if the new one is bad. Tells systemd
+/// with RELOADING=1 … READY=1, and the outcome in STATUS=.
+fn reload(options: &Options, runtime: &Arc<Runtime>, log: Option<&LogControl>) {
+    notify(&[NotifyState::Reloading]);
+    let outcome = load_for_reload(options, runtime).map(|(config, operator)| {
+        if let Some(log) = log {
+            log.set_level(config.log_level);
+        }
+        info!(operator = %config.base_url, "configuration reloaded");
+        runtime.reload(config, operator);
+    });
+    let status = match outcome {
+        Ok(()) => format!("Configuration reloaded; {}", systemd::summary(runtime)),
+        Err(e) => {
+            error!(
+                error_kind = "config",
+                "reload refused, keeping the running config: {e}"
+            );
+            format!(
+                "Configuration reload refused ({e}); {}",
+                systemd::summary(runtime)
+            )
+        }
+    };
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+}
+
+fn load_for_reload(
+    options: &Options,
+    runtime: &Runtime,
+) -> Result<(Config, Operator), DaemonError> {
+    let config = Config::load(&options.config_path)?;
+    let running = runtime.config();
+    if (&config.scope, &config.device_group, &config.admin_group)
+        != (&running.scope, &running.device_group, &running.admin_group)
+    {
+        warn!("scope, device_group and admin_group changes take effect at the next restart");
+    }
+    let operator = Operator::new(
+        config.base_url.clone(),
+        config.ca_file.as_deref(),
+        config.request_timeout,
+    )?;
+    Ok((config, operator))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_argument_parses() {
+        assert_eq!("system".parse::<Bus>(), Ok(Bus::System));
+        assert_eq!("session".parse::<Bus>(), Ok(Bus::Session));
+        assert_eq!(
+            "unix:path=/run/x".parse::<Bus>(),
+            Ok(Bus::Address("unix:path=/run/x".into()))
+        );
+        assert!("nonsense".parse::<Bus>().is_err());
+    }
+}

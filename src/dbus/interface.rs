@@ -1,0 +1,258 @@
+//! The `com.uid2.Manager1` object: each method finds the caller's scope and hands the
+//! call to the runtime. No business logic here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use zbus::message::Header;
+use zbus::names::ErrorName as BusErrorName;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::{OwnedValue, Value};
+use zbus::{interface, Connection};
+
+use super::Callers;
+use crate::access::{Operation, Rules};
+use crate::error::{Denied, Error, InvalidArgument};
+use crate::runtime::{GenerateOptions, Runtime, ScopeKey};
+
+/// A contract error as a D-Bus error reply: `com.uid2.Manager1.Error.<Name>` and the
+/// error's message.
+#[derive(Debug)]
+pub struct Reply {
+    name: BusErrorName<'static>,
+    message: String,
+}
+
+impl From<Error> for Reply {
+    fn from(e: Error) -> Self {
+        Self {
+            name: BusErrorName::from_static_str_unchecked(e.name().dbus_name()),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<Denied> for Reply {
+    fn from(e: Denied) -> Self {
+        Self::from(Error::from(e))
+    }
+}
+
+impl From<InvalidArgument> for Reply {
+    fn from(e: InvalidArgument) -> Self {
+        Self::from(Error::from(e))
+    }
+}
+
+impl zbus::DBusError for Reply {
+    fn create_reply(&self, call: &Header<'_>) -> zbus::Result<zbus::message::Message> {
+        zbus::message::Message::error(call, &self.name)?.build(&(self.message.as_str(),))
+    }
+
+    fn name(&self) -> BusErrorName<'_> {
+        self.name.as_ref()
+    }
+
+    fn description(&self) -> Option<&str> {
+        Some(&self.message)
+    }
+}
+
+type Result<T> = std::result::Result<T, Reply>;
+
+/// The object served at [`super::OBJECT_PATH`].
+#[derive(Debug)]
+pub struct Manager {
+    runtime: Arc<Runtime>,
+    rules: Rules,
+    callers: Arc<Callers>,
+}
+
+impl Manager {
+    pub(crate) fn new(runtime: Arc<Runtime>, rules: Rules, callers: Arc<Callers>) -> Self {
+        Self {
+            runtime,
+            rules,
+            callers,
+        }
+    }
+
+    async fn scope(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        operation: Operation,
+    ) -> std::result::Result<ScopeKey, Error> {
+        let caller = self.callers.caller(conn, header).await?;
+        Ok(self.rules.scope(&caller, operation)?)
+    }
+}
+
+#[interface(name = "com.uid2.Manager1")]
+impl Manager {
+    #[zbus(out_args("status"))]
+    async fn set_identity(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        identity: &str,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Change).await?;
+        Ok(self
+            .runtime
+            .set_identity(scope, identity)
+            .await?
+            .to_string())
+    }
+
+    #[zbus(out_args("token"))]
+    async fn get_advertising_token(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(self.runtime.advertising_token(scope).await?)
+    }
+
+    #[zbus(out_args("identity"))]
+    async fn get_identity(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(self.runtime.identity_json(scope).await?)
+    }
+
+    #[zbus(out_args("status"))]
+    async fn get_identity_status(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(self.runtime.status(scope).await?.to_string())
+    }
+
+    #[zbus(out_args("status"))]
+    async fn refresh_identity(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Change).await?;
+        Ok(self.runtime.refresh(scope).await?.to_string())
+    }
+
+    async fn reset_identity(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<()> {
+        let scope = self.scope(conn, &header, Operation::Change).await?;
+        Ok(self.runtime.reset(scope).await?)
+    }
+
+    async fn set_automatic_refresh_enabled(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        enabled: bool,
+    ) -> Result<()> {
+        let scope = self.scope(conn, &header, Operation::Change).await?;
+        Ok(self.runtime.set_auto_refresh(scope, enabled).await?)
+    }
+
+    #[zbus(out_args("enabled"))]
+    async fn get_automatic_refresh_enabled(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<bool> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(self.runtime.auto_refresh(scope).await?)
+    }
+
+    #[zbus(out_args("status"))]
+    async fn generate_identity(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        kind: &str,
+        value: &str,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Change).await?;
+        let options = generate_options(&options)?;
+        Ok(self
+            .runtime
+            .generate(scope, kind, value, options)
+            .await?
+            .to_string())
+    }
+
+    async fn set_limit_ad_tracking(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        enabled: bool,
+    ) -> Result<()> {
+        let caller = self.callers.caller(conn, &header).await?;
+        self.rules.admin(&caller)?;
+        Ok(self.runtime.set_limit_ad_tracking(enabled).await?)
+    }
+
+    #[zbus(out_args("enabled"))]
+    async fn get_limit_ad_tracking(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<bool> {
+        // Any identified caller may read the device policy.
+        self.callers.caller(conn, &header).await?;
+        Ok(self.runtime.limit_ad_tracking())
+    }
+
+    #[zbus(signal)]
+    pub(super) async fn limit_ad_tracking_changed(
+        emitter: &SignalEmitter<'_>,
+        enabled: bool,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub(super) async fn identity_status_changed(
+        emitter: &SignalEmitter<'_>,
+        status: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+}
+
+fn generate_options(
+    options: &HashMap<String, OwnedValue>,
+) -> std::result::Result<GenerateOptions, InvalidArgument> {
+    let mut parsed = GenerateOptions::default();
+    for (name, value) in options {
+        let (slot, name) = match name.as_str() {
+            "subscription_id" => (&mut parsed.subscription_id, "subscription_id"),
+            "public_key" => (&mut parsed.public_key, "public_key"),
+            "app_name" => (&mut parsed.app_name, "app_name"),
+            _ => return Err(InvalidArgument::UnknownOption(printable(name))),
+        };
+        match &**value {
+            Value::Str(s) => *slot = Some(s.to_string()),
+            _ => return Err(InvalidArgument::OptionType(name)),
+        }
+    }
+    Ok(parsed)
+}
+
+/// A caller's text cut to something safe to echo in an error: no control characters,
+/// at most 64 characters.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(64).collect()
+}

@@ -1,0 +1,166 @@
+//! Signals: each status change goes to the connections of its scope only; the
+//! limit-ad-tracking policy is broadcast. Also watches callers leaving the bus, and the
+//! bus connection itself closing.
+
+use std::sync::Arc;
+
+use futures_util::stream::SelectAll;
+use futures_util::StreamExt as _;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{debug, warn};
+use zbus::names::{BusName, OwnedUniqueName, UniqueName};
+use zbus::object_server::SignalEmitter;
+use zbus::{fdo, Connection, MatchRule, MessageStream};
+
+use super::{Callers, Manager, OBJECT_PATH};
+use crate::access::Rules;
+use crate::runtime::{Runtime, StatusChange};
+
+type Ends = SelectAll<std::pin::Pin<Box<dyn futures_util::Stream<Item = OwnedUniqueName> + Send>>>;
+
+/// Callers watched one by one at most; past that, one rule follows every name. Stock
+/// system buses allow 512 match rules per connection.
+const MAX_WATCHED: usize = 64;
+
+/// Delivers each status change to the connections of its scope only, and forgets
+/// connections that leave the bus. Runs until the connection fails.
+pub(crate) async fn route_signals(
+    conn: Connection,
+    runtime: Arc<Runtime>,
+    rules: Rules,
+    callers: Arc<Callers>,
+) -> zbus::Result<()> {
+    let dbus = fdo::DBusProxy::new(&conn).await?;
+    // One match rule per caller (arg0 = its unique name), not one for every name on the
+    // bus: other clients coming and going must not wake us.
+    let mut ends = SelectAll::new();
+    let mut everyone = false;
+    let mut changes = runtime.subscribe();
+    let mut policy = runtime.watch_limit_ad_tracking();
+    loop {
+        tokio::select! {
+            changed = policy.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                // Device-wide and not secret: broadcast.
+                let enabled = *policy.borrow_and_update();
+                let emitter = SignalEmitter::new(&conn, OBJECT_PATH)?;
+                Manager::limit_ad_tracking_changed(&emitter, enabled).await?;
+            },
+            change = changes.recv() => match change {
+                Ok(StatusChange { scope, status }) => {
+                    for name in callers.connections_of(&rules, scope) {
+                        let emitter = SignalEmitter::new(&conn, OBJECT_PATH)?
+                            .set_destination(BusName::Unique(UniqueName::from(&name)));
+                        if let Err(e) = Manager::identity_status_changed(&emitter, status.as_str()).await {
+                            debug!("cannot signal {name}: {e}");
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    warn!("{n} status changes were not signalled (too many at once)");
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            () = callers.cached.notified() => {
+                for name in callers.take_unwatched() {
+                    watch_end(&dbus, &callers, &mut ends, &mut everyone, name).await;
+                }
+            }
+            Some(name) = ends.next() => callers.forget(name.as_str()),
+        }
+    }
+}
+
+/// Adds to `ends` a stream that yields `name` once, when it leaves the bus; past
+/// [`MAX_WATCHED`] callers, replaces them all with one that follows every name's end.
+async fn watch_end(
+    dbus: &fdo::DBusProxy<'_>,
+    callers: &Callers,
+    ends: &mut Ends,
+    everyone: &mut bool,
+    name: OwnedUniqueName,
+) {
+    if *everyone {
+        return;
+    }
+    if ends.len() >= MAX_WATCHED {
+        match dbus.receive_name_owner_changed().await {
+            Ok(signals) => {
+                debug!("more than {MAX_WATCHED} callers: following every name on the bus");
+                *everyone = true;
+                ends.clear();
+                ends.push(Box::pin(signals.filter_map(|signal| {
+                    let gone = signal.args().ok().and_then(|args| {
+                        let name = match args.name() {
+                            BusName::Unique(name) if args.new_owner().is_none() => name,
+                            _ => return None,
+                        };
+                        Some(OwnedUniqueName::from(name.to_owned()))
+                    });
+                    std::future::ready(gone)
+                })));
+            }
+            Err(e) => warn!("cannot follow callers leaving the bus: {e}"),
+        }
+        return;
+    }
+    let signals = match dbus
+        .receive_name_owner_changed_with_args(&[(0, name.as_str())])
+        .await
+    {
+        Ok(signals) => signals,
+        // The credentials cached stay right; only a departed caller's entry would stay.
+        Err(e) => return warn!("cannot follow a caller leaving the bus: {e}"),
+    };
+    let end = signals
+        .filter(|signal| {
+            let gone = signal.args().is_ok_and(|args| args.new_owner().is_none());
+            std::future::ready(gone)
+        })
+        .take(1)
+        .map({
+            let name = name.clone();
+            move |_| name.clone()
+        });
+    // It may have left before the rule was in place.
+    let here = dbus
+        .name_has_owner(BusName::Unique(UniqueName::from(&name)))
+        .await
+        .unwrap_or(false);
+    if here {
+        ends.push(Box::pin(end));
+    } else {
+        callers.forget(name.as_str());
+    }
+}
+
+/// Resolves when the bus connection is gone (the bus daemon died or dropped us). The
+/// rule matches nothing (an error reply never carries an interface) and, not being for a
+/// signal, is kept by zbus alone and costs the bus no match rule: the stream only ends.
+pub(crate) async fn bus_closed(conn: &Connection) -> zbus::Error {
+    let rule = match MatchRule::builder()
+        .msg_type(zbus::message::Type::Error)
+        .interface("com.uid2.Manager1.Internal")
+        .and_then(|rule| rule.member("ConnectionWatch"))
+    {
+        Ok(rule) => rule.build(),
+        Err(e) => return e,
+    };
+    let mut stream = match MessageStream::for_match_rule(rule, conn, Some(1)).await {
+        Ok(stream) => stream,
+        Err(e) => return e,
+    };
+    loop {
+        match stream.next().await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return e,
+            None => {
+                return zbus::Error::InputOutput(Arc::new(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionReset,
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The contract's errors, `com.uid2.Manager1.Error.<Name>`: one enum with typed causes,
+//! used by the runtime, the D-Bus adapter and the client.
+//!
+//! Messages name fields, options and kinds, never a value: no token, key, email or phone
+//! can reach a caller or a log through them.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::crypto::CstgError;
+use crate::dii::DiiError;
+use crate::engine::SetError;
+use crate::identity::ParseError;
+use crate::operator::Failure;
+use crate::store::StoreError;
+
+/// The D-Bus error name prefix of the contract.
+pub const ERROR_PREFIX: &str = "com.uid2.Manager1.Error";
+
+/// The names of the contract's errors (`../DESIGN.md`, "D-Bus"): the last part of
+/// `com.uid2.Manager1.Error.<Name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorName {
+    InvalidIdentity,
+    IdentityExpired,
+    InvalidArgument,
+    NoIdentity,
+    AccessDenied,
+    RefreshFailed,
+    GenerateFailed,
+    Storage,
+}
+
+impl ErrorName {
+    pub const ALL: [ErrorName; 8] = [
+        ErrorName::InvalidIdentity,
+        ErrorName::IdentityExpired,
+        ErrorName::InvalidArgument,
+        ErrorName::NoIdentity,
+        ErrorName::AccessDenied,
+        ErrorName::RefreshFailed,
+        ErrorName::GenerateFailed,
+        ErrorName::Storage,
+    ];
+
+    /// The short name, e.g. `NoIdentity`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorName::InvalidIdentity => "InvalidIdentity",
+            ErrorName::IdentityExpired => "IdentityExpired",
+            ErrorName::InvalidArgument => "InvalidArgument",
+            ErrorName::NoIdentity => "NoIdentity",
+            ErrorName::AccessDenied => "AccessDenied",
+            ErrorName::RefreshFailed => "RefreshFailed",
+            ErrorName::GenerateFailed => "GenerateFailed",
+            ErrorName::Storage => "Storage",
+        }
+    }
+
+    /// The whole D-Bus name, e.g. `com.uid2.Manager1.Error.NoIdentity`.
+    pub fn dbus_name(self) -> &'static str {
+        match self {
+            ErrorName::InvalidIdentity => "com.uid2.Manager1.Error.InvalidIdentity",
+            ErrorName::IdentityExpired => "com.uid2.Manager1.Error.IdentityExpired",
+            ErrorName::InvalidArgument => "com.uid2.Manager1.Error.InvalidArgument",
+            ErrorName::NoIdentity => "com.uid2.Manager1.Error.NoIdentity",
+            ErrorName::AccessDenied => "com.uid2.Manager1.Error.AccessDenied",
+            ErrorName::RefreshFailed => "com.uid2.Manager1.Error.RefreshFailed",
+            ErrorName::GenerateFailed => "com.uid2.Manager1.Error.GenerateFailed",
+            ErrorName::Storage => "com.uid2.Manager1.Error.Storage",
+        }
+    }
+
+    /// The contract name of a D-Bus error name, if it is one of ours.
+    pub fn from_dbus_name(name: &str) -> Option<Self> {
+        name.strip_prefix(ERROR_PREFIX)?
+            .strip_prefix('.')?
+            .parse()
+            .ok()
+    }
+}
+
+impl FromStr for ErrorName {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|n| n.as_str() == s).ok_or(())
+    }
+}
+
+impl fmt::Display for ErrorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed call, with its cause.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// `SetIdentity`: not an identity; nothing stored changed.
+    #[error("not a UID2 identity: {0}")]
+    InvalidIdentity(#[from] InvalidIdentity),
+    /// `SetIdentity`: `refresh_expires` already past; nothing stored changed.
+    #[error("the identity's refresh token has already expired")]
+    IdentityExpired,
+    /// A bad argument; nothing was sent or stored.
+    #[error("{0}")]
+    InvalidArgument(#[from] InvalidArgument),
+    /// The scope holds no identity.
+    #[error("no identity is stored for this caller")]
+    NoIdentity,
+    /// The caller may not do this.
+    #[error("{0}")]
+    AccessDenied(#[from] Denied),
+    /// `RefreshIdentity` got no new identity.
+    #[error("{0}")]
+    RefreshFailed(#[from] RefreshFailed),
+    /// `GenerateIdentity` got no identity.
+    #[error("{0}")]
+    GenerateFailed(#[from] GenerateFailed),
+    /// The state could not be written; nothing changed.
+    #[error("storage: {0}")]
+    Storage(Arc<StoreError>),
+}
+
+impl Error {
+    /// The contract name of this error.
+    pub fn name(&self) -> ErrorName {
+        match self {
+            Error::InvalidIdentity(_) => ErrorName::InvalidIdentity,
+            Error::IdentityExpired => ErrorName::IdentityExpired,
+            Error::InvalidArgument(_) => ErrorName::InvalidArgument,
+            Error::NoIdentity => ErrorName::NoIdentity,
+            Error::AccessDenied(_) => ErrorName::AccessDenied,
+            Error::RefreshFailed(_) => ErrorName::RefreshFailed,
+            Error::GenerateFailed(_) => ErrorName::GenerateFailed,
+            Error::Storage(_) => ErrorName::Storage,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Storage(Arc::new(e))
+    }
+}
+
+impl From<SetError> for Error {
+    fn from(e: SetError) -> Self {
+        match e {
+            SetError::Invalid(reason) => Error::InvalidIdentity(InvalidIdentity::Refused(reason)),
+            SetError::Expired => Error::IdentityExpired,
+        }
+    }
+}
+
+/// Why a text is not an identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidIdentity {
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    /// Well-formed, but not usable (an empty token, an unusable key).
+    #[error("{0}")]
+    Refused(&'static str),
+}
+
+/// Why an argument was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidArgument {
+    #[error("kind must be one of email, phone, email_hash, phone_hash")]
+    Kind,
+    #[error("{0}")]
+    Dii(#[from] DiiError),
+    #[error("no {0}: pass the `{0}` option or set [generate] {0} in the config")]
+    MissingOption(&'static str),
+    #[error("unknown option `{0}`; known: subscription_id, public_key, app_name")]
+    UnknownOption(String),
+    #[error("option `{0}` must be a string (signature s)")]
+    OptionType(&'static str),
+    #[error("public_key: {0}")]
+    PublicKey(CstgError),
+}
+
+/// Why a caller was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("the message has no sender")]
+    NoSender,
+    #[error("the bus cannot identify the caller")]
+    Unidentified,
+    #[error("the bus reports no Unix user for the caller")]
+    NoUnixUser,
+    #[error("the device identity can only be changed by members of the configured device_group")]
+    DeviceGroup,
+    #[error(
+        "the device policy can only be changed by root or members of the configured admin_group"
+    )]
+    AdminGroup,
+}
+
+/// Why `RefreshIdentity` got no new identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshFailed {
+    #[error("refresh failed: {0}; uid2d retries on its own")]
+    Operator(Failure),
+    #[error("the operator rejected the refresh token{}; the app needs a new identity when the advertising token expires", .0.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    Rejected(Option<Failure>),
+    #[error("limit ad tracking is on: uid2d sends no refresh")]
+    LimitAdTracking,
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// Why `GenerateIdentity` got no identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenerateFailed {
+    #[error("{0}")]
+    Operator(Failure),
+    #[error("limit ad tracking is on: uid2d sends no request")]
+    LimitAdTracking,
+    #[error("the device clock is not synchronised yet (the operator rejects requests more than a minute off); try again after NTP")]
+    ClockUntrusted,
+    #[error("cannot build the request: {0}")]
+    Request(CstgError),
+    #[error("the operator's identity is unusable: {0}")]
+    Unusable(SetError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_dbus_names() {
+        for name in ErrorName::ALL {
+            assert_eq!(ErrorName::from_dbus_name(name.dbus_name()), Some(name));
+            assert!(name.dbus_name().ends_with(name.as_str()));
+        }
+        assert_eq!(
+            ErrorName::from_dbus_name("com.uid2.Manager1.Error.Nope"),
+            None
+        );
+        assert_eq!(
+            ErrorName::from_dbus_name("org.freedesktop.DBus.Error.AccessDenied"),
+            None
+        );
+    }
+}

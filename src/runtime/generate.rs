@@ -1,0 +1,116 @@
+//! `GenerateIdentity`: client-side token generation (`/v2/token/client-generate`).
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::{Durability, Runtime, ScopeKey};
+use crate::crypto;
+use crate::dii::{Dii, DiiKind};
+use crate::engine::{Event, SetError};
+use crate::error::{Error, GenerateFailed, InvalidArgument, InvalidIdentity};
+use crate::identity::Status;
+use crate::operator::Generated;
+
+/// Options of one `GenerateIdentity` call; `None` falls back to the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GenerateOptions {
+    pub subscription_id: Option<String>,
+    pub public_key: Option<String>,
+    pub app_name: Option<String>,
+}
+
+/// The option given, else the config's; empty counts as absent.
+fn pick(
+    given: Option<String>,
+    default: &Option<String>,
+    name: &'static str,
+) -> Result<String, InvalidArgument> {
+    given
+        .or_else(|| default.clone())
+        .filter(|v| !v.is_empty())
+        .ok_or(InvalidArgument::MissingOption(name))
+}
+
+impl Runtime {
+    /// Validates, builds the encrypted request, sends it, and stores the answer like
+    /// `SetIdentity` would. Bad input is refused before anything is sent.
+    pub async fn generate(
+        self: &Arc<Self>,
+        key: ScopeKey,
+        kind: &str,
+        value: &str,
+        options: GenerateOptions,
+    ) -> Result<Status, Error> {
+        let kind: DiiKind = kind.parse().map_err(|_| InvalidArgument::Kind)?;
+        let dii = Dii::new(kind, value).map_err(InvalidArgument::Dii)?;
+        let settings = self.settings();
+        let defaults = &settings.config.generate;
+        let subscription_id = pick(
+            options.subscription_id,
+            &defaults.subscription_id,
+            "subscription_id",
+        )?;
+        let public_key = pick(options.public_key, &defaults.public_key, "public_key")?;
+        let app_name = pick(options.app_name, &defaults.app_name, "app_name")?;
+        let server_key =
+            crypto::ServerPublicKey::parse(&public_key).map_err(InvalidArgument::PublicKey)?;
+
+        if self.limit_ad_tracking() {
+            return Err(GenerateFailed::LimitAdTracking.into());
+        }
+        if self.read(key, |s, _| s.dii_opted_out(dii.hash())).await? {
+            // The operator said opt-out for this person; do not ask again until reset.
+            info!(scope = %key, "generate skipped: this DII opted out before");
+            return self.opt_out(key, &dii).await;
+        }
+        let now = self.clock.now();
+        if !now.trusted {
+            return Err(GenerateFailed::ClockUntrusted.into());
+        }
+        let request = crypto::build_cstg_request_random(
+            &server_key,
+            dii.payload_json().as_bytes(),
+            &subscription_id,
+            &app_name,
+            now.wall,
+        )
+        .map_err(GenerateFailed::Request)?;
+        match settings.operator.client_generate(&request).await {
+            Ok(Generated::Identity(identity)) => {
+                let status = self
+                    .change(key, Event::Set(identity), Durability::BeforeReply)
+                    .await
+                    // An identity the engine refuses is the operator's fault here.
+                    .map_err(|e| match e {
+                        Error::InvalidIdentity(InvalidIdentity::Refused(reason)) => {
+                            GenerateFailed::Unusable(SetError::Invalid(reason)).into()
+                        }
+                        Error::IdentityExpired => {
+                            GenerateFailed::Unusable(SetError::Expired).into()
+                        }
+                        other => other,
+                    })?;
+                info!(scope = %key, "identity generated");
+                Ok(status)
+            }
+            Ok(Generated::OptOut) => {
+                info!(scope = %key, "generate answered opt-out");
+                self.opt_out(key, &dii).await
+            }
+            Err(failure) => {
+                warn!(scope = %key, error_kind = "generate_failed", "generate failed: {failure}");
+                Err(GenerateFailed::Operator(failure).into())
+            }
+        }
+    }
+
+    /// Records a generate opt-out for `dii` (the identity is dropped, the DII remembered).
+    async fn opt_out(self: &Arc<Self>, key: ScopeKey, dii: &Dii) -> Result<Status, Error> {
+        let event = Event::GenerateOptOut {
+            dii_hash: dii.hash().to_owned(),
+        };
+        self.change(key, event, Durability::BeforeReply).await?;
+        Ok(Status::OptOut)
+    }
+}

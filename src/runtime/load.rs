@@ -1,0 +1,215 @@
+//! Reading the store: the device policy and the first [`LOAD_BATCH`] scopes before
+//! READY=1, the rest after it (so start-up does not grow with their number), and any
+//! scope a call touches before the start-up pass has reached it. Every read of a scope's
+//! file happens under the change lock, in the one change path, so each file is read once
+//! and before any change to its scope.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::MutexGuard;
+use tracing::{error, warn};
+
+use super::persist::blocking;
+use super::record::{self, POLICY_RECORD};
+use super::{lock, Durability, Runtime, ScopeKey};
+use crate::engine::{Event, Scope};
+use crate::error::Error;
+use crate::store::{SetAside, StoreError, Stored};
+
+/// State files read per trip to the blocking pool; the first batch is read before
+/// READY=1.
+const LOAD_BATCH: usize = 64;
+
+/// What start-up found in the store.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Scopes restored.
+    pub scopes: usize,
+    /// Scopes whose file was damaged and set aside (they start empty).
+    pub set_aside: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Loading {
+    /// Every state file has been read: no call needs to read one any more.
+    done: AtomicBool,
+    /// Scopes whose file has been read (only touched under the change lock).
+    read: Mutex<HashSet<ScopeKey>>,
+    report: Mutex<LoadReport>,
+}
+
+impl Runtime {
+    /// Restores the device policy and every scope at once (for tools and tests; the
+    /// daemon reads the scopes in two parts around READY=1).
+    pub async fn load(self: &Arc<Self>) -> Result<LoadReport, StoreError> {
+        self.load_policy().await?;
+        let rest = self.load_first().await?;
+        self.load_rest(rest).await
+    }
+
+    /// Restores the device policy record. The daemon does this before READY=1: the policy
+    /// applies to every answer.
+    pub async fn load_policy(&self) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        match blocking(move || store.load(POLICY_RECORD)).await? {
+            Stored::Absent => {}
+            Stored::Plaintext(bytes) => match record::decode_policy(&bytes) {
+                Ok(on) => {
+                    self.limit_ad_tracking.send_replace(on);
+                }
+                Err(e) => error!(
+                    error_kind = "corrupt_state",
+                    "device policy record rejected ({e}); limit ad tracking is off"
+                ),
+            },
+            Stored::SetAside(aside) => self.set_aside(&aside),
+        }
+        Ok(())
+    }
+
+    /// Lists the stored scopes and reads the first [`LOAD_BATCH`] of them (on a TV, all of
+    /// them); returns the others for [`Runtime::load_rest`].
+    pub async fn load_first(self: &Arc<Self>) -> Result<Vec<ScopeKey>, StoreError> {
+        let store = self.store.clone();
+        let mut keys = Vec::new();
+        for name in blocking(move || store.list()).await? {
+            if name == POLICY_RECORD {
+                continue;
+            }
+            match ScopeKey::from_name(&name) {
+                Some(key) => keys.push(key),
+                None => warn!(scope = %name, "ignoring a state file that names no scope"),
+            }
+        }
+        let rest = keys.split_off(keys.len().min(LOAD_BATCH));
+        self.load_batch(&keys).await?;
+        if rest.is_empty() {
+            self.finish_loading().await;
+        }
+        Ok(rest)
+    }
+
+    /// Reads the scopes [`Runtime::load_first`] left, one batch per trip to the blocking
+    /// pool (a call for a scope not yet read waits for one batch at most). An error of the
+    /// system (not of a file: those are set aside) stops it and is returned.
+    pub async fn load_rest(
+        self: &Arc<Self>,
+        rest: Vec<ScopeKey>,
+    ) -> Result<LoadReport, StoreError> {
+        for batch in rest.chunks(LOAD_BATCH) {
+            self.load_batch(batch).await?;
+        }
+        self.finish_loading().await;
+        Ok(lock(&self.loading.report).clone())
+    }
+
+    /// Whether every state file has been read.
+    pub fn loaded(&self) -> bool {
+        self.loading.done.load(Ordering::Acquire)
+    }
+
+    async fn finish_loading(&self) {
+        let _change = self.change.lock().await;
+        self.loading.done.store(true, Ordering::Release);
+        *lock(&self.loading.read) = HashSet::new();
+    }
+
+    async fn load_batch(self: &Arc<Self>, keys: &[ScopeKey]) -> Result<(), StoreError> {
+        let change = self.change.lock().await;
+        self.load_scopes(&change, keys).await
+    }
+
+    /// For a read: the scope's file, if no one has read it yet.
+    pub(super) async fn ensure_loaded(self: &Arc<Self>, key: ScopeKey) -> Result<(), Error> {
+        if self.loaded() {
+            return Ok(());
+        }
+        let change = self.change.lock().await;
+        Ok(self.load_scopes(&change, &[key]).await?)
+    }
+
+    /// Reads the files of `keys` not read yet and starts their schedules. Stops at an
+    /// error of the system; the files after it stay to be read again.
+    pub(super) async fn load_scopes(
+        self: &Arc<Self>,
+        change: &MutexGuard<'_, ()>,
+        keys: &[ScopeKey],
+    ) -> Result<(), StoreError> {
+        if self.loaded() {
+            return Ok(());
+        }
+        let keys: Vec<ScopeKey> = {
+            let read = lock(&self.loading.read);
+            keys.iter().filter(|k| !read.contains(k)).copied().collect()
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let names: Vec<String> = keys.iter().map(|key| key.name()).collect();
+        let results = blocking(move || {
+            let mut results = Vec::with_capacity(names.len());
+            for name in &names {
+                let result = store.load(name);
+                let failed = result.is_err();
+                results.push(result);
+                if failed {
+                    break;
+                }
+            }
+            Ok(results)
+        })
+        .await?;
+        for (key, result) in keys.into_iter().zip(results) {
+            let stored = result?;
+            lock(&self.loading.read).insert(key);
+            let bytes = match stored {
+                Stored::Absent => continue,
+                Stored::SetAside(aside) => {
+                    self.set_aside(&aside);
+                    continue;
+                }
+                Stored::Plaintext(bytes) => bytes,
+            };
+            let persisted = match record::decode_scope(&bytes) {
+                Ok(persisted) => persisted,
+                Err(e) => {
+                    error!(scope = %key, error_kind = "corrupt_state", "state record rejected ({e}); the scope starts empty");
+                    self.note_set_aside(key.name());
+                    continue;
+                }
+            };
+            lock(&self.state)
+                .scopes
+                .insert(key, Scope::from_persisted(persisted));
+            // Nothing of this can be refused.
+            let _ = self
+                .apply(change, key, Event::Loaded, Durability::Eventually, None)
+                .await;
+            lock(&self.loading.report).scopes += 1;
+        }
+        Ok(())
+    }
+
+    fn set_aside(&self, aside: &SetAside) {
+        error!(
+            scope = %aside.scope,
+            error_kind = "corrupt_state",
+            moved_to = %aside.moved_to.display(),
+            "state file could not be opened ({}); set aside, the scope starts empty",
+            aside.reason
+        );
+        self.note_set_aside(aside.scope.clone());
+    }
+
+    fn note_set_aside(&self, scope: String) {
+        let mut report = lock(&self.loading.report);
+        report.set_aside.push(scope);
+        self.storage_problem(format!(
+            "{} state file(s) were corrupt and set aside",
+            report.set_aside.len()
+        ));
+    }
+}

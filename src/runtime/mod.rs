@@ -1,0 +1,385 @@
+//! The runtime: every scope's engine state, and the performing of the engine's actions
+//! against the store, the operator and the clock.
+//!
+//! One state lock ([`State`]) guards what calls read; one async change lock serialises
+//! every change, so that a scope's file is written in the order its states were decided.
+//! A change is staged (the engine steps a copy), written durably when a caller waits for
+//! it, then committed — or refused with the old state untouched.
+//!
+//! The jobs live beside this file: [`refresh`] (refresh tasks and the calls waiting for
+//! them), [`generate`] (client-side generation), [`persist`] (writes, retries of unsaved
+//! state, storage status) and [`load`] (reading the store, on first touch and at
+//! start-up).
+
+mod generate;
+mod load;
+mod persist;
+mod record;
+mod refresh;
+mod scope_key;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, oneshot, watch, Notify};
+use tracing::{debug, info};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::{Action, Event, Policy, RequestId, Scope};
+use crate::error::Error;
+use crate::error::InvalidIdentity;
+use crate::identity::{Identity, Status, UnixMillis};
+use crate::operator::{Failure, Operator};
+use crate::store::Store;
+
+pub use generate::GenerateOptions;
+pub use load::LoadReport;
+pub use scope_key::ScopeKey;
+
+/// What can change on SIGHUP.
+#[derive(Debug)]
+struct Settings {
+    operator: Operator,
+    config: Config,
+}
+
+/// A status change (or a new advertising token), for the D-Bus signal and sd-notify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusChange {
+    pub scope: ScopeKey,
+    pub status: Status,
+}
+
+/// A `RefreshIdentity` call waiting for its answer.
+type Waiter = oneshot::Sender<Result<Status, Error>>;
+
+/// What calls read and changes replace, behind one lock.
+#[derive(Debug)]
+struct State {
+    scopes: HashMap<ScopeKey, Scope>,
+    waiters: HashMap<RequestId, Waiter>,
+    next_request: RequestId,
+    rng: fastrand::Rng,
+}
+
+/// How a change must treat a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// A caller waits for "stored durably": fail the call, keep the old state.
+    BeforeReply,
+    /// The state changed already (the server rotated the refresh token): keep the new
+    /// state in memory and retry the write until it lands.
+    Eventually,
+}
+
+/// The runtime of one product's scopes.
+#[derive(Debug)]
+pub struct Runtime {
+    state: Mutex<State>,
+    /// Serialises every change (and so every write of a scope's file).
+    change: tokio::sync::Mutex<()>,
+    store: Arc<Store>,
+    settings: RwLock<Arc<Settings>>,
+    clock: Arc<dyn Clock>,
+    policy: Policy,
+    changes: broadcast::Sender<StatusChange>,
+    /// Woken whenever a scope's wake-up instant may have changed.
+    timers_changed: Notify,
+    /// Device policy "limit ad tracking": no token served, no refresh sent, for anyone.
+    limit_ad_tracking: watch::Sender<bool>,
+    storage: persist::Storage,
+    loading: load::Loading,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take every later call down with it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Runtime {
+    pub fn new(
+        config: Config,
+        operator: Operator,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        policy: Policy,
+    ) -> Arc<Self> {
+        let (changes, _) = broadcast::channel(256);
+        Arc::new(Self {
+            state: Mutex::new(State {
+                scopes: HashMap::new(),
+                waiters: HashMap::new(),
+                next_request: 0,
+                rng: fastrand::Rng::new(),
+            }),
+            change: tokio::sync::Mutex::new(()),
+            store,
+            settings: RwLock::new(Arc::new(Settings { operator, config })),
+            clock,
+            policy,
+            changes,
+            timers_changed: Notify::new(),
+            limit_ad_tracking: watch::Sender::new(false),
+            storage: persist::Storage::default(),
+            loading: load::Loading::default(),
+        })
+    }
+
+    fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> Config {
+        self.settings().config.clone()
+    }
+
+    /// Applies a reloaded config (SIGHUP).
+    pub fn reload(&self, config: Config, operator: Operator) {
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(Settings { operator, config });
+    }
+
+    /// Follows status changes and new tokens of every scope.
+    pub fn subscribe(&self) -> broadcast::Receiver<StatusChange> {
+        self.changes.subscribe()
+    }
+
+    // ---- reads: never wait for the network ----
+
+    /// Runs `f` on the scope's state at the current time, its file read first if no call
+    /// and no start-up pass has read it yet.
+    async fn read<T>(
+        self: &Arc<Self>,
+        key: ScopeKey,
+        f: impl FnOnce(&Scope, crate::engine::Now) -> T,
+    ) -> Result<T, Error> {
+        self.ensure_loaded(key).await?;
+        let now = self.clock.now();
+        let state = lock(&self.state);
+        Ok(match state.scopes.get(&key) {
+            Some(scope) => f(scope, now),
+            None => f(&Scope::default(), now),
+        })
+    }
+
+    /// `GetAdvertisingToken`: the token, or `""`.
+    pub async fn advertising_token(self: &Arc<Self>, key: ScopeKey) -> Result<String, Error> {
+        let paused = self.limit_ad_tracking();
+        self.read(key, |s, now| match s.advertising_token(now) {
+            Some(token) if !paused => token.to_owned(),
+            _ => String::new(),
+        })
+        .await
+    }
+
+    /// `GetIdentity`: the stored identity JSON, or `""`.
+    pub async fn identity_json(self: &Arc<Self>, key: ScopeKey) -> Result<String, Error> {
+        self.read(key, |s, _| {
+            s.identity().map(Identity::to_json).unwrap_or_default()
+        })
+        .await
+    }
+
+    /// `GetIdentityStatus`.
+    pub async fn status(self: &Arc<Self>, key: ScopeKey) -> Result<Status, Error> {
+        self.read(key, |s, now| s.status(now)).await
+    }
+
+    /// `GetAutomaticRefreshEnabled`.
+    pub async fn auto_refresh(self: &Arc<Self>, key: ScopeKey) -> Result<bool, Error> {
+        self.read(key, |s, _| s.auto_refresh()).await
+    }
+
+    /// The number of scopes in memory.
+    pub fn scope_count(&self) -> usize {
+        lock(&self.state).scopes.len()
+    }
+
+    pub fn limit_ad_tracking(&self) -> bool {
+        *self.limit_ad_tracking.borrow()
+    }
+
+    /// Follows the limit-ad-tracking policy (for the D-Bus signal).
+    pub fn watch_limit_ad_tracking(&self) -> watch::Receiver<bool> {
+        self.limit_ad_tracking.subscribe()
+    }
+
+    // ---- changes ----
+
+    /// `SetIdentity`: stored durably before the reply.
+    pub async fn set_identity(
+        self: &Arc<Self>,
+        key: ScopeKey,
+        json: &str,
+    ) -> Result<Status, Error> {
+        let identity = Identity::from_json(json).map_err(InvalidIdentity::Parse)?;
+        let status = self
+            .change(key, Event::Set(identity), Durability::BeforeReply)
+            .await?;
+        info!(scope = %key, "identity set");
+        Ok(status)
+    }
+
+    /// `ResetIdentity`: forgets the identity and a remembered opt-out, durably.
+    pub async fn reset(self: &Arc<Self>, key: ScopeKey) -> Result<(), Error> {
+        self.change(key, Event::Reset, Durability::BeforeReply)
+            .await?;
+        info!(scope = %key, "identity reset");
+        Ok(())
+    }
+
+    /// `SetAutomaticRefreshEnabled`, durably.
+    pub async fn set_auto_refresh(
+        self: &Arc<Self>,
+        key: ScopeKey,
+        enabled: bool,
+    ) -> Result<(), Error> {
+        self.change(key, Event::SetAutoRefresh(enabled), Durability::BeforeReply)
+            .await?;
+        info!(scope = %key, enabled, "automatic refresh changed");
+        Ok(())
+    }
+
+    /// Turns the device's limit-ad-tracking policy on or off, durably. While on, no
+    /// scope is served a token or refreshed; when turned off, due refreshes resume.
+    pub async fn set_limit_ad_tracking(self: &Arc<Self>, on: bool) -> Result<(), Error> {
+        let change = self.change.lock().await;
+        if self.limit_ad_tracking() == on {
+            return Ok(());
+        }
+        self.save_policy(on).await?;
+        self.limit_ad_tracking.send_replace(on);
+        info!(limit_ad_tracking = on, "device policy changed");
+        let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().copied().collect();
+        for key in keys {
+            // Nothing of a tick can be refused.
+            let _ = self
+                .apply(&change, key, Event::Tick, Durability::Eventually, None)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Re-evaluates the scopes whose wake-up is due (or all of them after a clock jump or
+    /// resume); returns the earliest wake-up left.
+    pub async fn tick(self: &Arc<Self>, all: bool) -> Option<UnixMillis> {
+        let now = self.clock.now();
+        let due: Vec<ScopeKey> = lock(&self.state)
+            .scopes
+            .iter()
+            .filter(|(_, s)| all || s.wake().is_some_and(|t| t <= now.wall))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let _ = self.change(key, Event::Tick, Durability::Eventually).await;
+        }
+        self.next_wake()
+    }
+
+    /// The earliest wake-up any scope asked for.
+    pub fn next_wake(&self) -> Option<UnixMillis> {
+        lock(&self.state)
+            .scopes
+            .values()
+            .filter_map(Scope::wake)
+            .min()
+    }
+
+    /// Resolves when some scope's wake-up instant may have changed.
+    pub async fn timers_changed(&self) {
+        self.timers_changed.notified().await;
+    }
+
+    /// Waits for the change in progress, if any (shutdown lets an in-flight write land).
+    pub async fn quiesce(&self) {
+        let _change = self.change.lock().await;
+    }
+
+    /// The one change path: reads the scope's file on first touch, steps the engine,
+    /// performs its actions; the scope's status after it.
+    async fn change(
+        self: &Arc<Self>,
+        key: ScopeKey,
+        event: Event,
+        durability: Durability,
+    ) -> Result<Status, Error> {
+        let change = self.change.lock().await;
+        self.load_scopes(&change, &[key]).await?;
+        self.apply(&change, key, event, durability, None).await
+    }
+
+    /// Steps the engine and performs its actions under the change lock. `failure` is why
+    /// the refresh being reported failed, for the calls waiting on it.
+    async fn apply(
+        self: &Arc<Self>,
+        _change: &tokio::sync::MutexGuard<'_, ()>,
+        key: ScopeKey,
+        event: Event,
+        durability: Durability,
+        failure: Option<&Failure>,
+    ) -> Result<Status, Error> {
+        let now = self.clock.now();
+        let (next, actions) = {
+            let mut state = lock(&self.state);
+            let current = state
+                .scopes
+                .get(&key)
+                .cloned()
+                .unwrap_or_default()
+                .with_paused(self.limit_ad_tracking());
+            current.step(event, now, &self.policy, &mut state.rng)?
+        };
+        if actions.contains(&Action::Persist) {
+            match self.save_scope(key, next.persisted()).await {
+                Ok(()) => self.saved(key),
+                Err(e) if durability == Durability::BeforeReply => return Err(e.into()),
+                Err(_) => self.unsaved(key),
+            }
+        }
+        let status = next.status(now);
+        let identity = next.identity().cloned();
+        lock(&self.state).scopes.insert(key, next);
+        for action in actions {
+            match action {
+                Action::Persist => {}
+                Action::Refresh { generation } => {
+                    if let Some(identity) = &identity {
+                        self.start_refresh(key, generation, identity.clone());
+                    }
+                }
+                Action::Wake(at) => {
+                    debug!(scope = %key, next_wake = %WallTime(at), "next wake-up");
+                    self.timers_changed.notify_one();
+                }
+                Action::StatusChanged(status) => {
+                    info!(scope = %key, status = status.as_str(), "identity status changed");
+                    let _ = self.changes.send(StatusChange { scope: key, status });
+                }
+                Action::Answer { request, answer } => self.answer(request, answer, failure),
+            }
+        }
+        Ok(status)
+    }
+}
+
+/// A wall-clock instant for logs: an HTTP date, or `none`.
+struct WallTime(Option<UnixMillis>);
+
+impl std::fmt::Display for WallTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.and_then(|ms| u64::try_from(ms).ok()) {
+            Some(ms) => f.write_str(&httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + Duration::from_millis(ms),
+            )),
+            None => f.write_str("none"),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! `RefreshIdentity` and the refresh tasks: the engine decides whether a refresh happens
+//! and who gets which answer; this file runs the request and delivers the answers.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::{lock, Durability, Runtime, ScopeKey};
+use crate::engine::{Event, RefreshAnswer, RefreshOutcome, RequestId};
+use crate::error::{Error, RefreshFailed};
+use crate::identity::{Identity, Status};
+use crate::operator::{Failure, RefreshReport};
+
+impl Runtime {
+    /// `RefreshIdentity`: one refresh attempt now (or the one already under way); the
+    /// status after it. Every call is answered: by the engine when the refresh ends, or
+    /// at once when there is nothing to refresh.
+    pub async fn refresh(self: &Arc<Self>, key: ScopeKey) -> Result<Status, Error> {
+        let (tx, rx) = oneshot::channel();
+        let request = {
+            let mut state = lock(&self.state);
+            state.next_request += 1;
+            let request = state.next_request;
+            state.waiters.insert(request, tx);
+            request
+        };
+        if let Err(e) = self
+            .change(
+                key,
+                Event::RefreshRequested { request },
+                Durability::Eventually,
+            )
+            .await
+        {
+            lock(&self.state).waiters.remove(&request);
+            return Err(e);
+        }
+        rx.await
+            .unwrap_or(Err(Error::RefreshFailed(RefreshFailed::ShuttingDown)))
+    }
+
+    /// Delivers the engine's answer to a waiting call. `failure` is why the refresh that
+    /// ended failed, if it did.
+    pub(super) fn answer(
+        &self,
+        request: RequestId,
+        answer: RefreshAnswer,
+        failure: Option<&Failure>,
+    ) {
+        let Some(waiter) = lock(&self.state).waiters.remove(&request) else {
+            return;
+        };
+        let result = match answer {
+            RefreshAnswer::Completed(status) | RefreshAnswer::Superseded(status) => Ok(status),
+            RefreshAnswer::Failed => {
+                Err(RefreshFailed::Operator(failure.cloned().unwrap_or(Failure::NoAnswer)).into())
+            }
+            RefreshAnswer::Rejected => Err(RefreshFailed::Rejected(failure.cloned()).into()),
+            RefreshAnswer::NoIdentity => Err(Error::NoIdentity),
+            RefreshAnswer::Paused => Err(RefreshFailed::LimitAdTracking.into()),
+        };
+        // The caller may have gone; nothing to do then.
+        let _ = waiter.send(result);
+    }
+
+    /// Sends one refresh of `identity` and reports it to the engine. The engine hears of
+    /// every refresh it started, also when the request task dies.
+    pub(super) fn start_refresh(
+        self: &Arc<Self>,
+        key: ScopeKey,
+        generation: u64,
+        identity: Identity,
+    ) {
+        let operator = self.settings().operator.clone();
+        info!(scope = %key, "refreshing identity");
+        let request = tokio::spawn(async move { operator.refresh(&identity).await });
+        let runtime = Arc::clone(self);
+        tokio::spawn(async move {
+            let report = request.await.unwrap_or(RefreshReport {
+                outcome: RefreshOutcome::Failed {
+                    retry_after_ms: None,
+                },
+                failure: Some(Failure::NoAnswer),
+            });
+            runtime.finish_refresh(key, generation, report).await;
+        });
+    }
+
+    /// Boxed: it is spawned from `apply`, which it calls, and the compiler cannot prove
+    /// such a cycle of futures `Send` without a named type in between.
+    fn finish_refresh(
+        self: Arc<Self>,
+        key: ScopeKey,
+        generation: u64,
+        report: RefreshReport,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            log_report(key, &report);
+            let failure = report.failure;
+            let event = Event::RefreshDone {
+                generation,
+                outcome: report.outcome,
+            };
+            let change = self.change.lock().await;
+            // Only an unsaved write can fail here, and that is retried.
+            let _ = self
+                .apply(
+                    &change,
+                    key,
+                    event,
+                    Durability::Eventually,
+                    failure.as_ref(),
+                )
+                .await;
+        })
+    }
+}
+
+fn log_report(key: ScopeKey, report: &RefreshReport) {
+    let why = report
+        .failure
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    match &report.outcome {
+        RefreshOutcome::Success(_) => info!(scope = %key, "refresh succeeded"),
+        RefreshOutcome::OptOut => info!(scope = %key, "refresh answered opt-out"),
+        RefreshOutcome::Rejected => warn!(
+            scope = %key,
+            error_kind = "refresh_rejected",
+            "the operator rejected the refresh token; not retrying it: {why}"
+        ),
+        RefreshOutcome::Failed { .. } => warn!(
+            scope = %key,
+            error_kind = "refresh_failed",
+            "refresh failed, will retry: {why}"
+        ),
+    }
+}

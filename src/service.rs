@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch, Notify};
 use tracing::{debug, error, info, warn};
 
@@ -18,9 +17,12 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto;
 use crate::dii::{Dii, DiiKind};
-use crate::engine::{Action, Event, Held, Persisted, Policy, RefreshOutcome, Scope, SetError};
+use crate::engine::{Action, Event, Persisted, Policy, RefreshOutcome, Scope, SetError};
 use crate::identity::{Identity, Status, UnixMillis};
 use crate::operator::{Failure, Generated, Operator};
+use crate::store::record::{
+    decode_policy, decode_scope, encode_policy, encode_scope, POLICY_RECORD,
+};
 use crate::store::{Store, StoreError, Stored};
 
 /// Whose identity: one per calling Unix user, or one for the device.
@@ -144,76 +146,6 @@ struct Loading {
 /// before READY=1.
 const LOAD_BATCH: usize = 64;
 
-/// The store's name for the device policy record (not a scope).
-const POLICY_RECORD: &str = "policy";
-
-#[derive(Serialize, Deserialize)]
-struct PolicyRecord {
-    version: u32,
-    limit_ad_tracking: bool,
-}
-
-/// The JSON inside a scope's sealed file.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    version: u32,
-    status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    identity: Option<serde_json::Value>,
-    auto_refresh: bool,
-    #[serde(default)]
-    rejected: bool,
-    #[serde(default)]
-    opted_out_dii: Vec<String>,
-}
-
-fn encode(persisted: &Persisted) -> zeroize::Zeroizing<Vec<u8>> {
-    let (status, identity) = match &persisted.held {
-        Held::Nothing(status) => (*status, None),
-        Held::Identity { identity, fresh } => {
-            (*fresh, serde_json::from_str(&identity.to_json()).ok())
-        }
-    };
-    let record = Record {
-        version: 1,
-        status: status.as_str().to_owned(),
-        identity,
-        auto_refresh: persisted.auto_refresh,
-        rejected: persisted.rejected,
-        opted_out_dii: persisted.opted_out_dii.clone(),
-    };
-    zeroize::Zeroizing::new(serde_json::to_vec(&record).unwrap_or_default())
-}
-
-fn decode(bytes: &[u8]) -> Result<Persisted, String> {
-    let record: Record =
-        serde_json::from_slice(bytes).map_err(|e| format!("unreadable record ({e})"))?;
-    if record.version != 1 {
-        return Err(format!(
-            "record version {} is not supported",
-            record.version
-        ));
-    }
-    let status: Status = record
-        .status
-        .parse()
-        .map_err(|_| "unknown status in record".to_owned())?;
-    let held = match (record.identity, status) {
-        (Some(value), Status::Established | Status::Refreshed) => Held::Identity {
-            identity: Identity::from_value(&value).map_err(|e| format!("identity: {e}"))?,
-            fresh: status,
-        },
-        (None, status) if !status.holds_identity() => Held::Nothing(status),
-        _ => return Err("status and identity disagree".to_owned()),
-    };
-    Ok(Persisted {
-        held,
-        auto_refresh: record.auto_refresh,
-        rejected: record.rejected,
-        opted_out_dii: record.opted_out_dii,
-    })
-}
-
 /// A wall-clock instant for logs: an HTTP date, or `none`.
 struct WallTime(Option<UnixMillis>);
 
@@ -323,12 +255,11 @@ impl Service {
         let store = self.store.clone();
         match blocking(move || store.load(POLICY_RECORD)).await? {
             Stored::Absent => {}
-            Stored::Plaintext(bytes) => match serde_json::from_slice::<PolicyRecord>(&bytes) {
-                Ok(policy) if policy.version == 1 => {
-                    self.limit_ad_tracking
-                        .send_replace(policy.limit_ad_tracking);
+            Stored::Plaintext(bytes) => match decode_policy(&bytes) {
+                Ok(limit_ad_tracking) => {
+                    self.limit_ad_tracking.send_replace(limit_ad_tracking);
                 }
-                _ => error!(
+                Err(_) => error!(
                     error_kind = "corrupt_state",
                     "device policy record rejected; limit ad tracking is off"
                 ),
@@ -445,7 +376,7 @@ impl Service {
                 }
                 Stored::Plaintext(bytes) => bytes,
             };
-            let persisted = match decode(&bytes) {
+            let persisted = match decode_scope(&bytes) {
                 Ok(persisted) => persisted,
                 Err(reason) => {
                     error!(scope = %key, error_kind = "corrupt_state", "state record rejected: {reason}; the scope starts empty");
@@ -539,11 +470,7 @@ impl Service {
         if self.limit_ad_tracking() == on {
             return Ok(());
         }
-        let record = serde_json::to_vec(&PolicyRecord {
-            version: 1,
-            limit_ad_tracking: on,
-        })
-        .unwrap_or_default();
+        let record = encode_policy(on);
         let store = self.store.clone();
         let saved = tokio::task::spawn_blocking(move || {
             if on {
@@ -847,7 +774,7 @@ impl Service {
         let store = self.store.clone();
         let name = key.name();
         let empty = *persisted == Persisted::default();
-        let bytes = encode(persisted);
+        let bytes = encode_scope(persisted);
         let result = tokio::task::spawn_blocking(move || {
             // A scope back to its defaults leaves no file behind.
             if empty {
@@ -976,35 +903,5 @@ mod tests {
         ] {
             assert_eq!(ScopeKey::from_name(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn records_round_trip() {
-        let identity = Identity::from_json(
-            r#"{"advertising_token":"a","refresh_token":"r","identity_expires":3,"refresh_from":2,"refresh_expires":4,"refresh_response_key":"k"}"#,
-        )
-        .unwrap();
-        let cases = [
-            Persisted::default(),
-            Persisted {
-                held: Held::Identity {
-                    identity,
-                    fresh: Status::Refreshed,
-                },
-                auto_refresh: false,
-                rejected: true,
-                opted_out_dii: vec!["h".into()],
-            },
-            Persisted {
-                held: Held::Nothing(Status::OptOut),
-                ..Persisted::default()
-            },
-        ];
-        for persisted in cases {
-            assert_eq!(decode(&encode(&persisted)).unwrap(), persisted);
-        }
-        assert!(decode(b"{}").is_err());
-        assert!(decode(br#"{"version":2,"status":"no_identity","auto_refresh":true}"#).is_err());
-        assert!(decode(br#"{"version":1,"status":"established","auto_refresh":true}"#).is_err());
     }
 }

@@ -17,6 +17,8 @@
 
 mod damage;
 mod durable;
+#[cfg(test)]
+mod golden;
 mod key;
 pub(crate) mod record;
 mod sealed;

@@ -12,10 +12,10 @@ use tokio::sync::MutexGuard;
 use tracing::{error, warn};
 
 use super::persist::blocking;
-use super::record::{self, POLICY_RECORD};
 use super::{lock, Durability, Runtime, ScopeKey};
 use crate::engine::{Event, Scope};
 use crate::error::Error;
+use crate::store::record::{self, POLICY_RECORD};
 use crate::store::{SetAside, StoreError, Stored};
 
 /// State files read per trip to the blocking pool; the first batch is read before

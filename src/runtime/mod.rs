@@ -14,7 +14,6 @@
 mod generate;
 mod load;
 mod persist;
-mod record;
 mod refresh;
 mod scope_key;
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::{error, info};
 
-use super::record;
 use super::{lock, Runtime, ScopeKey};
 use crate::engine::Persisted;
+use crate::store::record;
 use crate::store::StoreError;
 
 /// Scopes whose latest state is not on disk yet, and the last storage problem.

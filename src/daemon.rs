@@ -22,7 +22,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use zbus::connection;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, LogLevel, ScopeMode};
+use crate::config::{Config, ConfigPaths, LogLevel, ScopeMode};
 use crate::dbus::{self, Access, Manager, BUS_NAME, OBJECT_PATH};
 use crate::engine::Policy;
 use crate::identity::UnixMillis;
@@ -55,7 +55,8 @@ impl std::str::FromStr for Bus {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub config_path: PathBuf,
+    /// The config's layers, read again on SIGHUP.
+    pub config_paths: ConfigPaths,
     pub bus: Bus,
     pub state_dir: PathBuf,
     /// `$CREDENTIALS_DIRECTORY`: where systemd puts `uid2d.key`.
@@ -165,8 +166,8 @@ struct Started {
 /// all of them), and takes the bus name. Any further scopes are read after READY=1 (see
 /// [`serve`]): start-up time does not grow with their number.
 async fn start(options: &Options, config: Config) -> Result<Started, DaemonError> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new(config.rtc));
-    let device_gid = match (&config.scope, &config.device_group) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new(config.startup.rtc));
+    let device_gid = match (&config.startup.scope, &config.startup.device_group) {
         (ScopeMode::Device, Some(group)) => Some(resolve_group(group)?),
         _ => None,
     };
@@ -183,16 +184,17 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         "store opened"
     );
     let operator = Operator::new(
-        config.base_url.clone(),
-        config.ca_file.as_deref(),
-        config.request_timeout,
+        config.reloadable.base_url.clone(),
+        config.reloadable.ca_file.as_deref(),
+        config.reloadable.request_timeout,
     )?;
     let admin_gid = config
+        .startup
         .admin_group
         .as_deref()
         .map(resolve_group)
         .transpose()?;
-    let access = Arc::new(Access::new(config.scope, device_gid, admin_gid));
+    let access = Arc::new(Access::new(config.startup.scope, device_gid, admin_gid));
     let service = Service::new(
         config,
         operator,
@@ -238,7 +240,7 @@ async fn serve(
         clock,
         unread,
     } = started;
-    info!(operator = %service.config().base_url, "serving {BUS_NAME}");
+    info!(operator = %service.config().reloadable.base_url, "serving {BUS_NAME}");
     notify(&[NotifyState::Ready, NotifyState::Status(&summary(&service))]);
 
     // Until this pass ends, each call reads its own scope's file first.
@@ -326,15 +328,23 @@ fn resolve_group(name: &str) -> Result<u32, DaemonError> {
 /// with RELOADING=1 … READY=1, and the outcome in STATUS=.
 fn reload(options: &Options, service: &Arc<Service>, log: Option<&LogControl>) {
     notify(&[NotifyState::Reloading]);
-    let outcome = load_for_reload(options, service).map(|(config, operator)| {
+    let outcome = load_for_reload(options, service).map(|(config, operator, restart)| {
         if let Some(log) = log {
-            log.set_level(config.log_level);
+            log.set_level(config.reloadable.log_level);
         }
-        info!(operator = %config.base_url, "configuration reloaded");
+        info!(operator = %config.reloadable.base_url, "configuration reloaded");
         service.reload(config, operator);
+        restart
     });
     let status = match outcome {
-        Ok(()) => format!("Configuration reloaded; {}", summary(service)),
+        Ok(restart) if restart.is_empty() => {
+            format!("Configuration reloaded; {}", summary(service))
+        }
+        Ok(restart) => format!(
+            "Configuration reloaded; needs a restart: {}; {}",
+            restart.join(", "),
+            summary(service)
+        ),
         Err(e) => {
             error!(
                 error_kind = "config",
@@ -346,23 +356,28 @@ fn reload(options: &Options, service: &Arc<Service>, log: Option<&LogControl>) {
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
+/// The config to run after a reload (the new reloadable part, the running start-up
+/// part), its operator client, and the start-up keys the new files change.
 fn load_for_reload(
     options: &Options,
     service: &Service,
-) -> Result<(Config, Operator), DaemonError> {
-    let config = Config::load(&options.config_path)?;
+) -> Result<(Config, Operator, Vec<&'static str>), DaemonError> {
+    let new = Config::load(&options.config_paths)?;
     let running = service.config();
-    if (&config.scope, &config.device_group, &config.admin_group)
-        != (&running.scope, &running.device_group, &running.admin_group)
-    {
-        warn!("scope, device_group and admin_group changes take effect at the next restart");
+    let restart = running.restart_needed(&new);
+    if !restart.is_empty() {
+        warn!(
+            "needs a restart: {}; keeping their running values until then",
+            restart.join(", ")
+        );
     }
+    let config = running.reloaded(new);
     let operator = Operator::new(
-        config.base_url.clone(),
-        config.ca_file.as_deref(),
-        config.request_timeout,
+        config.reloadable.base_url.clone(),
+        config.reloadable.ca_file.as_deref(),
+        config.reloadable.request_timeout,
     )?;
-    Ok((config, operator))
+    Ok((config, operator, restart))
 }
 
 fn summary(service: &Service) -> String {

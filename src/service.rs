@@ -672,7 +672,7 @@ impl Service {
         })?;
         let dii = Dii::new(kind, value).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let settings = self.settings();
-        let defaults = &settings.config.generate;
+        let defaults = &settings.config.reloadable.generate;
         let pick = |given: Option<String>, default: &Option<String>, name: &str| {
             given
                 .or_else(|| default.clone())

@@ -27,6 +27,9 @@ prefix ?= /usr
 exec_prefix ?= $(prefix)
 bindir ?= $(exec_prefix)/bin
 sysconfdir ?= /etc
+# The vendor defaults. uid2d reads /usr/lib/uid2d/uid2d.toml (fixed in the binary):
+# with another prefix the installed copy is documentation only.
+vendorconfdir ?= $(prefix)/lib/uid2d
 datadir ?= $(prefix)/share
 unitdir ?= $(prefix)/lib/systemd/system
 sysusersdir ?= $(prefix)/lib/sysusers.d
@@ -38,7 +41,7 @@ INSTALL ?= install
 
 BINARIES = uid2d uid2ctl
 
-# uid2d reads /etc/uid2d/uid2d.toml unless told otherwise.
+# uid2d reads /etc/uid2d/uid2d.toml (and its uid2d.toml.d/) unless told otherwise.
 execstart = $(bindir)/uid2d$(if $(filter-out /etc,$(sysconfdir)), --config $(sysconfdir)/uid2d/uid2d.toml)
 
 .PHONY: all build install uninstall test check-unit clean
@@ -64,13 +67,9 @@ install:
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager.conf $(DESTDIR)$(dbuspolicydir)/com.uid2.Manager.conf
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager.service $(DESTDIR)$(dbusservicedir)/com.uid2.Manager.service
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
-	@# Never overwrite a config that is already there (all of it is comments anyway).
-	@if [ -e $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml ]; then \
-		echo "keeping the existing $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml"; \
-	else \
-		echo "$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml"; \
-		$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml; \
-	fi
+	@# The vendor defaults (as shipped, every key commented out). Nothing goes to
+	@# $(sysconfdir): /etc/uid2d/uid2d.toml and its drop-ins are the device's own.
+	$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(vendorconfdir)/uid2d.toml
 
 uninstall:
 	rm -f $(DESTDIR)$(bindir)/uid2d $(DESTDIR)$(bindir)/uid2ctl
@@ -79,7 +78,9 @@ uninstall:
 	rm -f $(DESTDIR)$(dbuspolicydir)/com.uid2.Manager.conf
 	rm -f $(DESTDIR)$(dbusservicedir)/com.uid2.Manager.service
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
-	@echo "kept $(DESTDIR)$(sysconfdir)/uid2d/uid2d.toml and the state in /var/lib/uid2d"
+	rm -f $(DESTDIR)$(vendorconfdir)/uid2d.toml
+	rmdir $(DESTDIR)$(vendorconfdir) 2>/dev/null || true
+	@echo "kept $(DESTDIR)$(sysconfdir)/uid2d/ (the device's config) and the state in /var/lib/uid2d"
 
 test:
 	./scripts/test.sh

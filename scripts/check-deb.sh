@@ -8,12 +8,13 @@
 #
 # Checks: the file list with modes and owners (the files of `make install`, as in
 # scripts/check-unit.sh, plus the copyright file Debian requires), no symlinks,
-# the packaged unit and sysusers file equal the repository's, the conffile,
-# Depends: names the bus, the postinst creates the user before it starts the
-# unit, and the maintainer scripts parse. As root, also installs, reinstalls
-# and purges the package into a scratch root (dpkg --root, scripts run with
-# DPKG_ROOT, nothing started) and checks the user, the enable links, the
-# conffile and the purge. Prints the .deb and its size.
+# the packaged unit, sysusers file and vendor config equal the repository's, no
+# conffiles (nothing in /etc), Depends: names the bus, the postinst creates the
+# user before it starts the unit, and the maintainer scripts parse. As root,
+# also installs, reinstalls and purges the package into a scratch root (dpkg
+# --root, scripts run with DPKG_ROOT, nothing started) and checks the user, the
+# enable links, that the admin's config in /etc survives, and the purge. Prints
+# the .deb and its size.
 #
 # Needs dpkg-deb (Debian/Ubuntu) and cargo. Installs cargo-deb (>= 3.8, the
 # first with sysusers.d support) with `cargo install --locked` when it is missing
@@ -72,7 +73,7 @@ expected=$(sort -k2 <<'EOF'
 -rw-r--r-- /usr/share/dbus-1/system.d/com.uid2.Manager.conf
 -rw-r--r-- /usr/share/dbus-1/system-services/com.uid2.Manager.service
 -rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
--rw-r--r-- /etc/uid2d/uid2d.toml
+-rw-r--r-- /usr/lib/uid2d/uid2d.toml
 -rw-r--r-- /usr/share/doc/uid2d/copyright
 EOF
 )
@@ -91,7 +92,7 @@ for pair in \
   dbus/com.uid2.Manager.conf:usr/share/dbus-1/system.d/com.uid2.Manager.conf \
   dbus/com.uid2.Manager.service:usr/share/dbus-1/system-services/com.uid2.Manager.service \
   dbus/com.uid2.Manager1.xml:usr/share/dbus-1/interfaces/com.uid2.Manager1.xml \
-  dist/uid2d.toml:etc/uid2d/uid2d.toml; do
+  dist/uid2d.toml:usr/lib/uid2d/uid2d.toml; do
   cmp -s "${pair%%:*}" "$tmp/root/${pair#*:}" || fail "/${pair#*:} in the .deb differs from ${pair%%:*}"
 done
 for b in uid2d uid2ctl; do
@@ -108,8 +109,8 @@ grep -Eq '(^|[ ,|])dbus([ ,|(]|$)' <<<"$depends" || fail "Depends: does not name
 grep -q 'systemd' <<<"$depends" || fail "Depends: does not name systemd (for systemd-sysusers): $depends"
 
 dpkg-deb -e "$deb" "$tmp/control"
-grep -qx '/etc/uid2d/uid2d.toml' "$tmp/control/conffiles" 2>/dev/null \
-  || fail "/etc/uid2d/uid2d.toml is not a conffile"
+# /etc/uid2d/ is the admin's: the package ships its defaults in /usr/lib/uid2d/.
+[ ! -s "$tmp/control/conffiles" ] || fail "the package has conffiles: $(cat "$tmp/control/conffiles")"
 for s in preinst postinst prerm postrm; do
   [ -f "$tmp/control/$s" ] || continue
   sh -n "$tmp/control/$s" || fail "$s does not parse"
@@ -125,7 +126,7 @@ start_line=$(grep -n 'deb-systemd-invoke .*uid2d\.service' "$postinst" | head -n
 [ -n "$start_line" ] || fail "postinst does not start uid2d.service"
 [ "$sysusers_line" -lt "$enable_line" ] && [ "$sysusers_line" -lt "$start_line" ] \
   || fail "postinst starts or enables uid2d.service before it creates the user"
-echo "conffile ok; postinst: systemd-sysusers (line $sysusers_line), enable ($enable_line), start ($start_line)"
+echo "no conffiles; postinst: systemd-sysusers (line $sysusers_line), enable ($enable_line), start ($start_line)"
 
 # ---- install, reinstall, purge into a scratch root -------------------------------
 # dpkg --root with --force-script-chrootless runs the maintainer scripts on this
@@ -158,17 +159,21 @@ else
   alias=$R/etc/systemd/system/dbus-com.uid2.Manager.service
   [ "$(readlink "$wants")" = /usr/lib/systemd/system/uid2d.service ] || fail "uid2d.service not enabled (no $wants)"
   [ "$(readlink "$alias")" = /usr/lib/systemd/system/uid2d.service ] || fail "no dbus-com.uid2.Manager.service alias"
-  # A local edit of the conffile survives a reinstall; state is removed on purge.
-  echo '# local edit' >>"$R/etc/uid2d/uid2d.toml"
+  # The admin's config (a file the package does not own) survives a reinstall and
+  # a purge; state is removed on purge.
+  [ -f "$R/usr/lib/uid2d/uid2d.toml" ] || fail "no vendor config /usr/lib/uid2d/uid2d.toml"
+  mkdir -p "$R/etc/uid2d/uid2d.toml.d"
+  echo 'log_level = "debug"' >"$R/etc/uid2d/uid2d.toml.d/90-local.toml"
   dpkg_r -i "$deb"
-  tail -n1 "$R/etc/uid2d/uid2d.toml" | grep -qx '# local edit' || fail "reinstall replaced the edited conffile"
+  grep -qx 'log_level = "debug"' "$R/etc/uid2d/uid2d.toml.d/90-local.toml" || fail "reinstall changed the admin's drop-in"
   mkdir -p "$R/var/lib/uid2d"
   : >"$R/var/lib/uid2d/uid2d.key"
   dpkg_r --purge uid2d
-  for gone in "$wants" "$alias" "$R/var/lib/uid2d" "$R/etc/uid2d/uid2d.toml" "$R/usr/bin/uid2d"; do
+  for gone in "$wants" "$alias" "$R/var/lib/uid2d" "$R/usr/lib/uid2d/uid2d.toml" "$R/usr/bin/uid2d"; do
     { [ -e "$gone" ] || [ -L "$gone" ]; } && fail "still there after purge: ${gone#"$R"}"
   done
-  echo "user $(cut -d: -f1,3,4,7 <<<"$entry"), enabled with its alias, edited conffile kept, purge removes links and state"
+  [ -f "$R/etc/uid2d/uid2d.toml.d/90-local.toml" ] || fail "purge removed the admin's drop-in"
+  echo "user $(cut -d: -f1,3,4,7 <<<"$entry"), enabled with its alias, admin's drop-in kept, purge removes links and state"
 fi
 
 size=$(stat -c %s "$deb")

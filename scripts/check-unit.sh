@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # CI gate for the OS integration files: the systemd unit, the sysusers.d entry,
-# the D-Bus policy, activation file and interface XML, and `make install`.
+# the D-Bus policy, activation file and interface XML, and `make install` (with
+# the vendor config in /usr/lib/uid2d and nothing in /etc).
 #
 #   scripts/check-unit.sh
 #
@@ -163,7 +164,7 @@ expected=$(sort -k2 <<'EOF'
 644 /usr/share/dbus-1/system.d/com.uid2.Manager.conf
 644 /usr/share/dbus-1/system-services/com.uid2.Manager.service
 644 /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
-644 /etc/uid2d/uid2d.toml
+644 /usr/lib/uid2d/uid2d.toml
 EOF
 )
 if [ "$actual" != "$expected" ]; then
@@ -174,6 +175,8 @@ odd=$(find "$tmp/root" -mindepth 1 \( -type l -o -type d ! -perm 755 \) -printf 
 [ -z "$odd" ] || fail "make install made symlinks or directories that are not 0755: $odd"
 cmp -s "$UNIT" "$tmp/root/usr/lib/systemd/system/uid2d.service" \
   || fail "with prefix=/usr the installed unit must equal $UNIT"
+cmp -s dist/uid2d.toml "$tmp/root/usr/lib/uid2d/uid2d.toml" \
+  || fail "the installed vendor config /usr/lib/uid2d/uid2d.toml must equal dist/uid2d.toml"
 echo "$(echo "$expected" | wc -l) files, modes ok"
 
 echo "== make install prefix=/usr/local sysconfdir=/usr/local/etc (ExecStart= rewrite)"

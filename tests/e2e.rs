@@ -558,8 +558,26 @@ async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     std::fs::write(&daemon.config, other.config_toml()).unwrap();
     daemon.messages.clear();
     hup(&daemon);
-    daemon.wait_for_notify("Configuration reloaded").await;
+    let status = daemon.wait_for_notify("Configuration reloaded").await;
+    assert!(!status.contains("restart"), "{status}");
     let _ = manager.refresh_identity().await;
     assert_eq!(other.sim.requests(Endpoint::Refresh), 1);
     assert_eq!(rig.operator.sim.requests(Endpoint::Refresh), 0);
+
+    // Start-up-only keys: the rest applies, the status names what needs a restart.
+    std::fs::write(
+        &daemon.config,
+        format!(
+            "{}rtc = true\nadmin_group = \"root\"\n",
+            other.config_toml()
+        ),
+    )
+    .unwrap();
+    daemon.messages.clear();
+    hup(&daemon);
+    let status = daemon.wait_for_notify("Configuration reloaded").await;
+    assert!(
+        status.contains("needs a restart: admin_group, rtc"),
+        "{status}"
+    );
 }

@@ -67,6 +67,7 @@ do_install() {
         exec_prefix=${exec_prefix} \
         bindir=${bindir} \
         sysconfdir=${sysconfdir} \
+        vendorconfdir=${nonarch_libdir}/uid2d \
         datadir=${datadir} \
         unitdir=${systemd_system_unitdir} \
         sysusersdir=${nonarch_libdir}/sysusers.d \
@@ -88,6 +89,7 @@ USERADD_PACKAGES = "${PN}"
 USERADD_PARAM:${PN} = "--system --user-group --no-create-home --shell /sbin/nologin uid2d"
 
 FILES:${PN} += " \
+    ${nonarch_libdir}/uid2d/uid2d.toml \
     ${nonarch_libdir}/sysusers.d/uid2d.conf \
     ${datadir}/dbus-1/system.d/com.uid2.Manager.conf \
     ${datadir}/dbus-1/system-services/com.uid2.Manager.service \
@@ -95,8 +97,11 @@ FILES:${PN} += " \
 # The interface XML is for developers (bindings, gdbus-codegen): SDK, not image.
 FILES:${PN}-dev += "${datadir}/dbus-1/interfaces/com.uid2.Manager1.xml"
 
-# Every key in it is commented out; a package upgrade keeps local edits.
-CONFFILES:${PN} = "${sysconfdir}/uid2d/uid2d.toml"
+# The config installed is the vendor defaults, /usr/lib/uid2d/uid2d.toml (every key
+# commented out), not a conffile: nothing goes to /etc. Ship your own defaults by
+# replacing it in a bbappend's do_install:append, and a device-specific drop-in as
+# /etc/uid2d/uid2d.toml.d/<NN>-<name>.toml (then list it in CONFFILES:${PN}); see
+# docs/configuration.md.
 
 # The system bus. VIRTUAL-RUNTIME_dbus exists from 5.3 on (dbus or
 # dbus-broker); the weak default covers older releases.

@@ -5,16 +5,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
-use uid2d::config::Config;
+use uid2d::config::{Config, ConfigPaths};
 use uid2d::daemon::{self, Bus, Options};
 
 /// Keeps the UID2 identity of this device's apps and serves it on D-Bus as com.uid2.Manager.
 #[derive(Debug, Parser)]
 #[command(name = "uid2d", version)]
 struct Args {
-    /// Configuration file (a missing file means the defaults).
-    #[arg(long, value_name = "FILE", default_value = "/etc/uid2d/uid2d.toml")]
-    config: PathBuf,
+    /// Main configuration file [default: /etc/uid2d/uid2d.toml]. Read after the vendor
+    /// defaults in /usr/lib/uid2d/uid2d.toml and before its drop-ins, FILE.d/*.toml;
+    /// missing files mean the defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// `system`, `session`, or a D-Bus address such as unix:path=/run/bus.
     #[arg(long, value_name = "BUS", default_value = "system")]
     bus: Bus,
@@ -25,14 +27,18 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match Config::load(&args.config) {
+    let config_paths = args
+        .config
+        .as_deref()
+        .map_or_else(ConfigPaths::system, ConfigPaths::for_file);
+    let config = match Config::load(&config_paths) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("uid2d: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let log = daemon::init_logging(config.log_level);
+    let log = daemon::init_logging(config.reloadable.log_level);
     let state_dir = args.state_dir.unwrap_or_else(|| {
         // systemd passes a colon-separated list; ours has one entry.
         std::env::var_os("STATE_DIRECTORY")
@@ -40,7 +46,7 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| PathBuf::from("/var/lib/uid2d"))
     });
     let options = Options {
-        config_path: args.config,
+        config_paths,
         bus: args.bus,
         state_dir,
         credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),

@@ -21,7 +21,7 @@ use zbus::connection;
 
 use crate::access::Rules;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ScopeMode};
+use crate::config::{Config, ConfigPaths, ScopeMode};
 use crate::dbus::{self, Callers, Manager, BUS_NAME, OBJECT_PATH};
 use crate::engine::Policy;
 use crate::operator::Operator;
@@ -58,7 +58,8 @@ impl std::str::FromStr for Bus {
 /// What the command line and the environment decide.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub config_path: PathBuf,
+    /// The config's layers, read again on SIGHUP.
+    pub config_paths: ConfigPaths,
     pub bus: Bus,
     pub state_dir: PathBuf,
     /// `$CREDENTIALS_DIRECTORY`: where systemd puts `uid2d.key`.
@@ -131,14 +132,15 @@ struct Started {
 /// Opens the store, restores the device policy and the first batch of scopes (on a TV,
 /// all of them), and takes the bus name. Any further scopes are read after READY=1.
 async fn start(options: &Options, config: Config) -> Result<Started, DaemonError> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new(config.rtc));
+    let startup = &config.startup;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new(startup.rtc));
     let rules = Rules {
-        mode: config.scope,
-        device_gid: match (&config.scope, &config.device_group) {
+        mode: startup.scope,
+        device_gid: match (&startup.scope, &startup.device_group) {
             (ScopeMode::Device, Some(group)) => Some(resolve_group(group)?),
             _ => None,
         },
-        admin_gid: config
+        admin_gid: startup
             .admin_group
             .as_deref()
             .map(resolve_group)
@@ -156,11 +158,7 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         key = ?store.key_origin(),
         "store opened"
     );
-    let operator = Operator::new(
-        config.base_url.clone(),
-        config.ca_file.as_deref(),
-        config.request_timeout,
-    )?;
+    let operator = operator_client(&config)?;
     let runtime = Runtime::new(
         config,
         operator,
@@ -215,7 +213,7 @@ async fn serve(
     } = started;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::SignalHandler)?;
-    info!(operator = %runtime.config().base_url, "serving {BUS_NAME}");
+    info!(operator = %runtime.config().reloadable.base_url, "serving {BUS_NAME}");
     notify(&[
         NotifyState::Ready,
         NotifyState::Status(&systemd::summary(&runtime)),
@@ -348,50 +346,65 @@ async fn run_timers(runtime: Arc<Runtime>, clock: Arc<dyn Clock>) -> DaemonError
     }
 }
 
-/// SIGHUP: re-read the config; keep the running one if the new one is bad. Tells systemd
-/// with RELOADING=1 … READY=1, and the outcome in STATUS=.
+/// The operator client for a config.
+fn operator_client(config: &Config) -> Result<Operator, DaemonError> {
+    let reloadable = &config.reloadable;
+    Ok(Operator::new(
+        reloadable.base_url.clone(),
+        reloadable.ca_file.as_deref(),
+        reloadable.request_timeout,
+    )?)
+}
+
+/// SIGHUP: re-read the config; keep the running one if the new one is bad, and the
+/// running start-up part until a restart. Tells systemd with RELOADING=1 … READY=1, and
+/// the outcome in STATUS=.
 fn reload(options: &Options, runtime: &Arc<Runtime>, log: Option<&LogControl>) {
     notify(&[NotifyState::Reloading]);
-    let outcome = load_for_reload(options, runtime).map(|(config, operator)| {
+    let outcome = load_for_reload(options, runtime).map(|(config, operator, restart)| {
         if let Some(log) = log {
-            log.set_level(config.log_level);
+            log.set_level(config.reloadable.log_level);
         }
-        info!(operator = %config.base_url, "configuration reloaded");
+        info!(operator = %config.reloadable.base_url, "configuration reloaded");
         runtime.reload(config, operator);
+        restart
     });
+    let summary = systemd::summary(runtime);
     let status = match outcome {
-        Ok(()) => format!("Configuration reloaded; {}", systemd::summary(runtime)),
+        Ok(restart) if restart.is_empty() => format!("Configuration reloaded; {summary}"),
+        Ok(restart) => format!(
+            "Configuration reloaded; needs a restart: {}; {summary}",
+            restart.join(", ")
+        ),
         Err(e) => {
             error!(
                 error_kind = "config",
                 "reload refused, keeping the running config: {e}"
             );
-            format!(
-                "Configuration reload refused ({e}); {}",
-                systemd::summary(runtime)
-            )
+            format!("Configuration reload refused ({e}); {summary}")
         }
     };
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
+/// The config to run after a reload (the new reloadable part, the running start-up
+/// part), its operator client, and the start-up keys the new files change.
 fn load_for_reload(
     options: &Options,
     runtime: &Runtime,
-) -> Result<(Config, Operator), DaemonError> {
-    let config = Config::load(&options.config_path)?;
+) -> Result<(Config, Operator, Vec<&'static str>), DaemonError> {
+    let new = Config::load(&options.config_paths)?;
     let running = runtime.config();
-    if (&config.scope, &config.device_group, &config.admin_group)
-        != (&running.scope, &running.device_group, &running.admin_group)
-    {
-        warn!("scope, device_group and admin_group changes take effect at the next restart");
+    let restart = running.restart_needed(&new);
+    if !restart.is_empty() {
+        warn!(
+            "needs a restart: {}; keeping their running values until then",
+            restart.join(", ")
+        );
     }
-    let operator = Operator::new(
-        config.base_url.clone(),
-        config.ca_file.as_deref(),
-        config.request_timeout,
-    )?;
-    Ok((config, operator))
+    let config = running.reloaded(new);
+    let operator = operator_client(&config)?;
+    Ok((config, operator, restart))
 }
 
 #[cfg(test)]

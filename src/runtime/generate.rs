@@ -45,7 +45,7 @@ impl Runtime {
         let kind: DiiKind = kind.parse().map_err(|_| InvalidArgument::Kind)?;
         let dii = Dii::new(kind, value).map_err(InvalidArgument::Dii)?;
         let settings = self.settings();
-        let defaults = &settings.config.generate;
+        let defaults = &settings.config.reloadable.generate;
         let subscription_id = pick(
             options.subscription_id,
             &defaults.subscription_id,

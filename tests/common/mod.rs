@@ -432,9 +432,9 @@ pub fn unloaded_service(
     )
     .expect("config");
     let client = uid2d::operator::Operator::new(
-        config.base_url.clone(),
-        config.ca_file.as_deref(),
-        config.request_timeout,
+        config.reloadable.base_url.clone(),
+        config.reloadable.ca_file.as_deref(),
+        config.reloadable.request_timeout,
     )
     .expect("operator client");
     uid2d::runtime::Runtime::new(

@@ -29,12 +29,14 @@ UID2D_BIN_DIR = target/$(RUSTC_TARGET_NAME)/$(if $(BR2_ENABLE_DEBUG),debug,relea
 # Install: the repository's `make install`, so the target gets exactly the
 # files and modes of every other install (scripts/check-unit.sh checks that
 # list): uid2d and uid2ctl in /usr/bin, the unit, the sysusers.d entry, the
-# D-Bus policy, activation file and interface XML, and /etc/uid2d/uid2d.toml.
+# D-Bus policy, activation file and interface XML, and the vendor config
+# /usr/lib/uid2d/uid2d.toml (every key commented out; nothing in /etc).
 # TARGET_DIR= on the command line is the Makefile's "where the binaries are";
 # it must be given, because Buildroot exports its own TARGET_DIR (the rootfs)
 # and the Makefile would otherwise take that. `make install` never builds.
-# The config is not overwritten if one is already in the target (a rebuild);
-# put a device config in a rootfs overlay, which is copied after packages.
+# OEM defaults and device config go in a rootfs overlay, which is copied after
+# packages: /usr/lib/uid2d/uid2d.toml (replaces the commented one) and/or
+# /etc/uid2d/uid2d.toml.d/<NN>-<name>.toml (see docs/configuration.md).
 define UID2D_INSTALL_TARGET_CMDS
 	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) install \
 		DESTDIR=$(TARGET_DIR) \

@@ -1,0 +1,274 @@
+//! The key table: every key of the file, whether it is start-up-only, and how its value
+//! is read and checked. The parser knows no key that is not in [`KEYS`], and a test
+//! checks that `dist/uid2d.toml` names every one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::de::DeserializeOwned;
+use toml::{Table, Value};
+
+use super::{
+    check_base_url, Config, ConfigError, Environment, GenerateConfig, Invalid, LogLevel,
+    Reloadable, ScopeMode, StartupConfig,
+};
+
+/// `request_timeout` when no file sets it, in seconds.
+pub(super) const DEFAULT_REQUEST_TIMEOUT: u64 = 30;
+const REQUEST_TIMEOUT_RANGE: (u64, u64) = (1, 300);
+
+/// Which part of [`Config`] a key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// [`StartupConfig`]: a change needs a restart.
+    Startup,
+    /// [`Reloadable`]: a SIGHUP applies it.
+    Reloadable,
+}
+
+/// One key of the file. `name` is dotted for a key inside a table (`generate.app_name`).
+#[derive(Debug)]
+pub(crate) struct Key {
+    pub(crate) name: &'static str,
+    /// Read by the test that ties [`Config::restart_needed`] to this table.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) part: Part,
+    /// Checks the value and stores it in the layer, replacing an earlier file's.
+    set: fn(&mut Layer, Value) -> Result<(), Invalid>,
+}
+
+/// Every key, in the order of `dist/uid2d.toml` and `docs/configuration.md`.
+pub(crate) const KEYS: &[Key] = &[
+    Key {
+        name: "environment",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.environment = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "base_url",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.base_url = Some(check_base_url(&typed::<String>(value)?)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "ca_file",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.ca_file = Some(PathBuf::from(not_empty(value)?));
+            Ok(())
+        },
+    },
+    Key {
+        name: "scope",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.scope = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "device_group",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.device_group = Some(not_empty(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "admin_group",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.admin_group = Some(not_empty(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "request_timeout",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let (min, max) = REQUEST_TIMEOUT_RANGE;
+            let seconds: u64 = typed(value)?;
+            if !(min..=max).contains(&seconds) {
+                return Err(Invalid::OutOfRange { min, max });
+            }
+            layer.request_timeout = Some(Duration::from_secs(seconds));
+            Ok(())
+        },
+    },
+    Key {
+        name: "log_level",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.log_level = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "rtc",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.rtc = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "generate.subscription_id",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.generate.subscription_id = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "generate.public_key",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.generate.public_key = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "generate.app_name",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.generate.app_name = Some(not_empty(value)?);
+            Ok(())
+        },
+    },
+];
+
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Invalid> {
+    T::deserialize(value).map_err(|e| Invalid::Type(Box::new(e)))
+}
+
+fn not_empty(value: Value) -> Result<String, Invalid> {
+    let text: String = typed(value)?;
+    if text.is_empty() {
+        return Err(Invalid::Empty);
+    }
+    Ok(text)
+}
+
+/// The values the files read so far set; a later file overwrites per key.
+#[derive(Debug, Default)]
+pub(super) struct Layer {
+    environment: Option<Environment>,
+    base_url: Option<Url>,
+    ca_file: Option<PathBuf>,
+    scope: Option<ScopeMode>,
+    device_group: Option<String>,
+    admin_group: Option<String>,
+    request_timeout: Option<Duration>,
+    log_level: Option<LogLevel>,
+    rtc: Option<bool>,
+    generate: GenerateConfig,
+    /// The file that last set each key, to name it in errors found after the last file.
+    origin: BTreeMap<&'static str, PathBuf>,
+}
+
+/// Parses `text` (the file `path`) and lays its keys over `layer`.
+pub(super) fn apply(layer: &mut Layer, text: &str, path: &Path) -> Result<(), ConfigError> {
+    let table: Table = text.parse().map_err(|source| ConfigError::Syntax {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })?;
+    apply_table(layer, table, "", path)
+}
+
+fn apply_table(
+    layer: &mut Layer,
+    table: Table,
+    prefix: &str,
+    path: &Path,
+) -> Result<(), ConfigError> {
+    for (name, value) in table {
+        let dotted = format!("{prefix}{name}");
+        if let Some(key) = KEYS.iter().find(|key| key.name == dotted) {
+            (key.set)(layer, value).map_err(|reason| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: key.name,
+                reason,
+            })?;
+            layer.origin.insert(key.name, path.to_owned());
+        } else if let Some(table_name) = table_named(&dotted) {
+            let Value::Table(inner) = value else {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: table_name,
+                    reason: Invalid::NotATable,
+                });
+            };
+            apply_table(layer, inner, &format!("{dotted}."), path)?;
+        } else {
+            return Err(ConfigError::UnknownKey {
+                path: path.to_owned(),
+                key: dotted,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `name` as a `'static` str when it is a table of [`KEYS`] (`generate`).
+fn table_named(name: &str) -> Option<&'static str> {
+    KEYS.iter().find_map(|key| {
+        let table = key.name.get(..name.len())?;
+        (table == name && key.name[name.len()..].starts_with('.')).then_some(table)
+    })
+}
+
+/// The keys and tables known beside an unknown `key`, for its error message.
+pub(super) fn known_beside(key: &str) -> String {
+    let prefix = key.rfind('.').map_or("", |dot| &key[..=dot]);
+    let mut known: Vec<&str> = Vec::new();
+    for key in KEYS {
+        if let Some(rest) = key.name.strip_prefix(prefix) {
+            let here = rest.split('.').next().unwrap_or(rest);
+            if !known.contains(&here) {
+                known.push(here);
+            }
+        }
+    }
+    known.join(", ")
+}
+
+impl Layer {
+    /// The config all the files together give, with the checks that span keys.
+    pub(super) fn finish(self) -> Result<Config, ConfigError> {
+        let scope = self.scope.unwrap_or_default();
+        if scope == ScopeMode::Device && self.device_group.is_none() {
+            return Err(ConfigError::Invalid {
+                // The file that asked for the device scope is the one to fix.
+                path: self.origin.get("scope").cloned().unwrap_or_default(),
+                key: "device_group",
+                reason: Invalid::DeviceGroupRequired,
+            });
+        }
+        let environment = self.environment.unwrap_or_default();
+        Ok(Config {
+            startup: StartupConfig {
+                scope,
+                device_group: self.device_group,
+                admin_group: self.admin_group,
+                rtc: self.rtc.unwrap_or(false),
+            },
+            reloadable: Reloadable {
+                environment,
+                base_url: self.base_url.unwrap_or_else(|| environment.url()),
+                ca_file: self.ca_file,
+                log_level: self.log_level.unwrap_or_default(),
+                request_timeout: self
+                    .request_timeout
+                    .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT)),
+                generate: self.generate,
+            },
+        })
+    }
+}

@@ -1,0 +1,493 @@
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::keys::{Part, KEYS};
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("uid2d.toml"))
+}
+
+/// Files to create: (path relative to the root, contents).
+type Files<'a> = &'a [(&'a str, &'a str)];
+
+/// A temporary root holding `vendor.toml`, `main.toml` and `main.toml.d/`.
+struct Root {
+    dir: tempfile::TempDir,
+    paths: ConfigPaths,
+}
+
+impl Root {
+    /// `files`: (path relative to the root, contents); a path ending in `/` is a directory.
+    fn new(files: Files) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            if name.ends_with('/') {
+                std::fs::create_dir_all(&path).unwrap();
+            } else {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, text).unwrap();
+            }
+        }
+        let paths = ConfigPaths {
+            vendor: dir.path().join("vendor.toml"),
+            ..ConfigPaths::for_file(&dir.path().join("main.toml"))
+        };
+        Self { dir, paths }
+    }
+
+    fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.paths)
+    }
+}
+
+#[test]
+fn empty_file_and_missing_files_are_defaults() {
+    let config = parse("").unwrap();
+    assert_eq!(config, Config::default());
+    assert_eq!(
+        config.reloadable.base_url.as_str(),
+        "https://prod.uidapi.com/"
+    );
+    assert_eq!(config.startup.scope, ScopeMode::Uid);
+    assert_eq!(config.reloadable.log_level, LogLevel::Info);
+    assert_eq!(config.reloadable.request_timeout.as_secs(), 30);
+    assert!(!config.startup.rtc);
+    assert_eq!(Root::new(&[]).load().unwrap(), Config::default());
+}
+
+#[test]
+fn every_key_parses() {
+    let config = parse(
+        r#"
+        environment = "euid-integration"
+        ca_file = "/etc/uid2d/ca.pem"
+        scope = "device"
+        device_group = "tvapps"
+        admin_group = "tvsettings"
+        log_level = "debug"
+        rtc = true
+        request_timeout = 5
+        [generate]
+        subscription_id = "sub"
+        public_key = "UID2-X-L-key"
+        app_name = "com.example.tv"
+        "#,
+    )
+    .unwrap();
+    let (startup, reloadable) = (&config.startup, &config.reloadable);
+    assert_eq!(reloadable.environment, Environment::EuidIntegration);
+    assert_eq!(reloadable.base_url.as_str(), "https://integ.euid.eu/v2");
+    assert_eq!(
+        reloadable.ca_file.as_deref(),
+        Some(Path::new("/etc/uid2d/ca.pem"))
+    );
+    assert_eq!(startup.scope, ScopeMode::Device);
+    assert_eq!(startup.device_group.as_deref(), Some("tvapps"));
+    assert_eq!(startup.admin_group.as_deref(), Some("tvsettings"));
+    assert_eq!(reloadable.log_level, LogLevel::Debug);
+    assert!(startup.rtc);
+    assert_eq!(reloadable.request_timeout.as_secs(), 5);
+    assert_eq!(reloadable.generate.subscription_id.as_deref(), Some("sub"));
+    assert_eq!(
+        reloadable.generate.public_key.as_deref(),
+        Some("UID2-X-L-key")
+    );
+    assert_eq!(
+        reloadable.generate.app_name.as_deref(),
+        Some("com.example.tv")
+    );
+}
+
+#[test]
+fn every_environment_has_its_documented_base() {
+    let names = [
+        ("production", "https://prod.uidapi.com/"),
+        ("integration", "https://operator-integ.uidapi.com/"),
+        ("oregon", "https://usw.prod.uidapi.com/"),
+        ("singapore", "https://sg.prod.uidapi.com/"),
+        ("sydney", "https://au.prod.uidapi.com/"),
+        ("tokyo", "https://jp.prod.uidapi.com/"),
+        ("global", "https://global.prod.uidapi.com/"),
+        ("euid-production", "https://prod.euid.eu/v2"),
+        ("euid-integration", "https://integ.euid.eu/v2"),
+    ];
+    assert_eq!(names.len(), Environment::ALL.len());
+    for (name, base) in names {
+        let config = parse(&format!("environment = \"{name}\"")).unwrap();
+        assert_eq!(config.reloadable.base_url.as_str(), base, "{name}");
+        assert_eq!(
+            config.reloadable.environment.is_euid(),
+            name.starts_with("euid")
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_values_name_the_key() {
+    let cases = [
+        ("enviroment = \"production\"", "`enviroment`"),
+        ("environment = \"mars\"", "`environment`"),
+        ("scope = \"app\"", "`scope`"),
+        ("log_level = \"trace\"", "`log_level`"),
+        ("rtc = \"yes\"", "`rtc`"),
+        ("[generate]\napp = \"x\"", "`generate.app`"),
+        ("generate.app_name = 3", "`generate.app_name`"),
+        ("generate = 3", "`generate`"),
+        ("[generate.deeper]\nx = 1", "`generate.deeper`"),
+        ("base_url = \"http://operator.example.com\"", "`base_url`"),
+        ("base_url = \"ftp://localhost\"", "`base_url`"),
+        ("base_url = \"not a url\"", "`base_url`"),
+        ("scope = \"device\"", "`device_group`"),
+        ("[generate]\napp_name = \"\"", "`generate.app_name`"),
+        ("admin_group = \"\"", "`admin_group`"),
+        ("ca_file = \"\"", "`ca_file`"),
+        ("request_timeout = 0", "`request_timeout`"),
+        ("request_timeout = 301", "`request_timeout`"),
+        ("request_timeout = -1", "`request_timeout`"),
+        ("request_timeout = \"30s\"", "`request_timeout`"),
+    ];
+    for (text, key) in cases {
+        let message = parse(text).unwrap_err().to_string();
+        assert!(message.contains(key), "{text:?} gave {message:?}");
+        assert!(message.starts_with("uid2d.toml: "), "{message}");
+        assert!(!message.contains('\n'), "{message:?}");
+    }
+    // An unknown key's message lists the keys known beside it.
+    let message = parse("[generate]\napp = \"x\"").unwrap_err().to_string();
+    assert!(
+        message.ends_with("(known: subscription_id, public_key, app_name)"),
+        "{message}"
+    );
+    let message = parse("x = 1").unwrap_err().to_string();
+    assert!(message.contains("rtc, generate)"), "{message}");
+    // Syntax errors are one line too, with the file's name.
+    let message = parse("rtc = \n").unwrap_err().to_string();
+    assert!(message.starts_with("uid2d.toml: "), "{message}");
+    assert!(!message.contains('\n'), "{message:?}");
+}
+
+#[test]
+fn http_is_allowed_to_loopback_only() {
+    for url in [
+        "http://127.0.0.1:8080",
+        "http://localhost:1",
+        "http://[::1]:2",
+    ] {
+        assert!(parse(&format!("base_url = \"{url}\"")).is_ok(), "{url}");
+    }
+    let config = parse("base_url = \"https://operator.example.com/some/path\"").unwrap();
+    assert_eq!(
+        config.reloadable.base_url.host_str(),
+        Some("operator.example.com")
+    );
+}
+
+/// What the layering tests look at: log_level, request_timeout, [generate]'s
+/// subscription_id and app_name.
+type Seen = (LogLevel, u64, Option<String>, Option<String>);
+
+fn seen(config: &Config) -> Seen {
+    let r = &config.reloadable;
+    (
+        r.log_level,
+        r.request_timeout.as_secs(),
+        r.generate.subscription_id.clone(),
+        r.generate.app_name.clone(),
+    )
+}
+
+#[test]
+fn later_layers_override_the_keys_they_set() {
+    use LogLevel::*;
+    let some = |s: &str| Some(s.to_owned());
+    let cases: [(&str, Files, Seen); 9] = [
+        ("nothing", &[], (Info, 30, None, None)),
+        (
+            "vendor only",
+            &[("vendor.toml", "log_level = \"debug\"\nrequest_timeout = 5")],
+            (Debug, 5, None, None),
+        ),
+        (
+            "main over vendor, per key",
+            &[
+                ("vendor.toml", "log_level = \"debug\"\nrequest_timeout = 5"),
+                ("main.toml", "log_level = \"warn\""),
+            ],
+            (Warn, 5, None, None),
+        ),
+        (
+            "drop-in over main and vendor",
+            &[
+                ("vendor.toml", "log_level = \"debug\""),
+                ("main.toml", "log_level = \"warn\"\nrequest_timeout = 7"),
+                ("main.toml.d/50-x.toml", "log_level = \"error\""),
+            ],
+            (Error, 7, None, None),
+        ),
+        (
+            "drop-in without main",
+            &[
+                ("vendor.toml", "request_timeout = 9"),
+                ("main.toml.d/50-x.toml", "log_level = \"error\""),
+            ],
+            (Error, 9, None, None),
+        ),
+        (
+            "drop-ins in lexical, not numeric, order",
+            &[
+                ("main.toml.d/9-c.toml", "log_level = \"debug\""),
+                (
+                    "main.toml.d/10-a.toml",
+                    "log_level = \"error\"\nrequest_timeout = 3",
+                ),
+                ("main.toml.d/20-b.toml", "log_level = \"warn\""),
+            ],
+            (Debug, 3, None, None),
+        ),
+        (
+            "hidden files, other names and directories are not drop-ins",
+            &[
+                ("main.toml.d/.hidden.toml", "log_level = \"error\""),
+                ("main.toml.d/50-x.toml.bak", "log_level = \"error\""),
+                ("main.toml.d/50-x.conf", "log_level = \"error\""),
+                ("main.toml.d/toml", "log_level = \"error\""),
+                ("main.toml.d/dir.toml/", ""),
+                ("main.toml.d/50-x.toml", "log_level = \"warn\""),
+            ],
+            (Warn, 30, None, None),
+        ),
+        (
+            "[generate] merges per key",
+            &[
+                (
+                    "vendor.toml",
+                    "[generate]\nsubscription_id = \"vendor\"\napp_name = \"vendor.app\"",
+                ),
+                (
+                    "main.toml.d/50-x.toml",
+                    "generate.app_name = \"device.app\"",
+                ),
+            ],
+            (Info, 30, some("vendor"), some("device.app")),
+        ),
+        (
+            "an empty [generate] keeps the earlier values",
+            &[
+                ("vendor.toml", "[generate]\nsubscription_id = \"vendor\""),
+                ("main.toml", "[generate]\n"),
+            ],
+            (Info, 30, some("vendor"), None),
+        ),
+    ];
+    for (name, files, expected) in cases {
+        let config = Root::new(files)
+            .load()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(seen(&config), expected, "{name}");
+    }
+}
+
+#[test]
+fn an_error_in_any_layer_names_that_file_and_the_key() {
+    let cases: [(&str, Files, &str, &str); 6] = [
+        (
+            "unknown key in a drop-in",
+            &[
+                ("main.toml", "log_level = \"warn\""),
+                ("main.toml.d/10-ok.toml", "rtc = true"),
+                ("main.toml.d/20-bad.toml", "[generate]\napp = \"x\""),
+            ],
+            "main.toml.d/20-bad.toml",
+            "`generate.app`",
+        ),
+        (
+            "bad value in the vendor file",
+            &[("vendor.toml", "request_timeout = 0"), ("main.toml", "")],
+            "vendor.toml",
+            "`request_timeout`",
+        ),
+        (
+            "unknown key in the main file",
+            &[("main.toml", "scopes = \"uid\"")],
+            "main.toml",
+            "`scopes`",
+        ),
+        (
+            "syntax error in a drop-in",
+            &[("main.toml.d/50-x.toml", "rtc = ")],
+            "main.toml.d/50-x.toml",
+            "",
+        ),
+        (
+            "device scope without a group names the file that asked for it",
+            &[
+                ("vendor.toml", "admin_group = \"tvsettings\""),
+                ("main.toml.d/50-device.toml", "scope = \"device\""),
+            ],
+            "main.toml.d/50-device.toml",
+            "`device_group`",
+        ),
+        (
+            "a later layer does not hide an earlier bad one",
+            &[
+                ("vendor.toml", "log_level = \"loud\""),
+                ("main.toml", "log_level = \"info\""),
+            ],
+            "vendor.toml",
+            "`log_level`",
+        ),
+    ];
+    for (name, files, file, key) in cases {
+        let root = Root::new(files);
+        let message = root.load().unwrap_err().to_string();
+        let path = root.dir.path().join(file);
+        assert!(
+            message.starts_with(&format!("{}: ", path.display())),
+            "{name}: {message}"
+        );
+        assert!(message.contains(key), "{name}: {message}");
+    }
+    // A device group from another layer satisfies the device scope.
+    let root = Root::new(&[
+        ("vendor.toml", "device_group = \"tvapps\""),
+        ("main.toml.d/50-device.toml", "scope = \"device\""),
+    ]);
+    assert_eq!(root.load().unwrap().startup.scope, ScopeMode::Device);
+}
+
+#[test]
+fn an_unreadable_drop_in_directory_is_an_error_naming_it() {
+    let root = Root::new(&[("main.toml.d", "not a directory")]);
+    let message = root.load().unwrap_err().to_string();
+    let dir = root.dir.path().join("main.toml.d");
+    assert!(
+        message.starts_with(&format!("cannot read {}: ", dir.display())),
+        "{message}"
+    );
+}
+
+#[test]
+fn config_file_takes_the_place_of_the_main_file_with_its_own_drop_ins() {
+    assert_eq!(
+        ConfigPaths::system(),
+        ConfigPaths {
+            vendor: "/usr/lib/uid2d/uid2d.toml".into(),
+            main: "/etc/uid2d/uid2d.toml".into(),
+            dropins: "/etc/uid2d/uid2d.toml.d".into(),
+        }
+    );
+    let custom = ConfigPaths::for_file(Path::new("/srv/uid2d/test.toml"));
+    assert_eq!(custom.vendor, Path::new("/usr/lib/uid2d/uid2d.toml"));
+    assert_eq!(custom.main, Path::new("/srv/uid2d/test.toml"));
+    assert_eq!(custom.dropins, Path::new("/srv/uid2d/test.toml.d"));
+
+    // Loaded: the vendor file first, then FILE, then FILE.d; /etc's drop-ins are not
+    // FILE's.
+    let root = Root::new(&[
+        ("vendor.toml", "log_level = \"debug\"\nrequest_timeout = 5"),
+        ("custom.toml", "request_timeout = 6\nrtc = true"),
+        ("custom.toml.d/50-x.toml", "log_level = \"warn\""),
+        ("main.toml.d/50-x.toml", "log_level = \"error\""),
+    ]);
+    let paths = ConfigPaths {
+        vendor: root.paths.vendor.clone(),
+        ..ConfigPaths::for_file(&root.dir.path().join("custom.toml"))
+    };
+    let config = Config::load(&paths).unwrap();
+    assert_eq!(seen(&config), (LogLevel::Warn, 6, None, None));
+    assert!(config.startup.rtc);
+}
+
+#[test]
+fn a_reload_names_the_start_up_keys_it_cannot_apply() {
+    let base = "scope = \"device\"\ndevice_group = \"tvapps\"\nlog_level = \"info\"";
+    let cases: [(&str, &[&str]); 7] = [
+        (base, &[]),
+        (
+            "scope = \"device\"\ndevice_group = \"tvapps\"\nlog_level = \"debug\"\n\
+             request_timeout = 9\nenvironment = \"integration\"\n[generate]\napp_name = \"a\"",
+            &[],
+        ),
+        ("scope = \"uid\"\ndevice_group = \"tvapps\"", &["scope"]),
+        ("", &["scope", "device_group"]),
+        (
+            "scope = \"device\"\ndevice_group = \"other\"\nadmin_group = \"tvsettings\"",
+            &["device_group", "admin_group"],
+        ),
+        (
+            "scope = \"device\"\ndevice_group = \"tvapps\"\nrtc = true",
+            &["rtc"],
+        ),
+        (
+            "device_group = \"x\"\nadmin_group = \"y\"\nrtc = true",
+            &["scope", "device_group", "admin_group", "rtc"],
+        ),
+    ];
+    let running = parse(base).unwrap();
+    for (text, expected) in cases {
+        let new = parse(text).unwrap();
+        assert_eq!(running.restart_needed(&new), expected, "{text:?}");
+        // What runs afterwards: the new reloadable part, the running start-up part.
+        let after = running.reloaded(new.clone());
+        assert_eq!(after.startup, running.startup, "{text:?}");
+        assert_eq!(after.reloadable, new.reloadable, "{text:?}");
+        assert!(after.restart_needed(&running).is_empty());
+    }
+}
+
+#[test]
+fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
+    let running = Config::default();
+    let all =
+        parse("scope = \"device\"\ndevice_group = \"g\"\nadmin_group = \"a\"\nrtc = true").unwrap();
+    let restart: BTreeSet<&str> = running.restart_needed(&all).into_iter().collect();
+    let startup: BTreeSet<&str> = KEYS
+        .iter()
+        .filter(|key| key.part == Part::Startup)
+        .map(|key| key.name)
+        .collect();
+    assert_eq!(restart, startup);
+}
+
+/// `dist/uid2d.toml`'s keys, commented out or not: (dotted name, line without the `#`).
+fn dist_keys(dist: &str) -> Vec<(String, String)> {
+    let mut table = String::new();
+    let mut keys = Vec::new();
+    for line in dist.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = format!("{name}.");
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                keys.push((format!("{table}{key}"), line.to_owned()));
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn dist_config_names_every_key_and_its_examples_are_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/uid2d.toml");
+    let dist = std::fs::read_to_string(&path).unwrap();
+    let named: BTreeSet<String> = dist_keys(&dist).into_iter().map(|(k, _)| k).collect();
+    let known: BTreeSet<String> = KEYS.iter().map(|key| key.name.to_owned()).collect();
+    assert_eq!(
+        named, known,
+        "dist/uid2d.toml must name every key of config::keys::KEYS, and no other"
+    );
+    // As shipped it changes nothing: every key is commented out.
+    assert_eq!(Config::parse(&dist, &path).unwrap(), Config::default());
+    // Uncommented, every example value is accepted.
+    let uncommented: String = dist
+        .lines()
+        .map(|line| line.trim_start_matches('#').trim())
+        .filter(|line| {
+            (line.starts_with('[') && line.ends_with(']')) || !dist_keys(line).is_empty()
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    Config::parse(&uncommented, &path).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+}

@@ -119,9 +119,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "missing host packages: ${need_apt[*]} (run as root, or install them)" >&2
     exit 1
   fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # No recommends, and no installed package upgraded where the archive allows.
+  # shellcheck source=scripts/lib/apt.sh
+  . scripts/lib/apt.sh
+  apt_install "${need_apt[@]}"
   record "apt packages"
 fi
 

@@ -4,7 +4,9 @@
 #   scripts/bench.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v dbus-daemon >/dev/null || { apt-get update -qq && apt-get install -y -qq dbus >/dev/null; }
+# shellcheck source=scripts/lib/apt.sh
+. scripts/lib/apt.sh
+command -v dbus-daemon >/dev/null || apt_install dbus
 cargo build --release --locked --bins
 cargo build --profile dist --locked --bin uid2d
 cargo run --release --locked --example bench -- "$@"

@@ -6,6 +6,10 @@
 #
 #   scripts/check-deb.sh [extra cargo-deb arguments, e.g. --target aarch64-unknown-linux-gnu]
 #
+# Builds with cargo-deb's default, the release profile (what the package ships, and the
+# build scripts/run.sh makes: scripts/test.sh runs this after the README session and so
+# reuses it). Not `--profile dev`: cargo-deb warns that it will become an error.
+#
 # Checks: the file list with modes and owners (the files of `make install`, as in
 # scripts/check-unit.sh, plus the copyright file Debian requires), no symlinks,
 # the packaged unit, sysusers file and vendor config equal the repository's, no

@@ -39,12 +39,10 @@ command -v xmllint >/dev/null || need+=(libxml2-utils)
 [ -x /bin/kill ] || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-    fail "missing packages: ${need[*]} (install them, or run as root on Debian)"
-  fi
   echo "== installing ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # shellcheck source=scripts/lib/apt.sh
+  . scripts/lib/apt.sh
+  apt_install "${need[@]}" || fail "missing packages: ${need[*]} (install them, or run as root on Debian)"
 fi
 
 tmp=$(mktemp -d)

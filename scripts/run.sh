@@ -1,51 +1,77 @@
 #!/usr/bin/env bash
 # Runs uid2d for real on this machine, without touching the system: a private D-Bus bus,
-# the local UID2 operator simulator (real TLS, real UID2 crypto) and uid2d in the
-# foreground. Ctrl-C stops all three. Another shell talks to it with uid2ctl; the exact
-# commands are printed at start.
+# the local UID2 operator simulator (real TLS, real UID2 crypto) and uid2d, whose log
+# shows here. Ctrl-C stops all three.
 #
-#   ./scripts/run.sh [--refresh-after SECS]   (default 60: watch it refresh)
+#   ./scripts/run.sh [--refresh-after SECS]   (default 60: the identities the simulator
+#                                              hands out are due for refresh after SECS)
+#
+# Once uid2d serves, it writes target/run/env and says so. In another shell, from the
+# repository, `source target/run/env` defines what the README's session uses:
+#   BUS       the private bus's address (uid2ctl --bus "$BUS", busctl --address="$BUS")
+#   OPERATOR  the simulator's base URL (GET $OPERATOR/sim/identity?email=… for an identity)
+#   CA        the simulator's throw-away CA certificate (curl --cacert "$CA")
+#   RUN       this run's directory, target/run (state, logs, files the session creates)
+#   OPERATOR_API_KEY, OPERATOR_API_SECRET   the simulator's API credentials (server SDKs)
+#   PATH      with target/release first, so `uid2ctl` is the one just built
+# Installs dbus (and curl, for the session) with apt-get when root and missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/apt.sh
+. scripts/lib/apt.sh
+# shellcheck source=scripts/lib/bus.sh
+. scripts/lib/bus.sh
 
 refresh_after=60
-if [ "${1:-}" = "--refresh-after" ]; then refresh_after=${2:?seconds}; fi
+case "${1:-}" in
+  "") ;;
+  --refresh-after) refresh_after=${2:?--refresh-after needs a number of seconds} ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+esac
 
-if ! command -v dbus-daemon >/dev/null; then
-  echo "== installing dbus"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dbus >/dev/null
+command -v dbus-daemon >/dev/null || apt_install dbus
+if ! command -v curl >/dev/null; then
+  apt_install curl || echo "note: the README's session needs curl" >&2
 fi
 echo "== building (release)"
-cargo build --release --locked --bins -p uid2d -p uid2-operator-sim
+# Two commands: uid2d alone builds with the features `cargo deb` (scripts/check-deb.sh)
+# uses, so the package check reuses this build.
+cargo build --release --locked --bins -p uid2d
+cargo build --release --locked --bins -p uid2-operator-sim
 
-run=$PWD/target/run
+repo=$PWD
+run=$repo/target/run
+# Another run.sh serving from target/run would lose its bus and state to this one.
+if [ -f "$run/env" ] && old_bus=$(sed -n "s/^export BUS='\(.*\)'$/\1/p" "$run/env") &&
+  [ -n "$old_bus" ] && timeout 5 target/release/uid2ctl --bus "$old_bus" status >/dev/null 2>&1; then
+  echo "another scripts/run.sh is serving from target/run: stop it first" >&2
+  exit 1
+fi
 rm -rf "$run" && mkdir -p "$run"
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+cleanup() {
+  [ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  bus_stop
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-cat > "$run/bus.conf" <<CONF
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$run/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-CONF
-dbus-daemon --config-file="$run/bus.conf" --nofork --nosyslog --print-address=1 > "$run/address" 2>/dev/null &
-pids+=($!)
-until [ -s "$run/address" ]; do sleep 0.05; done
-address=$(head -n1 "$run/address")
+bus_start "$run"
 
 target/release/uid2-operator-sim --listen 127.0.0.1:0 --ca-out "$run/ca.pem" \
-  --refresh-after "$refresh_after" > "$run/operator.txt" &
+  --refresh-after "$refresh_after" >"$run/operator.txt" &
 pids+=($!)
-until grep -q '^cstg_subscription_id=' "$run/operator.txt" 2>/dev/null; do sleep 0.05; done
+# It prints its settings once it listens; the last line is api_secret=.
+until grep -q '^api_secret=' "$run/operator.txt" 2>/dev/null; do
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "the operator simulator did not start" >&2; exit 1; }
+  sleep 0.05
+done
 value() { sed -n "s/^$1=//p" "$run/operator.txt"; }
 
-cat > "$run/uid2d.toml" <<CONF
+cat >"$run/uid2d.toml" <<CONF
 base_url = "$(value base_url)"
 ca_file = "$run/ca.pem"
 log_level = "debug"
@@ -56,18 +82,39 @@ public_key = "$(value cstg_public_key)"
 app_name = "com.example.tv"
 CONF
 
+target/release/uid2d --bus "$BUS_ADDRESS" --config "$run/uid2d.toml" --state-dir "$run/state" &
+uid2d=$!
+pids+=("$uid2d")
+# Serving: the first call is answered (uid2d takes its bus name before it answers).
+for _ in $(seq 300); do
+  target/release/uid2ctl --bus "$BUS_ADDRESS" status >/dev/null 2>&1 && break
+  kill -0 "$uid2d" 2>/dev/null || { echo "uid2d exited during start-up" >&2; exit 1; }
+  sleep 0.1
+done
+target/release/uid2ctl --bus "$BUS_ADDRESS" status >/dev/null || { echo "uid2d does not answer" >&2; exit 1; }
+
+# Single-quoted values: readable, and safe for any path without a quote in it.
+q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+cat >"$run/env" <<ENV
+# Written by scripts/run.sh for the session in README.md: source target/run/env
+export BUS=$(q "$BUS_ADDRESS")
+export OPERATOR=$(q "$(value base_url)")
+export CA=$(q "$run/ca.pem")
+export RUN=$(q "$run")
+export OPERATOR_API_KEY=$(q "$(value api_key)")
+export OPERATOR_API_SECRET=$(q "$(value api_secret)")
+case ":\$PATH:" in *:$(q "$repo/target/release"):*) ;; *) export PATH=$(q "$repo/target/release"):\$PATH ;; esac
+ENV
+
 cat <<MSG
 
-uid2d is starting on a private bus. In another shell:
+uid2d is serving on a private bus (identities due for refresh after ${refresh_after} s).
+In another shell, from $repo:
 
-  export BUS='$address'
-  target/release/uid2ctl --bus "\$BUS" status
-  curl -s --cacert $run/ca.pem '$(value base_url)/sim/identity?email=user@example.com' \\
-    | target/release/uid2ctl --bus "\$BUS" set -
-  target/release/uid2ctl --bus "\$BUS" token
-  target/release/uid2ctl --bus "\$BUS" watch        # refreshes after ${refresh_after}s
-  target/release/uid2ctl --bus "\$BUS" generate --email jane@example.com
-  busctl --address="\$BUS" introspect com.uid2.Manager /com/uid2/Manager
+  source target/run/env
+  uid2ctl --bus "\$BUS" status
+
+then the session in README.md. Ctrl-C here stops uid2d, the simulator and the bus.
 
 MSG
-target/release/uid2d --bus "$address" --config "$run/uid2d.toml" --state-dir "$run/state"
+wait "$uid2d"

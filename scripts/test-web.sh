@@ -6,12 +6,18 @@
 #   scripts/test-web.sh                 both levels (builds uid2d/uid2ctl, debug, if needed)
 #   scripts/test-web.sh --browser-only  only the page tests: no cargo, no dbus-daemon
 #
-# Installs chromium (and dbus for the second level) with apt-get when root and missing:
-# chromium with --no-install-recommends is 24 packages, ~124 MB to download, ~414 MB on
-# disk, ~25 s on a fresh Debian 12 machine (measured here). Needs node (>= 18).
+# Installs chromium (and dbus for the second level) with apt-get when root and missing
+# (scripts/lib/apt.sh: no recommends, no installed package upgraded where the archive
+# allows): chromium with --no-install-recommends is 24 packages, ~124 MB to download,
+# ~414 MB on disk, ~25 s on a fresh Debian 12 machine (measured here). Needs node (>= 18):
+# scripts/test.sh installs Debian's nodejs when it is missing.
 # The last line printed is "N passed, N failed"; exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/apt.sh
+. scripts/lib/apt.sh
+# shellcheck source=scripts/lib/bus.sh
+. scripts/lib/bus.sh
 
 browser_only=0
 [ "${1:-}" = "--browser-only" ] && browser_only=1
@@ -23,6 +29,8 @@ fail_setup() {
 }
 
 command -v node >/dev/null || fail_setup "node is missing (Node.js 18 or later runs web/test/run.mjs)"
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[ "$node_major" -ge 18 ] || fail_setup "node $(node --version 2>/dev/null) is too old (Node.js 18 or later runs web/test/run.mjs)"
 
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
@@ -30,12 +38,9 @@ if [ "$browser_only" = 0 ]; then
   command -v dbus-daemon >/dev/null || need_apt+=(dbus)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
-  [ "$(id -u)" -eq 0 ] || fail_setup "missing: ${need_apt[*]} (run as root, or install them)"
   echo "== installing ${need_apt[*]} (chromium is large: ~124 MB download)"
   start=$(date +%s)
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null \
-    || fail_setup "apt-get install ${need_apt[*]} failed"
+  apt_install "${need_apt[@]}" || fail_setup "apt-get install ${need_apt[*]} failed"
   echo "== installed in $(( $(date +%s) - start )) s"
 fi
 
@@ -43,6 +48,7 @@ pids=()
 run=
 cleanup() {
   [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  bus_stop
   wait 2>/dev/null || true
   [ -n "$run" ] && rm -rf "$run"
 }
@@ -52,22 +58,9 @@ if [ "$browser_only" = 0 ]; then
   echo "== building uid2d and uid2ctl (debug)"
   cargo build --locked --bins -p uid2d -q || fail_setup "cargo build failed"
   run=$(mktemp -d)
-  # A private bus with scripts/run.sh's policy: nothing on the system bus is touched.
-  # (uid2d does not get as far as "serving" on a bus without the eavesdrop rule.)
-  cat > "$run/bus.conf" <<CONF
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$run/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-CONF
-  dbus-daemon --config-file="$run/bus.conf" --nofork --nosyslog --print-address=1 > "$run/address" 2>/dev/null &
-  pids+=($!)
-  until [ -s "$run/address" ]; do sleep 0.05; done
-  address=$(head -n1 "$run/address")
+  # A private bus (scripts/lib/bus.sh, as scripts/run.sh): nothing on the system bus is touched.
+  bus_start "$run" || fail_setup "no private bus"
+  address=$BUS_ADDRESS
   # No operator is needed: the identity the test sets is not due for refresh. The
   # base URL points at a closed loopback port so that nothing could leave the machine.
   printf 'base_url = "http://127.0.0.1:9"\n' > "$run/uid2d.toml"

@@ -1,35 +1,58 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need, then runs the checks and
 # the whole test suite, natively and for ARM under qemu-user. Used by `make test` and by
-# CI (.ci/run).
+# CI (.ci/run). docs/testing.md lists every phase and everything it installs.
 #
-#   scripts/test.sh            everything, the web module in Chromium included (as root on
-#                              a fresh Debian 12, ~20 min on 2 cores)
-#   scripts/test.sh --native   only the native checks and tests (~5 min)
+#   scripts/test.sh            everything (as root on a fresh Debian 12; measured on a
+#                              2-core VM: ~29 min and ~13 GB of disk, see docs/testing.md)
+#   scripts/test.sh --native   only fmt, clippy, the unit/policy/install checks and
+#                              cargo test (~6.5 min there)
+#
+# Needs cargo (rustup). As root, installs the missing Debian packages with
+# --no-install-recommends and without upgrading installed ones where the archive allows
+# (scripts/lib/apt.sh): dbus, systemd (systemd-analyze, busctl), libxml2-utils,
+# util-linux (setpriv), curl; for the full run also nodejs (when node is missing or older
+# than 18). The phases install more themselves (docs/testing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/apt.sh
+. scripts/lib/apt.sh
 native_only=0
 [ "${1:-}" = "--native" ] && native_only=1
-# Every test runner's output also goes here, for the closing count.
+# Every test runner's output also goes here, for the closing count. A failing cargo test
+# or check stops the run; the README session and the web module are counted and the run
+# goes on. The exit status is non-zero when anything failed.
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 summary() {
-  awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$results"
+  awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f; exit f > 0 }' "$results"
 }
+# count NAME FILE: a runner whose last line is "N passed, N failed" (scripts/test-web.sh,
+# scripts/test-readme.sh), added to the closing count like a cargo test binary.
+count() {
+  tail -n 1 "$2" | awk -v name="$1" '/ passed, [0-9]+ failed$/ { printf "test result: %s. %d passed; %d failed;\n", name, $1, $3; ok = 1 }
+    END { if (!ok) printf "test result: %s. 0 passed; 1 failed;\n", name }' >>"$results"
+}
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (rust-version in Cargo.toml)" >&2; exit 1; }
 need_apt=()
 command -v dbus-daemon >/dev/null || need_apt+=(dbus)
-command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v systemd-analyze >/dev/null && command -v busctl >/dev/null || need_apt+=(systemd)
 command -v xmllint >/dev/null || need_apt+=(libxml2-utils)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ "$native_only" = 0 ] && [ "$(node_major)" -lt 18 ]; then
+  need_apt+=(nodejs)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing: ${need_apt[*]} (run as root, or install them)" >&2
-    exit 1
-  fi
   echo "== installing ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  apt_install "${need_apt[@]}"
+fi
+if [ "$native_only" = 0 ] && [ "$(node_major)" -lt 18 ]; then
+  echo "node $(node --version 2>/dev/null || echo missing) is older than 18 and Debian's nodejs did not" \
+    "replace it: install Node.js 18 or later (the web module's tests need it)" >&2
+  exit 1
 fi
 
 echo "== cargo fmt --check"
@@ -45,15 +68,19 @@ cargo test --locked --workspace 2>&1 | tee -a "$results"
 
 if [ "$native_only" = 1 ]; then
   summary
-  exit 0
+  exit
 fi
-echo "== the Debian package (cargo deb --profile dev: the file list, not the optimiser)"
-scripts/check-deb.sh --profile dev
+echo "== the README's session, as printed, against scripts/run.sh (release build)"
+readme=$(mktemp)
+scripts/test-readme.sh 2>&1 | tee "$readme" || true
+count readme "$readme"
+rm -f "$readme"
+echo "== the Debian package (cargo deb: release profile, the build the session used)"
+scripts/check-deb.sh
 echo "== the web module in headless Chromium (installs chromium if missing)"
 web=$(mktemp)
-scripts/test-web.sh 2>&1 | tee "$web"
-# Its runner ends with "N passed, N failed": counted with the rest.
-tail -n 1 "$web" | awk '/ passed, [0-9]+ failed$/ { printf "test result: web. %d passed; %d failed;\n", $1, $3 }' >> "$results"
+scripts/test-web.sh 2>&1 | tee "$web" || true
+count web "$web"
 rm -f "$web"
 echo "== cross builds and the aarch64 test suite under qemu"
 cross/ci.sh 2>&1 | tee -a "$results"

@@ -7,7 +7,8 @@
 #
 # STACK is one of sd-bus, gdbus, qt, python, rust (default: all). Each client lands in
 # target/clients/STACK/uid2-client and takes the bus from DBUS_SYSTEM_BUS_ADDRESS, as on a
-# device. As root, missing Debian packages are installed with apt-get; otherwise a stack
+# device. As root, missing Debian packages are installed with apt-get (scripts/lib/apt.sh:
+# no recommends, no installed package upgraded where the archive allows); otherwise a stack
 # whose tools are missing prints `SKIP STACK: reason` and is left out (exit status 0).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,6 +26,9 @@ for arg in "$@"; do
 done
 [ ${#stacks[@]} -gt 0 ] || stacks=("${STACKS[@]}")
 
+# shellcheck source=scripts/lib/apt.sh
+. scripts/lib/apt.sh
+
 repo=$PWD
 out=$repo/target/clients
 mkdir -p "$out"
@@ -34,7 +38,8 @@ cflags="-O2 -g -Wall -Wextra -Werror"
 skipped=()
 
 # ------------------------------------------------------------------------- packages
-# ensure STACK PACKAGE… : installs the missing packages as root; else prints SKIP.
+# ensure STACK PACKAGE… : installs the missing packages as root (scripts/lib/apt.sh: no
+# recommends, nothing installed upgraded); else prints SKIP.
 ensure() {
   local stack=$1
   shift
@@ -45,17 +50,9 @@ ensure() {
     rm -f "$out/$stack/uid2-client"
     return 1
   fi
-  echo "   apt-get install $*"
   local log=$out/apt.log t0=$SECONDS
-  export DEBIAN_FRONTEND=noninteractive
-  # One apt at a time, also across parallel invocations; refresh the lists only when the
-  # install fails (a fresh machine has none, or stale ones).
-  (
-    flock 9
-    install() { apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@"; }
-    install "$@" >"$log" 2>&1 ||
-      { apt-get -o DPkg::Lock::Timeout=300 update -qq >>"$log" 2>&1 && install "$@" >>"$log" 2>&1; }
-  ) 9>"$out/apt.lock" || { cat "$log" >&2; echo "apt-get install $* failed" >&2; exit 1; }
+  apt_install "$@" >"$log" 2>&1 || { cat "$log" >&2; echo "apt-get install $* failed" >&2; exit 1; }
+  sed 's/^== /   /' "$log"
   echo "   ($((SECONDS - t0)) s)"
 }
 

@@ -40,8 +40,13 @@ enum Command {
     Reset,
     /// Turn automatic refresh on or off; print it without an argument.
     Auto { state: Option<OnOff> },
-    /// Print each status change until interrupted.
-    Watch,
+    /// Print the status, then each change, until interrupted.
+    Watch {
+        /// Exit once the status is STATUS (the current one counts): `--until refreshed`
+        /// waits for the next refresh, or returns at once if it already happened.
+        #[arg(long, value_name = "STATUS")]
+        until: Option<String>,
+    },
     /// Device policy: turn "limit ad tracking" on or off (root or admin_group); print it
     /// without an argument.
     LimitAdTracking { state: Option<OnOff> },
@@ -86,6 +91,8 @@ enum CliError {
     Bus(#[from] zbus::Error),
     #[error("cannot read {0}: {1}")]
     Read(String, std::io::Error),
+    #[error("the bus connection closed before the status became {0}")]
+    Closed(String),
 }
 
 fn main() -> ExitCode {
@@ -200,13 +207,21 @@ async fn run(args: Args) -> Result<(), CliError> {
                 .set_limit_ad_tracking(matches!(state, OnOff::On))
                 .await?;
         }
-        Command::Watch => {
+        Command::Watch { until } => {
             // Subscribe first, then ask: a change between the two is not lost, and the
             // call is what tells uid2d which scope this connection belongs to.
             let mut changes = manager.receive_identity_status_changed().await?;
-            say(&manager.get_identity_status().await?);
-            while let Some(change) = changes.next().await {
-                say(change.args()?.status());
+            let mut status = manager.get_identity_status().await?;
+            say(&status);
+            while until.as_deref() != Some(status.as_str()) {
+                let Some(change) = changes.next().await else {
+                    return match until {
+                        Some(until) => Err(CliError::Closed(until)),
+                        None => Ok(()),
+                    };
+                };
+                status = change.args()?.status().to_string();
+                say(&status);
             }
         }
     }

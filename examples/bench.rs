@@ -6,19 +6,18 @@
 //!
 //!   scripts/bench.sh [--quick] [--keep] [--calls N] [--seconds S] [--idle-secs S] [--starts N]
 
-use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::UnixDatagram;
 use tokio::time::sleep;
-use uid2_operator_sim::{Endpoint, OperatorSim, SimConfig};
+use uid2_operator_sim::{Endpoint, SimConfig};
 use uid2d::client::Manager1Proxy;
-use zbus::fdo::{DBusProxy, PeerProxy};
+use uid2d_testkit::{connect_to, name_released, Binaries, Bus, Daemon, DaemonSpec, Operator};
+use zbus::fdo::PeerProxy;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const NAME: &str = "com.uid2.Manager";
@@ -31,7 +30,7 @@ struct Opts {
     seconds: f64,
     idle: u64,
     starts: usize,
-    /// Keep the temporary directory (bus, state dirs) for profiling.
+    /// Keep the temporary directory (state dirs, with each run's config and log) for profiling.
     keep: bool,
 }
 
@@ -136,33 +135,6 @@ fn wakeups(pid: u32) -> u64 {
 
 // ---- processes ----
 
-fn start_bus(dir: &Path) -> Result<(Child, String)> {
-    let config = dir.join("bus.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "<busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>\
-             <policy context=\"default\"><allow user=\"*\"/><allow send_destination=\"*\" eavesdrop=\"true\"/>\
-             <allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>",
-            dir.join("bus").display()
-        ),
-    )?;
-    let mut child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config.display()))
-        .args(["--nofork", "--nosyslog", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("dbus-daemon: {e} (install the dbus package)"))?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-    Ok((child, line.trim().to_owned()))
-}
-
-async fn connect(address: &str) -> Result<zbus::Connection> {
-    Ok(zbus::connection::Builder::address(address)?.build().await?)
-}
-
 async fn peer(
     conn: &zbus::Connection,
     dest: &'static str,
@@ -175,115 +147,74 @@ async fn peer(
         .await?)
 }
 
-struct Ctx {
-    bin: PathBuf,
-    dir: PathBuf,
-    bus: String,
-    dbus: DBusProxy<'static>,
+/// What every uid2d of the run shares: the bus, the config, which build.
+struct Ctx<'a> {
+    bins: Binaries,
+    bus: &'a Bus,
+    /// The runner's own connection, to see the previous instance's name released.
+    conn: zbus::Connection,
+    config: String,
 }
 
-struct Daemon {
-    child: tokio::process::Child,
+/// A uid2d started by the runner, with its start-up times.
+struct Started {
+    daemon: Daemon,
     pid: u32,
-    notify: UnixDatagram,
     /// From just before fork+exec to READY=1 on our NOTIFY_SOCKET.
     ready: Duration,
     /// From just before fork+exec to the STATUS= that says every stored scope was read.
     loaded: Duration,
 }
 
-impl Daemon {
+impl Started {
     fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Notify messages received since the last call that contain `needle`.
-    fn count(&self, needle: &str) -> usize {
-        let (mut buf, mut n) = ([0u8; 4096], 0);
-        while let Ok(len) = self.notify.try_recv(&mut buf) {
-            n += usize::from(String::from_utf8_lossy(&buf[..len]).contains(needle));
-        }
-        n
+    fn count(&mut self, needle: &str) -> usize {
+        let pending = self.daemon.receive_pending();
+        pending.iter().filter(|m| m.contains(needle)).count()
     }
 }
 
-/// Waits (without blocking the runtime, which also serves the operator) for a notify
-/// message that `done` accepts.
-async fn notified(notify: &UnixDatagram, done: impl Fn(&str) -> bool) -> Result<()> {
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let n = notify.recv(&mut buf).await?;
-            if done(&String::from_utf8_lossy(&buf[..n])) {
-                return Ok::<_, std::io::Error>(());
-            }
-        }
-    })
-    .await
-    .map_err(|_| "no such message from uid2d within 60 s")??;
-    Ok(())
-}
-
-impl Ctx {
+impl Ctx<'_> {
     /// Starts uid2d on `state` (systemd-style: `WATCHDOG_PID` is uid2d's own pid).
-    async fn start(&self, state: &Path, watchdog_usec: Option<u64>) -> Result<Daemon> {
+    async fn start(&self, state: &Path, watchdog_usec: Option<u64>) -> Result<Started> {
         // The previous instance's name must be released, or RequestName fails.
-        while self.dbus.name_has_owner(NAME.try_into()?).await? {
-            sleep(Duration::from_millis(2)).await;
-        }
-        let path = self.dir.join(format!("notify-{}", fastrand::u32(..)));
-        let notify = UnixDatagram::bind(&path)?;
-        let mut command = match watchdog_usec {
-            Some(usec) => {
-                let mut sh = tokio::process::Command::new("sh");
-                sh.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
-                    .arg(&self.bin)
-                    .env("WATCHDOG_USEC", usec.to_string());
-                sh
-            }
-            None => tokio::process::Command::new(&self.bin),
+        name_released(&self.conn, NAME).await;
+        let env = watchdog_usec
+            .map(|usec| ("WATCHDOG_USEC".to_owned(), usec.to_string()))
+            .into_iter()
+            .collect();
+        let spec = DaemonSpec {
+            uid2d: self.bins.uid2d.clone(),
+            bus: self.bus,
+            config: self.config.clone(),
+            state_dir: state.to_owned(),
+            env,
         };
-        command
-            .arg("--bus")
-            .arg(&self.bus)
-            .arg("--config")
-            .arg(self.dir.join("uid2d.toml"))
-            .arg("--state-dir")
-            .arg(state)
-            .env("NOTIFY_SOCKET", &path)
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .env_remove("WATCHDOG_PID")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        if watchdog_usec.is_none() {
-            command.env_remove("WATCHDOG_USEC");
-        }
-        let started = Instant::now();
-        let child = command.spawn()?;
-        let pid = child.id().ok_or("uid2d exited at once")?;
-        notified(&notify, |m| m.contains("READY=1")).await?;
-        let ready = started.elapsed();
+        let mut daemon = Daemon::spawn(spec, &self.bus.address);
+        let pid = daemon.child.id().ok_or("uid2d exited at once")?;
+        daemon.wait_for_notify("READY=1").await;
+        let ready = daemon.spawned_at.elapsed();
         // Then any further stored scopes are read; STATUS= counts them when that is done.
-        notified(&notify, |m| {
-            m.contains("stored identit") && !m.contains("reading")
-        })
-        .await?;
-        let loaded = started.elapsed();
-        Ok(Daemon {
-            child,
+        daemon
+            .wait_for_notify_where("the STATUS= of every stored scope read", |m| {
+                m.contains("stored identit") && !m.contains("reading")
+            })
+            .await;
+        let loaded = daemon.spawned_at.elapsed();
+        Ok(Started {
+            daemon,
             pid,
-            notify,
             ready,
             loaded,
         })
     }
 
-    async fn stop(&self, mut daemon: Daemon) -> Result<()> {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.pid())?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        daemon.child.wait().await?;
+    async fn stop(&self, started: Started) -> Result<()> {
+        started.daemon.stop().await;
         Ok(())
     }
 }
@@ -365,7 +296,7 @@ fn hammer(address: &str, ping: bool, seconds: f64, barrier: &Barrier) -> Result<
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let conn = connect(address).await?;
+        let conn = connect_to(address).await;
         let (m, p) = (
             Manager1Proxy::new(&conn).await?,
             peer(&conn, NAME, PATH).await?,
@@ -459,15 +390,16 @@ async fn run() -> Result<()> {
     let o = opts()?;
     let load_at_start = loadavg();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/uid2d");
-    if !bin.exists() {
+    let release = Binaries::in_dir(&root.join("target/release"));
+    if !release.uid2d.exists() {
         return Err("no target/release/uid2d: run `cargo build --release --bins` first".into());
     }
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().to_owned();
-    let (mut bus_child, bus) = start_bus(&dir)?;
-    let bus_pid = bus_child.id();
-    let sim = OperatorSim::start(SimConfig::default()).await?;
+    let bus = Bus::start().await;
+    let bus_pid = bus.pid().ok_or("dbus-daemon exited at once")?;
+    let operator = Operator::start(SimConfig::default()).await;
+    let sim = &operator.sim;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let relay_port = listener.local_addr()?.port();
     let (close_idle, accepted) = (
@@ -480,20 +412,16 @@ async fn run() -> Result<()> {
         close_idle.clone(),
         accepted.clone(),
     ));
-    std::fs::write(dir.join("ca.pem"), sim.ca_pem())?;
-    std::fs::write(
-        dir.join("uid2d.toml"),
-        format!(
-            "base_url = \"https://127.0.0.1:{relay_port}\"\nca_file = \"{}\"\n",
-            dir.join("ca.pem").display()
-        ),
-    )?;
-    let conn = connect(&bus).await?;
+    let conn = bus.connect().await;
     let ctx = Ctx {
-        bin,
-        dir: dir.clone(),
-        bus: bus.clone(),
-        dbus: DBusProxy::new(&conn).await?,
+        bins: release,
+        bus: &bus,
+        conn: conn.clone(),
+        // The product's defaults otherwise (log level info): no debug lines in the figures.
+        config: format!(
+            "base_url = \"https://127.0.0.1:{relay_port}\"\nca_file = \"{}\"\n",
+            operator.ca_file.display()
+        ),
     };
     let (s0, s1, s1000) = (dir.join("s0"), dir.join("s1"), dir.join("s1000"));
     let mut t = Table(Vec::new());
@@ -504,7 +432,7 @@ async fn run() -> Result<()> {
     let pid = d.pid();
     let manager = Manager1Proxy::new(&conn).await?;
     manager
-        .set_identity(&sim.mint_identity("bench@example.com").to_string())
+        .set_identity(&operator.identity("bench@example.com"))
         .await?;
     let (ping_ours, ping_bus) = (
         peer(&conn, NAME, PATH).await?,
@@ -556,7 +484,7 @@ async fn run() -> Result<()> {
     let (mut ours, mut base) = ((0, 0.0), (0, 0.0));
     for _ in 0..2 {
         for (ping, sum) in [(false, &mut ours), (true, &mut base)] {
-            let (n, secs) = throughput(&bus, ping, o.seconds / 2.0).await?;
+            let (n, secs) = throughput(&bus.address, ping, o.seconds / 2.0).await?;
             sum.0 += n;
             sum.1 += secs;
         }
@@ -663,14 +591,14 @@ async fn run() -> Result<()> {
     );
 
     // ---- the size-optimised build an OEM ships, same state, same bus ----
-    let dist = root.join("target/dist/uid2d");
-    if dist.exists() {
+    let dist = Binaries::in_dir(&root.join("target/dist"));
+    if dist.uid2d.exists() {
         eprintln!("bench: memory of the dist build");
         let ctx = Ctx {
-            bin: dist,
-            dir: ctx.dir.clone(),
-            bus: ctx.bus.clone(),
-            dbus: ctx.dbus.clone(),
+            bins: dist,
+            bus: ctx.bus,
+            conn: ctx.conn.clone(),
+            config: ctx.config.clone(),
         };
         let d = ctx.start(&s1, None).await?;
         manager.get_advertising_token().await?;
@@ -775,13 +703,13 @@ async fn run() -> Result<()> {
     t.row(&format!("wake-ups idle {} s, no watchdog (voluntary ctx switches, all threads): uid2d vs dbus-daemon", o.idle), w.to_string(), wb.to_string(), "-".into(), "0");
     let before = wakeups(d.pid());
     for _ in 0..20 {
-        drop(connect(&bus).await?);
+        drop(bus.connect().await);
     }
     sleep(Duration::from_millis(200)).await;
     let churn = wakeups(d.pid()).saturating_sub(before);
     t.row("  (info) wake-ups from 20 other clients connecting + leaving the bus (never calling uid2d)", churn.to_string(), "0".into(), "-".into(), "");
     ctx.stop(d).await?;
-    let d = ctx.start(&s1, Some(10_000_000)).await?;
+    let mut d = ctx.start(&s1, Some(10_000_000)).await?;
     sleep(SETTLE).await;
     d.count("WATCHDOG=1");
     let w = wakeups(d.pid());
@@ -856,7 +784,5 @@ async fn run() -> Result<()> {
     if o.keep {
         eprintln!("bench: kept {}", tmp.keep().display());
     }
-    let _ = bus_child.kill();
-    let _ = bus_child.wait();
     Ok(())
 }

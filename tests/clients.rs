@@ -15,15 +15,13 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
+use uid2d_testkit::*;
 
 /// How long one stack's build may take: apt-get installs and compiles on a busy machine.
 const BUILD_PATIENCE: Duration = Duration::from_secs(15 * 60);
@@ -165,7 +163,7 @@ async fn client_sees_status_change(stack: &str, change: Change) {
     // Refresh due in an hour: no status change but the test's own.
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
     let state = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(operator.spec(&bus, state.path(), "")).await;
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
     let conn = bus.connect().await;
     let manager = manager(&conn).await;
     let identity = operator.identity("user@example.com");

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use uid2d_testkit::*;
 
 /// A comparable summary of one interface: members with their args (name, type,
 /// direction), properties with type and access, annotations.
@@ -65,7 +63,7 @@ async fn live_introspection_matches_the_documented_interface() {
     let bus = Bus::start().await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(operator.spec(&bus, state.path(), "")).await;
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
     let conn = bus.connect().await;
     let live = zbus::fdo::IntrospectableProxy::builder(&conn)
         .destination("com.uid2.Manager")
@@ -89,34 +87,6 @@ async fn live_introspection_matches_the_documented_interface() {
     assert_eq!(node.interfaces().len(), 1);
 }
 
-/// A system-type bus with Debian's default system policy, the shipped policy file, and
-/// (test only) root allowed to own the name, since the daemon runs as root here.
-async fn system_bus() -> Bus {
-    let policy = format!(
-        r#"<policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>{}</include>
-  <policy user="root">
-    <allow own="com.uid2.Manager"/>
-  </policy>"#,
-        concat!(env!("CARGO_MANIFEST_DIR"), "/dbus/com.uid2.Manager.conf")
-    );
-    Bus::start_with_policy(&policy, "system").await
-}
-
 fn nobody(args: &[&str]) -> tokio::process::Command {
     let mut command = as_nobody(&[]);
     command.args(args);
@@ -129,14 +99,14 @@ async fn shipped_policy_allows_the_interface_and_denies_the_rest() {
         eprintln!("skipped: needs root to run clients as another user");
         return;
     }
-    let bus = system_bus().await;
+    let bus = Bus::system_with_shipped_policy().await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(operator.spec(&bus, state.path(), "")).await;
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
     let address = bus.address.as_str();
 
     // Allowed: the interface's methods and property reads, as another user.
-    let uid2ctl = our_binary(env!("CARGO_BIN_EXE_uid2ctl"));
+    let uid2ctl = our_binary(binaries!().uid2ctl);
     let mut argv: Vec<&str> = uid2ctl.iter().map(String::as_str).collect();
     argv.extend(["--bus", address, "status"]);
     let ok = nobody(&argv).output().await.unwrap();

@@ -8,10 +8,8 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
-use common::*;
 use uid2d::identity::Identity;
+use uid2d_testkit::*;
 
 #[tokio::test]
 async fn kill_9_at_random_moments_never_loses_or_tears_the_identity() {
@@ -24,6 +22,7 @@ async fn kill_9_at_random_moments_never_loses_or_tears_the_identity() {
     let bus = Bus::start().await;
     let state = tempfile::tempdir().unwrap();
     let spec = || DaemonSpec {
+        uid2d: binaries!().uid2d,
         bus: &bus,
         config: operator.config_toml(),
         state_dir: state.path().join("state"),
@@ -114,6 +113,7 @@ async fn damaged_state_files_are_set_aside_reported_and_the_daemon_starts() {
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().join("state");
     let spec = || DaemonSpec {
+        uid2d: binaries!().uid2d,
         bus: &bus,
         config: operator.config_toml(),
         state_dir: state_dir.clone(),

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
-use common::*;
 use futures_util::StreamExt as _;
 use uid2_operator_sim::{Endpoint, Fault};
+use uid2d_testkit::*;
 
 struct Rig {
     bus: Bus,
@@ -25,7 +23,11 @@ impl Rig {
     }
 
     async fn daemon(&self) -> Daemon {
-        Daemon::start(self.operator.spec(&self.bus, self.state.path(), "")).await
+        Daemon::start(
+            self.operator
+                .spec(&binaries!(), &self.bus, self.state.path(), ""),
+        )
+        .await
     }
 }
 
@@ -281,7 +283,8 @@ async fn on_a_silent_bus(rig: &Rig) -> (Daemon, tokio::net::UnixListener, tokio:
     let silent = rig.state.path().join("silent-bus");
     let listener = tokio::net::UnixListener::bind(&silent).unwrap();
     let daemon = Daemon::spawn(
-        rig.operator.spec(&rig.bus, rig.state.path(), ""),
+        rig.operator
+            .spec(&binaries!(), &rig.bus, rig.state.path(), ""),
         &format!("unix:path={}", silent.display()),
     );
     let (mut stream, _) = within("uid2d connecting", listener.accept()).await.unwrap();
@@ -392,7 +395,7 @@ async fn a_refused_match_rule_is_a_warning() {
     )
     .await;
     let state = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(operator.spec(&bus, state.path(), "")).await;
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
     for _ in 0..3 {
         let caller = bus.connect().await;
         assert_eq!(
@@ -476,6 +479,7 @@ async fn many_callers_share_one_rule() {
 async fn watchdog_pings_at_half_the_interval() {
     let rig = quiet_rig().await;
     let mut daemon = Daemon::start(DaemonSpec {
+        uid2d: binaries!().uid2d,
         bus: &rig.bus,
         config: rig.operator.config_toml(),
         state_dir: rig.state.path().join("state"),
@@ -490,7 +494,8 @@ async fn bad_config_is_a_clear_start_up_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("uid2d.toml");
     std::fs::write(&config, "enviroment = \"production\"\n").unwrap();
-    let output = our_command(env!("CARGO_BIN_EXE_uid2d"))
+    let output = binaries!()
+        .uid2d_command()
         .arg("--config")
         .arg(&config)
         .arg("--bus")
@@ -508,7 +513,9 @@ async fn slow_operator_times_out_and_the_identity_is_kept() {
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let bus = Bus::start().await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(operator.spec(&bus, state.path(), "request_timeout = 1\n")).await;
+    let _daemon =
+        Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "request_timeout = 1\n"))
+            .await;
     let conn = bus.connect().await;
     let manager = manager(&conn).await;
     manager

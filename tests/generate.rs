@@ -3,14 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::*;
 use uid2_operator_sim::{Endpoint, SimConfig};
 use uid2d::client::Manager1Proxy;
+use uid2d_testkit::*;
 use zbus::zvariant::Value;
 
 struct Rig {
@@ -31,6 +29,7 @@ async fn rig() -> Rig {
         operator.sim.public_key()
     );
     let daemon = Daemon::start(DaemonSpec {
+        uid2d: binaries!().uid2d,
         bus: &bus,
         config,
         state_dir: state.path().join("state"),
@@ -222,7 +221,8 @@ async fn options_override_the_config() {
 #[tokio::test]
 async fn uid2ctl_generate_prints_the_status() {
     let rig = rig().await;
-    let out = uid2ctl()
+    let out = binaries!()
+        .uid2ctl_command()
         .args([
             "--bus",
             &rig.bus.address,
@@ -239,7 +239,8 @@ async fn uid2ctl_generate_prints_the_status() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "established");
-    let out = uid2ctl()
+    let out = binaries!()
+        .uid2ctl_command()
         .args(["--bus", &rig.bus.address, "generate", "--phone", "555"])
         .output()
         .await

@@ -5,13 +5,11 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
 use std::process::Output;
 
-use common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use uid2_operator_sim::{Endpoint, Fault};
+use uid2d_testkit::*;
 
 const USERS_GID: u32 = 100;
 
@@ -28,7 +26,7 @@ macro_rules! require_root {
 fn uid2ctl_as_nobody(bus: &Bus, groups: &[u32], args: &[&str]) -> tokio::process::Command {
     let mut command = as_nobody(groups);
     command
-        .args(our_binary(env!("CARGO_BIN_EXE_uid2ctl")))
+        .args(our_binary(binaries!().uid2ctl))
         .arg("--bus")
         .arg(&bus.address)
         .args(args);
@@ -56,7 +54,7 @@ async fn rig(config_extra: &str) -> (Bus, Operator, tempfile::TempDir, Daemon) {
     let bus = Bus::start().await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
     let state = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(operator.spec(&bus, state.path(), config_extra)).await;
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), config_extra)).await;
     (bus, operator, state, daemon)
 }
 
@@ -86,8 +84,8 @@ async fn another_uid_cannot_read_replace_refresh_or_reset_my_identity() {
     // Their "set" lands in their own scope.
     let theirs = state.path().join("theirs.json");
     std::fs::write(&theirs, operator.identity("them@example.com")).unwrap();
-    common::set_mode(state.path(), 0o755);
-    common::set_mode(&theirs, 0o644);
+    set_mode(state.path(), 0o755);
+    set_mode(&theirs, 0o644);
     let set = nobody(&bus, &[], &["set", theirs.to_str().unwrap()]).await;
     assert_eq!(stdout(&set), "established", "{}", stderr(&set));
     let their_token = stdout(&nobody(&bus, &[], &["token"]).await);
@@ -114,8 +112,8 @@ async fn another_uid_does_not_receive_my_status_changes() {
     let (bus, operator, state, _daemon) = rig("").await;
     let theirs = state.path().join("theirs.json");
     std::fs::write(&theirs, operator.identity("them@example.com")).unwrap();
-    common::set_mode(state.path(), 0o755);
-    common::set_mode(&theirs, 0o644);
+    set_mode(state.path(), 0o755);
+    set_mode(&theirs, 0o644);
     assert!(nobody(&bus, &[], &["set", theirs.to_str().unwrap()])
         .await
         .status
@@ -158,8 +156,8 @@ async fn device_scope_everyone_reads_only_the_group_changes() {
         rig("scope = \"device\"\ndevice_group = \"users\"\n").await;
     let identity = state.path().join("device.json");
     std::fs::write(&identity, operator.identity("tv@example.com")).unwrap();
-    common::set_mode(state.path(), 0o755);
-    common::set_mode(&identity, 0o644);
+    set_mode(state.path(), 0o755);
+    set_mode(&identity, 0o644);
     let path = identity.to_str().unwrap();
 
     for args in [
@@ -216,7 +214,7 @@ async fn callers_the_bus_cannot_identify_are_refused() {
     .await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(operator.spec(&bus, state.path(), "")).await;
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
     let tcp = bus
         .all_addresses
         .split(';')

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::path::Path;
 
-use common::*;
+use uid2d_testkit::*;
 
 const SOCKET: &str = "/run/systemd/journal/socket";
 
@@ -96,7 +94,7 @@ async fn logs_reach_journald_with_fields_and_without_secrets() {
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
     let bus = Bus::start().await;
     let state = tempfile::tempdir().unwrap();
-    let mut spec = operator.spec(&bus, state.path(), "");
+    let mut spec = operator.spec(&binaries!(), &bus, state.path(), "");
     // systemd sets it to the device and inode of our stderr; uid2d only checks it is set.
     spec.env.push(("JOURNAL_STREAM".into(), "0:0".into()));
     let daemon = Daemon::start(spec).await;

@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use uid2d::clock::SystemClock;
 use uid2d::identity::Status;
 use uid2d::runtime::ScopeKey;
 use uid2d::store::Store;
+use uid2d_testkit::*;
 
 /// More than one batch (64): some are read before READY=1, some after.
 const SCOPES: u32 = 70;
@@ -105,7 +103,7 @@ async fn the_daemon_serves_stored_scopes_read_after_ready() {
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
     let bus = Bus::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let spec = operator.spec(&bus, dir.path(), "");
+    let spec = operator.spec(&binaries!(), &bus, dir.path(), "");
     let _tokens = stored(&operator, &spec.state_dir).await;
     // The caller's own scope (tests run as root or as a user: either is a uid scope).
     let me = nix::unistd::getuid().as_raw();

@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
-use common::*;
 use futures_util::StreamExt as _;
 use uid2_operator_sim::Endpoint;
+use uid2d_testkit::*;
 
 #[tokio::test]
 async fn limit_ad_tracking_hides_tokens_stops_requests_and_persists() {
@@ -15,6 +13,7 @@ async fn limit_ad_tracking_hides_tokens_stops_requests_and_persists() {
     let bus = Bus::start().await;
     let state = tempfile::tempdir().unwrap();
     let spec = || DaemonSpec {
+        uid2d: binaries!().uid2d,
         bus: &bus,
         config: operator.config_toml(),
         state_dir: state.path().join("state"),
@@ -79,11 +78,16 @@ async fn only_root_and_the_admin_group_may_switch_it() {
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let bus = Bus::start().await;
     let state = tempfile::tempdir().unwrap();
-    let _daemon =
-        Daemon::start(operator.spec(&bus, state.path(), "admin_group = \"users\"\n")).await;
+    let _daemon = Daemon::start(operator.spec(
+        &binaries!(),
+        &bus,
+        state.path(),
+        "admin_group = \"users\"\n",
+    ))
+    .await;
     let as_nobody_in = |groups: &[u32], state: &str| {
         let mut c = as_nobody(groups);
-        c.args(our_binary(env!("CARGO_BIN_EXE_uid2ctl"))).args([
+        c.args(our_binary(binaries!().uid2ctl)).args([
             "--bus",
             &bus.address,
             "limit-ad-tracking",

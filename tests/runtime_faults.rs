@@ -3,13 +3,12 @@
 //! its log; the public status never promises a refresh that cannot come; an answer sent
 //! for a request made in time is kept; every new token is announced.
 
-mod common;
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use futures_util::StreamExt as _;
 use uid2_operator_sim::{Endpoint, Fault};
 use uid2d::engine::Now;
@@ -17,6 +16,7 @@ use uid2d::error::{Error, RefreshFailed};
 use uid2d::identity::Status;
 use uid2d::runtime::ScopeKey;
 use uid2d::store::Store;
+use uid2d_testkit::*;
 
 /// A wall clock the test moves by hand; no timer runs in-process, so nothing happens
 /// between the test's own calls.
@@ -120,25 +120,18 @@ async fn a_refresh_under_limit_ad_tracking_is_refused_at_once() {
 
 /// The daemon's log, once it has exited.
 async fn exit_of(mut daemon: Daemon) -> (std::process::ExitStatus, String) {
-    let status = within("uid2d to exit", daemon.child.wait())
-        .await
-        .expect("wait");
-    (status, daemon.log_text())
+    let status = daemon.wait_exit().await;
+    (status, daemon.own_log())
 }
 
 /// Issue: uid2d kept running unreachable after its bus died (until the watchdog fired).
 #[tokio::test]
 async fn killing_the_bus_ends_uid2d_with_a_failure_and_the_cause_in_its_log() {
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
-    let bus = Bus::start().await;
+    let mut bus = Bus::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(operator.spec(&bus, dir.path(), "")).await;
-    let pid = bus.pid().expect("dbus-daemon runs") as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, dir.path(), "")).await;
+    bus.kill().await;
     let (status, log) = exit_of(daemon).await;
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("the bus connection closed"), "{log}");
@@ -155,7 +148,7 @@ async fn an_internal_task_ending_or_the_timer_failing_ends_uid2d_with_a_failure(
     ] {
         let bus = Bus::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let mut spec = operator.spec(&bus, dir.path(), "");
+        let mut spec = operator.spec(&binaries!(), &bus, dir.path(), "");
         spec.env.push(("UID2D_FAULT_END_TASK".into(), fault.into()));
         let daemon = Daemon::start(spec).await;
         let (status, log) = exit_of(daemon).await;
@@ -196,8 +189,8 @@ async fn a_rejected_refresh_token_tells_the_app_it_needs_a_new_identity() {
         operator.sim.set_fault(Endpoint::Refresh, fault.clone());
         let bus = Bus::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let spec = operator.spec(&bus, dir.path(), "");
-        let daemon = Daemon::start(operator.spec(&bus, dir.path(), "")).await;
+        let spec = operator.spec(&binaries!(), &bus, dir.path(), "");
+        let daemon = Daemon::start(operator.spec(&binaries!(), &bus, dir.path(), "")).await;
         let conn = bus.connect().await;
         let manager = manager(&conn).await;
         let mut changes = manager.receive_identity_status_changed().await.unwrap();
@@ -252,7 +245,7 @@ async fn a_refresh_answered_after_refresh_expires_is_kept() {
     );
     let bus = Bus::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(operator.spec(&bus, dir.path(), "")).await;
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, dir.path(), "")).await;
     let conn = bus.connect().await;
     let manager = manager(&conn).await;
     let mut changes = manager.receive_identity_status_changed().await.unwrap();
@@ -274,7 +267,7 @@ async fn every_new_token_is_signalled() {
     let operator = Operator::with_lifetimes(2, 3600, 86400).await;
     let bus = Bus::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(operator.spec(&bus, dir.path(), "")).await;
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, dir.path(), "")).await;
     let conn = bus.connect().await;
     let manager = manager(&conn).await;
     let mut changes = manager.receive_identity_status_changed().await.unwrap();

@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use nix::errno::Errno;
 use uid2d::error::Error;
 use uid2d::runtime::{Runtime, ScopeKey};
 use uid2d::store::{Fault, Store, WriteStep};
+use uid2d_testkit::*;
 
 struct Rig {
     operator: Operator,

@@ -1,0 +1,16 @@
+//! The daemon's clients as apps see them.
+
+use uid2d::client::Manager1Proxy;
+
+/// A `com.uid2.Manager1` client on `conn`.
+pub async fn manager(conn: &zbus::Connection) -> Manager1Proxy<'static> {
+    Manager1Proxy::new(conn).await.expect("Manager1 proxy")
+}
+
+/// The D-Bus error name's last part, e.g. `InvalidIdentity`.
+pub fn error_name(error: &zbus::Error) -> String {
+    match uid2d::client::error_parts(error) {
+        Some((name, _)) => name.rsplit('.').next().unwrap_or_default().to_owned(),
+        None => format!("not a method error: {error}"),
+    }
+}

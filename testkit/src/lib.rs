@@ -1,0 +1,109 @@
+//! The one test rig of uid2d, shared by `tests/`, the benchmark runner and the fleet tools:
+//! a private dbus-daemon on a Unix socket ([`Bus`]), the local UID2 operator over TLS
+//! ([`Operator`]), and the real `uid2d` binary ([`Daemon`]) with its sd-notify messages
+//! captured through our own `NOTIFY_SOCKET` and its log scanned for secrets when it goes.
+//!
+//! The binaries under test are passed in ([`Binaries`]): an integration test takes Cargo's
+//! with [`binaries!`], an example names a build directory with [`Binaries::in_dir`].
+//! `UID2D_TEST_RUNNER` (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`) runs them under
+//! emulation when the tests are built for another architecture.
+//!
+//! A failure to set up is a failed test: these functions panic with a message instead of
+//! returning errors.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+mod bus;
+mod client;
+mod daemon;
+mod host;
+mod in_process;
+mod operator;
+mod secrets;
+
+pub use bus::{connect_to, name_released, Bus, PERMISSIVE_POLICY};
+pub use client::{error_name, manager};
+pub use daemon::{Daemon, DaemonSpec};
+pub use host::{as_nobody, files_under, is_root, set_mode};
+pub use in_process::{in_process_service, unloaded_service};
+pub use operator::Operator;
+pub use secrets::{assert_no_secrets, check_log_for_secrets, remember_secret, secrets_of};
+
+/// How long any single awaited event may take before the test fails (a safety net so a
+/// broken daemon fails the test instead of hanging it; never a timing assertion).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Awaits `future`, or panics naming `what` after [`PATIENCE`].
+pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("gave up waiting for {what}"),
+    }
+}
+
+/// Where the binaries under test are.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// The daemon.
+    pub uid2d: PathBuf,
+    /// Its command-line client.
+    pub uid2ctl: PathBuf,
+}
+
+/// The [`Binaries`] Cargo built for the integration test that expands it (from
+/// `CARGO_BIN_EXE_*`, which only integration tests of the `uid2d` package see).
+#[macro_export]
+macro_rules! binaries {
+    () => {
+        $crate::Binaries {
+            uid2d: ::std::path::PathBuf::from(env!("CARGO_BIN_EXE_uid2d")),
+            uid2ctl: ::std::path::PathBuf::from(env!("CARGO_BIN_EXE_uid2ctl")),
+        }
+    };
+}
+
+impl Binaries {
+    /// `dir/uid2d` and `dir/uid2ctl`, e.g. `target/release`.
+    pub fn in_dir(dir: &Path) -> Binaries {
+        Binaries {
+            uid2d: dir.join("uid2d"),
+            uid2ctl: dir.join("uid2ctl"),
+        }
+    }
+
+    /// A command running `uid2d` (see [`our_command`]).
+    pub fn uid2d_command(&self) -> Command {
+        our_command(&self.uid2d)
+    }
+
+    /// A command running `uid2ctl` (see [`our_command`]).
+    pub fn uid2ctl_command(&self) -> Command {
+        our_command(&self.uid2ctl)
+    }
+}
+
+/// Our binary `path` as an argv: behind `UID2D_TEST_RUNNER` when that is set.
+pub fn our_binary(path: impl AsRef<Path>) -> Vec<String> {
+    let mut argv: Vec<String> = std::env::var("UID2D_TEST_RUNNER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let path = path.as_ref();
+    let path = path
+        .to_str()
+        .unwrap_or_else(|| panic!("binary path is not UTF-8: {}", path.display()));
+    argv.push(path.to_owned());
+    argv
+}
+
+/// A command running our binary `path` (see [`our_binary`]).
+pub fn our_command(path: impl AsRef<Path>) -> Command {
+    let argv = our_binary(path);
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    command
+}

@@ -12,7 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
-pub mod dbus;
+pub(crate) mod dbus;
 pub mod dii;
 pub mod engine;
 pub mod error;

@@ -134,3 +134,34 @@ async fn the_daemon_serves_stored_scopes_read_after_ready() {
         .await;
     daemon.stop().await;
 }
+
+/// A file that opens but holds a record this build cannot read (a newer version after a
+/// downgrade) is set aside, not left for the next write to overwrite.
+#[tokio::test]
+async fn an_unreadable_record_is_set_aside_and_the_scope_starts_empty() {
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let record = br#"{"version":2,"status":"established","auto_refresh":true}"#;
+    Store::open(&state, None)
+        .unwrap()
+        .save("uid-5", record)
+        .unwrap();
+    let store = Arc::new(Store::open(&state, None).unwrap());
+    let unloaded = unloaded_service(&operator, store, "", Arc::new(SystemClock::new(false)));
+    let report = unloaded.load().await.unwrap();
+    assert_eq!(report.set_aside, ["uid-5"]);
+    assert_eq!(
+        unloaded.status(ScopeKey::Uid(5)).await.unwrap(),
+        Status::NoIdentity
+    );
+    let names: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.contains(&"uid-5.state".to_owned()), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("uid-5.state.corrupt-")),
+        "{names:?}"
+    );
+}

@@ -15,7 +15,7 @@ use crate::runtime::ScopeKey;
 
 /// The callers seen, and which of them [`super::route_signals`] does not watch yet.
 #[derive(Debug, Default)]
-pub struct Callers {
+pub(crate) struct Callers {
     known: Mutex<HashMap<OwnedUniqueName, Caller>>,
     /// Cached since [`super::route_signals`] last looked: it watches each one's end.
     unwatched: Mutex<Vec<OwnedUniqueName>>,

@@ -18,7 +18,7 @@ use crate::runtime::{GenerateOptions, Runtime, ScopeKey};
 /// A contract error as a D-Bus error reply: `com.uid2.Manager1.Error.<Name>` and the
 /// error's message.
 #[derive(Debug)]
-pub struct Reply {
+pub(super) struct Reply {
     name: BusErrorName<'static>,
     message: String,
 }
@@ -62,7 +62,7 @@ type Result<T> = std::result::Result<T, Reply>;
 
 /// The object served at [`super::OBJECT_PATH`].
 #[derive(Debug)]
-pub struct Manager {
+pub(crate) struct Manager {
     runtime: Arc<Runtime>,
     rules: Rules,
     callers: Arc<Callers>,

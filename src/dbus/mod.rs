@@ -8,13 +8,11 @@ mod callers;
 mod interface;
 mod signals;
 
-pub use callers::Callers;
-pub use interface::Manager;
+pub(crate) use callers::Callers;
+pub(crate) use interface::Manager;
 pub(crate) use signals::{bus_closed, route_signals};
 
 /// The well-known name uid2d owns.
-pub const BUS_NAME: &str = "com.uid2.Manager";
+pub(crate) const BUS_NAME: &str = "com.uid2.Manager";
 /// The object serving `com.uid2.Manager1`.
-pub const OBJECT_PATH: &str = "/com/uid2/Manager";
-/// The interface of the contract.
-pub const INTERFACE: &str = "com.uid2.Manager1";
+pub(crate) const OBJECT_PATH: &str = "/com/uid2/Manager";

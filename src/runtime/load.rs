@@ -16,7 +16,7 @@ use super::{lock, Durability, Runtime, ScopeKey};
 use crate::engine::{Event, Scope};
 use crate::error::Error;
 use crate::store::record::{self, POLICY_RECORD};
-use crate::store::{SetAside, StoreError, Stored};
+use crate::store::{Damage, SetAside, StoreError, Stored};
 
 /// State files read per trip to the blocking pool; the first batch is read before
 /// READY=1.
@@ -176,8 +176,11 @@ impl Runtime {
             let persisted = match record::decode_scope(&bytes) {
                 Ok(persisted) => persisted,
                 Err(e) => {
-                    error!(scope = %key, error_kind = "corrupt_state", "state record rejected ({e}); the scope starts empty");
-                    self.note_set_aside(key.name());
+                    error!(scope = %key, error_kind = "corrupt_state", "state record rejected ({e})");
+                    let store = self.store.clone();
+                    let name = key.name();
+                    let aside = blocking(move || store.set_aside(&name, Damage::BadRecord)).await?;
+                    self.set_aside(&aside);
                     continue;
                 }
             };

@@ -31,6 +31,9 @@ pub enum Damage {
     Undecryptable,
     /// Reading failed with a media or file system checksum error (EIO, EUCLEAN, EBADMSG).
     Unreadable(Errno),
+    /// It opened, but its record is not one this build reads (a newer record version after
+    /// a downgrade, or a record that contradicts itself).
+    BadRecord,
 }
 
 impl fmt::Display for Damage {
@@ -44,6 +47,7 @@ impl fmt::Display for Damage {
                 "authentication failed (corrupted, sealed with another device key, or another scope's file)",
             ),
             Damage::Unreadable(errno) => write!(f, "unreadable ({})", errno.desc()),
+            Damage::BadRecord => f.write_str("a record this build cannot read"),
         }
     }
 }

@@ -285,6 +285,19 @@ impl Store {
         Ok(Stored::SetAside(aside))
     }
 
+    /// Moves the state file of `scope` out of the way, as [`Store::load`] does with a file it
+    /// cannot open: for a file that opened but whose record the caller cannot read. Kept for
+    /// a later build or a person to read; the scope starts empty.
+    pub(crate) fn set_aside(&self, scope: &str, reason: Damage) -> Result<SetAside, StoreError> {
+        check_scope(scope)?;
+        let _io = self.lock();
+        let aside = damage::set_aside(scope, &self.state_path(scope), reason);
+        if aside.move_error.is_none() {
+            self.fsync_dir_best_effort();
+        }
+        Ok(aside)
+    }
+
     /// After renames and removals that a crash may undo: the next start does them again.
     fn fsync_dir_best_effort(&self) {
         if let Err(e) = durable::fsync_dir(&self.dir) {

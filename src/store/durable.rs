@@ -477,7 +477,7 @@ mod tests {
         fs::write(dir.path().join("uid2d.key.tmp-0123456789abcdef"), b"k").expect("w");
         fs::write(dir.path().join("notes.tmp-0123456789abcdef"), b"n").expect("w");
         fs::write(dir.path().join("README"), b"r").expect("w");
-        fs::write(dir.path().join("Upper.state"), b"u").expect("w");
+        fs::write(dir.path().join("not a scope.state"), b"u").expect("w");
         fs::create_dir(dir.path().join("sub.state")).expect("mkdir");
         assert_eq!(after_reboot(dir.path()).as_deref(), Some(&b"old"[..]));
         let left = names(dir.path());
@@ -485,7 +485,7 @@ mod tests {
         for kept in [
             "notes.tmp-0123456789abcdef",
             "README",
-            "Upper.state",
+            "not a scope.state",
             "sub.state",
         ] {
             assert!(left.contains(&kept.to_owned()), "{kept} removed: {left:?}");

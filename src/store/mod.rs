@@ -49,15 +49,16 @@ use durable::{Plan, Publish};
 /// Largest plaintext a scope may hold (a state record is a few hundred bytes).
 pub const MAX_PLAINTEXT: usize = 64 * 1024;
 /// Longest scope name; scopes are `[a-z0-9-]{1,64}`.
-pub(crate) const MAX_SCOPE_LEN: usize = 64;
+pub(crate) const MAX_SCOPE_LEN: usize = 160;
 
 const STATE_SUFFIX: &str = ".state";
 
 /// Errors of the store. Messages name the step and the path, never a key or any content.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The scope is not `[a-z0-9-]{1,64}` (the name is shown escaped and cut to 80 characters).
-    #[error("invalid scope name {0:?}: expected 1 to 64 characters out of a-z, 0-9 and '-'")]
+    /// The scope is not 1 to 160 characters of `[A-Za-z0-9._-]` starting with a letter or
+    /// digit (the name is shown escaped and cut to 80 characters).
+    #[error("invalid scope name {0:?}: expected 1 to 160 characters out of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit")]
     BadScope(String),
     /// The device key file exists but does not hold a usable key.
     #[error("unusable device key {path}: {reason}")]
@@ -366,11 +367,14 @@ impl Store {
     }
 }
 
+/// Scope names become file names: `uid-1000`, `device`, `app-com.example.news`. No `/`, no
+/// leading dot (no hidden or relative names), short enough for every suffix the store adds.
 fn valid_scope(scope: &str) -> bool {
     (1..=MAX_SCOPE_LEN).contains(&scope.len())
+        && scope.starts_with(|c: char| c.is_ascii_alphanumeric())
         && scope
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 fn check_scope(scope: &str) -> Result<(), StoreError> {
@@ -468,9 +472,9 @@ mod tests {
     fn bad_scopes_are_refused() {
         let dir = tempdir();
         let store = open(dir.path());
-        let long = "a".repeat(65);
+        let long = "a".repeat(161);
         for scope in [
-            "", "UID-1", "uid_1", "a/b", "../x", ".", "..", "uid 1", "é", "x.state", &long,
+            "", "-x", ".x", "_x", "a/b", "../x", ".", "..", "uid 1", "é", "a\\x2d", &long,
         ] {
             assert!(
                 matches!(store.save(scope, b"x"), Err(StoreError::BadScope(_))),
@@ -483,6 +487,8 @@ mod tests {
         }
         // Nothing was written for them.
         assert_eq!(names(dir.path()), vec![KEY_FILE_NAME.to_owned()]);
+        // App scopes carry reverse-DNS ids.
+        store.save("app-com.Example.news_tv-2", b"x").expect("an app scope");
         let e = store.save(&"A".repeat(500), b"x").expect_err("bad");
         assert!(e.to_string().len() < 300, "{e}");
     }

@@ -120,16 +120,20 @@ grep -q '^uid2d:' "$tmp/sysroot/etc/group" || fail "systemd-sysusers created no 
 # ---- 5. XML ----------------------------------------------------------------------
 echo "== xmllint"
 xmllint --noout --nonet "$INTERFACE_XML" "$POLICY" || fail "xmllint: $INTERFACE_XML or $POLICY is not well-formed XML"
-# Every method of the interface is allowed by name in the policy, and nothing else.
-xml_methods=$(xmllint --nonet --xpath '//interface[@name="com.uid2.Manager1"]/method/@name' "$INTERFACE_XML" \
-  | grep -o '"[^"]*"' | tr -d '"' | sort)
-policy_methods=$(xmllint --nonet --xpath \
-  '//policy[@context="default"]/allow[@send_destination="com.uid2.Manager" and @send_interface="com.uid2.Manager1"]/@send_member' \
-  "$POLICY" | grep -o '"[^"]*"' | tr -d '"' | sort)
-if [ "$xml_methods" != "$policy_methods" ]; then
-  diff <(echo "$xml_methods") <(echo "$policy_methods") >&2 || true
-  fail "methods in $INTERFACE_XML (<) and allowed in $POLICY (>) differ"
-fi
+# Every method of each interface is allowed by name in the policy, and nothing else.
+for iface in com.uid2.Manager1 com.uid2.Broker1; do
+  xml="dbus/$iface.xml"
+  xmllint --noout --nonet "$xml" || fail "xmllint: $xml is not well-formed XML"
+  xml_methods=$(xmllint --nonet --xpath "//interface[@name=\"$iface\"]/method/@name" "$xml" \
+    | grep -o '"[^"]*"' | tr -d '"' | sort)
+  policy_methods=$(xmllint --nonet --xpath \
+    "//policy[@context=\"default\"]/allow[@send_destination=\"com.uid2.Manager\" and @send_interface=\"$iface\"]/@send_member" \
+    "$POLICY" | grep -o '"[^"]*"' | tr -d '"' | sort)
+  if [ "$xml_methods" != "$policy_methods" ]; then
+    diff <(echo "$xml_methods") <(echo "$policy_methods") >&2 || true
+    fail "methods in $xml (<) and allowed in $POLICY (>) differ"
+  fi
+done
 # No property is writable, so Properties.Set must not be allowed.
 if xmllint --nonet --xpath '//property[@access!="read"]' "$INTERFACE_XML" >/dev/null 2>&1; then
   fail "$INTERFACE_XML has a writable property; review the policy's Properties rules"
@@ -161,6 +165,7 @@ expected=$(sort -k2 <<'EOF'
 644 /usr/lib/sysusers.d/uid2d.conf
 644 /usr/share/dbus-1/system.d/com.uid2.Manager.conf
 644 /usr/share/dbus-1/system-services/com.uid2.Manager.service
+644 /usr/share/dbus-1/interfaces/com.uid2.Broker1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
 644 /usr/lib/uid2d/uid2d.toml
 EOF

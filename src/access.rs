@@ -1,15 +1,20 @@
-//! Who may do what: the pure rule from a caller (as the bus reports it), the scope mode
-//! and the operation to the scope the call acts on, or a denial. No I/O: table-tested.
+//! Who may do what: the pure rule from a caller (as the bus and the `[apps]` rules report
+//! it), the scope mode and the operation to the scope the call acts on, or a denial. No
+//! I/O: table-tested.
 
+use crate::apps::{AppId, Resolution};
 use crate::config::ScopeMode;
-use crate::error::Denied;
+use crate::error::{Denied, Error, InvalidArgument};
 use crate::runtime::ScopeKey;
 
-/// What the bus reports about a connection (`GetConnectionCredentials`).
+/// What the bus reports about a connection (`GetConnectionCredentials`), and in
+/// `scope = "app"` which app the `[apps]` rules say it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Caller {
     pub(crate) uid: u32,
     pub(crate) gids: Vec<u32>,
+    /// `None` unless `scope = "app"`.
+    pub(crate) app: Option<Resolution>,
 }
 
 impl Caller {
@@ -33,16 +38,21 @@ pub(crate) struct Rules {
     pub(crate) mode: ScopeMode,
     /// `scope = "device"`: the group allowed to change the device identity.
     pub(crate) device_gid: Option<u32>,
-    /// The group (besides root) allowed to change device-wide policy.
+    /// The group (besides root) allowed to change device-wide policy and reset everything.
     pub(crate) admin_gid: Option<u32>,
+    /// The group (besides root) allowed to call `com.uid2.Broker1`.
+    pub(crate) broker_gid: Option<u32>,
 }
 
 impl Rules {
-    /// The scope of `caller`'s identity: its Unix user's, or the device's.
-    pub(crate) fn scope_of(&self, caller: &Caller) -> ScopeKey {
-        match self.mode {
-            ScopeMode::Uid => ScopeKey::Uid(caller.uid),
-            ScopeMode::Device => ScopeKey::Device,
+    /// The scope of `caller`'s own identity, or why it has none.
+    pub(crate) fn scope_of(&self, caller: &Caller) -> Result<ScopeKey, Denied> {
+        match (self.mode, &caller.app) {
+            (ScopeMode::Uid, _) => Ok(ScopeKey::Uid(caller.uid)),
+            (ScopeMode::Device, _) => Ok(ScopeKey::Device),
+            (ScopeMode::App, Some(Resolution::App(app))) => Ok(ScopeKey::App(app.clone())),
+            (ScopeMode::App, Some(Resolution::Uid(uid))) => Ok(ScopeKey::Uid(*uid)),
+            (ScopeMode::App, Some(Resolution::Unknown) | None) => Err(Denied::UnknownApp),
         }
     }
 
@@ -54,16 +64,30 @@ impl Rules {
         {
             return Err(Denied::DeviceGroup);
         }
-        Ok(self.scope_of(caller))
+        self.scope_of(caller)
     }
 
-    /// Whether `caller` may change device-wide policy (limit ad tracking).
+    /// Whether `caller` may change device-wide policy (limit ad tracking, reset all).
     pub(crate) fn admin(&self, caller: &Caller) -> Result<(), Denied> {
         if caller.is_root_or_in(self.admin_gid) {
             Ok(())
         } else {
             Err(Denied::AdminGroup)
         }
+    }
+
+    /// The scope a broker acts on for `app_id`: the app's, or the device identity in
+    /// `scope = "device"`. The caller is checked first, so another caller learns nothing
+    /// (not even whether the app id is well-formed).
+    pub(crate) fn broker(&self, caller: &Caller, app_id: &str) -> Result<ScopeKey, Error> {
+        if !caller.is_root_or_in(self.broker_gid) {
+            return Err(Denied::Broker.into());
+        }
+        let app = AppId::new(app_id).map_err(InvalidArgument::AppId)?;
+        Ok(match self.mode {
+            ScopeMode::Device => ScopeKey::Device,
+            ScopeMode::Uid | ScopeMode::App => ScopeKey::App(app),
+        })
     }
 }
 
@@ -75,23 +99,36 @@ mod tests {
         Caller {
             uid,
             gids: gids.to_vec(),
+            app: None,
         }
     }
 
-    #[test]
-    fn the_scope_follows_the_mode_and_the_group() {
-        let uid_mode = Rules {
-            mode: ScopeMode::Uid,
-            device_gid: None,
-            admin_gid: Some(50),
-        };
-        let device_mode = Rules {
-            mode: ScopeMode::Device,
+    fn rules(mode: ScopeMode) -> Rules {
+        Rules {
+            mode,
             device_gid: Some(40),
-            admin_gid: None,
-        };
+            admin_gid: Some(50),
+            broker_gid: Some(60),
+        }
+    }
+
+    fn app(id: &str) -> AppId {
+        AppId::new(id).unwrap()
+    }
+
+    #[test]
+    fn the_scope_follows_the_mode_the_group_and_the_app() {
         use Operation::{Change, Read};
-        let table: [(&Rules, Caller, Operation, Result<ScopeKey, Denied>); 8] = [
+        let (uid_mode, device_mode, app_mode) = (
+            rules(ScopeMode::Uid),
+            rules(ScopeMode::Device),
+            rules(ScopeMode::App),
+        );
+        let named = |uid, r| Caller {
+            app: Some(r),
+            ..caller(uid, &[])
+        };
+        let table: Vec<(&Rules, Caller, Operation, Result<ScopeKey, Denied>)> = vec![
             (&uid_mode, caller(1000, &[]), Read, Ok(ScopeKey::Uid(1000))),
             (
                 &uid_mode,
@@ -120,6 +157,25 @@ mod tests {
                 Change,
                 Err(Denied::DeviceGroup),
             ),
+            (
+                &app_mode,
+                named(1000, Resolution::App(app("com.example.a"))),
+                Change,
+                Ok(ScopeKey::App(app("com.example.a"))),
+            ),
+            (
+                &app_mode,
+                named(1000, Resolution::Uid(1000)),
+                Read,
+                Ok(ScopeKey::Uid(1000)),
+            ),
+            (
+                &app_mode,
+                named(1000, Resolution::Unknown),
+                Read,
+                Err(Denied::UnknownApp),
+            ),
+            (&app_mode, caller(1000, &[]), Read, Err(Denied::UnknownApp)),
         ];
         for (rules, who, operation, expected) in table {
             assert_eq!(
@@ -132,11 +188,7 @@ mod tests {
 
     #[test]
     fn device_policy_is_root_or_the_admin_group() {
-        let rules = Rules {
-            mode: ScopeMode::Uid,
-            device_gid: None,
-            admin_gid: Some(50),
-        };
+        let rules = rules(ScopeMode::Uid);
         assert_eq!(rules.admin(&caller(0, &[])), Ok(()));
         assert_eq!(rules.admin(&caller(1000, &[50])), Ok(()));
         assert_eq!(rules.admin(&caller(1000, &[51])), Err(Denied::AdminGroup));
@@ -147,6 +199,39 @@ mod tests {
         assert_eq!(
             no_group.admin(&caller(1000, &[50])),
             Err(Denied::AdminGroup)
+        );
+    }
+
+    #[test]
+    fn brokers_are_root_or_the_broker_group_and_name_valid_apps() {
+        let app_mode = rules(ScopeMode::App);
+        let scope = |r: &Rules, who: &Caller, id: &str| r.broker(who, id).map_err(|e| e.name());
+        use crate::error::ErrorName;
+        assert_eq!(
+            scope(&app_mode, &caller(0, &[]), "com.example.a"),
+            Ok(ScopeKey::App(app("com.example.a")))
+        );
+        assert_eq!(
+            scope(&app_mode, &caller(1000, &[60]), "com.example.a"),
+            Ok(ScopeKey::App(app("com.example.a")))
+        );
+        // Not a broker: refused before the app id is even looked at.
+        assert_eq!(
+            scope(&app_mode, &caller(1000, &[]), "not an id"),
+            Err(ErrorName::AccessDenied)
+        );
+        assert_eq!(
+            scope(&app_mode, &caller(0, &[]), "not an id"),
+            Err(ErrorName::InvalidArgument)
+        );
+        // uid mode: brokers still act on app scopes; device mode: on the device identity.
+        assert_eq!(
+            scope(&rules(ScopeMode::Uid), &caller(0, &[]), "com.example.a"),
+            Ok(ScopeKey::App(app("com.example.a")))
+        );
+        assert_eq!(
+            scope(&rules(ScopeMode::Device), &caller(0, &[]), "com.example.a"),
+            Ok(ScopeKey::Device)
         );
     }
 }

@@ -320,6 +320,21 @@ impl Scope {
         self.in_flight.is_some()
     }
 
+    /// Whether this scope holds nothing worth keeping in memory: its durable state is the
+    /// default and nothing is under way.
+    pub fn is_idle(&self) -> bool {
+        self.persisted == Persisted::default()
+            && self.in_flight.is_none()
+            && self.waiters.is_empty()
+    }
+
+    /// Whether this scope holds an identity or a remembered opt-out (what a device-wide
+    /// reset removes).
+    pub fn holds_anything(&self) -> bool {
+        !matches!(self.persisted.held, Held::Nothing(Status::NoIdentity))
+            || !self.persisted.opted_out_dii.is_empty()
+    }
+
     /// The advertising token, if it may be served at `now`.
     pub fn advertising_token(&self, now: Now) -> Option<&str> {
         let identity = self.identity()?;

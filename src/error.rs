@@ -30,10 +30,11 @@ pub enum ErrorName {
     RefreshFailed,
     GenerateFailed,
     Storage,
+    ScopeLimit,
 }
 
 impl ErrorName {
-    pub const ALL: [ErrorName; 8] = [
+    pub const ALL: [ErrorName; 9] = [
         ErrorName::InvalidIdentity,
         ErrorName::IdentityExpired,
         ErrorName::InvalidArgument,
@@ -42,6 +43,7 @@ impl ErrorName {
         ErrorName::RefreshFailed,
         ErrorName::GenerateFailed,
         ErrorName::Storage,
+        ErrorName::ScopeLimit,
     ];
 
     /// The short name, e.g. `NoIdentity`.
@@ -55,6 +57,7 @@ impl ErrorName {
             ErrorName::RefreshFailed => "RefreshFailed",
             ErrorName::GenerateFailed => "GenerateFailed",
             ErrorName::Storage => "Storage",
+            ErrorName::ScopeLimit => "ScopeLimit",
         }
     }
 
@@ -69,6 +72,7 @@ impl ErrorName {
             ErrorName::RefreshFailed => "com.uid2.Manager1.Error.RefreshFailed",
             ErrorName::GenerateFailed => "com.uid2.Manager1.Error.GenerateFailed",
             ErrorName::Storage => "com.uid2.Manager1.Error.Storage",
+            ErrorName::ScopeLimit => "com.uid2.Manager1.Error.ScopeLimit",
         }
     }
 
@@ -121,6 +125,9 @@ pub enum Error {
     /// The state could not be written; nothing changed.
     #[error("storage: {0}")]
     Storage(Arc<StoreError>),
+    /// The device holds `max_scopes` identities already; nothing changed.
+    #[error("the device holds the most identities it is configured for (max_scopes = {0}); reset one first")]
+    ScopeLimit(usize),
 }
 
 impl Error {
@@ -135,6 +142,7 @@ impl Error {
             Error::RefreshFailed(_) => ErrorName::RefreshFailed,
             Error::GenerateFailed(_) => ErrorName::GenerateFailed,
             Error::Storage(_) => ErrorName::Storage,
+            Error::ScopeLimit(_) => ErrorName::ScopeLimit,
         }
     }
 }
@@ -179,6 +187,8 @@ pub enum InvalidArgument {
     OptionType(&'static str),
     #[error("public_key: {0}")]
     PublicKey(CstgError),
+    #[error("app_id: {0}")]
+    AppId(#[from] crate::apps::BadAppId),
 }
 
 /// Why a caller was refused.
@@ -196,6 +206,12 @@ pub enum Denied {
         "the device policy can only be changed by root or members of the configured admin_group"
     )]
     AdminGroup,
+    #[error("no rule of [apps] names the calling app, and unknown = \"deny\"")]
+    UnknownApp,
+    #[error("only root and members of the configured broker_group may act for apps")]
+    Broker,
+    #[error("app_name must be this app's own registered name (or left out)")]
+    AppName,
 }
 
 /// Why `RefreshIdentity` got no new identity.

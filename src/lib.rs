@@ -7,6 +7,7 @@
 //! [`daemon`] (wiring, timers, systemd).
 
 pub(crate) mod access;
+pub mod apps;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -9,13 +9,13 @@ use uid2d_testkit::*;
 
 /// A comparable summary of one interface: members with their args (name, type,
 /// direction), properties with type and access, annotations.
-fn summary(xml: &str) -> BTreeMap<String, String> {
+fn summary(xml: &str, interface: &str) -> BTreeMap<String, String> {
     let node = zbus_xml::Node::from_reader(xml.as_bytes()).expect("valid introspection XML");
     let iface = node
         .interfaces()
         .iter()
-        .find(|i| i.name() == "com.uid2.Manager1")
-        .expect("com.uid2.Manager1 in the XML");
+        .find(|i| i.name() == interface)
+        .unwrap_or_else(|| panic!("{interface} in the XML"));
     let args = |args: &[zbus_xml::Arg]| {
         args.iter()
             .map(|a| {
@@ -76,15 +76,20 @@ async fn live_introspection_matches_the_documented_interface() {
         .introspect()
         .await
         .unwrap();
-    let documented = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/dbus/com.uid2.Manager1.xml"
-    ))
-    .unwrap();
-    assert_eq!(summary(&live), summary(&documented));
-    // Every member is documented.
-    let node = zbus_xml::Node::from_reader(documented.as_bytes()).unwrap();
-    assert_eq!(node.interfaces().len(), 1);
+    for interface in ["com.uid2.Manager1", "com.uid2.Broker1"] {
+        let documented = std::fs::read_to_string(format!(
+            "{}/dbus/{interface}.xml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        assert_eq!(
+            summary(&live, interface),
+            summary(&documented, interface),
+            "{interface}"
+        );
+        let node = zbus_xml::Node::from_reader(documented.as_bytes()).unwrap();
+        assert_eq!(node.interfaces().len(), 1);
+    }
 }
 
 fn nobody(args: &[&str]) -> tokio::process::Command {

@@ -48,18 +48,18 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
 
     // A read reads the caller's scope first.
     let seven = ScopeKey::Uid(7);
-    assert_eq!(service.status(seven).await.unwrap(), Status::Established);
-    assert_eq!(service.advertising_token(seven).await.unwrap(), tokens[6]);
+    assert_eq!(service.status(seven.clone()).await.unwrap(), Status::Established);
+    assert_eq!(service.advertising_token(seven.clone()).await.unwrap(), tokens[6]);
     assert_eq!(service.scope_count(), 1);
 
     // A change to a scope the pass has not reached: the change reads the file first, and
     // the pass must not put the old identity back.
     let twelve = ScopeKey::Uid(12);
     let newer = operator.identity("newer@example.com");
-    service.set_identity(twelve, &newer).await.unwrap();
+    service.set_identity(twelve.clone(), &newer).await.unwrap();
     // Another, reset before it was ever read.
     let three = ScopeKey::Uid(3);
-    service.reset(three).await.unwrap();
+    service.reset(three.clone()).await.unwrap();
 
     let report = service.load().await.unwrap();
     assert!(service.loaded());
@@ -67,19 +67,19 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
     assert_eq!(report.scopes, SCOPES as usize, "{report:?}");
     assert!(report.set_aside.is_empty());
     assert_eq!(
-        service.advertising_token(twelve).await.unwrap(),
+        service.advertising_token(twelve.clone()).await.unwrap(),
         secrets_of(&newer)[0]
     );
-    assert_eq!(service.status(three).await.unwrap(), Status::NoIdentity);
+    assert_eq!(service.status(three.clone()).await.unwrap(), Status::NoIdentity);
     for uid in (1..=SCOPES).filter(|uid| ![3, 12].contains(uid)) {
         let key = ScopeKey::Uid(uid);
         assert_eq!(
-            service.status(key).await.unwrap(),
+            service.status(key.clone()).await.unwrap(),
             Status::Established,
             "{key}"
         );
         assert_eq!(
-            service.advertising_token(key).await.unwrap(),
+            service.advertising_token(key.clone()).await.unwrap(),
             tokens[uid as usize - 1]
         );
     }
@@ -89,10 +89,10 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
     let store = Arc::new(Store::open(&state, None).unwrap());
     let again = in_process_service(&operator, store, "", Arc::new(SystemClock::new(false))).await;
     assert_eq!(
-        again.advertising_token(twelve).await.unwrap(),
+        again.advertising_token(twelve.clone()).await.unwrap(),
         secrets_of(&newer)[0]
     );
-    assert_eq!(again.status(three).await.unwrap(), Status::NoIdentity);
+    assert_eq!(again.status(three.clone()).await.unwrap(), Status::NoIdentity);
     assert_eq!(again.scope_count(), SCOPES as usize - 1);
 }
 

@@ -51,13 +51,13 @@ async fn a_refresh_asked_after_refresh_expires_is_answered() {
     let clock = ManualClock::new();
     let runtime = in_process_service(&operator, store, "", clock.clone()).await;
     runtime
-        .set_identity(ME, &operator.identity("late@example.com"))
+        .set_identity(ME.clone(), &operator.identity("late@example.com"))
         .await
         .unwrap();
     clock.advance(Duration::from_secs(4 * 3600));
-    let answer = within("the refresh call's answer", runtime.refresh(ME)).await;
+    let answer = within("the refresh call's answer", runtime.refresh(ME.clone())).await;
     assert!(matches!(answer, Err(Error::NoIdentity)), "{answer:?}");
-    assert_eq!(runtime.status(ME).await.unwrap(), Status::RefreshExpired);
+    assert_eq!(runtime.status(ME.clone()).await.unwrap(), Status::RefreshExpired);
     assert_eq!(operator.sim.requests(Endpoint::Refresh), 0);
 }
 
@@ -79,19 +79,19 @@ async fn a_reset_answers_a_refresh_call_under_way() {
     )
     .await;
     runtime
-        .set_identity(ME, &operator.identity("reset@example.com"))
+        .set_identity(ME.clone(), &operator.identity("reset@example.com"))
         .await
         .unwrap();
     let call = tokio::spawn({
         let runtime = runtime.clone();
-        async move { runtime.refresh(ME).await }
+        async move { runtime.refresh(ME.clone()).await }
     });
     within(
         "the refresh request",
         operator.sim.wait_for_requests(Endpoint::Refresh, 1),
     )
     .await;
-    runtime.reset(ME).await.unwrap();
+    runtime.reset(ME.clone()).await.unwrap();
     let answer = within("the refresh call's answer", call).await.unwrap();
     assert!(matches!(answer, Ok(Status::NoIdentity)), "{answer:?}");
 }
@@ -103,11 +103,11 @@ async fn a_refresh_under_limit_ad_tracking_is_refused_at_once() {
     let store = Arc::new(Store::open(state.path(), None).unwrap());
     let runtime = in_process_service(&operator, store, "", ManualClock::new()).await;
     runtime
-        .set_identity(ME, &operator.identity("lat@example.com"))
+        .set_identity(ME.clone(), &operator.identity("lat@example.com"))
         .await
         .unwrap();
     runtime.set_limit_ad_tracking(true).await.unwrap();
-    let answer = within("the refresh call's answer", runtime.refresh(ME)).await;
+    let answer = within("the refresh call's answer", runtime.refresh(ME.clone())).await;
     assert!(
         matches!(
             answer,

@@ -46,10 +46,10 @@ const ME: ScopeKey = ScopeKey::Uid(1000);
 async fn set_identity_reports_storage_errors_and_keeps_the_old_one() {
     let rig = rig().await;
     rig.service
-        .set_identity(ME, &rig.operator.identity("old@example.com"))
+        .set_identity(ME.clone(), &rig.operator.identity("old@example.com"))
         .await
         .unwrap();
-    let old = rig.service.identity_json(ME).await.unwrap();
+    let old = rig.service.identity_json(ME.clone()).await.unwrap();
     for (step, errno) in [
         (WriteStep::Create, Errno::ENOSPC),
         (WriteStep::Write, Errno::ENOSPC),
@@ -59,12 +59,12 @@ async fn set_identity_reports_storage_errors_and_keeps_the_old_one() {
         rig.store.inject_fault(Fault::Fail(step, errno));
         let error = rig
             .service
-            .set_identity(ME, &rig.operator.identity("new@example.com"))
+            .set_identity(ME.clone(), &rig.operator.identity("new@example.com"))
             .await
             .unwrap_err();
         assert!(matches!(error, Error::Storage(_)), "{step:?}: {error:?}");
         assert_eq!(
-            rig.service.identity_json(ME).await.unwrap(),
+            rig.service.identity_json(ME.clone()).await.unwrap(),
             old,
             "{step:?}"
         );
@@ -81,18 +81,18 @@ async fn set_identity_reports_storage_errors_and_keeps_the_old_one() {
 async fn refreshed_identity_is_served_from_memory_and_saved_when_space_returns() {
     let rig = rig().await;
     rig.service
-        .set_identity(ME, &rig.operator.identity("me@example.com"))
+        .set_identity(ME.clone(), &rig.operator.identity("me@example.com"))
         .await
         .unwrap();
-    let before = rig.service.advertising_token(ME).await.unwrap();
+    let before = rig.service.advertising_token(ME.clone()).await.unwrap();
     let mut storage = rig.service.watch_storage();
 
     // The disk is full when the refresh answer comes back: the operator has already
     // rotated the refresh token, so losing the answer would lose the identity.
     rig.store
         .inject_fault(Fault::Fail(WriteStep::Write, Errno::ENOSPC));
-    assert_eq!(rig.service.refresh(ME).await.unwrap().as_str(), "refreshed");
-    let after = rig.service.advertising_token(ME).await.unwrap();
+    assert_eq!(rig.service.refresh(ME.clone()).await.unwrap().as_str(), "refreshed");
+    let after = rig.service.advertising_token(ME.clone()).await.unwrap();
     assert_ne!(after, before);
     let error = within("the storage error", storage.wait_for(Option::is_some))
         .await

@@ -11,9 +11,15 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::{
-    check_base_url, Config, ConfigError, Environment, GenerateConfig, Invalid, LogLevel,
-    Reloadable, ScopeMode, StartupConfig,
+    check_base_url, AppsConfig, Config, ConfigError, Environment, GenerateConfig, Invalid,
+    LogLevel, Reloadable, ScopeMode, StartupConfig,
 };
+use crate::apps::AppId;
+
+/// `max_scopes` when no file sets it: far more apps than a TV holds, and a bound on what
+/// a broker naming app ids can make uid2d keep (about 1 KiB of memory each).
+pub(super) const DEFAULT_MAX_SCOPES: usize = 256;
+const MAX_SCOPES_RANGE: (usize, usize) = (1, 100_000);
 
 /// `request_timeout` when no file sets it, in seconds.
 pub(super) const DEFAULT_REQUEST_TIMEOUT: u64 = 30;
@@ -119,6 +125,19 @@ pub(crate) const KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "max_scopes",
+        part: Part::Startup,
+        set: |layer, value| {
+            let (min, max) = MAX_SCOPES_RANGE;
+            let count: usize = typed(value)?;
+            if !(min..=max).contains(&count) {
+                return Err(Invalid::CountOutOfRange { min, max });
+            }
+            layer.max_scopes = Some(count);
+            Ok(())
+        },
+    },
+    Key {
         name: "generate.subscription_id",
         part: Part::Reloadable,
         set: |layer, value| {
@@ -142,7 +161,81 @@ pub(crate) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "apps.label",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.apps.label = Some(pattern(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "apps.unit",
+        part: Part::Startup,
+        set: |layer, value| {
+            let text: String = typed(value)?;
+            layer.apps.unit = if text.is_empty() {
+                None
+            } else {
+                Some(pattern(Value::String(text))?)
+            };
+            Ok(())
+        },
+    },
+    Key {
+        name: "apps.uids",
+        part: Part::Startup,
+        set: |layer, value| {
+            let map: BTreeMap<String, String> = typed(value)?;
+            let mut uids = BTreeMap::new();
+            for (uid, app) in map {
+                let number = uid.parse().map_err(|_| Invalid::NotAUid(uid.clone()))?;
+                uids.insert(number, AppId::new(&app).map_err(Invalid::AppId)?);
+            }
+            layer.apps.uids = uids;
+            Ok(())
+        },
+    },
+    Key {
+        name: "apps.unknown",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.apps.unknown = typed(value)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "apps.broker_group",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.apps.broker_group = Some(not_empty(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "apps.cstg_app_names",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let map: BTreeMap<String, String> = typed(value)?;
+            let mut names = BTreeMap::new();
+            for (app, name) in map {
+                if name.is_empty() {
+                    return Err(Invalid::Empty);
+                }
+                names.insert(AppId::new(&app).map_err(Invalid::AppId)?, name);
+            }
+            layer.cstg_app_names = Some(names);
+            Ok(())
+        },
+    },
 ];
+
+/// A `label`/`unit` pattern, checked as the resolver will use it.
+fn pattern(value: Value) -> Result<String, Invalid> {
+    let text = not_empty(value)?;
+    crate::apps::Pattern::new(&text).map_err(Invalid::Pattern)?;
+    Ok(text)
+}
 
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Invalid> {
     T::deserialize(value).map_err(|e| Invalid::Type(Box::new(e)))
@@ -168,7 +261,10 @@ pub(super) struct Layer {
     request_timeout: Option<Duration>,
     log_level: Option<LogLevel>,
     rtc: Option<bool>,
+    max_scopes: Option<usize>,
     generate: GenerateConfig,
+    apps: AppsConfig,
+    cstg_app_names: Option<BTreeMap<AppId, String>>,
     /// The file that last set each key, to name it in errors found after the last file.
     origin: BTreeMap<&'static str, PathBuf>,
 }
@@ -258,6 +354,8 @@ impl Layer {
                 device_group: self.device_group,
                 admin_group: self.admin_group,
                 rtc: self.rtc.unwrap_or(false),
+                max_scopes: self.max_scopes.unwrap_or(DEFAULT_MAX_SCOPES),
+                apps: self.apps,
             },
             reloadable: Reloadable {
                 environment,
@@ -268,6 +366,7 @@ impl Layer {
                     .request_timeout
                     .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT)),
                 generate: self.generate,
+                cstg_app_names: self.cstg_app_names.unwrap_or_default(),
             },
         })
     }

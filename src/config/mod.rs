@@ -92,6 +92,9 @@ pub enum ScopeMode {
     Uid,
     /// One identity for the whole device; only `device_group` may change it.
     Device,
+    /// One identity per app, named by the `[apps]` rules (LSM label, systemd app unit, UID
+    /// map); stored as `app-<app id>`.
+    App,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -134,7 +137,7 @@ pub struct Config {
 
 /// The keys that start-up turns into running parts: the access rule with its resolved
 /// group ids, and the clock's trust at boot. Changing them needs a restart.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartupConfig {
     pub scope: ScopeMode,
     pub device_group: Option<String>,
@@ -142,6 +145,64 @@ pub struct StartupConfig {
     pub admin_group: Option<String>,
     /// The device keeps time across power cuts (battery RTC): trust the clock at boot.
     pub rtc: bool,
+    /// The most scopes (identities) held at once; a change that would add one more is
+    /// refused with `ScopeLimit`.
+    pub max_scopes: usize,
+    pub apps: AppsConfig,
+}
+
+impl Default for StartupConfig {
+    fn default() -> Self {
+        Self {
+            scope: ScopeMode::default(),
+            device_group: None,
+            admin_group: None,
+            rtc: false,
+            max_scopes: keys::DEFAULT_MAX_SCOPES,
+            apps: AppsConfig::default(),
+        }
+    }
+}
+
+/// `[apps]`: how `scope = "app"` names the caller, and who may act for apps (the
+/// broker). Patterns are checked when the file is read (they compile and have an `app`
+/// group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppsConfig {
+    /// Regex on the caller's LSM label; `None`: not used.
+    pub label: Option<String>,
+    /// Regex on the caller's systemd unit; `None`: not used (`unit = ""`).
+    pub unit: Option<String>,
+    /// Fixed UID → app id map.
+    pub uids: std::collections::BTreeMap<u32, crate::apps::AppId>,
+    pub unknown: crate::apps::Unknown,
+    /// Members (and root) may call `com.uid2.Broker1`.
+    pub broker_group: Option<String>,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        Self {
+            label: None,
+            unit: Some(crate::apps::DEFAULT_UNIT_PATTERN.to_owned()),
+            uids: Default::default(),
+            unknown: Default::default(),
+            broker_group: None,
+        }
+    }
+}
+
+impl AppsConfig {
+    /// The compiled rules. The patterns were checked when the config was read.
+    pub fn resolver(&self) -> Result<crate::apps::Resolver, crate::apps::BadPattern> {
+        let compile = |p: &Option<String>| p.as_deref().map(crate::apps::Pattern::new).transpose();
+        Ok(crate::apps::Resolver {
+            label: compile(&self.label)?,
+            unit: compile(&self.unit)?,
+            uids: self.uids.clone(),
+            unknown: self.unknown,
+        })
+    }
 }
 
 /// The keys a SIGHUP applies: the operator client is rebuilt, the log filter changed,
@@ -156,6 +217,9 @@ pub struct Reloadable {
     /// Longest wait for one operator request (connect included); 1 to 300 s.
     pub request_timeout: Duration,
     pub generate: GenerateConfig,
+    /// `[apps] cstg_app_names`: app id → the `app_name` client-side generation sends for
+    /// it (else the app id itself).
+    pub cstg_app_names: std::collections::BTreeMap<crate::apps::AppId, String>,
 }
 
 impl Default for Reloadable {
@@ -167,6 +231,7 @@ impl Default for Reloadable {
             log_level: LogLevel::default(),
             request_timeout: Duration::from_secs(keys::DEFAULT_REQUEST_TIMEOUT),
             generate: GenerateConfig::default(),
+            cstg_app_names: Default::default(),
         }
     }
 }
@@ -220,6 +285,14 @@ pub enum Invalid {
     NotATable,
     #[error("is required with scope = \"device\" (the group allowed to set, generate and reset)")]
     DeviceGroupRequired,
+    #[error("{0}")]
+    Pattern(crate::apps::BadPattern),
+    #[error("`{0}` is not a Unix user id (a number)")]
+    NotAUid(String),
+    #[error("{0}")]
+    AppId(crate::apps::BadAppId),
+    #[error("must be between {min} and {max}")]
+    CountOutOfRange { min: usize, max: usize },
 }
 
 fn one_line(error: &toml::de::Error) -> String {
@@ -263,12 +336,28 @@ impl Config {
             device_group,
             admin_group,
             rtc,
+            max_scopes,
+            apps:
+                AppsConfig {
+                    label,
+                    unit,
+                    uids,
+                    unknown,
+                    broker_group,
+                },
         } = &self.startup;
+        let new_apps = &new.startup.apps;
         let changed = [
             ("scope", *scope != new.startup.scope),
             ("device_group", *device_group != new.startup.device_group),
             ("admin_group", *admin_group != new.startup.admin_group),
             ("rtc", *rtc != new.startup.rtc),
+            ("max_scopes", *max_scopes != new.startup.max_scopes),
+            ("apps.label", *label != new_apps.label),
+            ("apps.unit", *unit != new_apps.unit),
+            ("apps.uids", *uids != new_apps.uids),
+            ("apps.unknown", *unknown != new_apps.unknown),
+            ("apps.broker_group", *broker_group != new_apps.broker_group),
         ];
         changed
             .into_iter()

@@ -129,7 +129,27 @@ fn unknown_keys_and_bad_values_name_the_key() {
     let cases = [
         ("enviroment = \"production\"", "`enviroment`"),
         ("environment = \"mars\"", "`environment`"),
-        ("scope = \"app\"", "`scope`"),
+        ("scope = \"apps\"", "`scope`"),
+        ("[apps]\nlabel = \"(\"", "`apps.label`"),
+        ("[apps]\nlabel = \"^x$\"", "`apps.label`"),
+        ("[apps]\nunit = \"^app-(?P<app>\"", "`apps.unit`"),
+        (
+            "[apps]\nuids = { \"me\" = \"com.example.a\" }",
+            "`apps.uids`",
+        ),
+        ("[apps]\nuids = { \"1001\" = \"not an id\" }", "`apps.uids`"),
+        ("[apps]\nunknown = \"ignore\"", "`apps.unknown`"),
+        ("[apps]\nbroker_group = \"\"", "`apps.broker_group`"),
+        (
+            "[apps]\ncstg_app_names = { \".bad\" = \"x\" }",
+            "`apps.cstg_app_names`",
+        ),
+        (
+            "[apps]\ncstg_app_names = { \"com.example.a\" = \"\" }",
+            "`apps.cstg_app_names`",
+        ),
+        ("max_scopes = 0", "`max_scopes`"),
+        ("[apps]\nother = 1", "`apps.other`"),
         ("log_level = \"trace\"", "`log_level`"),
         ("rtc = \"yes\"", "`rtc`"),
         ("[generate]\napp = \"x\"", "`generate.app`"),
@@ -161,7 +181,10 @@ fn unknown_keys_and_bad_values_name_the_key() {
         "{message}"
     );
     let message = parse("x = 1").unwrap_err().to_string();
-    assert!(message.contains("rtc, generate)"), "{message}");
+    assert!(
+        message.contains("rtc, max_scopes, generate, apps)"),
+        "{message}"
+    );
     // Syntax errors are one line too, with the file's name.
     let message = parse("rtc = \n").unwrap_err().to_string();
     assert!(message.starts_with("uid2d.toml: "), "{message}");
@@ -440,8 +463,12 @@ fn a_reload_names_the_start_up_keys_it_cannot_apply() {
 #[test]
 fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
     let running = Config::default();
-    let all =
-        parse("scope = \"device\"\ndevice_group = \"g\"\nadmin_group = \"a\"\nrtc = true").unwrap();
+    let all = parse(concat!(
+        "scope = \"device\"\ndevice_group = \"g\"\nadmin_group = \"a\"\nrtc = true\n",
+        "max_scopes = 9\n[apps]\nlabel = \"^(?P<app>.+)$\"\nunit = \"\"\n",
+        "uids = { \"1\" = \"com.example.a\" }\nunknown = \"deny\"\nbroker_group = \"b\"\n",
+    ))
+    .unwrap();
     let restart: BTreeSet<&str> = running.restart_needed(&all).into_iter().collect();
     let startup: BTreeSet<&str> = KEYS
         .iter()
@@ -490,4 +517,41 @@ fn dist_config_names_every_key_and_its_examples_are_valid() {
         .map(|line| format!("{line}\n"))
         .collect();
     Config::parse(&uncommented, &path).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+}
+
+#[test]
+fn apps_keys_parse_into_the_rules() {
+    let config = parse(concat!(
+        "scope = \"app\"\n[apps]\nlabel = '^User::Pkg::(?P<app>[^:]+)$'\nunit = \"\"\n",
+        "uids = { \"1001\" = \"com.example.news\" }\nunknown = \"deny\"\n",
+        "broker_group = \"tvruntime\"\n",
+        "cstg_app_names = { \"com.example.news\" = \"com.example.news.tv\" }\n",
+    ))
+    .unwrap();
+    let apps = &config.startup.apps;
+    assert_eq!(config.startup.scope, ScopeMode::App);
+    assert_eq!(apps.unit, None, "unit = \"\" disables the unit rule");
+    assert_eq!(apps.unknown, crate::apps::Unknown::Deny);
+    assert_eq!(apps.broker_group.as_deref(), Some("tvruntime"));
+    assert_eq!(
+        apps.uids.get(&1001).map(|a| a.as_str()),
+        Some("com.example.news")
+    );
+    let app = crate::apps::AppId::new("com.example.news").unwrap();
+    assert_eq!(
+        config
+            .reloadable
+            .cstg_app_names
+            .get(&app)
+            .map(String::as_str),
+        Some("com.example.news.tv")
+    );
+    assert!(apps.resolver().is_ok());
+    // The default: the app-launch convention for units, unknown callers get a uid scope.
+    let defaults = Config::default().startup;
+    assert_eq!(
+        defaults.apps.unit.as_deref(),
+        Some(crate::apps::DEFAULT_UNIT_PATTERN)
+    );
+    assert_eq!(defaults.max_scopes, 256);
 }

@@ -22,7 +22,7 @@ use zbus::connection;
 use crate::access::Rules;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigPaths, ScopeMode};
-use crate::dbus::{self, Callers, Manager, BUS_NAME, OBJECT_PATH};
+use crate::dbus::{self, Broker, Callers, Manager, BUS_NAME, OBJECT_PATH};
 use crate::engine::Policy;
 use crate::operator::Operator;
 use crate::runtime::{Runtime, ScopeKey};
@@ -79,6 +79,8 @@ pub enum DaemonError {
     Operator(#[from] crate::operator::OperatorError),
     #[error("group `{0}` does not exist")]
     UnknownGroup(String),
+    #[error("[apps]: {0}")]
+    AppRules(crate::apps::BadPattern),
     #[error("D-Bus: {0}")]
     Bus(#[from] zbus::Error),
     #[error("D-Bus: the bus did not accept the connection and grant {BUS_NAME} within {0} s (does its policy let uid2d connect and own the name?)")]
@@ -145,6 +147,16 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
             .as_deref()
             .map(resolve_group)
             .transpose()?,
+        broker_gid: startup
+            .apps
+            .broker_group
+            .as_deref()
+            .map(resolve_group)
+            .transpose()?,
+    };
+    let apps = match startup.scope {
+        ScopeMode::App => Some(startup.apps.resolver().map_err(DaemonError::AppRules)?),
+        ScopeMode::Uid | ScopeMode::Device => None,
     };
     let store = {
         let (state_dir, credentials_dir) =
@@ -169,7 +181,7 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
     runtime.load_policy().await?;
     let unread = runtime.load_first().await?;
 
-    let callers = Arc::new(Callers::default());
+    let callers = Arc::new(Callers::new(apps));
     let builder = match &options.bus {
         Bus::System => connection::Builder::system()?,
         Bus::Session => connection::Builder::session()?,
@@ -179,6 +191,10 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         .serve_at(
             OBJECT_PATH,
             Manager::new(runtime.clone(), rules.clone(), callers.clone()),
+        )?
+        .serve_at(
+            OBJECT_PATH,
+            Broker::new(runtime.clone(), rules.clone(), callers.clone()),
         )?
         .name(BUS_NAME)?
         .build();

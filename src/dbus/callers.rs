@@ -10,13 +10,21 @@ use zbus::names::{BusName, OwnedUniqueName};
 use zbus::{fdo, Connection};
 
 use crate::access::{Caller, Rules};
+use crate::apps::{unit_from_cgroup, CallerFacts, Resolver};
 use crate::error::Denied;
 use crate::runtime::ScopeKey;
 
 /// The callers seen, and which of them [`super::route_signals`] does not watch yet.
 #[derive(Debug, Default)]
 pub(crate) struct Callers {
+    /// `scope = "app"`: the `[apps]` rules.
+    apps: Option<Resolver>,
+    /// Whether systemd's manager is on this bus (asked once): it names a process's unit
+    /// even where `ProtectProc=invisible` hides other users' `/proc/PID`.
+    systemd: tokio::sync::OnceCell<bool>,
     known: Mutex<HashMap<OwnedUniqueName, Caller>>,
+    /// Connections that have called `com.uid2.Broker1` as a broker: they get its signal.
+    brokers: Mutex<std::collections::HashSet<OwnedUniqueName>>,
     /// Cached since [`super::route_signals`] last looked: it watches each one's end.
     unwatched: Mutex<Vec<OwnedUniqueName>>,
     pub(super) cached: Notify,
@@ -27,6 +35,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Callers {
+    /// Callers of a daemon whose `scope = "app"` rules are `apps` (else `None`).
+    pub(crate) fn new(apps: Option<Resolver>) -> Self {
+        Self {
+            apps,
+            ..Self::default()
+        }
+    }
+
     /// The sender of the message in `header`, as the bus reports it.
     pub(crate) async fn caller(
         &self,
@@ -45,9 +61,21 @@ impl Callers {
             .await
             .map_err(|_| Denied::Unidentified)?;
         let uid = credentials.unix_user_id().ok_or(Denied::NoUnixUser)?;
+        let app = match &self.apps {
+            Some(resolver) => {
+                let facts = CallerFacts {
+                    uid,
+                    label: credentials.linux_security_label().cloned(),
+                    unit: self.unit_of(conn, &credentials).await,
+                };
+                Some(resolver.resolve(&facts))
+            }
+            None => None,
+        };
         let caller = Caller {
             uid,
             gids: credentials.unix_group_ids().cloned().unwrap_or_default(),
+            app,
         };
         let name = OwnedUniqueName::from(sender.to_owned());
         if lock(&self.known)
@@ -60,20 +88,113 @@ impl Callers {
         Ok(caller)
     }
 
+    /// The systemd unit of the caller's process: from systemd where it runs on this bus
+    /// (by pidfd when the bus hands one over, race-free against PID reuse; else by PID),
+    /// else from `/proc/PID/cgroup` where that is readable.
+    async fn unit_of(
+        &self,
+        conn: &Connection,
+        credentials: &fdo::ConnectionCredentials,
+    ) -> Option<String> {
+        let systemd = *self
+            .systemd
+            .get_or_init(|| async {
+                let Ok(proxy) = fdo::DBusProxy::new(conn).await else {
+                    return false;
+                };
+                match BusName::try_from(SYSTEMD) {
+                    Ok(name) => proxy.name_has_owner(name).await.unwrap_or(false),
+                    Err(_) => false,
+                }
+            })
+            .await;
+        if systemd {
+            if let Some(unit) = systemd_unit(conn, credentials).await {
+                return Some(unit);
+            }
+        }
+        let pid = credentials.process_id()?;
+        let text = tokio::task::spawn_blocking(move || {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
+        })
+        .await
+        .ok()
+        .flatten()?;
+        unit_from_cgroup(&text)
+    }
+
     /// The connections that have called and belong to `scope`.
-    pub(super) fn connections_of(&self, rules: &Rules, scope: ScopeKey) -> Vec<OwnedUniqueName> {
+    pub(super) fn connections_of(&self, rules: &Rules, scope: &ScopeKey) -> Vec<OwnedUniqueName> {
         lock(&self.known)
             .iter()
-            .filter(|(_, caller)| rules.scope_of(caller) == scope)
+            .filter(|(_, caller)| rules.scope_of(caller).as_ref() == Ok(scope))
             .map(|(name, _)| name.clone())
             .collect()
     }
 
+    /// Notes a connection that acts as a broker.
+    pub(super) fn add_broker(&self, name: &str) {
+        if let Ok(name) = OwnedUniqueName::try_from(name.to_owned()) {
+            lock(&self.brokers).insert(name);
+        }
+    }
+
+    /// The broker connections, for `com.uid2.Broker1`'s signal.
+    pub(super) fn brokers(&self) -> Vec<OwnedUniqueName> {
+        lock(&self.brokers).iter().cloned().collect()
+    }
+
     pub(super) fn forget(&self, name: &str) {
         lock(&self.known).remove(name);
+        lock(&self.brokers).remove(name);
     }
 
     pub(super) fn take_unwatched(&self) -> Vec<OwnedUniqueName> {
         std::mem::take(&mut *lock(&self.unwatched))
     }
+}
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+
+/// Asks systemd for the unit of the caller's process: `GetUnitByPIDFD` (systemd 253+) with
+/// the bus's `ProcessFD` (dbus-broker, dbus-daemon 1.15.7+), else `GetUnitByPID` and the
+/// unit's `Id`.
+async fn systemd_unit(
+    conn: &Connection,
+    credentials: &fdo::ConnectionCredentials,
+) -> Option<String> {
+    const PATH: &str = "/org/freedesktop/systemd1";
+    const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+    if let Some(fd) = credentials.process_fd() {
+        let fd = zbus::zvariant::Fd::from(std::os::fd::AsFd::as_fd(fd));
+        if let Ok(reply) = conn
+            .call_method(Some(SYSTEMD), PATH, Some(MANAGER), "GetUnitByPIDFD", &(fd,))
+            .await
+        {
+            if let Ok((_, name, _)) = reply
+                .body()
+                .deserialize::<(zbus::zvariant::OwnedObjectPath, String, Vec<u8>)>()
+            {
+                return Some(name);
+            }
+        }
+    }
+    let pid = credentials.process_id()?;
+    let reply = conn
+        .call_method(Some(SYSTEMD), PATH, Some(MANAGER), "GetUnitByPID", &(pid,))
+        .await
+        .ok()?;
+    let unit: zbus::zvariant::OwnedObjectPath = reply.body().deserialize().ok()?;
+    let reply = conn
+        .call_method(
+            Some(SYSTEMD),
+            unit.as_str(),
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.freedesktop.systemd1.Unit", "Id"),
+        )
+        .await
+        .ok()?;
+    let id: zbus::zvariant::OwnedValue = reply.body().deserialize().ok()?;
+    String::try_from(id).ok()
 }

@@ -203,6 +203,18 @@ impl Manager {
         Ok(self.runtime.set_limit_ad_tracking(enabled).await?)
     }
 
+    /// Device-wide reset (root or `admin_group`).
+    #[zbus(out_args("count"))]
+    async fn reset_all_identities(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<u32> {
+        let caller = self.callers.caller(conn, &header).await?;
+        self.rules.admin(&caller)?;
+        Ok(self.runtime.reset_all().await?)
+    }
+
     #[zbus(out_args("enabled"))]
     async fn get_limit_ad_tracking(
         &self,
@@ -232,7 +244,7 @@ impl Manager {
     }
 }
 
-fn generate_options(
+pub(super) fn generate_options(
     options: &HashMap<String, OwnedValue>,
 ) -> std::result::Result<GenerateOptions, InvalidArgument> {
     let mut parsed = GenerateOptions::default();

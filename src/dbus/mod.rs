@@ -4,10 +4,12 @@
 //! bus (never from anything the caller says); [`signals`] delivers status changes to the
 //! connections of their scope only. Who may do what is [`crate::access`]'s.
 
+mod broker;
 mod callers;
 mod interface;
 mod signals;
 
+pub(crate) use broker::Broker;
 pub(crate) use callers::Callers;
 pub(crate) use interface::Manager;
 pub(crate) use signals::{bus_closed, route_signals};

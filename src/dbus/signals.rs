@@ -12,7 +12,7 @@ use zbus::names::{BusName, OwnedUniqueName, UniqueName};
 use zbus::object_server::SignalEmitter;
 use zbus::{fdo, Connection, MatchRule, MessageStream};
 
-use super::{Callers, Manager, OBJECT_PATH};
+use super::{Broker, Callers, Manager, OBJECT_PATH};
 use crate::access::Rules;
 use crate::runtime::{Runtime, StatusChange};
 
@@ -50,11 +50,21 @@ pub(crate) async fn route_signals(
             },
             change = changes.recv() => match change {
                 Ok(StatusChange { scope, status }) => {
-                    for name in callers.connections_of(&rules, scope) {
+                    for name in callers.connections_of(&rules, &scope) {
                         let emitter = SignalEmitter::new(&conn, OBJECT_PATH)?
                             .set_destination(BusName::Unique(UniqueName::from(&name)));
                         if let Err(e) = Manager::identity_status_changed(&emitter, status.as_str()).await {
                             debug!("cannot signal {name}: {e}");
+                        }
+                    }
+                    // Brokers hear of every app scope, never of another kind.
+                    if let Some(app) = scope.app() {
+                        for name in callers.brokers() {
+                            let emitter = SignalEmitter::new(&conn, OBJECT_PATH)?
+                                .set_destination(BusName::Unique(UniqueName::from(&name)));
+                            if let Err(e) = Broker::identity_status_changed(&emitter, app.as_str(), status.as_str()).await {
+                                debug!("cannot signal broker {name}: {e}");
+                            }
                         }
                     }
                 }

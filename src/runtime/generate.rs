@@ -8,7 +8,7 @@ use super::{Durability, Runtime, ScopeKey};
 use crate::crypto;
 use crate::dii::{Dii, DiiKind};
 use crate::engine::{Event, SetError};
-use crate::error::{Error, GenerateFailed, InvalidArgument, InvalidIdentity};
+use crate::error::{Denied, Error, GenerateFailed, InvalidArgument, InvalidIdentity};
 use crate::identity::Status;
 use crate::operator::Generated;
 
@@ -52,17 +52,38 @@ impl Runtime {
             "subscription_id",
         )?;
         let public_key = pick(options.public_key, &defaults.public_key, "public_key")?;
-        let app_name = pick(options.app_name, &defaults.app_name, "app_name")?;
+        // An app scope sends its own registered name, never one the caller picks: the
+        // operator binds tokens to app names.
+        let app_name = match key.app() {
+            Some(app) => {
+                let own = settings
+                    .config
+                    .reloadable
+                    .cstg_app_names
+                    .get(app)
+                    .cloned()
+                    .unwrap_or_else(|| app.to_string());
+                if options.app_name.is_some_and(|asked| asked != own) {
+                    return Err(Denied::AppName.into());
+                }
+                own
+            }
+            None => pick(options.app_name, &defaults.app_name, "app_name")?,
+        };
         let server_key =
             crypto::ServerPublicKey::parse(&public_key).map_err(InvalidArgument::PublicKey)?;
 
         if self.limit_ad_tracking() {
             return Err(GenerateFailed::LimitAdTracking.into());
         }
-        if self.read(key, |s, _| s.dii_opted_out(dii.hash())).await? {
+        self.check_room(&key)?;
+        if self
+            .read(key.clone(), |s, _| s.dii_opted_out(dii.hash()))
+            .await?
+        {
             // The operator said opt-out for this person; do not ask again until reset.
             info!(scope = %key, "generate skipped: this DII opted out before");
-            return self.opt_out(key, &dii).await;
+            return self.opt_out(&key, &dii).await;
         }
         let now = self.clock.now();
         if !now.trusted {
@@ -79,7 +100,7 @@ impl Runtime {
         match settings.operator.client_generate(&request).await {
             Ok(Generated::Identity(identity)) => {
                 let status = self
-                    .change(key, Event::Set(identity), Durability::BeforeReply)
+                    .change(&key, Event::Set(identity), Durability::BeforeReply)
                     .await
                     // An identity the engine refuses is the operator's fault here.
                     .map_err(|e| match e {
@@ -96,7 +117,7 @@ impl Runtime {
             }
             Ok(Generated::OptOut) => {
                 info!(scope = %key, "generate answered opt-out");
-                self.opt_out(key, &dii).await
+                self.opt_out(&key, &dii).await
             }
             Err(failure) => {
                 warn!(scope = %key, error_kind = "generate_failed", "generate failed: {failure}");
@@ -106,7 +127,7 @@ impl Runtime {
     }
 
     /// Records a generate opt-out for `dii` (the identity is dropped, the DII remembered).
-    async fn opt_out(self: &Arc<Self>, key: ScopeKey, dii: &Dii) -> Result<Status, Error> {
+    async fn opt_out(self: &Arc<Self>, key: &ScopeKey, dii: &Dii) -> Result<Status, Error> {
         let event = Event::GenerateOptOut {
             dii_hash: dii.hash().to_owned(),
         };

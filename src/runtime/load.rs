@@ -122,12 +122,12 @@ impl Runtime {
     }
 
     /// For a read: the scope's file, if no one has read it yet.
-    pub(super) async fn ensure_loaded(self: &Arc<Self>, key: ScopeKey) -> Result<(), Error> {
+    pub(super) async fn ensure_loaded(self: &Arc<Self>, key: &ScopeKey) -> Result<(), Error> {
         if self.loaded() {
             return Ok(());
         }
         let change = self.change.lock().await;
-        Ok(self.load_scopes(&change, &[key]).await?)
+        Ok(self.load_scopes(&change, std::slice::from_ref(key)).await?)
     }
 
     /// Reads the files of `keys` not read yet and starts their schedules. Stops at an
@@ -142,7 +142,7 @@ impl Runtime {
         }
         let keys: Vec<ScopeKey> = {
             let read = lock(&self.loading.read);
-            keys.iter().filter(|k| !read.contains(k)).copied().collect()
+            keys.iter().filter(|k| !read.contains(k)).cloned().collect()
         };
         if keys.is_empty() {
             return Ok(());
@@ -164,7 +164,7 @@ impl Runtime {
         .await?;
         for (key, result) in keys.into_iter().zip(results) {
             let stored = result?;
-            lock(&self.loading.read).insert(key);
+            lock(&self.loading.read).insert(key.clone());
             let bytes = match stored {
                 Stored::Absent => continue,
                 Stored::SetAside(aside) => {
@@ -186,10 +186,10 @@ impl Runtime {
             };
             lock(&self.state)
                 .scopes
-                .insert(key, Scope::from_persisted(persisted));
+                .insert(key.clone(), Scope::from_persisted(persisted));
             // Nothing of this can be refused.
             let _ = self
-                .apply(change, key, Event::Loaded, Durability::Eventually, None)
+                .apply(change, &key, Event::Loaded, Durability::Eventually, None)
                 .await;
             lock(&self.loading.report).scopes += 1;
         }

@@ -45,7 +45,7 @@ struct Settings {
 }
 
 /// A status change (or a new advertising token), for the D-Bus signal and sd-notify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
     pub scope: ScopeKey,
     pub status: Status,
@@ -160,7 +160,7 @@ impl Runtime {
         key: ScopeKey,
         f: impl FnOnce(&Scope, crate::engine::Now) -> T,
     ) -> Result<T, Error> {
-        self.ensure_loaded(key).await?;
+        self.ensure_loaded(&key).await?;
         let now = self.clock.now();
         let state = lock(&self.state);
         Ok(match state.scopes.get(&key) {
@@ -197,6 +197,17 @@ impl Runtime {
         self.read(key, |s, _| s.auto_refresh()).await
     }
 
+    /// `ScopeLimit` if `key` is not held and `max_scopes` are: checked before a request
+    /// is sent for it (the change path checks again).
+    fn check_room(&self, key: &ScopeKey) -> Result<(), Error> {
+        let max_scopes = self.settings().config.startup.max_scopes;
+        let state = lock(&self.state);
+        if !state.scopes.contains_key(key) && state.scopes.len() >= max_scopes {
+            return Err(Error::ScopeLimit(max_scopes));
+        }
+        Ok(())
+    }
+
     /// The number of scopes in memory.
     pub fn scope_count(&self) -> usize {
         lock(&self.state).scopes.len()
@@ -221,7 +232,7 @@ impl Runtime {
     ) -> Result<Status, Error> {
         let identity = Identity::from_json(json).map_err(InvalidIdentity::Parse)?;
         let status = self
-            .change(key, Event::Set(identity), Durability::BeforeReply)
+            .change(&key, Event::Set(identity), Durability::BeforeReply)
             .await?;
         info!(scope = %key, "identity set");
         Ok(status)
@@ -229,7 +240,7 @@ impl Runtime {
 
     /// `ResetIdentity`: forgets the identity and a remembered opt-out, durably.
     pub async fn reset(self: &Arc<Self>, key: ScopeKey) -> Result<(), Error> {
-        self.change(key, Event::Reset, Durability::BeforeReply)
+        self.change(&key, Event::Reset, Durability::BeforeReply)
             .await?;
         info!(scope = %key, "identity reset");
         Ok(())
@@ -241,8 +252,12 @@ impl Runtime {
         key: ScopeKey,
         enabled: bool,
     ) -> Result<(), Error> {
-        self.change(key, Event::SetAutoRefresh(enabled), Durability::BeforeReply)
-            .await?;
+        self.change(
+            &key,
+            Event::SetAutoRefresh(enabled),
+            Durability::BeforeReply,
+        )
+        .await?;
         info!(scope = %key, enabled, "automatic refresh changed");
         Ok(())
     }
@@ -257,14 +272,53 @@ impl Runtime {
         self.save_policy(on).await?;
         self.limit_ad_tracking.send_replace(on);
         info!(limit_ad_tracking = on, "device policy changed");
-        let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().copied().collect();
+        let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
         for key in keys {
             // Nothing of a tick can be refused.
             let _ = self
-                .apply(&change, key, Event::Tick, Durability::Eventually, None)
+                .apply(&change, &key, Event::Tick, Durability::Eventually, None)
                 .await;
         }
         Ok(())
+    }
+
+    /// `ResetAllIdentities`: forgets every scope's identity and remembered opt-out,
+    /// durably, also of scopes not read yet; each one's apps (and brokers) are told
+    /// `no_identity`. Returns how many scopes held something.
+    pub async fn reset_all(self: &Arc<Self>) -> Result<u32, Error> {
+        let change = self.change.lock().await;
+        let store = self.store.clone();
+        let mut keys: Vec<ScopeKey> = persist::blocking(move || store.list())
+            .await?
+            .iter()
+            .filter_map(|name| ScopeKey::from_name(name))
+            .collect();
+        self.load_scopes(&change, &keys).await?;
+        keys.extend(lock(&self.state).scopes.keys().cloned());
+        keys.sort();
+        keys.dedup();
+        let mut count = 0;
+        for key in keys {
+            let before = {
+                let state = lock(&self.state);
+                match state.scopes.get(&key) {
+                    Some(scope) if scope.holds_anything() => scope.status(self.clock.now()),
+                    _ => continue,
+                }
+            };
+            self.apply(&change, &key, Event::Reset, Durability::BeforeReply, None)
+                .await?;
+            count += 1;
+            if before == Status::NoIdentity {
+                // Only a remembered opt-out went: no status change, but the apps are told.
+                let _ = self.changes.send(StatusChange {
+                    scope: key,
+                    status: Status::NoIdentity,
+                });
+            }
+        }
+        info!(scopes = count, "every identity reset");
+        Ok(count)
     }
 
     /// Re-evaluates the scopes whose wake-up is due (or all of them after a clock jump or
@@ -275,10 +329,10 @@ impl Runtime {
             .scopes
             .iter()
             .filter(|(_, s)| all || s.wake().is_some_and(|t| t <= now.wall))
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k.clone())
             .collect();
         for key in due {
-            let _ = self.change(key, Event::Tick, Durability::Eventually).await;
+            let _ = self.change(&key, Event::Tick, Durability::Eventually).await;
         }
         self.next_wake()
     }
@@ -306,12 +360,12 @@ impl Runtime {
     /// performs its actions; the scope's status after it.
     async fn change(
         self: &Arc<Self>,
-        key: ScopeKey,
+        key: &ScopeKey,
         event: Event,
         durability: Durability,
     ) -> Result<Status, Error> {
         let change = self.change.lock().await;
-        self.load_scopes(&change, &[key]).await?;
+        self.load_scopes(&change, std::slice::from_ref(key)).await?;
         self.apply(&change, key, event, durability, None).await
     }
 
@@ -320,21 +374,26 @@ impl Runtime {
     async fn apply(
         self: &Arc<Self>,
         _change: &tokio::sync::MutexGuard<'_, ()>,
-        key: ScopeKey,
+        key: &ScopeKey,
         event: Event,
         durability: Durability,
         failure: Option<&Failure>,
     ) -> Result<Status, Error> {
         let now = self.clock.now();
+        let max_scopes = self.settings().config.startup.max_scopes;
         let (next, actions) = {
             let mut state = lock(&self.state);
-            let current = state
-                .scopes
-                .get(&key)
-                .cloned()
+            let known = state.scopes.get(key).cloned();
+            let is_new = known.is_none();
+            let current = known
                 .unwrap_or_default()
                 .with_paused(self.limit_ad_tracking());
-            current.step(event, now, &self.policy, &mut state.rng)?
+            let (next, actions) = current.step(event, now, &self.policy, &mut state.rng)?;
+            // A broker can name any number of app ids: bound what they make us keep.
+            if is_new && !next.is_idle() && state.scopes.len() >= max_scopes {
+                return Err(Error::ScopeLimit(max_scopes));
+            }
+            (next, actions)
         };
         if actions.contains(&Action::Persist) {
             match self.save_scope(key, next.persisted()).await {
@@ -345,13 +404,20 @@ impl Runtime {
         }
         let status = next.status(now);
         let identity = next.identity().cloned();
-        lock(&self.state).scopes.insert(key, next);
+        {
+            let mut state = lock(&self.state);
+            if next.is_idle() {
+                state.scopes.remove(key);
+            } else {
+                state.scopes.insert(key.clone(), next);
+            }
+        }
         for action in actions {
             match action {
                 Action::Persist => {}
                 Action::Refresh { generation } => {
                     if let Some(identity) = &identity {
-                        self.start_refresh(key, generation, identity.clone());
+                        self.start_refresh(key.clone(), generation, identity.clone());
                     }
                 }
                 Action::Wake(at) => {
@@ -360,7 +426,10 @@ impl Runtime {
                 }
                 Action::StatusChanged(status) => {
                     info!(scope = %key, status = status.as_str(), "identity status changed");
-                    let _ = self.changes.send(StatusChange { scope: key, status });
+                    let _ = self.changes.send(StatusChange {
+                        scope: key.clone(),
+                        status,
+                    });
                 }
                 Action::Answer { request, answer } => self.answer(request, answer, failure),
             }

@@ -35,7 +35,7 @@ impl Runtime {
     /// Writes a scope's durable state; a scope back to its defaults leaves no file.
     pub(super) async fn save_scope(
         &self,
-        key: ScopeKey,
+        key: &ScopeKey,
         persisted: &Persisted,
     ) -> Result<(), StoreError> {
         let store = self.store.clone();
@@ -71,16 +71,16 @@ impl Runtime {
         .await
     }
 
-    pub(super) fn saved(&self, key: ScopeKey) {
+    pub(super) fn saved(&self, key: &ScopeKey) {
         let mut unsaved = lock(&self.storage.unsaved);
-        if unsaved.remove(&key) && unsaved.is_empty() {
+        if unsaved.remove(key) && unsaved.is_empty() {
             self.storage.error.send_replace(None);
             info!("storage recovered; every scope is saved");
         }
     }
 
-    pub(super) fn unsaved(&self, key: ScopeKey) {
-        lock(&self.storage.unsaved).insert(key);
+    pub(super) fn unsaved(&self, key: &ScopeKey) {
+        lock(&self.storage.unsaved).insert(key.clone());
         self.storage.unsaved_changed.notify_one();
     }
 
@@ -100,7 +100,7 @@ impl Runtime {
                 continue;
             }
             tokio::time::sleep(pause).await;
-            let keys: Vec<ScopeKey> = lock(&self.storage.unsaved).iter().copied().collect();
+            let keys: Vec<ScopeKey> = lock(&self.storage.unsaved).iter().cloned().collect();
             let _change = self.change.lock().await;
             for key in keys {
                 let persisted = lock(&self.state)
@@ -108,8 +108,8 @@ impl Runtime {
                     .get(&key)
                     .map(|s| s.persisted().clone())
                     .unwrap_or_default();
-                if self.save_scope(key, &persisted).await.is_ok() {
-                    self.saved(key);
+                if self.save_scope(&key, &persisted).await.is_ok() {
+                    self.saved(&key);
                 }
             }
             pause = (pause * 2).min(Duration::from_secs(300));

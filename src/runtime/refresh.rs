@@ -27,7 +27,7 @@ impl Runtime {
         };
         if let Err(e) = self
             .change(
-                key,
+                &key,
                 Event::RefreshRequested { request },
                 Durability::Eventually,
             )
@@ -96,7 +96,7 @@ impl Runtime {
         report: RefreshReport,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
-            log_report(key, &report);
+            log_report(&key, &report);
             let failure = report.failure;
             let event = Event::RefreshDone {
                 generation,
@@ -107,7 +107,7 @@ impl Runtime {
             let _ = self
                 .apply(
                     &change,
-                    key,
+                    &key,
                     event,
                     Durability::Eventually,
                     failure.as_ref(),
@@ -117,7 +117,7 @@ impl Runtime {
     }
 }
 
-fn log_report(key: ScopeKey, report: &RefreshReport) {
+fn log_report(key: &ScopeKey, report: &RefreshReport) {
     let why = report
         .failure
         .as_ref()

@@ -1,18 +1,31 @@
 //! Whose identity a call acts on, and the store's name for it.
 
-/// Whose identity: one per calling Unix user, or one for the device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+use crate::apps::AppId;
+
+/// Whose identity: one per calling Unix user, one per app, or one for the device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ScopeKey {
     Uid(u32),
     Device,
+    App(AppId),
 }
 
 impl ScopeKey {
-    /// The store's name for the scope (its file name): `uid-<N>` or `device`.
-    pub fn name(self) -> String {
+    /// The store's name for the scope (its file name): `uid-<N>`, `device` or
+    /// `app-<app id>`.
+    pub fn name(&self) -> String {
         match self {
             ScopeKey::Uid(uid) => format!("uid-{uid}"),
             ScopeKey::Device => "device".to_owned(),
+            ScopeKey::App(app) => format!("app-{app}"),
+        }
+    }
+
+    /// The app id of an app scope.
+    pub fn app(&self) -> Option<&AppId> {
+        match self {
+            ScopeKey::App(app) => Some(app),
+            _ => None,
         }
     }
 
@@ -21,6 +34,9 @@ impl ScopeKey {
     pub fn from_name(name: &str) -> Option<Self> {
         if name == "device" {
             return Some(ScopeKey::Device);
+        }
+        if let Some(app) = name.strip_prefix("app-") {
+            return AppId::new(app).ok().map(ScopeKey::App);
         }
         let uid = name.strip_prefix("uid-")?;
         if uid.starts_with('+') || (uid.len() > 1 && uid.starts_with('0')) {
@@ -32,7 +48,11 @@ impl ScopeKey {
 
 impl std::fmt::Display for ScopeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name())
+        match self {
+            ScopeKey::Uid(uid) => write!(f, "uid-{uid}"),
+            ScopeKey::Device => f.write_str("device"),
+            ScopeKey::App(app) => write!(f, "app-{app}"),
+        }
     }
 }
 
@@ -47,6 +67,7 @@ mod tests {
             ScopeKey::Uid(1000),
             ScopeKey::Uid(u32::MAX),
             ScopeKey::Device,
+            ScopeKey::App(AppId::new("com.example.News_tv-2").unwrap()),
         ] {
             assert_eq!(ScopeKey::from_name(&key.name()), Some(key));
         }
@@ -58,6 +79,8 @@ mod tests {
             "uid-4294967296",
             "devices",
             "x",
+            "app-",
+            "app-.x",
         ] {
             assert_eq!(ScopeKey::from_name(bad), None, "{bad}");
         }

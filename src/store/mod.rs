@@ -488,7 +488,9 @@ mod tests {
         // Nothing was written for them.
         assert_eq!(names(dir.path()), vec![KEY_FILE_NAME.to_owned()]);
         // App scopes carry reverse-DNS ids.
-        store.save("app-com.Example.news_tv-2", b"x").expect("an app scope");
+        store
+            .save("app-com.Example.news_tv-2", b"x")
+            .expect("an app scope");
         let e = store.save(&"A".repeat(500), b"x").expect_err("bad");
         assert!(e.to_string().len() < 300, "{e}");
     }

@@ -35,6 +35,7 @@ pub trait Manager1 {
 
     fn set_limit_ad_tracking(&self, enabled: bool) -> zbus::Result<()>;
     fn get_limit_ad_tracking(&self) -> zbus::Result<bool>;
+    fn reset_all_identities(&self) -> zbus::Result<u32>;
 
     #[zbus(signal)]
     fn limit_ad_tracking_changed(&self, enabled: bool) -> zbus::Result<()>;
@@ -44,6 +45,43 @@ pub trait Manager1 {
 
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+}
+
+pub use broker::Broker1Proxy;
+
+/// `com.uid2.Broker1` (its own module: its signal shares `IdentityStatusChanged`'s name).
+pub mod broker {
+    use std::collections::HashMap;
+
+    use zbus::zvariant::Value;
+
+    /// `com.uid2.Broker1`: the same methods for a runtime acting on behalf of the app
+    /// `app_id` (root and `[apps] broker_group` only).
+    #[zbus::proxy(
+        interface = "com.uid2.Broker1",
+        default_service = "com.uid2.Manager",
+        default_path = "/com/uid2/Manager"
+    )]
+    pub trait Broker1 {
+        fn set_identity(&self, app_id: &str, identity: &str) -> zbus::Result<String>;
+        fn get_advertising_token(&self, app_id: &str) -> zbus::Result<String>;
+        fn get_identity(&self, app_id: &str) -> zbus::Result<String>;
+        fn get_identity_status(&self, app_id: &str) -> zbus::Result<String>;
+        fn refresh_identity(&self, app_id: &str) -> zbus::Result<String>;
+        fn reset_identity(&self, app_id: &str) -> zbus::Result<()>;
+        fn set_automatic_refresh_enabled(&self, app_id: &str, enabled: bool) -> zbus::Result<()>;
+        fn get_automatic_refresh_enabled(&self, app_id: &str) -> zbus::Result<bool>;
+        fn generate_identity(
+            &self,
+            app_id: &str,
+            kind: &str,
+            value: &str,
+            options: HashMap<&str, Value<'_>>,
+        ) -> zbus::Result<String>;
+
+        #[zbus(signal)]
+        fn identity_status_changed(&self, app_id: &str, status: &str) -> zbus::Result<()>;
+    }
 }
 
 /// The D-Bus error name and message of a failed call, e.g.

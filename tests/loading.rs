@@ -48,8 +48,14 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
 
     // A read reads the caller's scope first.
     let seven = ScopeKey::Uid(7);
-    assert_eq!(service.status(seven.clone()).await.unwrap(), Status::Established);
-    assert_eq!(service.advertising_token(seven.clone()).await.unwrap(), tokens[6]);
+    assert_eq!(
+        service.status(seven.clone()).await.unwrap(),
+        Status::Established
+    );
+    assert_eq!(
+        service.advertising_token(seven.clone()).await.unwrap(),
+        tokens[6]
+    );
     assert_eq!(service.scope_count(), 1);
 
     // A change to a scope the pass has not reached: the change reads the file first, and
@@ -70,7 +76,10 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
         service.advertising_token(twelve.clone()).await.unwrap(),
         secrets_of(&newer)[0]
     );
-    assert_eq!(service.status(three.clone()).await.unwrap(), Status::NoIdentity);
+    assert_eq!(
+        service.status(three.clone()).await.unwrap(),
+        Status::NoIdentity
+    );
     for uid in (1..=SCOPES).filter(|uid| ![3, 12].contains(uid)) {
         let key = ScopeKey::Uid(uid);
         assert_eq!(
@@ -92,7 +101,10 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
         again.advertising_token(twelve.clone()).await.unwrap(),
         secrets_of(&newer)[0]
     );
-    assert_eq!(again.status(three.clone()).await.unwrap(), Status::NoIdentity);
+    assert_eq!(
+        again.status(three.clone()).await.unwrap(),
+        Status::NoIdentity
+    );
     assert_eq!(again.scope_count(), SCOPES as usize - 1);
 }
 

@@ -57,7 +57,10 @@ async fn a_refresh_asked_after_refresh_expires_is_answered() {
     clock.advance(Duration::from_secs(4 * 3600));
     let answer = within("the refresh call's answer", runtime.refresh(ME.clone())).await;
     assert!(matches!(answer, Err(Error::NoIdentity)), "{answer:?}");
-    assert_eq!(runtime.status(ME.clone()).await.unwrap(), Status::RefreshExpired);
+    assert_eq!(
+        runtime.status(ME.clone()).await.unwrap(),
+        Status::RefreshExpired
+    );
     assert_eq!(operator.sim.requests(Endpoint::Refresh), 0);
 }
 

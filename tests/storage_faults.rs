@@ -91,7 +91,10 @@ async fn refreshed_identity_is_served_from_memory_and_saved_when_space_returns()
     // rotated the refresh token, so losing the answer would lose the identity.
     rig.store
         .inject_fault(Fault::Fail(WriteStep::Write, Errno::ENOSPC));
-    assert_eq!(rig.service.refresh(ME.clone()).await.unwrap().as_str(), "refreshed");
+    assert_eq!(
+        rig.service.refresh(ME.clone()).await.unwrap().as_str(),
+        "refreshed"
+    );
     let after = rig.service.advertising_token(ME.clone()).await.unwrap();
     assert_ne!(after, before);
     let error = within("the storage error", storage.wait_for(Option::is_some))

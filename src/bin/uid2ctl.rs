@@ -7,17 +7,21 @@ use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::StreamExt as _;
-use uid2d::client::{error_parts, Manager1Proxy};
+use uid2d::client::{error_parts, Broker1Proxy, Manager1Proxy};
 use uid2d::daemon::Bus;
 use zbus::zvariant::Value;
 
-/// Talk to uid2d, the UID2 identity daemon. Acts on the calling user's identity.
+/// Talk to uid2d, the UID2 identity daemon. Acts on the calling app's own identity, or with
+/// `--app ID` on that app's (through com.uid2.Broker1: root or broker_group).
 #[derive(Debug, Parser)]
 #[command(name = "uid2ctl", version)]
 struct Args {
     /// `system`, `session`, or a D-Bus address such as unix:path=/run/bus.
     #[arg(long, value_name = "BUS", default_value = "system", global = true)]
     bus: Bus,
+    /// Act as a broker for the app ID (com.uid2.Broker1).
+    #[arg(long, value_name = "ID", global = true)]
+    app: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +54,107 @@ enum Command {
     /// Device policy: turn "limit ad tracking" on or off (root or admin_group); print it
     /// without an argument.
     LimitAdTracking { state: Option<OnOff> },
+    /// Forget every app's identity and opt-out (root or admin_group); print how many.
+    ResetAll,
+}
+
+/// Whose identity the commands act on: the caller's own, or an app's through the broker.
+enum Target<'a> {
+    Own(Manager1Proxy<'a>),
+    App(Broker1Proxy<'a>, String),
+}
+
+impl Target<'_> {
+    async fn status(&self) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.get_identity_status().await,
+            Target::App(b, app) => b.get_identity_status(app).await,
+        }
+    }
+
+    async fn token(&self) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.get_advertising_token().await,
+            Target::App(b, app) => b.get_advertising_token(app).await,
+        }
+    }
+
+    async fn identity(&self) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.get_identity().await,
+            Target::App(b, app) => b.get_identity(app).await,
+        }
+    }
+
+    async fn set(&self, identity: &str) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.set_identity(identity).await,
+            Target::App(b, app) => b.set_identity(app, identity).await,
+        }
+    }
+
+    async fn generate(
+        &self,
+        kind: &str,
+        value: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.generate_identity(kind, value, options).await,
+            Target::App(b, app) => b.generate_identity(app, kind, value, options).await,
+        }
+    }
+
+    async fn refresh(&self) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.refresh_identity().await,
+            Target::App(b, app) => b.refresh_identity(app).await,
+        }
+    }
+
+    async fn reset(&self) -> zbus::Result<()> {
+        match self {
+            Target::Own(m) => m.reset_identity().await,
+            Target::App(b, app) => b.reset_identity(app).await,
+        }
+    }
+
+    async fn auto(&self) -> zbus::Result<bool> {
+        match self {
+            Target::Own(m) => m.get_automatic_refresh_enabled().await,
+            Target::App(b, app) => b.get_automatic_refresh_enabled(app).await,
+        }
+    }
+
+    async fn set_auto(&self, on: bool) -> zbus::Result<()> {
+        match self {
+            Target::Own(m) => m.set_automatic_refresh_enabled(on).await,
+            Target::App(b, app) => b.set_automatic_refresh_enabled(app, on).await,
+        }
+    }
+
+    /// Status changes of this identity, subscribed before the first read.
+    async fn changes(
+        &self,
+    ) -> zbus::Result<std::pin::Pin<Box<dyn futures_util::Stream<Item = String> + Send + '_>>> {
+        Ok(match self {
+            Target::Own(m) => {
+                Box::pin(m.receive_identity_status_changed().await?.filter_map(|c| {
+                    std::future::ready(c.args().ok().map(|a| a.status().to_string()))
+                }))
+            }
+            Target::App(b, app) => Box::pin(b.receive_identity_status_changed().await?.filter_map(
+                move |c| {
+                    let status = c
+                        .args()
+                        .ok()
+                        .filter(|a| a.app_id() == app)
+                        .map(|a| a.status().to_string());
+                    std::future::ready(status)
+                },
+            )),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -147,10 +252,14 @@ fn say(line: &str) {
 async fn run(args: Args) -> Result<(), CliError> {
     let conn = connect(&args.bus).await?;
     let manager = Manager1Proxy::new(&conn).await?;
+    let target = match args.app {
+        Some(app) => Target::App(Broker1Proxy::new(&conn).await?, app),
+        None => Target::Own(manager.clone()),
+    };
     match args.command {
-        Command::Status => say(&manager.get_identity_status().await?),
-        Command::Token => say(&manager.get_advertising_token().await?),
-        Command::Identity => say(&manager.get_identity().await?),
+        Command::Status => say(&target.status().await?),
+        Command::Token => say(&target.token().await?),
+        Command::Identity => say(&target.identity().await?),
         Command::Set { file } => {
             let mut text = String::new();
             let read = if file.as_os_str() == "-" {
@@ -159,7 +268,7 @@ async fn run(args: Args) -> Result<(), CliError> {
                 std::fs::File::open(&file).and_then(|mut f| f.read_to_string(&mut text))
             };
             read.map_err(|e| CliError::Read(file.display().to_string(), e))?;
-            say(&manager.set_identity(&text).await?);
+            say(&target.set(&text).await?);
         }
         Command::Generate(generate) => {
             let dii = generate.dii;
@@ -182,22 +291,21 @@ async fn run(args: Args) -> Result<(), CliError> {
                     options.insert(name, Value::from(value.as_str()));
                 }
             }
-            say(&manager.generate_identity(kind, &value, options).await?);
+            say(&target.generate(kind, &value, options).await?);
         }
-        Command::Refresh => say(&manager.refresh_identity().await?),
+        Command::Refresh => say(&target.refresh().await?),
         Command::Reset => {
-            manager.reset_identity().await?;
+            target.reset().await?;
             say("no_identity");
         }
         Command::Auto { state: None } => {
-            let on = manager.get_automatic_refresh_enabled().await?;
+            let on = target.auto().await?;
             say(if on { "on" } else { "off" });
         }
         Command::Auto { state: Some(state) } => {
-            manager
-                .set_automatic_refresh_enabled(matches!(state, OnOff::On))
-                .await?;
+            target.set_auto(matches!(state, OnOff::On)).await?;
         }
+        Command::ResetAll => say(&manager.reset_all_identities().await?.to_string()),
         Command::LimitAdTracking { state: None } => {
             let on = manager.get_limit_ad_tracking().await?;
             say(if on { "on" } else { "off" });
@@ -210,8 +318,8 @@ async fn run(args: Args) -> Result<(), CliError> {
         Command::Watch { until } => {
             // Subscribe first, then ask: a change between the two is not lost, and the
             // call is what tells uid2d which scope this connection belongs to.
-            let mut changes = manager.receive_identity_status_changed().await?;
-            let mut status = manager.get_identity_status().await?;
+            let mut changes = target.changes().await?;
+            let mut status = target.status().await?;
             say(&status);
             while until.as_deref() != Some(status.as_str()) {
                 let Some(change) = changes.next().await else {
@@ -220,7 +328,7 @@ async fn run(args: Args) -> Result<(), CliError> {
                         None => Ok(()),
                     };
                 };
-                status = change.args()?.status().to_string();
+                status = change;
                 say(&status);
             }
         }

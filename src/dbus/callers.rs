@@ -157,7 +157,7 @@ impl Callers {
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 
 /// Asks systemd for the unit of the caller's process: `GetUnitByPIDFD` (systemd 253+) with
-/// the bus's `ProcessFD` (dbus-broker, dbus-daemon 1.15.7+), else `GetUnitByPID` and the
+/// the bus's `ProcessFD` (where the bus hands one over), else `GetUnitByPID` and the
 /// unit's `Id`.
 async fn systemd_unit(
     conn: &Connection,

@@ -1,12 +1,15 @@
-//! Minimal uid2d client in Rust with the typed zbus proxy `uid2d::client::Manager1Proxy`.
+//! Minimal uid2d client in Rust with the typed zbus proxies of `uid2d::client`.
 //!
 //! ```text
-//! cargo run --example client
+//! cargo run --example client                          # the calling app's own identity
+//! UID2_APP_ID=com.example.news cargo run --example client   # a broker acting for an app
 //! ```
 //!
 //! Subscribes to `IdentityStatusChanged`, prints the status and the advertising token,
-//! waits (at most 30 s) for one status change, prints it and the token again. The bus is
-//! the system bus (`zbus::Connection::system()` honours `DBUS_SYSTEM_BUS_ADDRESS`).
+//! waits (at most 30 s) for one status change, prints it and the token again. With
+//! `UID2_APP_ID` set it does the same for that app through `com.uid2.Broker1`, as an HTML5
+//! runtime or app manager would (root or `[apps] broker_group` only). The bus is the
+//! system bus (`zbus::Connection::system()` honours `DBUS_SYSTEM_BUS_ADDRESS`).
 //! `examples/clients/run.sh` builds it with the clients in other languages, and
 //! `tests/clients.rs` runs it against the real daemon.
 
@@ -14,13 +17,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use uid2d::client::{error_parts, Manager1Proxy};
+use uid2d::client::{error_parts, Broker1Proxy, Manager1Proxy};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run().await {
+    let result = match std::env::var("UID2_APP_ID") {
+        Ok(app) => broker(&app).await,
+        Err(_) => own().await,
+    };
+    match result {
         Ok(code) => code,
         Err(error) => {
             match error_parts(&error) {
@@ -32,7 +39,8 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> zbus::Result<ExitCode> {
+/// The calling app's own identity (`com.uid2.Manager1`).
+async fn own() -> zbus::Result<ExitCode> {
     let connection = zbus::Connection::system().await?;
     let manager = Manager1Proxy::new(&connection).await?;
     // 1. Subscribe first: uid2d sends the signal to our connection only.
@@ -48,5 +56,35 @@ async fn run() -> zbus::Result<ExitCode> {
     };
     println!("changed={}", change.args()?.status());
     println!("token={}", manager.get_advertising_token().await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An app's identity, for a runtime acting on its behalf (`com.uid2.Broker1`).
+async fn broker(app: &str) -> zbus::Result<ExitCode> {
+    let connection = zbus::Connection::system().await?;
+    let broker = Broker1Proxy::new(&connection).await?;
+    // The broker's signal names the app: keep only ours.
+    let mut changes = broker.receive_identity_status_changed().await?;
+    println!("status={}", broker.get_identity_status(app).await?);
+    println!("token={}", broker.get_advertising_token(app).await?);
+    let ours = async {
+        while let Some(change) = changes.next().await {
+            if let Ok(args) = change.args() {
+                if args.app_id() == &app {
+                    return Some(args.status().to_string());
+                }
+            }
+        }
+        None
+    };
+    let Ok(Some(status)) = tokio::time::timeout(WAIT, ours).await else {
+        eprintln!(
+            "no IdentityStatusChanged for {app} within {} s",
+            WAIT.as_secs()
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    println!("changed={status}");
+    println!("token={}", broker.get_advertising_token(app).await?);
     Ok(ExitCode::SUCCESS)
 }

@@ -76,7 +76,17 @@ struct Client {
 
 impl Client {
     fn spawn(program: &Path, bus: &Bus) -> Client {
-        let mut child = Command::new(program)
+        Self::spawn_for(program, bus, None)
+    }
+
+    /// With `app`, the example acts as a broker for that app (`UID2_APP_ID`).
+    fn spawn_for(program: &Path, bus: &Bus, app: Option<&str>) -> Client {
+        let mut command = Command::new(program);
+        match app {
+            Some(app) => command.env("UID2_APP_ID", app),
+            None => command.env_remove("UID2_APP_ID"),
+        };
+        let mut child = command
             .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
             .env_remove("DBUS_SESSION_BUS_ADDRESS")
             .env_remove("DBUS_STARTER_ADDRESS")
@@ -225,4 +235,57 @@ async fn python_client() {
 #[tokio::test]
 async fn rust_client() {
     client_sees_status_change("rust", Change::Refresh).await;
+}
+
+/// The example as a broker: it follows one app's identity through `com.uid2.Broker1`
+/// while the test changes it, and ignores another app's changes.
+async fn broker_client_sees_its_apps_change(stack: &str) {
+    let Some(program) = build(stack).await else {
+        return;
+    };
+    let bus = Bus::start().await;
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let spec = operator.spec(
+        &binaries!(),
+        &bus,
+        state.path(),
+        "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n",
+    );
+    let daemon = Daemon::start(spec).await;
+    let conn = bus.connect().await;
+    let broker = uid2d::client::Broker1Proxy::new(&conn).await.unwrap();
+    let (app, other) = ("com.example.news", "com.example.maps");
+    broker
+        .set_identity(app, &operator.identity("news@example.com"))
+        .await
+        .unwrap();
+    let token = broker.get_advertising_token(app).await.unwrap();
+
+    let mut client = Client::spawn_for(&program, &bus, Some(app));
+    assert_eq!(client.line("its status").await, "status=established");
+    assert_eq!(client.line("its token").await, format!("token={token}"));
+    // Another app's change first: the example must not take it for its own.
+    broker
+        .set_identity(other, &operator.identity("maps@example.com"))
+        .await
+        .unwrap();
+    broker.reset_identity(app).await.unwrap();
+    assert_eq!(
+        client.line("the status change").await,
+        "changed=no_identity"
+    );
+    assert_eq!(client.line("its new token").await, "token=");
+    client.exits_cleanly().await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn python_broker_client() {
+    broker_client_sees_its_apps_change("python").await;
+}
+
+#[tokio::test]
+async fn rust_broker_client() {
+    broker_client_sees_its_apps_change("rust").await;
 }

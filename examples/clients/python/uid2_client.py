@@ -4,11 +4,14 @@
 
 Subscribes to IdentityStatusChanged, prints the status and the advertising
 token, waits (at most 30 s) for one status change, prints it and the token
-again. The bus is the system bus (BusType.SYSTEM honours
-DBUS_SYSTEM_BUS_ADDRESS).
+again. With UID2_APP_ID set, it does the same for that app through
+com.uid2.Broker1, as an HTML5 runtime or app manager would (root or the
+configured broker_group only). The bus is the system bus (BusType.SYSTEM
+honours DBUS_SYSTEM_BUS_ADDRESS).
 """
 
 import asyncio
+import os
 import sys
 
 from dbus_fast import BusType, DBusError
@@ -17,6 +20,7 @@ from dbus_fast.aio import MessageBus
 SERVICE = "com.uid2.Manager"
 PATH = "/com/uid2/Manager"
 INTERFACE = "com.uid2.Manager1"
+BROKER = "com.uid2.Broker1"
 WAIT_SECONDS = 30
 
 
@@ -33,19 +37,30 @@ async def main() -> int:
         # the installed /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml.
         introspection = await bus.introspect(SERVICE, PATH)
         proxy = bus.get_proxy_object(SERVICE, PATH, introspection)
-        manager = proxy.get_interface(INTERFACE)
-        # 1. Subscribe first: uid2d sends the signal to our connection only.
-        manager.on_identity_status_changed(on_status_changed)
-        # 2. The first call also tells uid2d to send us our status changes.
-        status = await manager.call_get_identity_status()
+        app = os.environ.get("UID2_APP_ID")
+        if app:
+            # A broker: every call names the app; the signal names it too.
+            broker = proxy.get_interface(BROKER)
+            broker.on_identity_status_changed(
+                lambda app_id, status: app_id == app and on_status_changed(status))
+            get_status = lambda: broker.call_get_identity_status(app)  # noqa: E731
+            get_token = lambda: broker.call_get_advertising_token(app)  # noqa: E731
+        else:
+            manager = proxy.get_interface(INTERFACE)
+            # Subscribe first: uid2d sends the signal to our connection only.
+            manager.on_identity_status_changed(on_status_changed)
+            get_status = manager.call_get_identity_status
+            get_token = manager.call_get_advertising_token
+        # The first call also tells uid2d to send us our status changes.
+        status = await get_status()
         print(f"status={status}", flush=True)
-        # 3. Call before every ad request; "" means no identity to use.
-        token = await manager.call_get_advertising_token()
+        # Call before every ad request; "" means no identity to use.
+        token = await get_token()
         print(f"token={token}", flush=True)
-        # 4. Wait for one status change.
+        # Wait for one status change.
         status = await asyncio.wait_for(changed, WAIT_SECONDS)
         print(f"changed={status}", flush=True)
-        token = await manager.call_get_advertising_token()
+        token = await get_token()
         print(f"token={token}", flush=True)
     except DBusError as error:
         print(f"error={error.type}", flush=True)

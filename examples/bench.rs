@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::sleep;
 use uid2_operator_sim::{Endpoint, SimConfig};
-use uid2d::client::Manager1Proxy;
+use uid2d::client::{Broker1Proxy, Manager1Proxy};
 use uid2d_testkit::{connect_to, name_released, Binaries, Bus, Daemon, DaemonSpec, Operator};
 use zbus::fdo::PeerProxy;
 
@@ -181,6 +181,16 @@ impl Started {
 impl Ctx<'_> {
     /// Starts uid2d on `state` (systemd-style: `WATCHDOG_PID` is uid2d's own pid).
     async fn start(&self, state: &Path, watchdog_usec: Option<u64>) -> Result<Started> {
+        self.start_with(state, watchdog_usec, "").await
+    }
+
+    /// As [`Ctx::start`], with `extra` config lines.
+    async fn start_with(
+        &self,
+        state: &Path,
+        watchdog_usec: Option<u64>,
+        extra: &str,
+    ) -> Result<Started> {
         // The previous instance's name must be released, or RequestName fails.
         name_released(&self.conn, NAME).await;
         let env = watchdog_usec
@@ -190,7 +200,7 @@ impl Ctx<'_> {
         let spec = DaemonSpec {
             uid2d: self.bins.uid2d.clone(),
             bus: self.bus,
-            config: self.config.clone(),
+            config: format!("{}{extra}", self.config),
             state_dir: state.to_owned(),
             env,
         };
@@ -727,6 +737,67 @@ async fn run() -> Result<()> {
         format!("{:.1} per ping", w as f64 / pings.max(1) as f64),
         "",
     );
+
+    // ---- app scopes: a connection's first call, a cached call, the broker ----
+    eprintln!("bench: app scopes: a connection's first call, a cached call, the broker");
+    let apps = "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n";
+    let d = ctx.start_with(&dir.join("apps"), None, apps).await?;
+    let app = "com.example.bench";
+    let broker = Broker1Proxy::new(&conn).await?;
+    broker
+        .set_identity(app, &operator.identity("app@example.com"))
+        .await?;
+    let n = (o.calls / 10).max(50);
+    let (mut first, mut cached, mut ping) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let c = bus.connect().await;
+        let m = Manager1Proxy::new(&c).await?;
+        let p = peer(&c, NAME, PATH).await?;
+        let t0 = Instant::now();
+        m.get_advertising_token().await?;
+        let t1 = Instant::now();
+        m.get_advertising_token().await?;
+        let t2 = Instant::now();
+        p.ping().await?;
+        first.push(t1 - t0);
+        cached.push(t2 - t1);
+        ping.push(t2.elapsed());
+    }
+    let (first, cached, ping) = (median(first), median(cached), median(ping));
+    t.row(
+        &format!("app scopes: first call of a new connection (credentials, /proc/PID/cgroup, [apps] rules) vs Peer.Ping, median of {n}"),
+        us(first),
+        us(ping),
+        ratio(first.as_secs_f64(), ping.as_secs_f64()),
+        "",
+    );
+    t.row(
+        "app scopes: the connection's next call (cached) vs Peer.Ping, median",
+        us(cached),
+        us(ping),
+        ratio(cached.as_secs_f64(), ping.as_secs_f64()),
+        "≤ 1.15×",
+    );
+    let (mut via_broker, mut direct) = (Vec::new(), Vec::new());
+    for i in 0..o.calls + 500 {
+        let t0 = Instant::now();
+        broker.get_advertising_token(app).await?;
+        let t1 = Instant::now();
+        manager.get_advertising_token().await?;
+        if i >= 500 {
+            via_broker.push(t1 - t0);
+            direct.push(t1.elapsed());
+        }
+    }
+    let (a, b) = (median(via_broker), median(direct));
+    t.row(
+        "broker: Broker1.GetAdvertisingToken(app) vs Manager1.GetAdvertisingToken, median",
+        us(a),
+        us(b),
+        ratio(a.as_secs_f64(), b.as_secs_f64()),
+        "",
+    );
+    ctx.stop(d).await?;
 
     // ---- size ----
     eprintln!("bench: size");

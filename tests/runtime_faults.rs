@@ -294,3 +294,47 @@ async fn every_new_token_is_signalled() {
     assert_eq!(tokens.len(), 4, "each signal came with a new token");
     daemon.stop().await;
 }
+
+/// A service manager that does not read its notify socket (its datagram queue holds 10)
+/// must not stop uid2d: sd-notify messages are sent without blocking.
+#[tokio::test]
+async fn an_unread_notify_socket_never_blocks_the_daemon() {
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
+    let bus = Bus::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let deaf = dir.path().join("deaf-notify");
+    let _deaf = std::os::unix::net::UnixDatagram::bind(&deaf).unwrap();
+    let mut spec = operator.spec(&binaries!(), &bus, dir.path(), "");
+    spec.env
+        .push(("NOTIFY_SOCKET".into(), deaf.display().to_string()));
+    let conn = bus.connect().await;
+    let dbus = zbus::fdo::DBusProxy::new(&conn).await.unwrap();
+    let mut owners = dbus
+        .receive_name_owner_changed_with_args(&[(0, "com.uid2.Manager")])
+        .await
+        .unwrap();
+    let _daemon = Daemon::spawn(spec, &bus.address);
+    within("uid2d to own its name", owners.next())
+        .await
+        .unwrap();
+    let manager = manager(&conn).await;
+    // Each change sends a STATUS= line nobody reads: far more than the queue holds.
+    for n in 0..15 {
+        let identity = operator.identity(&format!("user{n}@example.com"));
+        within("SetIdentity", manager.set_identity(&identity))
+            .await
+            .unwrap();
+        within("ResetIdentity", manager.reset_identity())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        within(
+            "a call after the queue filled",
+            manager.get_identity_status()
+        )
+        .await
+        .unwrap(),
+        "no_identity"
+    );
+}

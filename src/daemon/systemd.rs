@@ -10,10 +10,33 @@ use tracing::warn;
 use crate::dbus::OBJECT_PATH;
 use crate::runtime::Runtime;
 
+/// Sends `states` to `$NOTIFY_SOCKET` (sd_notify(3)) without ever blocking: the daemon
+/// runs on one thread, and a manager that reads slowly (or a full datagram queue,
+/// `net.unix.max_dgram_qlen` is 10 by default) must not stop it from serving. A message
+/// that does not fit is dropped with a warning; the next STATUS= says the same again.
 pub(super) fn notify(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(false, states) {
+    if let Err(e) = send_notify(states) {
         warn!("sd_notify failed: {e}");
     }
+}
+
+fn send_notify(states: &[NotifyState<'_>]) -> std::io::Result<()> {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    let address = match path.as_encoded_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt as _;
+            SocketAddr::from_abstract_name(name)?
+        }
+        None => SocketAddr::from_pathname(&path)?,
+    };
+    let message: String = states.iter().map(|state| format!("{state}\n")).collect();
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    socket.send_to_addr(message.as_bytes(), &address)?;
+    Ok(())
 }
 
 /// The STATUS= line: how many identities are served, and any storage trouble.

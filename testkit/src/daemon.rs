@@ -39,8 +39,9 @@ pub struct Daemon {
     pub log: PathBuf,
     /// Its `--config` file: rewrite it and send SIGHUP to reload.
     pub config: PathBuf,
-    /// Our end of its `NOTIFY_SOCKET`.
-    pub notify: UnixDatagram,
+    /// Its `NOTIFY_SOCKET` messages, read as they arrive by a task of ours (as systemd
+    /// reads them: a datagram queue left unread fills after 10 messages).
+    notify: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// The socket's path.
     pub notify_path: PathBuf,
     /// Every notify message received so far, oldest first (a test may clear it).
@@ -68,7 +69,17 @@ impl Daemon {
         std::fs::write(&config, &spec.config).expect("write uid2d's config");
         let notify_path = run_dir.join(format!("notify-{}", std::process::id()));
         let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+        let socket = UnixDatagram::bind(&notify_path).expect("notify socket");
+        let (sender, notify) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(received) = socket.recv(&mut buf).await {
+                let message = String::from_utf8_lossy(&buf[..received]).into_owned();
+                if sender.send(message).is_err() {
+                    return;
+                }
+            }
+        });
         let log = run_dir.join("uid2d.log");
         let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let log_file = std::fs::OpenOptions::new()
@@ -136,17 +147,15 @@ impl Daemon {
         if let Some(found) = self.messages.iter().find(|m| accept(m)) {
             return found.clone();
         }
-        let mut buf = vec![0u8; 4096];
         loop {
-            let received = tokio::select! {
-                r = self.notify.recv(&mut buf) => r.expect("notify recv"),
+            let message = tokio::select! {
+                message = self.notify.recv() => message.expect("the notify reader runs"),
                 status = self.child.wait() => panic!(
                     "uid2d exited ({status:?}) before sending {what}; log:\n{}",
                     self.own_log()
                 ),
                 () = tokio::time::sleep(PATIENCE) => panic!("no {what} from uid2d"),
             };
-            let message = String::from_utf8_lossy(&buf[..received]).into_owned();
             self.messages.push(message.clone());
             if accept(&message) {
                 return message;
@@ -158,9 +167,7 @@ impl Daemon {
     /// waiting; returns them (they are also appended to [`Daemon::messages`]).
     pub fn receive_pending(&mut self) -> &[String] {
         let start = self.messages.len();
-        let mut buf = vec![0u8; 4096];
-        while let Ok(received) = self.notify.try_recv(&mut buf) {
-            let message = String::from_utf8_lossy(&buf[..received]).into_owned();
+        while let Ok(message) = self.notify.try_recv() {
             self.messages.push(message);
         }
         &self.messages[start..]

@@ -179,6 +179,8 @@ pub enum InvalidArgument {
     OptionType(&'static str),
     #[error("public_key: {0}")]
     PublicKey(CstgError),
+    #[error("seconds must be between 1 and 86400 (one day)")]
+    ValidFor,
 }
 
 /// Why a caller was refused.

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::{
-    check_base_url, Config, ConfigError, Environment, GenerateConfig, Invalid, LogLevel,
-    Reloadable, ScopeMode, StartupConfig,
+    check_base_url, Config, ConfigError, EuidConfig, Environment, GenerateConfig, Invalid,
+    LogLevel, Reloadable, ScopeMode, StartupConfig,
 };
 
 /// `request_timeout` when no file sets it, in seconds.
@@ -142,6 +142,58 @@ pub(crate) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "euid.enabled",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.euid_enabled = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.environment",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let environment: Environment = typed(value)?;
+            if !environment.is_euid() {
+                return Err(Invalid::NotEuid);
+            }
+            layer.euid_environment = Some(environment);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.base_url",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.euid_base_url = Some(check_base_url(&typed::<String>(value)?)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.generate.subscription_id",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.euid_generate.subscription_id = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.generate.public_key",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.euid_generate.public_key = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.generate.app_name",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.euid_generate.app_name = Some(not_empty(value)?);
+            Ok(())
+        },
+    },
 ];
 
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Invalid> {
@@ -169,6 +221,10 @@ pub(super) struct Layer {
     log_level: Option<LogLevel>,
     rtc: Option<bool>,
     generate: GenerateConfig,
+    euid_enabled: Option<bool>,
+    euid_environment: Option<Environment>,
+    euid_base_url: Option<Url>,
+    euid_generate: GenerateConfig,
     /// The file that last set each key, to name it in errors found after the last file.
     origin: BTreeMap<&'static str, PathBuf>,
 }
@@ -258,6 +314,7 @@ impl Layer {
                 device_group: self.device_group,
                 admin_group: self.admin_group,
                 rtc: self.rtc.unwrap_or(false),
+                euid_enabled: self.euid_enabled.unwrap_or(true),
             },
             reloadable: Reloadable {
                 environment,
@@ -268,6 +325,16 @@ impl Layer {
                     .request_timeout
                     .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT)),
                 generate: self.generate,
+                euid: {
+                    let environment = self
+                        .euid_environment
+                        .unwrap_or(Environment::EuidProduction);
+                    EuidConfig {
+                        environment,
+                        base_url: self.euid_base_url.unwrap_or_else(|| environment.url()),
+                        generate: self.euid_generate,
+                    }
+                },
             },
         })
     }

@@ -70,6 +70,21 @@ impl Environment {
         }
     }
 
+    /// The config name, e.g. `euid-production`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Integration => "integration",
+            Environment::Oregon => "oregon",
+            Environment::Singapore => "singapore",
+            Environment::Sydney => "sydney",
+            Environment::Tokyo => "tokyo",
+            Environment::Global => "global",
+            Environment::EuidProduction => "euid-production",
+            Environment::EuidIntegration => "euid-integration",
+        }
+    }
+
     pub fn is_euid(self) -> bool {
         matches!(
             self,
@@ -77,7 +92,7 @@ impl Environment {
         )
     }
 
-    fn url(self) -> Url {
+    pub(crate) fn url(self) -> Url {
         // Constants, each parsed by a test.
         Url::parse(self.base_url()).expect("a documented base URL parses")
     }
@@ -133,8 +148,9 @@ pub struct Config {
 }
 
 /// The keys that start-up turns into running parts: the access rule with its resolved
-/// group ids, and the clock's trust at boot. Changing them needs a restart.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// group ids, the clock's trust at boot, and whether the EUID object is served.
+/// Changing them needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartupConfig {
     pub scope: ScopeMode,
     pub device_group: Option<String>,
@@ -142,6 +158,41 @@ pub struct StartupConfig {
     pub admin_group: Option<String>,
     /// The device keeps time across power cuts (battery RTC): trust the clock at boot.
     pub rtc: bool,
+    /// `[euid] enabled`: serve EUID at `/com/uid2/Manager/euid` (default true).
+    pub euid_enabled: bool,
+}
+
+impl Default for StartupConfig {
+    fn default() -> Self {
+        Self {
+            scope: ScopeMode::default(),
+            device_group: None,
+            admin_group: None,
+            rtc: false,
+            euid_enabled: true,
+        }
+    }
+}
+
+/// The `[euid]` keys a SIGHUP applies: the EUID object's operator and generate defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EuidConfig {
+    /// `euid-production` (default) or `euid-integration`.
+    pub environment: Environment,
+    /// `[euid] base_url` if set, else the environment's (EUID bases end in `/v2`).
+    pub base_url: Url,
+    /// `[euid.generate]`: `GenerateIdentity` defaults of the EUID object.
+    pub generate: GenerateConfig,
+}
+
+impl Default for EuidConfig {
+    fn default() -> Self {
+        Self {
+            environment: Environment::EuidProduction,
+            base_url: Environment::EuidProduction.url(),
+            generate: GenerateConfig::default(),
+        }
+    }
 }
 
 /// The keys a SIGHUP applies: the operator client is rebuilt, the log filter changed,
@@ -156,6 +207,8 @@ pub struct Reloadable {
     /// Longest wait for one operator request (connect included); 1 to 300 s.
     pub request_timeout: Duration,
     pub generate: GenerateConfig,
+    /// The `[euid]` table.
+    pub euid: EuidConfig,
 }
 
 impl Default for Reloadable {
@@ -167,6 +220,7 @@ impl Default for Reloadable {
             log_level: LogLevel::default(),
             request_timeout: Duration::from_secs(keys::DEFAULT_REQUEST_TIMEOUT),
             generate: GenerateConfig::default(),
+            euid: EuidConfig::default(),
         }
     }
 }
@@ -220,6 +274,8 @@ pub enum Invalid {
     NotATable,
     #[error("is required with scope = \"device\" (the group allowed to set, generate and reset)")]
     DeviceGroupRequired,
+    #[error("must be euid-production or euid-integration")]
+    NotEuid,
 }
 
 fn one_line(error: &toml::de::Error) -> String {
@@ -263,17 +319,30 @@ impl Config {
             device_group,
             admin_group,
             rtc,
+            euid_enabled,
         } = &self.startup;
         let changed = [
             ("scope", *scope != new.startup.scope),
             ("device_group", *device_group != new.startup.device_group),
             ("admin_group", *admin_group != new.startup.admin_group),
             ("rtc", *rtc != new.startup.rtc),
+            ("euid.enabled", *euid_enabled != new.startup.euid_enabled),
         ];
         changed
             .into_iter()
             .filter_map(|(key, differs)| differs.then_some(key))
             .collect()
+    }
+
+    /// The config of the EUID object: this one with `[euid]`'s environment, base URL and
+    /// generate defaults in place of the top-level ones.
+    pub fn for_euid(&self) -> Config {
+        let mut config = self.clone();
+        let euid = &self.reloadable.euid;
+        config.reloadable.environment = euid.environment;
+        config.reloadable.base_url = euid.base_url.clone();
+        config.reloadable.generate = euid.generate.clone();
+        config
     }
 
     /// What runs after a reload to `new`: its reloadable part with the running start-up

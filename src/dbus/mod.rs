@@ -1,20 +1,24 @@
-//! The D-Bus adapter: `com.uid2.Manager1` at `/com/uid2/Manager`.
+//! The D-Bus adapter: `com.uid2.Manager1` at `/com/uid2/Manager` (the product of the
+//! top-level `environment`) and at `/com/uid2/Manager/euid` (EUID).
 //!
 //! [`interface`] maps calls onto the runtime; [`callers`] learns who is calling from the
 //! bus (never from anything the caller says); [`signals`] delivers status changes to the
 //! connections of their scope only. Who may do what is [`crate::access`]'s.
 
+mod adtech;
 mod callers;
 mod interface;
 mod signals;
 
 pub use callers::Callers;
 pub use interface::Manager;
-pub(crate) use signals::{bus_closed, route_signals};
+pub(crate) use signals::{bus_closed, relay_signals, route_signals};
 
 /// The well-known name uid2d owns.
 pub const BUS_NAME: &str = "com.uid2.Manager";
 /// The object serving `com.uid2.Manager1`.
 pub const OBJECT_PATH: &str = "/com/uid2/Manager";
+/// The object serving `com.uid2.Manager1` for EUID (`[euid] enabled`).
+pub const EUID_OBJECT_PATH: &str = "/com/uid2/Manager/euid";
 /// The interface of the contract.
 pub const INTERFACE: &str = "com.uid2.Manager1";

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::StreamExt as _;
-use uid2d::client::{error_parts, Manager1Proxy};
+use uid2d::client::{error_parts, euid_manager, Manager1Proxy};
 use uid2d::daemon::Bus;
 use zbus::zvariant::Value;
 
@@ -18,6 +18,9 @@ struct Args {
     /// `system`, `session`, or a D-Bus address such as unix:path=/run/bus.
     #[arg(long, value_name = "BUS", default_value = "system", global = true)]
     bus: Bus,
+    /// Act on the EUID identity (/com/uid2/Manager/euid) instead of the UID2 one.
+    #[arg(long, global = true)]
+    euid: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,7 +30,16 @@ enum Command {
     /// Print the identity status (established, refreshed, expired, no_identity, …).
     Status,
     /// Print the advertising token (an empty line when there is none to serve).
-    Token,
+    Token {
+        /// Refresh first if it expires within SECONDS (1-86400), as before an ad break.
+        #[arg(long, value_name = "SECONDS")]
+        valid_for: Option<u32>,
+    },
+    /// Print the token info (status, product, source, environment, times in ms since
+    /// the epoch, automatic refresh), one `key=value` a line; never a token.
+    Info,
+    /// Print the OpenRTB 2.6 `user.eids` JSON for the token (`[]` without one).
+    Eids,
     /// Print the stored identity JSON.
     Identity,
     /// Store an identity from FILE, or from standard input with `-`.
@@ -138,6 +150,16 @@ async fn connect(bus: &Bus) -> zbus::Result<zbus::Connection> {
     }
 }
 
+/// A variant's value as plain text: strings without quotes, numbers and booleans as
+/// they are.
+fn plain(value: &Value<'_>) -> String {
+    match value {
+        Value::Str(s) => s.to_string(),
+        Value::Value(inner) => plain(inner),
+        other => other.to_string(),
+    }
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`uid2ctl watch | head`) is not an error worth a message.
@@ -146,10 +168,25 @@ fn say(line: &str) {
 
 async fn run(args: Args) -> Result<(), CliError> {
     let conn = connect(&args.bus).await?;
-    let manager = Manager1Proxy::new(&conn).await?;
+    let manager = if args.euid {
+        euid_manager(&conn).await?
+    } else {
+        Manager1Proxy::new(&conn).await?
+    };
     match args.command {
         Command::Status => say(&manager.get_identity_status().await?),
-        Command::Token => say(&manager.get_advertising_token().await?),
+        Command::Token { valid_for: None } => say(&manager.get_advertising_token().await?),
+        Command::Token {
+            valid_for: Some(seconds),
+        } => say(&manager.get_advertising_token_valid_for(seconds).await?),
+        Command::Info => {
+            let info: std::collections::BTreeMap<_, _> =
+                manager.get_token_info().await?.into_iter().collect();
+            for (key, value) in info {
+                say(&format!("{key}={}", plain(&value)));
+            }
+        }
+        Command::Eids => say(&manager.get_eids().await?),
         Command::Identity => say(&manager.get_identity().await?),
         Command::Set { file } => {
             let mut text = String::new();

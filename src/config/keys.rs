@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::{
-    check_base_url, Config, ConfigError, EuidConfig, Environment, GenerateConfig, Invalid,
+    check_base_url, Config, ConfigError, Environment, EuidConfig, GenerateConfig, Invalid,
     LogLevel, Reloadable, ScopeMode, StartupConfig,
 };
 
@@ -326,9 +326,7 @@ impl Layer {
                     .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT)),
                 generate: self.generate,
                 euid: {
-                    let environment = self
-                        .euid_environment
-                        .unwrap_or(Environment::EuidProduction);
+                    let environment = self.euid_environment.unwrap_or(Environment::EuidProduction);
                     EuidConfig {
                         environment,
                         base_url: self.euid_base_url.unwrap_or_else(|| environment.url()),

@@ -481,15 +481,24 @@ fn euid_table_defaults_keys_and_the_euid_config() {
     assert!(!config.startup.euid_enabled);
     let euid = config.for_euid();
     assert_eq!(euid.reloadable.environment, Environment::EuidIntegration);
-    assert_eq!(euid.reloadable.base_url.as_str(), "https://integ.euid.eu/v2");
-    assert_eq!(euid.reloadable.generate.app_name.as_deref(), Some("euid.app"));
+    assert_eq!(
+        euid.reloadable.base_url.as_str(),
+        "https://integ.euid.eu/v2"
+    );
+    assert_eq!(
+        euid.reloadable.generate.app_name.as_deref(),
+        Some("euid.app")
+    );
     assert_eq!(
         euid.reloadable.generate.subscription_id.as_deref(),
         Some("eu-sub")
     );
     // Everything else is the top-level config's; the top level is untouched.
     assert_eq!(euid.startup, config.startup);
-    assert_eq!(euid.reloadable.request_timeout, config.reloadable.request_timeout);
+    assert_eq!(
+        euid.reloadable.request_timeout,
+        config.reloadable.request_timeout
+    );
     assert_eq!(config.reloadable.environment, Environment::Integration);
     assert_eq!(
         config.reloadable.generate.app_name.as_deref(),
@@ -502,15 +511,34 @@ fn euid_table_defaults_keys_and_the_euid_config() {
         custom.for_euid().reloadable.base_url.as_str(),
         "https://127.0.0.1:8443/v2"
     );
-    assert_eq!(custom.for_euid().reloadable.environment, Environment::EuidProduction);
+    assert_eq!(
+        custom.for_euid().reloadable.environment,
+        Environment::EuidProduction
+    );
 
     // Bad values name the dotted key.
     for (text, key, reason) in [
-        ("[euid]\nenvironment = \"production\"", "euid.environment", "euid-production"),
-        ("[euid]\nenvironment = \"mars\"", "euid.environment", "unknown variant"),
+        (
+            "[euid]\nenvironment = \"production\"",
+            "euid.environment",
+            "euid-production",
+        ),
+        (
+            "[euid]\nenvironment = \"mars\"",
+            "euid.environment",
+            "unknown variant",
+        ),
         ("[euid]\nenabled = \"yes\"", "euid.enabled", "bool"),
-        ("[euid]\nbase_url = \"http://example.com/v2\"", "euid.base_url", "loopback"),
-        ("[euid.generate]\napp_name = \"\"", "euid.generate.app_name", "empty"),
+        (
+            "[euid]\nbase_url = \"http://example.com/v2\"",
+            "euid.base_url",
+            "loopback",
+        ),
+        (
+            "[euid.generate]\napp_name = \"\"",
+            "euid.generate.app_name",
+            "empty",
+        ),
         ("euid = 1", "euid", "table"),
     ] {
         let message = parse(text).unwrap_err().to_string();
@@ -521,7 +549,10 @@ fn euid_table_defaults_keys_and_the_euid_config() {
     }
     let unknown = parse("[euid]\nscope = \"uid\"").unwrap_err().to_string();
     assert!(unknown.contains("`euid.scope`"), "{unknown}");
-    assert!(unknown.contains("enabled, environment, base_url, generate"), "{unknown}");
+    assert!(
+        unknown.contains("enabled, environment, base_url, generate"),
+        "{unknown}"
+    );
 
     // enabled needs a restart; the rest of [euid] is reloaded.
     let running = parse("").unwrap();

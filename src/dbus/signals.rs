@@ -112,8 +112,7 @@ async fn relay_change(
             for name in callers.connections_of(rules, scope) {
                 let emitter = SignalEmitter::new(conn, path)?
                     .set_destination(BusName::Unique(UniqueName::from(&name)));
-                if let Err(e) = Manager::identity_status_changed(&emitter, status.as_str()).await
-                {
+                if let Err(e) = Manager::identity_status_changed(&emitter, status.as_str()).await {
                     debug!("cannot signal {name}: {e}");
                 }
             }

@@ -139,7 +139,7 @@ impl Runtime {
             operator,
             self.store.clone(),
             self.clock.clone(),
-            self.policy.clone(),
+            self.policy,
             self.device.clone(),
             product::Shelf::Euid,
         )

@@ -3,12 +3,14 @@
 """Minimal uid2d client in Python with dbus-fast (pip install dbus-fast).
 
 Subscribes to IdentityStatusChanged, prints the status and the advertising
-token, waits (at most 30 s) for one status change, prints it and the token
-again. The bus is the system bus (BusType.SYSTEM honours
+token, then the token info (GetTokenInfo: labels and times, never a token) and
+the OpenRTB user.eids JSON for ad requests (GetEids), waits (at most 30 s) for
+one status change, prints it and the token again. The bus is the system bus (BusType.SYSTEM honours
 DBUS_SYSTEM_BUS_ADDRESS).
 """
 
 import asyncio
+import json
 import sys
 
 from dbus_fast import BusType, DBusError
@@ -42,7 +44,15 @@ async def main() -> int:
         # 3. Call before every ad request; "" means no identity to use.
         token = await manager.call_get_advertising_token()
         print(f"token={token}", flush=True)
-        # 4. Wait for one status change.
+        # 4. What to label the token with ("source": uidapi.com or euid.eu) and
+        #    when it expires (ms since the epoch); a{sv} arrives as Variants.
+        info = await manager.call_get_token_info()
+        plain = {key: variant.value for key, variant in info.items()}
+        print(f"info={json.dumps(plain, sort_keys=True)}", flush=True)
+        # 5. The user.eids array to put in an OpenRTB 2.6 bid request as is.
+        eids = await manager.call_get_eids()
+        print(f"eids={eids}", flush=True)
+        # 6. Wait for one status change.
         status = await asyncio.wait_for(changed, WAIT_SECONDS)
         print(f"changed={status}", flush=True)
         token = await manager.call_get_advertising_token()

@@ -5,12 +5,18 @@
 //! let conn = zbus::Connection::system().await?;
 //! let manager = uid2d::client::Manager1Proxy::new(&conn).await?;
 //! let token = manager.get_advertising_token().await?;
+//! // The EUID identity of the same app:
+//! let euid = uid2d::client::euid_manager(&conn).await?;
+//! let eids = euid.get_eids().await?;
 //! # Ok(()) }
 //! ```
 
 use std::collections::HashMap;
 
-use zbus::zvariant::Value;
+use zbus::zvariant::{OwnedValue, Value};
+
+/// The object serving EUID (`[euid]` in the config).
+pub const EUID_PATH: &str = "/com/uid2/Manager/euid";
 
 #[zbus::proxy(
     interface = "com.uid2.Manager1",
@@ -33,6 +39,15 @@ pub trait Manager1 {
         options: HashMap<&str, Value<'_>>,
     ) -> zbus::Result<String>;
 
+    /// `status`, `product`, `source`, `environment` (s), `automatic_refresh` (b), and with
+    /// a stored identity `identity_expires`, `refresh_from`, `refresh_expires` (x, ms
+    /// since the epoch). Never a token.
+    fn get_token_info(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    /// The OpenRTB 2.6 `user.eids` array as JSON (`[]` without a token).
+    fn get_eids(&self) -> zbus::Result<String>;
+    /// The token, refreshed first if it expires within `seconds` (1 to 86400).
+    fn get_advertising_token_valid_for(&self, seconds: u32) -> zbus::Result<String>;
+
     fn set_limit_ad_tracking(&self, enabled: bool) -> zbus::Result<()>;
     fn get_limit_ad_tracking(&self) -> zbus::Result<bool>;
     fn reset_all_identities(&self) -> zbus::Result<u32>;
@@ -53,7 +68,7 @@ pub use broker::Broker1Proxy;
 pub mod broker {
     use std::collections::HashMap;
 
-    use zbus::zvariant::Value;
+    use zbus::zvariant::{OwnedValue, Value};
 
     /// `com.uid2.Broker1`: the same methods for a runtime acting on behalf of the app
     /// `app_id` (root and `[apps] broker_group` only).
@@ -78,10 +93,27 @@ pub mod broker {
             value: &str,
             options: HashMap<&str, Value<'_>>,
         ) -> zbus::Result<String>;
+        fn get_token_info(&self, app_id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+        fn get_eids(&self, app_id: &str) -> zbus::Result<String>;
+        fn get_advertising_token_valid_for(
+            &self,
+            app_id: &str,
+            seconds: u32,
+        ) -> zbus::Result<String>;
 
         #[zbus(signal)]
         fn identity_status_changed(&self, app_id: &str, status: &str) -> zbus::Result<()>;
     }
+}
+
+/// A client of the EUID object, [`EUID_PATH`].
+pub async fn euid_manager(conn: &zbus::Connection) -> zbus::Result<Manager1Proxy<'static>> {
+    Manager1Proxy::builder(conn).path(EUID_PATH)?.build().await
+}
+
+/// A broker client of the EUID object, [`EUID_PATH`].
+pub async fn euid_broker(conn: &zbus::Connection) -> zbus::Result<Broker1Proxy<'static>> {
+    Broker1Proxy::builder(conn).path(EUID_PATH)?.build().await
 }
 
 /// The D-Bus error name and message of a failed call, e.g.

@@ -189,6 +189,8 @@ pub enum InvalidArgument {
     PublicKey(CstgError),
     #[error("app_id: {0}")]
     AppId(#[from] crate::apps::BadAppId),
+    #[error("seconds must be between 1 and 86400 (one day)")]
+    ValidFor,
 }
 
 /// Why a caller was refused.

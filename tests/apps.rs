@@ -365,15 +365,20 @@ async fn reset_all_is_for_root_and_is_complete_and_durable() {
             )
             .await
             .unwrap();
-        assert_eq!(rig.state_files().len(), 3);
+        // And the EUID identity of the first app (stored apart).
+        let euid = uid2d::client::euid_broker(&conn).await.unwrap();
+        euid.set_identity("com.example.a", &rig.operator.identity("e@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(rig.state_files().len(), 4);
         if is_root() {
             let (ok, _, err) = rig.uid2ctl(None, true, &["reset-all"]).await;
             assert!(!ok && err.contains("AccessDenied"), "{err}");
-            assert_eq!(rig.state_files().len(), 3);
+            assert_eq!(rig.state_files().len(), 4);
         }
         let mut signals = broker.receive_identity_status_changed().await.unwrap();
         let manager = Manager1Proxy::new(&conn).await.unwrap();
-        assert_eq!(manager.reset_all_identities().await.unwrap(), 3);
+        assert_eq!(manager.reset_all_identities().await.unwrap(), 4);
         let mut told = Vec::new();
         for _ in 0..3 {
             let signal = within("a reset signal", signals.next()).await.unwrap();

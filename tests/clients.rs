@@ -2,8 +2,9 @@
 //! built by `examples/clients/run.sh --build-only STACK` and run against the real uid2d on a
 //! private bus, as an app on a device would run: the bus comes from DBUS_SYSTEM_BUS_ADDRESS.
 //!
-//! Each example prints `status=…` and `token=…`, waits for one IdentityStatusChanged and
-//! prints `changed=…` and the new `token=…`. The test sets an identity before starting it,
+//! Each example prints `status=…` and `token=…` (the Python one then `info=<GetTokenInfo
+//! as JSON>` and `eids=<GetEids>`), waits for one IdentityStatusChanged and prints
+//! `changed=…` and the new `token=…`. The test sets an identity before starting it,
 //! and after the first two lines changes the status from its own connection (same uid, so
 //! the daemon sends the signal to the example's connection too).
 //!
@@ -187,6 +188,19 @@ async fn client_sees_status_change(stack: &str, change: Change) {
     let mut client = Client::spawn(&program, &bus);
     assert_eq!(client.line("its status").await, "status=established");
     assert_eq!(client.line("its token").await, format!("token={token}"));
+    if stack == "python" {
+        let line = client.line("its token info").await;
+        let info: serde_json::Value =
+            serde_json::from_str(line.strip_prefix("info=").unwrap()).unwrap();
+        assert_eq!(info["source"], "uidapi.com", "{line}");
+        assert_eq!(info["product"], "uid2", "{line}");
+        assert_eq!(info["status"], "established", "{line}");
+        assert!(info["identity_expires"].as_i64().unwrap() > 0, "{line}");
+        assert_no_secrets("the token info", line.as_bytes(), &secrets_of(&identity));
+        let eids = manager.get_eids().await.unwrap();
+        assert!(eids.contains(&token));
+        assert_eq!(client.line("its eids").await, format!("eids={eids}"));
+    }
 
     let expected = match change {
         Change::Refresh => manager.refresh_identity().await.unwrap(),
@@ -265,6 +279,13 @@ async fn broker_client_sees_its_apps_change(stack: &str) {
     let mut client = Client::spawn_for(&program, &bus, Some(app));
     assert_eq!(client.line("its status").await, "status=established");
     assert_eq!(client.line("its token").await, format!("token={token}"));
+    if stack == "python" {
+        let line = client.line("its token info").await;
+        assert!(line.contains("\"status\": \"established\""), "{line}");
+        let eids = broker.get_eids(app).await.unwrap();
+        assert!(eids.contains(&token));
+        assert_eq!(client.line("its eids").await, format!("eids={eids}"));
+    }
     // Another app's change first: the example must not take it for its own.
     broker
         .set_identity(other, &operator.identity("maps@example.com"))

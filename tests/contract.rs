@@ -59,36 +59,39 @@ fn summary(xml: &str, interface: &str) -> BTreeMap<String, String> {
 }
 
 #[tokio::test]
-async fn live_introspection_matches_the_documented_interface() {
+async fn live_introspection_of_both_objects_matches_the_documented_interface() {
     let bus = Bus::start().await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     let state = tempfile::tempdir().unwrap();
     let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
     let conn = bus.connect().await;
-    let live = zbus::fdo::IntrospectableProxy::builder(&conn)
-        .destination("com.uid2.Manager")
-        .unwrap()
-        .path("/com/uid2/Manager")
-        .unwrap()
-        .build()
-        .await
-        .unwrap()
-        .introspect()
-        .await
-        .unwrap();
-    for interface in ["com.uid2.Manager1", "com.uid2.Broker1"] {
-        let documented = std::fs::read_to_string(format!(
-            "{}/dbus/{interface}.xml",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        assert_eq!(
-            summary(&live, interface),
-            summary(&documented, interface),
-            "{interface}"
-        );
-        let node = zbus_xml::Node::from_reader(documented.as_bytes()).unwrap();
-        assert_eq!(node.interfaces().len(), 1);
+    // The UID2 object and the EUID one serve the same interfaces.
+    for path in ["/com/uid2/Manager", "/com/uid2/Manager/euid"] {
+        let live = zbus::fdo::IntrospectableProxy::builder(&conn)
+            .destination("com.uid2.Manager")
+            .unwrap()
+            .path(path)
+            .unwrap()
+            .build()
+            .await
+            .unwrap()
+            .introspect()
+            .await
+            .unwrap();
+        for interface in ["com.uid2.Manager1", "com.uid2.Broker1"] {
+            let documented = std::fs::read_to_string(format!(
+                "{}/dbus/{interface}.xml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            assert_eq!(
+                summary(&live, interface),
+                summary(&documented, interface),
+                "{path} {interface}"
+            );
+            let node = zbus_xml::Node::from_reader(documented.as_bytes()).unwrap();
+            assert_eq!(node.interfaces().len(), 1);
+        }
     }
 }
 

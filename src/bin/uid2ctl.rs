@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::StreamExt as _;
-use uid2d::client::{error_parts, Broker1Proxy, Manager1Proxy};
+use uid2d::client::{error_parts, euid_broker, euid_manager, Broker1Proxy, Manager1Proxy};
 use uid2d::daemon::Bus;
 use zbus::zvariant::Value;
 
@@ -22,6 +22,9 @@ struct Args {
     /// Act as a broker for the app ID (com.uid2.Broker1).
     #[arg(long, value_name = "ID", global = true)]
     app: Option<String>,
+    /// Act on the EUID identity (/com/uid2/Manager/euid) instead of the UID2 one.
+    #[arg(long, global = true)]
+    euid: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,7 +34,16 @@ enum Command {
     /// Print the identity status (established, refreshed, expired, no_identity, …).
     Status,
     /// Print the advertising token (an empty line when there is none to serve).
-    Token,
+    Token {
+        /// Refresh first if it expires within SECONDS (1-86400), as before an ad break.
+        #[arg(long, value_name = "SECONDS")]
+        valid_for: Option<u32>,
+    },
+    /// Print the token info (status, product, source, environment, times in ms since
+    /// the epoch, automatic refresh), one `key=value` a line; never a token.
+    Info,
+    /// Print the OpenRTB 2.6 `user.eids` JSON for the token (`[]` without one).
+    Eids,
     /// Print the stored identity JSON.
     Identity,
     /// Store an identity from FILE, or from standard input with `-`.
@@ -76,6 +88,27 @@ impl Target<'_> {
         match self {
             Target::Own(m) => m.get_advertising_token().await,
             Target::App(b, app) => b.get_advertising_token(app).await,
+        }
+    }
+
+    async fn token_valid_for(&self, seconds: u32) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.get_advertising_token_valid_for(seconds).await,
+            Target::App(b, app) => b.get_advertising_token_valid_for(app, seconds).await,
+        }
+    }
+
+    async fn info(&self) -> zbus::Result<HashMap<String, zbus::zvariant::OwnedValue>> {
+        match self {
+            Target::Own(m) => m.get_token_info().await,
+            Target::App(b, app) => b.get_token_info(app).await,
+        }
+    }
+
+    async fn eids(&self) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.get_eids().await,
+            Target::App(b, app) => b.get_eids(app).await,
         }
     }
 
@@ -243,6 +276,16 @@ async fn connect(bus: &Bus) -> zbus::Result<zbus::Connection> {
     }
 }
 
+/// A variant's value as plain text: strings without quotes, numbers and booleans as
+/// they are.
+fn plain(value: &Value<'_>) -> String {
+    match value {
+        Value::Str(s) => s.to_string(),
+        Value::Value(inner) => plain(inner),
+        other => other.to_string(),
+    }
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`uid2ctl watch | head`) is not an error worth a message.
@@ -251,14 +294,29 @@ fn say(line: &str) {
 
 async fn run(args: Args) -> Result<(), CliError> {
     let conn = connect(&args.bus).await?;
-    let manager = Manager1Proxy::new(&conn).await?;
+    let manager = if args.euid {
+        euid_manager(&conn).await?
+    } else {
+        Manager1Proxy::new(&conn).await?
+    };
     let target = match args.app {
+        Some(app) if args.euid => Target::App(euid_broker(&conn).await?, app),
         Some(app) => Target::App(Broker1Proxy::new(&conn).await?, app),
         None => Target::Own(manager.clone()),
     };
     match args.command {
         Command::Status => say(&target.status().await?),
-        Command::Token => say(&target.token().await?),
+        Command::Token { valid_for: None } => say(&target.token().await?),
+        Command::Token {
+            valid_for: Some(seconds),
+        } => say(&target.token_valid_for(seconds).await?),
+        Command::Info => {
+            let info: std::collections::BTreeMap<_, _> = target.info().await?.into_iter().collect();
+            for (key, value) in info {
+                say(&format!("{key}={}", plain(&value)));
+            }
+        }
+        Command::Eids => say(&target.eids().await?),
         Command::Identity => say(&target.identity().await?),
         Command::Set { file } => {
             let mut text = String::new();

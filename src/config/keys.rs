@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::{
-    check_base_url, AppsConfig, Config, ConfigError, Environment, GenerateConfig, Invalid,
-    LogLevel, Reloadable, ScopeMode, StartupConfig,
+    check_base_url, AppsConfig, Config, ConfigError, Environment, EuidConfig, GenerateConfig,
+    Invalid, LogLevel, Reloadable, ScopeMode, StartupConfig,
 };
 use crate::apps::AppId;
 
@@ -228,6 +228,58 @@ pub(crate) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "euid.enabled",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.euid_enabled = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.environment",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let environment: Environment = typed(value)?;
+            if !environment.is_euid() {
+                return Err(Invalid::NotEuid);
+            }
+            layer.euid_environment = Some(environment);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.base_url",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.euid_base_url = Some(check_base_url(&typed::<String>(value)?)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.generate.subscription_id",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.euid_generate.subscription_id = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.generate.public_key",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.euid_generate.public_key = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "euid.generate.app_name",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.euid_generate.app_name = Some(not_empty(value)?);
+            Ok(())
+        },
+    },
 ];
 
 /// A `label`/`unit` pattern, checked as the resolver will use it.
@@ -265,6 +317,10 @@ pub(super) struct Layer {
     generate: GenerateConfig,
     apps: AppsConfig,
     cstg_app_names: Option<BTreeMap<AppId, String>>,
+    euid_enabled: Option<bool>,
+    euid_environment: Option<Environment>,
+    euid_base_url: Option<Url>,
+    euid_generate: GenerateConfig,
     /// The file that last set each key, to name it in errors found after the last file.
     origin: BTreeMap<&'static str, PathBuf>,
 }
@@ -356,6 +412,7 @@ impl Layer {
                 rtc: self.rtc.unwrap_or(false),
                 max_scopes: self.max_scopes.unwrap_or(DEFAULT_MAX_SCOPES),
                 apps: self.apps,
+                euid_enabled: self.euid_enabled.unwrap_or(true),
             },
             reloadable: Reloadable {
                 environment,
@@ -367,6 +424,14 @@ impl Layer {
                     .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT)),
                 generate: self.generate,
                 cstg_app_names: self.cstg_app_names.unwrap_or_default(),
+                euid: {
+                    let environment = self.euid_environment.unwrap_or(Environment::EuidProduction);
+                    EuidConfig {
+                        environment,
+                        base_url: self.euid_base_url.unwrap_or_else(|| environment.url()),
+                        generate: self.euid_generate,
+                    }
+                },
             },
         })
     }

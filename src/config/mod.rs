@@ -70,6 +70,21 @@ impl Environment {
         }
     }
 
+    /// The config name, e.g. `euid-production`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Integration => "integration",
+            Environment::Oregon => "oregon",
+            Environment::Singapore => "singapore",
+            Environment::Sydney => "sydney",
+            Environment::Tokyo => "tokyo",
+            Environment::Global => "global",
+            Environment::EuidProduction => "euid-production",
+            Environment::EuidIntegration => "euid-integration",
+        }
+    }
+
     pub fn is_euid(self) -> bool {
         matches!(
             self,
@@ -77,7 +92,7 @@ impl Environment {
         )
     }
 
-    fn url(self) -> Url {
+    pub(crate) fn url(self) -> Url {
         // Constants, each parsed by a test.
         Url::parse(self.base_url()).expect("a documented base URL parses")
     }
@@ -136,7 +151,8 @@ pub struct Config {
 }
 
 /// The keys that start-up turns into running parts: the access rule with its resolved
-/// group ids, and the clock's trust at boot. Changing them needs a restart.
+/// group ids, the clock's trust at boot, and whether the EUID object is served.
+/// Changing them needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartupConfig {
     pub scope: ScopeMode,
@@ -149,6 +165,8 @@ pub struct StartupConfig {
     /// refused with `ScopeLimit`.
     pub max_scopes: usize,
     pub apps: AppsConfig,
+    /// `[euid] enabled`: serve EUID at `/com/uid2/Manager/euid` (default true).
+    pub euid_enabled: bool,
 }
 
 impl Default for StartupConfig {
@@ -160,6 +178,7 @@ impl Default for StartupConfig {
             rtc: false,
             max_scopes: keys::DEFAULT_MAX_SCOPES,
             apps: AppsConfig::default(),
+            euid_enabled: true,
         }
     }
 }
@@ -205,6 +224,27 @@ impl AppsConfig {
     }
 }
 
+/// The `[euid]` keys a SIGHUP applies: the EUID object's operator and generate defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EuidConfig {
+    /// `euid-production` (default) or `euid-integration`.
+    pub environment: Environment,
+    /// `[euid] base_url` if set, else the environment's (EUID bases end in `/v2`).
+    pub base_url: Url,
+    /// `[euid.generate]`: `GenerateIdentity` defaults of the EUID object.
+    pub generate: GenerateConfig,
+}
+
+impl Default for EuidConfig {
+    fn default() -> Self {
+        Self {
+            environment: Environment::EuidProduction,
+            base_url: Environment::EuidProduction.url(),
+            generate: GenerateConfig::default(),
+        }
+    }
+}
+
 /// The keys a SIGHUP applies: the operator client is rebuilt, the log filter changed,
 /// and `[generate]` is read by each call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +260,8 @@ pub struct Reloadable {
     /// `[apps] cstg_app_names`: app id → the `app_name` client-side generation sends for
     /// it (else the app id itself).
     pub cstg_app_names: std::collections::BTreeMap<crate::apps::AppId, String>,
+    /// The `[euid]` table.
+    pub euid: EuidConfig,
 }
 
 impl Default for Reloadable {
@@ -232,6 +274,7 @@ impl Default for Reloadable {
             request_timeout: Duration::from_secs(keys::DEFAULT_REQUEST_TIMEOUT),
             generate: GenerateConfig::default(),
             cstg_app_names: Default::default(),
+            euid: EuidConfig::default(),
         }
     }
 }
@@ -293,6 +336,8 @@ pub enum Invalid {
     AppId(crate::apps::BadAppId),
     #[error("must be between {min} and {max}")]
     CountOutOfRange { min: usize, max: usize },
+    #[error("must be euid-production or euid-integration")]
+    NotEuid,
 }
 
 fn one_line(error: &toml::de::Error) -> String {
@@ -345,6 +390,7 @@ impl Config {
                     unknown,
                     broker_group,
                 },
+            euid_enabled,
         } = &self.startup;
         let new_apps = &new.startup.apps;
         let changed = [
@@ -358,11 +404,23 @@ impl Config {
             ("apps.uids", *uids != new_apps.uids),
             ("apps.unknown", *unknown != new_apps.unknown),
             ("apps.broker_group", *broker_group != new_apps.broker_group),
+            ("euid.enabled", *euid_enabled != new.startup.euid_enabled),
         ];
         changed
             .into_iter()
             .filter_map(|(key, differs)| differs.then_some(key))
             .collect()
+    }
+
+    /// The config of the EUID object: this one with `[euid]`'s environment, base URL and
+    /// generate defaults in place of the top-level ones.
+    pub fn for_euid(&self) -> Config {
+        let mut config = self.clone();
+        let euid = &self.reloadable.euid;
+        config.reloadable.environment = euid.environment;
+        config.reloadable.base_url = euid.base_url.clone();
+        config.reloadable.generate = euid.generate.clone();
+        config
     }
 
     /// What runs after a reload to `new`: its reloadable part with the running start-up

@@ -182,7 +182,7 @@ fn unknown_keys_and_bad_values_name_the_key() {
     );
     let message = parse("x = 1").unwrap_err().to_string();
     assert!(
-        message.contains("rtc, max_scopes, generate, apps)"),
+        message.contains("rtc, max_scopes, generate, apps, euid)"),
         "{message}"
     );
     // Syntax errors are one line too, with the file's name.
@@ -467,6 +467,7 @@ fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
         "scope = \"device\"\ndevice_group = \"g\"\nadmin_group = \"a\"\nrtc = true\n",
         "max_scopes = 9\n[apps]\nlabel = \"^(?P<app>.+)$\"\nunit = \"\"\n",
         "uids = { \"1\" = \"com.example.a\" }\nunknown = \"deny\"\nbroker_group = \"b\"\n",
+        "[euid]\nenabled = false\n",
     ))
     .unwrap();
     let restart: BTreeSet<&str> = running.restart_needed(&all).into_iter().collect();
@@ -476,6 +477,117 @@ fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
         .map(|key| key.name)
         .collect();
     assert_eq!(restart, startup);
+}
+
+#[test]
+fn euid_table_defaults_keys_and_the_euid_config() {
+    let defaults = parse("").unwrap();
+    assert!(defaults.startup.euid_enabled);
+    let euid = &defaults.reloadable.euid;
+    assert_eq!(euid.environment, Environment::EuidProduction);
+    assert_eq!(euid.base_url.as_str(), "https://prod.euid.eu/v2");
+    assert_eq!(euid.generate, GenerateConfig::default());
+
+    let config = parse(
+        r#"
+        environment = "integration"
+        [generate]
+        app_name = "uid2.app"
+        [euid]
+        enabled = false
+        environment = "euid-integration"
+        [euid.generate]
+        subscription_id = "eu-sub"
+        public_key = "EUID-X-I-key"
+        app_name = "euid.app"
+        "#,
+    )
+    .unwrap();
+    assert!(!config.startup.euid_enabled);
+    let euid = config.for_euid();
+    assert_eq!(euid.reloadable.environment, Environment::EuidIntegration);
+    assert_eq!(
+        euid.reloadable.base_url.as_str(),
+        "https://integ.euid.eu/v2"
+    );
+    assert_eq!(
+        euid.reloadable.generate.app_name.as_deref(),
+        Some("euid.app")
+    );
+    assert_eq!(
+        euid.reloadable.generate.subscription_id.as_deref(),
+        Some("eu-sub")
+    );
+    // Everything else is the top-level config's; the top level is untouched.
+    assert_eq!(euid.startup, config.startup);
+    assert_eq!(
+        euid.reloadable.request_timeout,
+        config.reloadable.request_timeout
+    );
+    assert_eq!(config.reloadable.environment, Environment::Integration);
+    assert_eq!(
+        config.reloadable.generate.app_name.as_deref(),
+        Some("uid2.app")
+    );
+
+    // base_url wins over the environment, as at the top level.
+    let custom = parse("[euid]\nbase_url = \"https://127.0.0.1:8443/v2\"").unwrap();
+    assert_eq!(
+        custom.for_euid().reloadable.base_url.as_str(),
+        "https://127.0.0.1:8443/v2"
+    );
+    assert_eq!(
+        custom.for_euid().reloadable.environment,
+        Environment::EuidProduction
+    );
+
+    // Bad values name the dotted key.
+    for (text, key, reason) in [
+        (
+            "[euid]\nenvironment = \"production\"",
+            "euid.environment",
+            "euid-production",
+        ),
+        (
+            "[euid]\nenvironment = \"mars\"",
+            "euid.environment",
+            "unknown variant",
+        ),
+        ("[euid]\nenabled = \"yes\"", "euid.enabled", "bool"),
+        (
+            "[euid]\nbase_url = \"http://example.com/v2\"",
+            "euid.base_url",
+            "loopback",
+        ),
+        (
+            "[euid.generate]\napp_name = \"\"",
+            "euid.generate.app_name",
+            "empty",
+        ),
+        ("euid = 1", "euid", "table"),
+    ] {
+        let message = parse(text).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("`{key}`")) && message.contains(reason),
+            "{text:?}: {message}"
+        );
+    }
+    let unknown = parse("[euid]\nscope = \"uid\"").unwrap_err().to_string();
+    assert!(unknown.contains("`euid.scope`"), "{unknown}");
+    assert!(
+        unknown.contains("enabled, environment, base_url, generate"),
+        "{unknown}"
+    );
+
+    // enabled needs a restart; the rest of [euid] is reloaded.
+    let running = parse("").unwrap();
+    assert_eq!(
+        running.restart_needed(&parse("[euid]\nenabled = false").unwrap()),
+        ["euid.enabled"]
+    );
+    assert!(running
+        .restart_needed(&parse("[euid]\nenvironment = \"euid-integration\"").unwrap())
+        .is_empty());
 }
 
 /// `dist/uid2d.toml`'s keys, commented out or not: (dotted name, line without the `#`).

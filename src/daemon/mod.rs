@@ -22,7 +22,7 @@ use zbus::connection;
 use crate::access::Rules;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigPaths, ScopeMode};
-use crate::dbus::{self, Broker, Callers, Manager, BUS_NAME, OBJECT_PATH};
+use crate::dbus::{self, Broker, Callers, Manager, BUS_NAME, EUID_OBJECT_PATH, OBJECT_PATH};
 use crate::engine::Policy;
 use crate::operator::Operator;
 use crate::runtime::{Runtime, ScopeKey};
@@ -120,14 +120,22 @@ pub async fn run(
     serve(started, &options, log, shutdown).await
 }
 
-/// What start-up made: the runtime, on the bus.
+/// What start-up made: the runtimes, on the bus.
 struct Started {
     runtime: Arc<Runtime>,
+    /// The EUID runtime at [`EUID_OBJECT_PATH`], unless `[euid] enabled = false`.
+    euid: Option<Product>,
     rules: Rules,
     callers: Arc<Callers>,
     conn: zbus::Connection,
     clock: Arc<dyn Clock>,
     /// Stored scopes not read before READY=1.
+    unread: Vec<ScopeKey>,
+}
+
+/// A runtime beside the main one, and its stored scopes not read before READY=1.
+struct Product {
+    runtime: Arc<Runtime>,
     unread: Vec<ScopeKey>,
 }
 
@@ -171,6 +179,7 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         "store opened"
     );
     let operator = operator_client(&config)?;
+    let euid_config = startup.euid_enabled.then(|| config.for_euid());
     let runtime = Runtime::new(
         config,
         operator,
@@ -180,6 +189,15 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
     );
     runtime.load_policy().await?;
     let unread = runtime.load_first().await?;
+    let euid = match euid_config {
+        Some(config) => {
+            let operator = operator_client(&config)?;
+            let runtime = runtime.beside(config, operator);
+            let unread = runtime.load_first().await?;
+            Some(Product { runtime, unread })
+        }
+        None => None,
+    };
 
     let callers = Arc::new(Callers::new(apps));
     let builder = match &options.bus {
@@ -187,7 +205,7 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         Bus::Session => connection::Builder::session()?,
         Bus::Address(address) => connection::Builder::address(address.as_str())?,
     };
-    let connecting = builder
+    let mut builder = builder
         .serve_at(
             OBJECT_PATH,
             Manager::new(runtime.clone(), rules.clone(), callers.clone()),
@@ -195,14 +213,25 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         .serve_at(
             OBJECT_PATH,
             Broker::new(runtime.clone(), rules.clone(), callers.clone()),
-        )?
-        .name(BUS_NAME)?
-        .build();
+        )?;
+    if let Some(euid) = &euid {
+        builder = builder
+            .serve_at(
+                EUID_OBJECT_PATH,
+                Manager::new(euid.runtime.clone(), rules.clone(), callers.clone()),
+            )?
+            .serve_at(
+                EUID_OBJECT_PATH,
+                Broker::new(euid.runtime.clone(), rules.clone(), callers.clone()),
+            )?;
+    }
+    let connecting = builder.name(BUS_NAME)?.build();
     let conn = tokio::time::timeout(BUS_TIMEOUT, connecting)
         .await
         .map_err(|_| DaemonError::BusTimeout(BUS_TIMEOUT.as_secs()))??;
     Ok(Started {
         runtime,
+        euid,
         rules,
         callers,
         conn,
@@ -221,6 +250,7 @@ async fn serve(
 ) -> Result<(), DaemonError> {
     let Started {
         runtime,
+        mut euid,
         rules,
         callers,
         conn,
@@ -241,6 +271,31 @@ async fn serve(
         let conn = conn.clone();
         async move { DaemonError::BusClosed(dbus::bus_closed(&conn).await) }
     });
+    if let Some(euid) = &euid {
+        tasks.spawn({
+            let signals = dbus::relay_signals(
+                conn.clone(),
+                euid.runtime.clone(),
+                EUID_OBJECT_PATH,
+                rules.clone(),
+                callers.clone(),
+            );
+            async move {
+                match signals.await {
+                    Ok(()) => DaemonError::TaskEnded("EUID signal relay"),
+                    Err(e) => DaemonError::Signals(e),
+                }
+            }
+        });
+        tasks.spawn(run_timers(euid.runtime.clone(), clock.clone()));
+        tasks.spawn({
+            let runtime = euid.runtime.clone();
+            async move {
+                runtime.retry_unsaved().await;
+                DaemonError::TaskEnded("EUID storage retry")
+            }
+        });
+    }
     tasks.spawn({
         let signals = dbus::route_signals(conn.clone(), runtime.clone(), rules, callers);
         async move {
@@ -275,6 +330,22 @@ async fn serve(
         });
     }
     // Until this pass ends, each call reads its own scope's file first.
+    if let Some(euid) = &mut euid {
+        let (runtime, unread) = (euid.runtime.clone(), std::mem::take(&mut euid.unread));
+        tasks.spawn(async move {
+            match runtime.load_rest(unread).await {
+                Ok(report) => {
+                    info!(
+                        scopes = report.scopes,
+                        set_aside = report.set_aside.len(),
+                        "stored EUID scopes loaded"
+                    );
+                    std::future::pending().await
+                }
+                Err(e) => DaemonError::Loading(e),
+            }
+        });
+    }
     tasks.spawn({
         let runtime = runtime.clone();
         async move {
@@ -298,7 +369,7 @@ async fn serve(
     let failure = loop {
         tokio::select! {
             () = &mut shutdown => break None,
-            _ = hangup.recv() => reload(options, &runtime, log.as_ref()),
+            _ = hangup.recv() => reload(options, &runtime, euid.as_ref().map(|e| &e.runtime), log.as_ref()),
             Some(ended) = tasks.join_next() => break Some(match ended {
                 Ok(why) => why,
                 Err(e) if e.is_panic() => DaemonError::TaskEnded("panicked"),
@@ -313,6 +384,9 @@ async fn serve(
     info!("stopping");
     // Let an in-flight write finish: every write happens under the change lock.
     runtime.quiesce().await;
+    if let Some(euid) = &euid {
+        euid.runtime.quiesce().await;
+    }
     tasks.abort_all();
     drop(conn);
     failure.map_or(Ok(()), Err)
@@ -375,15 +449,33 @@ fn operator_client(config: &Config) -> Result<Operator, DaemonError> {
 /// SIGHUP: re-read the config; keep the running one if the new one is bad, and the
 /// running start-up part until a restart. Tells systemd with RELOADING=1 … READY=1, and
 /// the outcome in STATUS=.
-fn reload(options: &Options, runtime: &Arc<Runtime>, log: Option<&LogControl>) {
+fn reload(
+    options: &Options,
+    runtime: &Arc<Runtime>,
+    euid: Option<&Arc<Runtime>>,
+    log: Option<&LogControl>,
+) {
     notify(&[NotifyState::Reloading]);
-    let outcome = load_for_reload(options, runtime).map(|(config, operator, restart)| {
+    let outcome = load_for_reload(options, runtime).and_then(|(config, operator, restart)| {
+        // Both operator clients are built before either runtime changes.
+        let euid = match euid {
+            Some(euid) => {
+                let config = config.for_euid();
+                let operator = operator_client(&config)?;
+                Some((euid, config, operator))
+            }
+            None => None,
+        };
         if let Some(log) = log {
             log.set_level(config.reloadable.log_level);
         }
         info!(operator = %config.reloadable.base_url, "configuration reloaded");
         runtime.reload(config, operator);
-        restart
+        if let Some((euid, config, operator)) = euid {
+            info!(operator = %config.reloadable.base_url, "EUID configuration reloaded");
+            euid.reload(config, operator);
+        }
+        Ok(restart)
     });
     let summary = systemd::summary(runtime);
     let status = match outcome {

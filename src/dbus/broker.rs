@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::OwnedValue;
+use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
 
 use super::interface::{generate_options, Reply};
@@ -164,6 +164,44 @@ impl Broker {
             .generate(scope, kind, value, options)
             .await?
             .to_string())
+    }
+
+    #[zbus(out_args("info"))]
+    async fn get_token_info(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+    ) -> Result<HashMap<&'static str, Value<'static>>> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        let info = self.runtime.token_info(scope).await?;
+        Ok(super::adtech::token_info_dict(&info))
+    }
+
+    #[zbus(out_args("eids"))]
+    async fn get_eids(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        Ok(self.runtime.eids(scope).await?)
+    }
+
+    #[zbus(out_args("token"))]
+    async fn get_advertising_token_valid_for(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+        seconds: u32,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        Ok(self
+            .runtime
+            .advertising_token_valid_for(scope, seconds)
+            .await?)
     }
 
     /// To the broker connections: an app scope's status changed or it has a new token.

@@ -212,7 +212,7 @@ impl Manager {
     ) -> Result<u32> {
         let caller = self.callers.caller(conn, &header).await?;
         self.rules.admin(&caller)?;
-        Ok(self.runtime.reset_all().await?)
+        Ok(self.runtime.reset_all_products().await?)
     }
 
     #[zbus(out_args("enabled"))]
@@ -224,6 +224,43 @@ impl Manager {
         // Any identified caller may read the device policy.
         self.callers.caller(conn, &header).await?;
         Ok(self.runtime.limit_ad_tracking())
+    }
+
+    #[zbus(out_args("info"))]
+    async fn get_token_info(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<HashMap<&'static str, Value<'static>>> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        let info = self.runtime.token_info(scope).await?;
+        Ok(super::adtech::token_info_dict(&info))
+    }
+
+    #[zbus(out_args("eids"))]
+    async fn get_eids(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(self.runtime.eids(scope).await?)
+    }
+
+    /// A read: the one refresh it may send is one the schedule would send soon anyway,
+    /// so in `device` scope any app may ask for it before its ad break.
+    #[zbus(out_args("token"))]
+    async fn get_advertising_token_valid_for(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        seconds: u32,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(self
+            .runtime
+            .advertising_token_valid_for(scope, seconds)
+            .await?)
     }
 
     #[zbus(signal)]

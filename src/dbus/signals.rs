@@ -1,6 +1,6 @@
 //! Signals: each status change goes to the connections of its scope only; the
-//! limit-ad-tracking policy is broadcast. Also watches callers leaving the bus, and the
-//! bus connection itself closing.
+//! limit-ad-tracking policy is broadcast, on every object (the policy is device-wide).
+//! Also watches callers leaving the bus, and the bus connection itself closing.
 
 use std::sync::Arc;
 
@@ -43,36 +43,14 @@ pub(crate) async fn route_signals(
                 if changed.is_err() {
                     return Ok(());
                 }
-                // Device-wide and not secret: broadcast.
                 let enabled = *policy.borrow_and_update();
-                let emitter = SignalEmitter::new(&conn, OBJECT_PATH)?;
-                Manager::limit_ad_tracking_changed(&emitter, enabled).await?;
+                broadcast_policy(&conn, OBJECT_PATH, enabled).await?;
             },
-            change = changes.recv() => match change {
-                Ok(StatusChange { scope, status }) => {
-                    for name in callers.connections_of(&rules, &scope) {
-                        let emitter = SignalEmitter::new(&conn, OBJECT_PATH)?
-                            .set_destination(BusName::Unique(UniqueName::from(&name)));
-                        if let Err(e) = Manager::identity_status_changed(&emitter, status.as_str()).await {
-                            debug!("cannot signal {name}: {e}");
-                        }
-                    }
-                    // Brokers hear of every app scope, never of another kind.
-                    if let Some(app) = scope.app() {
-                        for name in callers.brokers() {
-                            let emitter = SignalEmitter::new(&conn, OBJECT_PATH)?
-                                .set_destination(BusName::Unique(UniqueName::from(&name)));
-                            if let Err(e) = Broker::identity_status_changed(&emitter, app.as_str(), status.as_str()).await {
-                                debug!("cannot signal broker {name}: {e}");
-                            }
-                        }
-                    }
+            change = changes.recv() => {
+                if !relay_change(&conn, OBJECT_PATH, &rules, &callers, change).await? {
+                    return Ok(());
                 }
-                Err(RecvError::Lagged(n)) => {
-                    warn!("{n} status changes were not signalled (too many at once)");
-                }
-                Err(RecvError::Closed) => return Ok(()),
-            },
+            }
             () = callers.cached.notified() => {
                 for name in callers.take_unwatched() {
                     watch_end(&dbus, &callers, &mut ends, &mut everyone, name).await;
@@ -81,6 +59,83 @@ pub(crate) async fn route_signals(
             Some(name) = ends.next() => callers.forget(name.as_str()),
         }
     }
+}
+
+/// The signals of an object beside the main one (EUID): its status changes to their
+/// scopes' connections, and the device policy. Callers leaving the bus are
+/// [`route_signals`]'s: both objects share one [`Callers`]. Runs until the connection
+/// fails.
+pub(crate) async fn relay_signals(
+    conn: Connection,
+    runtime: Arc<Runtime>,
+    path: &'static str,
+    rules: Rules,
+    callers: Arc<Callers>,
+) -> zbus::Result<()> {
+    let mut changes = runtime.subscribe();
+    let mut policy = runtime.watch_limit_ad_tracking();
+    loop {
+        tokio::select! {
+            changed = policy.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let enabled = *policy.borrow_and_update();
+                broadcast_policy(&conn, path, enabled).await?;
+            },
+            change = changes.recv() => {
+                if !relay_change(&conn, path, &rules, &callers, change).await? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// `LimitAdTrackingChanged` on `path`: device-wide and not secret, so broadcast.
+async fn broadcast_policy(conn: &Connection, path: &str, enabled: bool) -> zbus::Result<()> {
+    let emitter = SignalEmitter::new(conn, path)?;
+    Manager::limit_ad_tracking_changed(&emitter, enabled).await
+}
+
+/// `IdentityStatusChanged` on `path` to the connections of the change's scope only;
+/// `false` once the runtime's channel has closed.
+async fn relay_change(
+    conn: &Connection,
+    path: &str,
+    rules: &Rules,
+    callers: &Callers,
+    change: Result<StatusChange, RecvError>,
+) -> zbus::Result<bool> {
+    match change {
+        Ok(StatusChange { scope, status }) => {
+            for name in callers.connections_of(rules, &scope) {
+                let emitter = SignalEmitter::new(conn, path)?
+                    .set_destination(BusName::Unique(UniqueName::from(&name)));
+                if let Err(e) = Manager::identity_status_changed(&emitter, status.as_str()).await {
+                    debug!("cannot signal {name}: {e}");
+                }
+            }
+            // Brokers hear of every app scope, never of another kind.
+            if let Some(app) = scope.app() {
+                for name in callers.brokers() {
+                    let emitter = SignalEmitter::new(conn, path)?
+                        .set_destination(BusName::Unique(UniqueName::from(&name)));
+                    if let Err(e) =
+                        Broker::identity_status_changed(&emitter, app.as_str(), status.as_str())
+                            .await
+                    {
+                        debug!("cannot signal broker {name}: {e}");
+                    }
+                }
+            }
+        }
+        Err(RecvError::Lagged(n)) => {
+            warn!("{n} status changes were not signalled (too many at once)");
+        }
+        Err(RecvError::Closed) => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// Adds to `ends` a stream that yields `name` once, when it leaves the bus; past

@@ -49,24 +49,10 @@ impl Runtime {
         self.load_rest(rest).await
     }
 
-    /// Restores the device policy record. The daemon does this before READY=1: the policy
-    /// applies to every answer.
+    /// Restores the device policy record (shared with the runtime beside this one). The
+    /// daemon does this before READY=1: the policy applies to every answer.
     pub async fn load_policy(&self) -> Result<(), StoreError> {
-        let store = self.store.clone();
-        match blocking(move || store.load(POLICY_RECORD)).await? {
-            Stored::Absent => {}
-            Stored::Plaintext(bytes) => match record::decode_policy(&bytes) {
-                Ok(on) => {
-                    self.limit_ad_tracking.send_replace(on);
-                }
-                Err(e) => error!(
-                    error_kind = "corrupt_state",
-                    "device policy record rejected ({e}); limit ad tracking is off"
-                ),
-            },
-            Stored::SetAside(aside) => self.set_aside(&aside),
-        }
-        Ok(())
+        self.device.load(self).await
     }
 
     /// Lists the stored scopes and reads the first [`LOAD_BATCH`] of them (on a TV, all of
@@ -78,7 +64,11 @@ impl Runtime {
             if name == POLICY_RECORD {
                 continue;
             }
-            match ScopeKey::from_name(&name) {
+            // The other product's scopes.
+            let Some(name) = self.shelf.scope_name(&name) else {
+                continue;
+            };
+            match ScopeKey::from_name(name) {
                 Some(key) => keys.push(key),
                 None => warn!(scope = %name, "ignoring a state file that names no scope"),
             }
@@ -148,7 +138,7 @@ impl Runtime {
             return Ok(());
         }
         let store = self.store.clone();
-        let names: Vec<String> = keys.iter().map(|key| key.name()).collect();
+        let names: Vec<String> = keys.iter().map(|key| self.file_name(key)).collect();
         let results = blocking(move || {
             let mut results = Vec::with_capacity(names.len());
             for name in &names {
@@ -178,7 +168,7 @@ impl Runtime {
                 Err(e) => {
                     error!(scope = %key, error_kind = "corrupt_state", "state record rejected ({e})");
                     let store = self.store.clone();
-                    let name = key.name();
+                    let name = self.file_name(&key);
                     let aside = blocking(move || store.set_aside(&name, Damage::BadRecord)).await?;
                     self.set_aside(&aside);
                     continue;
@@ -196,7 +186,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn set_aside(&self, aside: &SetAside) {
+    pub(super) fn set_aside(&self, aside: &SetAside) {
         error!(
             scope = %aside.scope,
             error_kind = "corrupt_state",

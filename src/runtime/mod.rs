@@ -8,12 +8,19 @@
 //!
 //! The jobs live beside this file: [`refresh`] (refresh tasks and the calls waiting for
 //! them), [`generate`] (client-side generation), [`persist`] (writes, retries of unsaved
-//! state, storage status) and [`load`] (reading the store, on first touch and at
-//! start-up).
+//! state, storage status), [`load`] (reading the store, on first touch and at
+//! start-up) and [`adtech`] (token info, OpenRTB eids, a token for an ad break).
+//!
+//! One runtime serves one product: the main one that of the top-level `environment`, a
+//! second one made with [`Runtime::beside`] EUID. They share the store (each on its own
+//! [`product`] shelf of names), the clock and the [`DevicePolicy`].
 
+mod adtech;
+mod device_policy;
 mod generate;
 mod load;
 mod persist;
+mod product;
 mod refresh;
 mod scope_key;
 
@@ -33,8 +40,11 @@ use crate::identity::{Identity, Status, UnixMillis};
 use crate::operator::{Failure, Operator};
 use crate::store::Store;
 
+pub use adtech::{eids_json, IdentityTimes, TokenInfo, VALID_FOR_RANGE};
+pub use device_policy::DevicePolicy;
 pub use generate::GenerateOptions;
 pub use load::LoadReport;
+pub use product::Product;
 pub use scope_key::ScopeKey;
 
 /// What can change on SIGHUP.
@@ -86,8 +96,11 @@ pub struct Runtime {
     changes: broadcast::Sender<StatusChange>,
     /// Woken whenever a scope's wake-up instant may have changed.
     timers_changed: Notify,
-    /// Device policy "limit ad tracking": no token served, no refresh sent, for anyone.
-    limit_ad_tracking: watch::Sender<bool>,
+    /// Device policy "limit ad tracking": no token served, no refresh sent, for anyone,
+    /// in either product.
+    device: Arc<DevicePolicy>,
+    /// Where this runtime's scopes are in the store.
+    shelf: product::Shelf,
     storage: persist::Storage,
     loading: load::Loading,
 }
@@ -105,8 +118,44 @@ impl Runtime {
         clock: Arc<dyn Clock>,
         policy: Policy,
     ) -> Arc<Self> {
+        let device = DevicePolicy::new(store.clone());
+        Self::build(
+            config,
+            operator,
+            store,
+            clock,
+            policy,
+            device,
+            product::Shelf::Main,
+        )
+    }
+
+    /// The EUID runtime beside this one: `config` is [`Config::for_euid`]'s. It shares
+    /// this runtime's store (its scopes named apart), clock, engine policy and device
+    /// policy.
+    pub fn beside(&self, config: Config, operator: Operator) -> Arc<Self> {
+        Self::build(
+            config,
+            operator,
+            self.store.clone(),
+            self.clock.clone(),
+            self.policy,
+            self.device.clone(),
+            product::Shelf::Euid,
+        )
+    }
+
+    fn build(
+        config: Config,
+        operator: Operator,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        policy: Policy,
+        device: Arc<DevicePolicy>,
+        shelf: product::Shelf,
+    ) -> Arc<Self> {
         let (changes, _) = broadcast::channel(256);
-        Arc::new(Self {
+        let runtime = Arc::new(Self {
             state: Mutex::new(State {
                 scopes: HashMap::new(),
                 waiters: HashMap::new(),
@@ -120,10 +169,18 @@ impl Runtime {
             policy,
             changes,
             timers_changed: Notify::new(),
-            limit_ad_tracking: watch::Sender::new(false),
+            device,
+            shelf,
             storage: persist::Storage::default(),
             loading: load::Loading::default(),
-        })
+        });
+        runtime.device.attach(&runtime);
+        runtime
+    }
+
+    /// The store's name for a scope of this runtime.
+    fn file_name(&self, key: &ScopeKey) -> String {
+        self.shelf.file_name(&key.name())
     }
 
     fn settings(&self) -> Arc<Settings> {
@@ -213,13 +270,14 @@ impl Runtime {
         lock(&self.state).scopes.len()
     }
 
+    /// The device's limit-ad-tracking policy (shared by every product).
     pub fn limit_ad_tracking(&self) -> bool {
-        *self.limit_ad_tracking.borrow()
+        self.device.limit_ad_tracking()
     }
 
     /// Follows the limit-ad-tracking policy (for the D-Bus signal).
     pub fn watch_limit_ad_tracking(&self) -> watch::Receiver<bool> {
-        self.limit_ad_tracking.subscribe()
+        self.device.subscribe()
     }
 
     // ---- changes ----
@@ -262,16 +320,16 @@ impl Runtime {
         Ok(())
     }
 
-    /// Turns the device's limit-ad-tracking policy on or off, durably. While on, no
-    /// scope is served a token or refreshed; when turned off, due refreshes resume.
+    /// Turns the device's limit-ad-tracking policy on or off, durably, for every
+    /// product. While on, no scope is served a token or refreshed; when turned off, due
+    /// refreshes resume.
     pub async fn set_limit_ad_tracking(self: &Arc<Self>, on: bool) -> Result<(), Error> {
+        self.device.set(on).await
+    }
+
+    /// Re-evaluates every scope under the policy just switched.
+    async fn policy_changed(self: &Arc<Self>) {
         let change = self.change.lock().await;
-        if self.limit_ad_tracking() == on {
-            return Ok(());
-        }
-        self.save_policy(on).await?;
-        self.limit_ad_tracking.send_replace(on);
-        info!(limit_ad_tracking = on, "device policy changed");
         let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
         for key in keys {
             // Nothing of a tick can be refused.
@@ -279,7 +337,16 @@ impl Runtime {
                 .apply(&change, &key, Event::Tick, Durability::Eventually, None)
                 .await;
         }
-        Ok(())
+    }
+
+    /// `ResetAllIdentities` for the device: [`Runtime::reset_all`] of every product's
+    /// runtime (UID2 and EUID); the scopes reset in all.
+    pub async fn reset_all_products(self: &Arc<Self>) -> Result<u32, Error> {
+        let mut count = 0;
+        for runtime in self.device.runtimes() {
+            count += runtime.reset_all().await?;
+        }
+        Ok(count)
     }
 
     /// `ResetAllIdentities`: forgets every scope's identity and remembered opt-out,
@@ -291,7 +358,8 @@ impl Runtime {
         let mut keys: Vec<ScopeKey> = persist::blocking(move || store.list())
             .await?
             .iter()
-            .filter_map(|name| ScopeKey::from_name(name))
+            .filter_map(|name| self.shelf.scope_name(name))
+            .filter_map(ScopeKey::from_name)
             .collect();
         self.load_scopes(&change, &keys).await?;
         keys.extend(lock(&self.state).scopes.keys().cloned());

@@ -39,7 +39,7 @@ impl Runtime {
         persisted: &Persisted,
     ) -> Result<(), StoreError> {
         let store = self.store.clone();
-        let name = key.name();
+        let name = self.file_name(key);
         let empty = *persisted == Persisted::default();
         let bytes = record::encode_scope(persisted);
         let result = blocking(move || {
@@ -55,20 +55,6 @@ impl Runtime {
             self.storage.error.send_replace(Some(e.to_string()));
         }
         result
-    }
-
-    /// Writes the device-policy record (limit ad tracking); off leaves no file.
-    pub(super) async fn save_policy(&self, limit_ad_tracking: bool) -> Result<(), StoreError> {
-        let store = self.store.clone();
-        let bytes = record::encode_policy(limit_ad_tracking);
-        blocking(move || {
-            if limit_ad_tracking {
-                store.save(record::POLICY_RECORD, &bytes)
-            } else {
-                store.remove(record::POLICY_RECORD)
-            }
-        })
-        .await
     }
 
     pub(super) fn saved(&self, key: &ScopeKey) {

@@ -3,14 +3,16 @@
 """Minimal uid2d client in Python with dbus-fast (pip install dbus-fast).
 
 Subscribes to IdentityStatusChanged, prints the status and the advertising
-token, waits (at most 30 s) for one status change, prints it and the token
-again. With UID2_APP_ID set, it does the same for that app through
-com.uid2.Broker1, as an HTML5 runtime or app manager would (root or the
-configured broker_group only). The bus is the system bus (BusType.SYSTEM
-honours DBUS_SYSTEM_BUS_ADDRESS).
+token, then the token info (GetTokenInfo: labels and times, never a token) and
+the OpenRTB user.eids JSON for ad requests (GetEids), waits (at most 30 s) for
+one status change, prints it and the token again. With UID2_APP_ID set, it
+does the same for that app through com.uid2.Broker1, as an HTML5 runtime or
+app manager would (root or the configured broker_group only). The bus is the
+system bus (BusType.SYSTEM honours DBUS_SYSTEM_BUS_ADDRESS).
 """
 
 import asyncio
+import json
 import os
 import sys
 
@@ -45,18 +47,30 @@ async def main() -> int:
                 lambda app_id, status: app_id == app and on_status_changed(status))
             get_status = lambda: broker.call_get_identity_status(app)  # noqa: E731
             get_token = lambda: broker.call_get_advertising_token(app)  # noqa: E731
+            get_info = lambda: broker.call_get_token_info(app)  # noqa: E731
+            get_eids = lambda: broker.call_get_eids(app)  # noqa: E731
         else:
             manager = proxy.get_interface(INTERFACE)
             # Subscribe first: uid2d sends the signal to our connection only.
             manager.on_identity_status_changed(on_status_changed)
             get_status = manager.call_get_identity_status
             get_token = manager.call_get_advertising_token
+            get_info = manager.call_get_token_info
+            get_eids = manager.call_get_eids
         # The first call also tells uid2d to send us our status changes.
         status = await get_status()
         print(f"status={status}", flush=True)
         # Call before every ad request; "" means no identity to use.
         token = await get_token()
         print(f"token={token}", flush=True)
+        # What to label the token with ("source": uidapi.com or euid.eu) and
+        # when it expires (ms since the epoch); a{sv} arrives as Variants.
+        info = await get_info()
+        plain = {key: variant.value for key, variant in info.items()}
+        print(f"info={json.dumps(plain, sort_keys=True)}", flush=True)
+        # The user.eids array to put in an OpenRTB 2.6 bid request as is.
+        eids = await get_eids()
+        print(f"eids={eids}", flush=True)
         # Wait for one status change.
         status = await asyncio.wait_for(changed, WAIT_SECONDS)
         print(f"changed={status}", flush=True)

@@ -59,6 +59,7 @@ impl Runtime {
             RefreshAnswer::Rejected => Err(RefreshFailed::Rejected(failure.cloned()).into()),
             RefreshAnswer::NoIdentity => Err(Error::NoIdentity),
             RefreshAnswer::Paused => Err(RefreshFailed::LimitAdTracking.into()),
+            RefreshAnswer::Offline => Err(RefreshFailed::Offline.into()),
         };
         // The caller may have gone; nothing to do then.
         let _ = waiter.send(result);

@@ -18,6 +18,9 @@ use super::{
 /// `request_timeout` when no file sets it, in seconds.
 pub(super) const DEFAULT_REQUEST_TIMEOUT: u64 = 30;
 const REQUEST_TIMEOUT_RANGE: (u64, u64) = (1, 300);
+/// `network_return_spread` when no file sets it, in seconds.
+pub(super) const DEFAULT_NETWORK_RETURN_SPREAD: u64 = 30;
+const NETWORK_RETURN_SPREAD_RANGE: (u64, u64) = (0, 600);
 
 /// Which part of [`Config`] a key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,19 @@ pub(crate) const KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "network_return_spread",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let (min, max) = NETWORK_RETURN_SPREAD_RANGE;
+            let seconds: u64 = typed(value)?;
+            if !(min..=max).contains(&seconds) {
+                return Err(Invalid::OutOfRange { min, max });
+            }
+            layer.network_return_spread = Some(Duration::from_secs(seconds));
+            Ok(())
+        },
+    },
+    Key {
         name: "log_level",
         part: Part::Reloadable,
         set: |layer, value| {
@@ -166,6 +182,7 @@ pub(super) struct Layer {
     device_group: Option<String>,
     admin_group: Option<String>,
     request_timeout: Option<Duration>,
+    network_return_spread: Option<Duration>,
     log_level: Option<LogLevel>,
     rtc: Option<bool>,
     generate: GenerateConfig,
@@ -267,6 +284,9 @@ impl Layer {
                 request_timeout: self
                     .request_timeout
                     .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT)),
+                network_return_spread: self
+                    .network_return_spread
+                    .unwrap_or(Duration::from_secs(DEFAULT_NETWORK_RETURN_SPREAD)),
                 generate: self.generate,
             },
         })

@@ -244,6 +244,11 @@ async fn serve(
             DaemonError::TaskEnded("storage retry")
         }
     });
+    // An operator on a loopback address (tests, a local proxy) needs no route.
+    if !crate::config::is_loopback(&runtime.config().reloadable.base_url) {
+        let runtime = runtime.clone();
+        tasks.spawn(async move { crate::network::watch(runtime).await });
+    }
     tasks.spawn({
         let runtime = runtime.clone();
         async move {

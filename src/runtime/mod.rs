@@ -13,6 +13,7 @@
 
 mod generate;
 mod load;
+mod network;
 mod persist;
 mod refresh;
 mod scope_key;
@@ -90,6 +91,8 @@ pub struct Runtime {
     limit_ad_tracking: watch::Sender<bool>,
     storage: persist::Storage,
     loading: load::Loading,
+    /// Whether the device has a route to the network (src/network.rs watches it).
+    network: network::Network,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,6 +126,7 @@ impl Runtime {
             limit_ad_tracking: watch::Sender::new(false),
             storage: persist::Storage::default(),
             loading: load::Loading::default(),
+            network: network::Network::default(),
         })
     }
 
@@ -326,15 +330,21 @@ impl Runtime {
         failure: Option<&Failure>,
     ) -> Result<Status, Error> {
         let now = self.clock.now();
+        let policy = Policy {
+            network_return_spread_ms: duration_ms(
+                self.settings().config.reloadable.network_return_spread,
+            ),
+            ..self.policy
+        };
         let (next, actions) = {
             let mut state = lock(&self.state);
             let current = state
                 .scopes
                 .get(&key)
                 .cloned()
-                .unwrap_or_default()
+                .unwrap_or_else(|| Scope::default().with_offline(self.offline()))
                 .with_paused(self.limit_ad_tracking());
-            current.step(event, now, &self.policy, &mut state.rng)?
+            current.step(event, now, &policy, &mut state.rng)?
         };
         if actions.contains(&Action::Persist) {
             match self.save_scope(key, next.persisted()).await {
@@ -367,6 +377,10 @@ impl Runtime {
         }
         Ok(status)
     }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A wall-clock instant for logs: an HTTP date, or `none`.

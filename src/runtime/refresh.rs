@@ -97,7 +97,7 @@ impl Runtime {
         report: RefreshReport,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
-            log_report(key, &report);
+            log_report(key, &report, self.offline());
             let failure = report.failure;
             let event = Event::RefreshDone {
                 generation,
@@ -118,7 +118,7 @@ impl Runtime {
     }
 }
 
-fn log_report(key: ScopeKey, report: &RefreshReport) {
+fn log_report(key: ScopeKey, report: &RefreshReport, offline: bool) {
     let why = report
         .failure
         .as_ref()
@@ -131,6 +131,11 @@ fn log_report(key: ScopeKey, report: &RefreshReport) {
             scope = %key,
             error_kind = "refresh_rejected",
             "the operator rejected the refresh token; not retrying it: {why}"
+        ),
+        // Not the operator's fault, and not retried until the route returns.
+        RefreshOutcome::Failed { .. } if offline => info!(
+            scope = %key,
+            "refresh failed while offline; retrying when the network returns: {why}"
         ),
         RefreshOutcome::Failed { .. } => warn!(
             scope = %key,

@@ -9,13 +9,13 @@ use uid2d_testkit::*;
 
 /// A comparable summary of one interface: members with their args (name, type,
 /// direction), properties with type and access, annotations.
-fn summary(xml: &str) -> BTreeMap<String, String> {
+fn summary(xml: &str, interface: &str) -> BTreeMap<String, String> {
     let node = zbus_xml::Node::from_reader(xml.as_bytes()).expect("valid introspection XML");
     let iface = node
         .interfaces()
         .iter()
-        .find(|i| i.name() == "com.uid2.Manager1")
-        .expect("com.uid2.Manager1 in the XML");
+        .find(|i| i.name() == interface)
+        .unwrap_or_else(|| panic!("{interface} in the XML"));
     let args = |args: &[zbus_xml::Arg]| {
         args.iter()
             .map(|a| {
@@ -81,7 +81,26 @@ async fn live_introspection_matches_the_documented_interface() {
         "/dbus/com.uid2.Manager1.xml"
     ))
     .unwrap();
-    assert_eq!(summary(&live), summary(&documented));
+    assert_eq!(
+        summary(&live, "com.uid2.Manager1"),
+        summary(&documented, "com.uid2.Manager1")
+    );
+    let diagnostics = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dbus/com.uid2.Diagnostics1.xml"
+    ))
+    .unwrap();
+    assert_eq!(
+        summary(&live, "com.uid2.Diagnostics1"),
+        summary(&diagnostics, "com.uid2.Diagnostics1")
+    );
+    assert_eq!(
+        zbus_xml::Node::from_reader(diagnostics.as_bytes())
+            .unwrap()
+            .interfaces()
+            .len(),
+        1
+    );
     // Every member is documented.
     let node = zbus_xml::Node::from_reader(documented.as_bytes()).unwrap();
     assert_eq!(node.interfaces().len(), 1);

@@ -22,7 +22,7 @@ use zbus::connection;
 use crate::access::Rules;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigPaths, ScopeMode};
-use crate::dbus::{self, Callers, Manager, BUS_NAME, OBJECT_PATH};
+use crate::dbus::{self, Callers, Diagnostics, Manager, BUS_NAME, OBJECT_PATH};
 use crate::engine::Policy;
 use crate::operator::Operator;
 use crate::runtime::{Runtime, ScopeKey};
@@ -179,6 +179,10 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         .serve_at(
             OBJECT_PATH,
             Manager::new(runtime.clone(), rules.clone(), callers.clone()),
+        )?
+        .serve_at(
+            OBJECT_PATH,
+            Diagnostics::new(runtime.clone(), rules.clone(), callers.clone()),
         )?
         .name(BUS_NAME)?
         .build();

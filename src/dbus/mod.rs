@@ -5,10 +5,12 @@
 //! connections of their scope only. Who may do what is [`crate::access`]'s.
 
 mod callers;
+mod diagnostics;
 mod interface;
 mod signals;
 
 pub use callers::Callers;
+pub use diagnostics::Diagnostics;
 pub use interface::Manager;
 pub(crate) use signals::{bus_closed, route_signals};
 
@@ -16,5 +18,7 @@ pub(crate) use signals::{bus_closed, route_signals};
 pub const BUS_NAME: &str = "com.uid2.Manager";
 /// The object serving `com.uid2.Manager1`.
 pub const OBJECT_PATH: &str = "/com/uid2/Manager";
+/// The diagnostics interface (root and `admin_group` only).
+pub const DIAGNOSTICS_INTERFACE: &str = "com.uid2.Diagnostics1";
 /// The interface of the contract.
 pub const INTERFACE: &str = "com.uid2.Manager1";

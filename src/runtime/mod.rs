@@ -17,6 +17,7 @@ mod network;
 mod persist;
 mod refresh;
 mod scope_key;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -37,6 +38,7 @@ use crate::store::Store;
 pub use generate::GenerateOptions;
 pub use load::LoadReport;
 pub use scope_key::ScopeKey;
+pub use stats::{FailureClass, StatValue};
 
 /// What can change on SIGHUP.
 #[derive(Debug)]
@@ -93,6 +95,8 @@ pub struct Runtime {
     loading: load::Loading,
     /// Whether the device has a route to the network (src/network.rs watches it).
     network: network::Network,
+    /// Diagnostics counters since start (stats.rs).
+    counters: stats::Counters,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,6 +131,7 @@ impl Runtime {
             storage: persist::Storage::default(),
             loading: load::Loading::default(),
             network: network::Network::default(),
+            counters: stats::Counters::default(),
         })
     }
 

@@ -98,6 +98,12 @@ impl Runtime {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
             log_report(key, &report, self.offline());
+            match (&report.outcome, &report.failure) {
+                (RefreshOutcome::Success(_), _) => self.count_refresh_ok(false),
+                (RefreshOutcome::OptOut, _) => self.count_refresh_ok(true),
+                (_, Some(failure)) => self.count_refresh_failed(failure),
+                (_, None) => self.count_refresh_failed(&Failure::NoAnswer),
+            }
             let failure = report.failure;
             let event = Event::RefreshDone {
                 generation,

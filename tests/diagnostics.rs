@@ -78,4 +78,45 @@ async fn counters_after_a_scripted_sequence_of_operator_faults() {
     assert!(i64::try_from(stats.get("last_refresh_ok").unwrap()).unwrap() > 0);
     // Counts and flags only: no string at all, so no token, key or DII.
     assert!(stats.values().all(|v| v.value_signature() != "s"));
+
+    // uid2ctl stats: the same numbers, as JSON and as a table.
+    let bins = binaries!();
+    let json = bins
+        .uid2ctl_command()
+        .args(["--bus", &bus.address, "stats", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed["refresh_failed_http_5xx"], 2);
+    assert_eq!(parsed["offline"], false);
+    let table = bins
+        .uid2ctl_command()
+        .args(["--bus", &bus.address, "stats"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["refresh_ok", "2"]),
+        "{text}"
+    );
+    // Anyone else is refused.
+    if is_root() {
+        let mut argv = our_binary(&bins.uid2ctl);
+        argv.extend(["--bus".into(), bus.address.clone(), "stats".into()]);
+        let denied = as_nobody(&[]).args(&argv).output().await.unwrap();
+        assert!(!denied.status.success());
+        assert!(
+            String::from_utf8_lossy(&denied.stderr).contains("AccessDenied"),
+            "{}",
+            String::from_utf8_lossy(&denied.stderr)
+        );
+    }
 }

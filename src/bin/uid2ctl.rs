@@ -50,6 +50,12 @@ enum Command {
     /// Device policy: turn "limit ad tracking" on or off (root or admin_group); print it
     /// without an argument.
     LimitAdTracking { state: Option<OnOff> },
+    /// Print uid2d's diagnostics (com.uid2.Diagnostics1, root or admin_group): one
+    /// `key value` line each, sorted, or one JSON object with `--json`.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -138,6 +144,19 @@ async fn connect(bus: &Bus) -> zbus::Result<zbus::Connection> {
     }
 }
 
+/// A GetStats value as JSON: counts, flags and times are all it holds.
+fn stat_json(value: &zbus::zvariant::OwnedValue) -> serde_json::Value {
+    if let Ok(n) = u64::try_from(value) {
+        n.into()
+    } else if let Ok(b) = bool::try_from(value) {
+        b.into()
+    } else if let Ok(t) = i64::try_from(value) {
+        t.into()
+    } else {
+        serde_json::Value::Null
+    }
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`uid2ctl watch | head`) is not an error worth a message.
@@ -206,6 +225,31 @@ async fn run(args: Args) -> Result<(), CliError> {
             manager
                 .set_limit_ad_tracking(matches!(state, OnOff::On))
                 .await?;
+        }
+        Command::Stats { json } => {
+            let reply = conn
+                .call_method(
+                    Some("com.uid2.Manager"),
+                    "/com/uid2/Manager",
+                    Some("com.uid2.Diagnostics1"),
+                    "GetStats",
+                    &(),
+                )
+                .await?;
+            let stats: std::collections::BTreeMap<String, zbus::zvariant::OwnedValue> =
+                reply.body().deserialize()?;
+            let values: std::collections::BTreeMap<String, serde_json::Value> = stats
+                .iter()
+                .map(|(key, value)| (key.clone(), stat_json(value)))
+                .collect();
+            if json {
+                say(&serde_json::Value::from(serde_json::Map::from_iter(values)).to_string());
+            } else {
+                let width = values.keys().map(String::len).max().unwrap_or(0);
+                for (key, value) in values {
+                    say(&format!("{key:<width$}  {value}"));
+                }
+            }
         }
         Command::Watch { until } => {
             // Subscribe first, then ask: a change between the two is not lost, and the

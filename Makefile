@@ -68,6 +68,7 @@ install:
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager.service $(DESTDIR)$(dbusservicedir)/com.uid2.Manager.service
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Broker1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Broker1.xml
+	$(INSTALL) -D -m 0644 dbus/com.uid2.Diagnostics1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Diagnostics1.xml
 	@# The vendor defaults (as shipped, every key commented out). Nothing goes to
 	@# $(sysconfdir): /etc/uid2d/uid2d.toml and its drop-ins are the device's own.
 	$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(vendorconfdir)/uid2d.toml
@@ -80,6 +81,7 @@ uninstall:
 	rm -f $(DESTDIR)$(dbusservicedir)/com.uid2.Manager.service
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Broker1.xml
+	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Diagnostics1.xml
 	rm -f $(DESTDIR)$(vendorconfdir)/uid2d.toml
 	rmdir $(DESTDIR)$(vendorconfdir) 2>/dev/null || true
 	@echo "kept $(DESTDIR)$(sysconfdir)/uid2d/ (the device's config) and the state in /var/lib/uid2d"

@@ -101,6 +101,14 @@ struct Args {
     /// instead of the product default (`Policy::boot_spread_ms`).
     #[arg(long)]
     boot_spread_secs: Option<u64>,
+    /// Scenario "network return" instead: every device is running, offline for
+    /// `--offline-secs`, and its route returns at t = 0 for all at once; uid2d's
+    /// `network_return_spread` (the product default) against retrying at once.
+    #[arg(long)]
+    network_return: bool,
+    /// With --network-return: how long the network was gone.
+    #[arg(long, default_value_t = 7_200)]
+    offline_secs: u64,
     /// Also write requests per second of every run to this CSV file.
     #[arg(long)]
     csv: Option<std::path::PathBuf>,
@@ -477,6 +485,111 @@ struct Summary {
     all_fresh: Option<u64>,
 }
 
+/// The network-return scenario with `spread_ms` as `network_return_spread` (0: every
+/// due device retries the instant its route is back). Every device holds an identity
+/// refreshed in the hour before the outage (so due during it, and valid ≥ 1 h after it),
+/// is offline, and hears `Event::Network { online: true }` at t = 0; the operator is
+/// healthy.
+fn run_network_return(args: &Args, spread_ms: u64, seed: u64) -> Load {
+    let n = args.devices as usize;
+    let mut load = Load::new(n);
+    let mut rng = fastrand::Rng::with_seed(args.seed);
+    let outage = i64::try_from(args.offline_secs * SEC).expect("fits i64");
+    let mut devices: Vec<Device> = (0..n)
+        .map(|_| Device {
+            scope: Scope::from_persisted(Persisted {
+                held: Held::Identity {
+                    // Made U(0, 1 h) before the outage began: refresh_from one hour later.
+                    identity: stored_identity(T0 - outage - rng.i64(0..HOUR) + HOUR),
+                    fresh: Status::Refreshed,
+                },
+                ..Persisted::default()
+            })
+            .with_offline(true),
+            wake_at: NEVER,
+            offset: 0,
+            trusted: true,
+            generation: 0,
+        })
+        .collect();
+    let mut sim = Uid2d {
+        policy: Policy {
+            network_return_spread_ms: spread_ms,
+            ..args.policy()
+        },
+        rng: fastrand::Rng::with_seed(seed),
+        operator: Operator { fail_until: 0 },
+        latency: args.latency_ms,
+        queue: Queue::new(args.max_secs),
+        load: &mut load,
+    };
+    for (i, device) in (0u32..).zip(devices.iter_mut()) {
+        sim.step(i, device, Event::Network { online: true }, 0);
+    }
+    let end = args.max_secs * SEC;
+    let mut pending = n;
+    while let Some((t, i, kind)) = sim.queue.pop() {
+        if t > end || pending == 0 {
+            break;
+        }
+        let index = i as usize;
+        if sim.load.fresh_at[index] != NEVER {
+            continue;
+        }
+        let device = &mut devices[index];
+        match kind {
+            WAKE if device.wake_at == t => sim.step(i, device, Event::Tick, t),
+            WAKE => {}
+            REPLY_OK => {
+                sim.load.fresh_at[index] = t;
+                pending -= 1;
+                let generation = device.generation;
+                let outcome = RefreshOutcome::Success(new_identity(wall(t)));
+                sim.step(
+                    i,
+                    device,
+                    Event::RefreshDone {
+                        generation,
+                        outcome,
+                    },
+                    t,
+                );
+            }
+            _ => unreachable!("the network-return queue holds no event kind {kind}"),
+        }
+    }
+    load
+}
+
+/// `--network-return`: prints the two rows and returns.
+fn network_return(args: &Args) {
+    let spread = args.policy().network_return_spread_ms;
+    println!(
+        "| scenario | policy | requests | peak/s | mean/s | peak/mean | peak 10s/mean | 99% fresh | all fresh |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let uid2d = format!("uid2d (spread {} s)", spread / SEC);
+    for (label, spread_ms) in [(uid2d.as_str(), spread), ("retry at once", 0)] {
+        let load = run_network_return(args, spread_ms, args.seed ^ 0x6e65_7477);
+        let s = summarize(&load, 0);
+        println!(
+            "| network back after {}s | {label} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            args.offline_secs,
+            s.requests,
+            s.peak,
+            s.mean,
+            f64::from(s.peak) / s.mean,
+            s.peak10 / s.mean,
+            duration(s.p99_fresh),
+            duration(s.all_fresh),
+        );
+    }
+    println!(
+        "devices {} | every refresh due during the outage | latency {}ms | seed {} | mean/s over first..last request second",
+        args.devices, args.latency_ms, args.seed
+    );
+}
+
 fn summarize(load: &Load, fail_secs: u64) -> Summary {
     let per_sec = &load.per_sec;
     let first = per_sec.iter().position(|&n| n > 0).unwrap_or(0);
@@ -548,6 +661,9 @@ fn theory(devices: u32, boot_window_secs: u64, spread_secs: u64) -> (f64, f64) {
 
 fn main() {
     let args = Args::parse();
+    if args.network_return {
+        return network_return(&args);
+    }
     let started = Instant::now();
     let n = args.devices as usize;
 

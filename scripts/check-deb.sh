@@ -78,6 +78,7 @@ expected=$(sort -k2 <<'EOF'
 -rw-r--r-- /usr/share/dbus-1/system-services/com.uid2.Manager.service
 -rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
 -rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Broker1.xml
+-rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml
 -rw-r--r-- /usr/lib/uid2d/uid2d.toml
 -rw-r--r-- /usr/share/doc/uid2d/copyright
 EOF
@@ -98,6 +99,7 @@ for pair in \
   dbus/com.uid2.Manager.service:usr/share/dbus-1/system-services/com.uid2.Manager.service \
   dbus/com.uid2.Manager1.xml:usr/share/dbus-1/interfaces/com.uid2.Manager1.xml \
   dbus/com.uid2.Broker1.xml:usr/share/dbus-1/interfaces/com.uid2.Broker1.xml \
+  dbus/com.uid2.Diagnostics1.xml:usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml \
   dist/uid2d.toml:usr/lib/uid2d/uid2d.toml; do
   cmp -s "${pair%%:*}" "$tmp/root/${pair#*:}" || fail "/${pair#*:} in the .deb differs from ${pair%%:*}"
 done

@@ -121,7 +121,7 @@ grep -q '^uid2d:' "$tmp/sysroot/etc/group" || fail "systemd-sysusers created no 
 echo "== xmllint"
 xmllint --noout --nonet "$INTERFACE_XML" "$POLICY" || fail "xmllint: $INTERFACE_XML or $POLICY is not well-formed XML"
 # Every method of each interface is allowed by name in the policy, and nothing else.
-for iface in com.uid2.Manager1 com.uid2.Broker1; do
+for iface in com.uid2.Manager1 com.uid2.Broker1 com.uid2.Diagnostics1; do
   xml="dbus/$iface.xml"
   xmllint --noout --nonet "$xml" || fail "xmllint: $xml is not well-formed XML"
   xml_methods=$(xmllint --nonet --xpath "//interface[@name=\"$iface\"]/method/@name" "$xml" \
@@ -166,6 +166,7 @@ expected=$(sort -k2 <<'EOF'
 644 /usr/share/dbus-1/system.d/com.uid2.Manager.conf
 644 /usr/share/dbus-1/system-services/com.uid2.Manager.service
 644 /usr/share/dbus-1/interfaces/com.uid2.Broker1.xml
+644 /usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
 644 /usr/lib/uid2d/uid2d.toml
 EOF

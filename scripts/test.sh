@@ -10,7 +10,8 @@
 #
 # Needs cargo (rustup). As root, installs the missing Debian packages with
 # --no-install-recommends and without upgrading installed ones where the archive allows
-# (scripts/lib/apt.sh): dbus, systemd (systemd-analyze, busctl), libxml2-utils,
+# (scripts/lib/apt.sh): dbus, systemd (systemd-analyze, busctl), iproute2 (ip, for
+# tests/network.rs), libxml2-utils,
 # util-linux (setpriv), curl; for the full run also nodejs (when node is missing or older
 # than 18). The phases install more themselves (docs/testing.md).
 set -euo pipefail
@@ -41,6 +42,7 @@ command -v dbus-daemon >/dev/null || need_apt+=(dbus)
 command -v systemd-analyze >/dev/null && command -v busctl >/dev/null || need_apt+=(systemd)
 command -v xmllint >/dev/null || need_apt+=(libxml2-utils)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
+command -v ip >/dev/null || need_apt+=(iproute2)
 command -v curl >/dev/null || need_apt+=(curl)
 if [ "$native_only" = 0 ] && [ "$(node_major)" -lt 18 ]; then
   need_apt+=(nodejs)

@@ -51,6 +51,10 @@ pub struct Policy {
     /// Shortest gap after a successful refresh before the next automatic one, should the
     /// operator hand out an identity that is already due: never a tight loop.
     pub min_refresh_interval_ms: u64,
+    /// Longest random delay before the scopes that are due or in backoff try again once
+    /// the network is back (config `network_return_spread`): a region whose ISP returns
+    /// must not refresh in one second, and a few tens of seconds cost an app nothing.
+    pub network_return_spread_ms: u64,
 }
 
 impl Default for Policy {
@@ -61,6 +65,7 @@ impl Default for Policy {
             boot_spread_ms: 10 * 60_000,
             boot_spread_expired_ms: 60_000,
             min_refresh_interval_ms: 30_000,
+            network_return_spread_ms: 30_000,
         }
     }
 }
@@ -149,6 +154,11 @@ pub enum Event {
     Reset,
     /// `SetAutomaticRefreshEnabled`.
     SetAutoRefresh(bool),
+    /// The device lost (`false`) or regained (`true`) its route to the network. Offline,
+    /// nothing is sent and failures do not grow the backoff; back online, a scope that
+    /// is due or in backoff tries again after a random delay of at most
+    /// [`Policy::network_return_spread_ms`], never past its deadlines.
+    Network { online: bool },
 }
 
 /// Outputs of the state machine, performed by the daemon in this order.
@@ -188,6 +198,9 @@ pub enum RefreshAnswer {
     NoIdentity,
     /// Refused at once: the device's limit-ad-tracking policy is on.
     Paused,
+    /// Refused at once: the device has no route to the network. Nothing would reach
+    /// the operator; the scope refreshes on its own when the route is back.
+    Offline,
     /// The identity was replaced, reset or ran out before the refresh ended; the scope's
     /// status at that point.
     Superseded(Status),
@@ -232,6 +245,10 @@ pub struct Scope {
     /// Device policy (limit ad tracking): no refresh is sent while set. Not persisted
     /// here; the daemon owns the policy and applies it to every scope.
     paused: bool,
+    /// No route to the network (kernel's view): nothing is sent, failures do not count.
+    /// Changed by [`Event::Network`]; a scope created while offline gets it with
+    /// [`Scope::with_offline`].
+    offline: bool,
 }
 
 impl Default for Scope {
@@ -260,6 +277,7 @@ impl Scope {
             announced,
             wake: None,
             paused: false,
+            offline: false,
         }
     }
 
@@ -267,6 +285,23 @@ impl Scope {
     pub fn with_paused(mut self, paused: bool) -> Self {
         self.paused = paused;
         self
+    }
+
+    /// The same scope with the device's network state (`true`: no route). For a scope
+    /// created while offline; a change of state is [`Event::Network`].
+    pub fn with_offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
+    }
+
+    /// Whether the scope believes the device is offline.
+    pub fn offline(&self) -> bool {
+        self.offline
+    }
+
+    /// Consecutive failed refreshes of the current identity (the backoff depth).
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 
     pub fn persisted(&self) -> &Persisted {
@@ -392,6 +427,8 @@ impl Scope {
                     next.answers.push((request, RefreshAnswer::NoIdentity));
                 } else if next.paused {
                     next.answers.push((request, RefreshAnswer::Paused));
+                } else if next.offline && next.in_flight.is_none() {
+                    next.answers.push((request, RefreshAnswer::Offline));
                 } else {
                     next.waiters.push(request);
                     if next.in_flight.is_none() {
@@ -417,6 +454,7 @@ impl Scope {
                 next.persisted.opted_out_dii.clear();
             }
             Event::SetAutoRefresh(enabled) => next.persisted.auto_refresh = enabled,
+            Event::Network { online } => next.network(online, now, policy, entropy),
         }
         next.settle(now, policy, entropy, &mut actions);
         if next.persisted != self.persisted {
@@ -514,6 +552,12 @@ impl Scope {
                 self.retry_at = None;
                 RefreshAnswer::Rejected
             }
+            RefreshOutcome::Failed { .. } if self.offline => {
+                // The network went away under the request: not the operator's fault and
+                // no reason to wait longer later. The route's return schedules the retry.
+                self.retry_at = None;
+                RefreshAnswer::Failed
+            }
             RefreshOutcome::Failed { retry_after_ms } => {
                 self.failures = self.failures.saturating_add(1);
                 // Full jitter: uniform in [0, min(cap, base·2^(n-1))]. The base grows with
@@ -560,6 +604,30 @@ impl Scope {
             .unwrap_or(0)
             .saturating_sub(DEADLINE_GUARD_MS);
         delay_ms.min(room).max(MIN_RETRY_MS.min(delay_ms))
+    }
+
+    /// The device went offline or came back. Back online, a scope that is due (its
+    /// natural instant passed, or a backoff is pending) gets a random delay in
+    /// `0..=network_return_spread_ms`, bounded by its deadlines; a backoff further out is
+    /// brought in, since the failures behind it were most likely the outage.
+    fn network(&mut self, online: bool, now: Now, policy: &Policy, entropy: &mut dyn Entropy) {
+        let was_offline = std::mem::replace(&mut self.offline, !online);
+        if !online || !was_offline || !self.may_refresh_automatically() {
+            return;
+        }
+        let Some(identity) = self.identity() else {
+            return;
+        };
+        let natural = identity.refresh_from.min(identity.identity_expires);
+        if self.retry_at.is_some() || natural <= now.wall {
+            let delay = self.bounded(now, entropy.up_to(policy.network_return_spread_ms), false);
+            // A backoff that ran out while offline is replaced too: kept, the whole
+            // fleet would send at once.
+            let until = now.wall.saturating_add(to_millis(delay));
+            if self.retry_at.is_none_or(|at| at <= now.wall || at > until) {
+                self.retry_later(now, delay);
+            }
+        }
     }
 
     fn retry_later(&mut self, now: Now, delay_ms: u64) {
@@ -647,6 +715,7 @@ impl Scope {
             && !self.persisted.rejected
             && self.in_flight.is_none()
             && !self.paused
+            && !self.offline
     }
 }
 
@@ -665,6 +734,8 @@ fn to_millis(ms: u64) -> UnixMillis {
     UnixMillis::try_from(ms).unwrap_or(UnixMillis::MAX)
 }
 
+#[cfg(test)]
+mod network_tests;
 #[cfg(test)]
 mod property;
 #[cfg(test)]

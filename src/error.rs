@@ -225,6 +225,10 @@ pub enum RefreshFailed {
     Rejected(Option<Failure>),
     #[error("limit ad tracking is on: uid2d sends no refresh")]
     LimitAdTracking,
+    /// The kernel has no default route: nothing is sent. uid2d refreshes on its own
+    /// shortly after the route returns.
+    #[error("the device is offline (no default route); uid2d refreshes on its own when the network returns")]
+    Offline,
     #[error("the daemon is shutting down")]
     ShuttingDown,
 }

@@ -18,6 +18,7 @@ pub mod dii;
 pub mod engine;
 pub mod error;
 pub mod identity;
+pub mod network;
 pub mod operator;
 pub mod runtime;
 pub mod store;

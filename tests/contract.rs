@@ -93,6 +93,27 @@ async fn live_introspection_of_both_objects_matches_the_documented_interface() {
             assert_eq!(node.interfaces().len(), 1);
         }
     }
+    // Diagnostics are served on the main object only.
+    let live = zbus::fdo::IntrospectableProxy::builder(&conn)
+        .destination("com.uid2.Manager")
+        .unwrap()
+        .path("/com/uid2/Manager")
+        .unwrap()
+        .build()
+        .await
+        .unwrap()
+        .introspect()
+        .await
+        .unwrap();
+    let diagnostics = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dbus/com.uid2.Diagnostics1.xml"
+    ))
+    .unwrap();
+    assert_eq!(
+        summary(&live, "com.uid2.Diagnostics1"),
+        summary(&diagnostics, "com.uid2.Diagnostics1")
+    );
 }
 
 fn nobody(args: &[&str]) -> tokio::process::Command {

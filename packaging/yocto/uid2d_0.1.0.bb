@@ -95,7 +95,7 @@ FILES:${PN} += " \
     ${datadir}/dbus-1/system-services/com.uid2.Manager.service \
 "
 # The interface XML is for developers (bindings, gdbus-codegen): SDK, not image.
-FILES:${PN}-dev += "${datadir}/dbus-1/interfaces/com.uid2.Manager1.xml ${datadir}/dbus-1/interfaces/com.uid2.Broker1.xml"
+FILES:${PN}-dev += "${datadir}/dbus-1/interfaces/com.uid2.Manager1.xml ${datadir}/dbus-1/interfaces/com.uid2.Broker1.xml ${datadir}/dbus-1/interfaces/com.uid2.Diagnostics1.xml"
 
 # The config installed is the vendor defaults, /usr/lib/uid2d/uid2d.toml (every key
 # commented out), not a conffile: nothing goes to /etc. Ship your own defaults by

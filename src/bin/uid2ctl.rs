@@ -68,6 +68,12 @@ enum Command {
     LimitAdTracking { state: Option<OnOff> },
     /// Forget every app's identity and opt-out (root or admin_group); print how many.
     ResetAll,
+    /// Print uid2d's diagnostics (com.uid2.Diagnostics1, root or admin_group): one
+    /// `key value` line each, sorted, or one JSON object with `--json`.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Whose identity the commands act on: the caller's own, or an app's through the broker.
@@ -286,6 +292,19 @@ fn plain(value: &Value<'_>) -> String {
     }
 }
 
+/// A GetStats value as JSON: counts, flags and times are all it holds.
+fn stat_json(value: &zbus::zvariant::OwnedValue) -> serde_json::Value {
+    if let Ok(n) = u64::try_from(value) {
+        n.into()
+    } else if let Ok(b) = bool::try_from(value) {
+        b.into()
+    } else if let Ok(t) = i64::try_from(value) {
+        t.into()
+    } else {
+        serde_json::Value::Null
+    }
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`uid2ctl watch | head`) is not an error worth a message.
@@ -372,6 +391,31 @@ async fn run(args: Args) -> Result<(), CliError> {
             manager
                 .set_limit_ad_tracking(matches!(state, OnOff::On))
                 .await?;
+        }
+        Command::Stats { json } => {
+            let reply = conn
+                .call_method(
+                    Some("com.uid2.Manager"),
+                    "/com/uid2/Manager",
+                    Some("com.uid2.Diagnostics1"),
+                    "GetStats",
+                    &(),
+                )
+                .await?;
+            let stats: std::collections::BTreeMap<String, zbus::zvariant::OwnedValue> =
+                reply.body().deserialize()?;
+            let values: std::collections::BTreeMap<String, serde_json::Value> = stats
+                .iter()
+                .map(|(key, value)| (key.clone(), stat_json(value)))
+                .collect();
+            if json {
+                say(&serde_json::Value::from(serde_json::Map::from_iter(values)).to_string());
+            } else {
+                let width = values.keys().map(String::len).max().unwrap_or(0);
+                for (key, value) in values {
+                    say(&format!("{key:<width$}  {value}"));
+                }
+            }
         }
         Command::Watch { until } => {
             // Subscribe first, then ask: a change between the two is not lost, and the

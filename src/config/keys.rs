@@ -24,6 +24,9 @@ const MAX_SCOPES_RANGE: (usize, usize) = (1, 100_000);
 /// `request_timeout` when no file sets it, in seconds.
 pub(super) const DEFAULT_REQUEST_TIMEOUT: u64 = 30;
 const REQUEST_TIMEOUT_RANGE: (u64, u64) = (1, 300);
+/// `network_return_spread` when no file sets it, in seconds.
+pub(super) const DEFAULT_NETWORK_RETURN_SPREAD: u64 = 30;
+const NETWORK_RETURN_SPREAD_RANGE: (u64, u64) = (0, 600);
 
 /// Which part of [`Config`] a key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +108,19 @@ pub(crate) const KEYS: &[Key] = &[
                 return Err(Invalid::OutOfRange { min, max });
             }
             layer.request_timeout = Some(Duration::from_secs(seconds));
+            Ok(())
+        },
+    },
+    Key {
+        name: "network_return_spread",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let (min, max) = NETWORK_RETURN_SPREAD_RANGE;
+            let seconds: u64 = typed(value)?;
+            if !(min..=max).contains(&seconds) {
+                return Err(Invalid::OutOfRange { min, max });
+            }
+            layer.network_return_spread = Some(Duration::from_secs(seconds));
             Ok(())
         },
     },
@@ -311,6 +327,7 @@ pub(super) struct Layer {
     device_group: Option<String>,
     admin_group: Option<String>,
     request_timeout: Option<Duration>,
+    network_return_spread: Option<Duration>,
     log_level: Option<LogLevel>,
     rtc: Option<bool>,
     max_scopes: Option<usize>,
@@ -422,6 +439,9 @@ impl Layer {
                 request_timeout: self
                     .request_timeout
                     .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT)),
+                network_return_spread: self
+                    .network_return_spread
+                    .unwrap_or(Duration::from_secs(DEFAULT_NETWORK_RETURN_SPREAD)),
                 generate: self.generate,
                 cstg_app_names: self.cstg_app_names.unwrap_or_default(),
                 euid: {

@@ -256,6 +256,9 @@ pub struct Reloadable {
     pub log_level: LogLevel,
     /// Longest wait for one operator request (connect included); 1 to 300 s.
     pub request_timeout: Duration,
+    /// Longest random delay before a due or backing-off refresh is retried once the
+    /// network route returns (`network_return_spread`); 0 to 600 s.
+    pub network_return_spread: Duration,
     pub generate: GenerateConfig,
     /// `[apps] cstg_app_names`: app id → the `app_name` client-side generation sends for
     /// it (else the app id itself).
@@ -272,6 +275,7 @@ impl Default for Reloadable {
             ca_file: None,
             log_level: LogLevel::default(),
             request_timeout: Duration::from_secs(keys::DEFAULT_REQUEST_TIMEOUT),
+            network_return_spread: Duration::from_secs(keys::DEFAULT_NETWORK_RETURN_SPREAD),
             generate: GenerateConfig::default(),
             cstg_app_names: Default::default(),
             euid: EuidConfig::default(),

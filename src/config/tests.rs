@@ -53,6 +53,7 @@ fn empty_file_and_missing_files_are_defaults() {
     assert_eq!(config.startup.scope, ScopeMode::Uid);
     assert_eq!(config.reloadable.log_level, LogLevel::Info);
     assert_eq!(config.reloadable.request_timeout.as_secs(), 30);
+    assert_eq!(config.reloadable.network_return_spread.as_secs(), 30);
     assert!(!config.startup.rtc);
     assert_eq!(Root::new(&[]).load().unwrap(), Config::default());
 }
@@ -167,6 +168,8 @@ fn unknown_keys_and_bad_values_name_the_key() {
         ("request_timeout = 301", "`request_timeout`"),
         ("request_timeout = -1", "`request_timeout`"),
         ("request_timeout = \"30s\"", "`request_timeout`"),
+        ("network_return_spread = 601", "`network_return_spread`"),
+        ("network_return_spread = -1", "`network_return_spread`"),
     ];
     for (text, key) in cases {
         let message = parse(text).unwrap_err().to_string();

@@ -22,7 +22,9 @@ use zbus::connection;
 use crate::access::Rules;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigPaths, ScopeMode};
-use crate::dbus::{self, Broker, Callers, Manager, BUS_NAME, EUID_OBJECT_PATH, OBJECT_PATH};
+use crate::dbus::{
+    self, Broker, Callers, Diagnostics, Manager, BUS_NAME, EUID_OBJECT_PATH, OBJECT_PATH,
+};
 use crate::engine::Policy;
 use crate::operator::Operator;
 use crate::runtime::{Runtime, ScopeKey};
@@ -213,6 +215,10 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         .serve_at(
             OBJECT_PATH,
             Broker::new(runtime.clone(), rules.clone(), callers.clone()),
+        )?
+        .serve_at(
+            OBJECT_PATH,
+            Diagnostics::new(runtime.clone(), rules.clone(), callers.clone()),
         )?;
     if let Some(euid) = &euid {
         builder = builder
@@ -315,6 +321,13 @@ async fn serve(
             DaemonError::TaskEnded("storage retry")
         }
     });
+    // An operator on a loopback address (tests, a local proxy) needs no route.
+    if !crate::config::is_loopback(&runtime.config().reloadable.base_url) {
+        let runtimes = std::iter::once(runtime.clone())
+            .chain(euid.as_ref().map(|euid| euid.runtime.clone()))
+            .collect();
+        tasks.spawn(async move { crate::network::watch(runtimes).await });
+    }
     tasks.spawn({
         let runtime = runtime.clone();
         async move {

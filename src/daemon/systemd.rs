@@ -39,7 +39,7 @@ fn send_notify(states: &[NotifyState<'_>]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The STATUS= line: how many identities are served, and any storage trouble.
+/// The STATUS= line: how many identities are served, offline, and any storage trouble.
 pub(super) fn summary(runtime: &Runtime) -> String {
     let count = runtime.scope_count();
     let mut line = if runtime.loaded() {
@@ -50,6 +50,9 @@ pub(super) fn summary(runtime: &Runtime) -> String {
     } else {
         "Serving; reading the stored identities".to_owned()
     };
+    if runtime.offline() {
+        line.push_str("; offline (no default route)");
+    }
     if let Some(error) = runtime.storage_error() {
         line.push_str("; storage error: ");
         line.push_str(&error);
@@ -62,6 +65,7 @@ pub(super) fn summary(runtime: &Runtime) -> String {
 pub(super) async fn report_status(runtime: Arc<Runtime>) {
     let mut changes = runtime.subscribe();
     let mut storage = runtime.watch_storage();
+    let mut online = runtime.watch_online();
     loop {
         let line = tokio::select! {
             change = changes.recv() => match change {
@@ -70,6 +74,12 @@ pub(super) async fn report_status(runtime: Arc<Runtime>) {
                 Err(RecvError::Closed) => return,
             },
             changed = storage.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                summary(&runtime)
+            }
+            changed = online.changed() => {
                 if changed.is_err() {
                     return;
                 }

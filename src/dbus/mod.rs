@@ -8,11 +8,13 @@
 mod adtech;
 mod broker;
 mod callers;
+mod diagnostics;
 mod interface;
 mod signals;
 
 pub(crate) use broker::Broker;
 pub(crate) use callers::Callers;
+pub(crate) use diagnostics::Diagnostics;
 pub(crate) use interface::Manager;
 pub(crate) use signals::{bus_closed, relay_signals, route_signals};
 

@@ -1,5 +1,6 @@
-//! A property test over random event sequences: every `RefreshRequested` is answered
-//! exactly once, and no wake-up is ever armed in the past.
+//! A property test over random event sequences (the network going and coming back
+//! among them): every `RefreshRequested` is answered exactly once, no wake-up is ever
+//! armed in the past, and nothing is sent while offline.
 //!
 //! Seeded (dependency-free): a failure prints its seed, and `ENGINE_PROPERTY_SEED=N`
 //! replays that one case.
@@ -44,6 +45,7 @@ fn run(seed: u64) {
     let mut scope = Scope::default();
     let mut now = Now::trusted(T0);
     let mut paused = false;
+    let mut online = true;
     // Refreshes the engine asked for and has not heard back about.
     let mut out: Vec<u64> = Vec::new();
     let mut asked: u64 = 0;
@@ -61,7 +63,13 @@ fn run(seed: u64) {
         *scope = next;
         for action in actions {
             match action {
-                Action::Refresh { generation } => out.push(generation),
+                Action::Refresh { generation } => {
+                    assert!(
+                        !scope.offline(),
+                        "seed {seed}: sent while offline ({event:?})"
+                    );
+                    out.push(generation)
+                }
                 Action::Answer { request, .. } => *answers.entry(request).or_default() += 1,
                 Action::Wake(Some(at)) => {
                     assert!(
@@ -115,6 +123,11 @@ fn run(seed: u64) {
                     now.trusted = !now.trusted;
                 }
                 Event::Tick
+            }
+            80..=85 => {
+                // The route goes and comes back (repeats included).
+                online = if rng.u8(0..4) == 0 { online } else { !online };
+                Event::Network { online }
             }
             _ => match scope.wake() {
                 Some(at) => {

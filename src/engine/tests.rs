@@ -3,18 +3,23 @@
 use super::*;
 
 /// Entropy that always answers the same fraction of the range.
-struct Fixed(f64);
+pub(super) struct Fixed(pub(super) f64);
 impl Entropy for Fixed {
     fn up_to(&mut self, max: u64) -> u64 {
         (max as f64 * self.0) as u64
     }
 }
 
-const T0: UnixMillis = 1_700_000_000_000;
-const MIN: i64 = 60_000;
+pub(super) const T0: UnixMillis = 1_700_000_000_000;
+pub(super) const MIN: i64 = 60_000;
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-fn identity(tag: &str, refresh_from: i64, expires: i64, refresh_expires: i64) -> Identity {
+pub(super) fn identity(
+    tag: &str,
+    refresh_from: i64,
+    expires: i64,
+    refresh_expires: i64,
+) -> Identity {
     Identity {
         advertising_token: format!("adv-{tag}"),
         refresh_token: format!("ref-{tag}"),
@@ -26,21 +31,21 @@ fn identity(tag: &str, refresh_from: i64, expires: i64, refresh_expires: i64) ->
 }
 
 /// An identity made at `at`: refresh after 1 h, expires after 4 h, refresh token 30 d.
-fn fresh(tag: &str, at: i64) -> Identity {
+pub(super) fn fresh(tag: &str, at: i64) -> Identity {
     identity(tag, at + 60 * MIN, at + 240 * MIN, at + 30 * 24 * 60 * MIN)
 }
 
 /// A scope driven by a fake clock, collecting every action.
-struct Harness {
-    scope: Scope,
-    policy: Policy,
-    entropy: Fixed,
-    now: Now,
+pub(super) struct Harness {
+    pub(super) scope: Scope,
+    pub(super) policy: Policy,
+    pub(super) entropy: Fixed,
+    pub(super) now: Now,
     log: Vec<Action>,
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             scope: Scope::default(),
             policy: Policy::default(),
@@ -50,7 +55,7 @@ impl Harness {
         }
     }
 
-    fn send(&mut self, event: Event) -> Vec<Action> {
+    pub(super) fn send(&mut self, event: Event) -> Vec<Action> {
         let (scope, actions) = self
             .scope
             .step(event, self.now, &self.policy, &mut self.entropy)
@@ -80,13 +85,13 @@ impl Harness {
     }
 
     /// Moves the wall clock (as suspend or a clock change does) and ticks.
-    fn at(&mut self, wall: UnixMillis) -> Vec<Action> {
+    pub(super) fn at(&mut self, wall: UnixMillis) -> Vec<Action> {
         self.now.wall = wall;
         self.send(Event::Tick)
     }
 
     /// Runs the scope's own wake-ups until `end`, answering refreshes with `answer`.
-    fn run_until(
+    pub(super) fn run_until(
         &mut self,
         end: UnixMillis,
         mut answer: impl FnMut(UnixMillis) -> RefreshOutcome,
@@ -142,7 +147,7 @@ fn held(id: &Identity, fresh: Status) -> Persisted {
     }
 }
 
-fn refreshes(actions: &[Action]) -> usize {
+pub(super) fn refreshes(actions: &[Action]) -> usize {
     actions
         .iter()
         .filter(|a| matches!(a, Action::Refresh { .. }))

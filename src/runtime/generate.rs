@@ -112,14 +112,17 @@ impl Runtime {
                         }
                         other => other,
                     })?;
+                self.count_generate_ok(false);
                 info!(scope = %key, "identity generated");
                 Ok(status)
             }
             Ok(Generated::OptOut) => {
+                self.count_generate_ok(true);
                 info!(scope = %key, "generate answered opt-out");
                 self.opt_out(&key, &dii).await
             }
             Err(failure) => {
+                self.count_generate_failed(&failure);
                 warn!(scope = %key, error_kind = "generate_failed", "generate failed: {failure}");
                 Err(GenerateFailed::Operator(failure).into())
             }

@@ -174,9 +174,10 @@ impl Runtime {
                     continue;
                 }
             };
-            lock(&self.state)
-                .scopes
-                .insert(key.clone(), Scope::from_persisted(persisted));
+            lock(&self.state).scopes.insert(
+                key.clone(),
+                Scope::from_persisted(persisted).with_offline(self.offline()),
+            );
             // Nothing of this can be refused.
             let _ = self
                 .apply(change, &key, Event::Loaded, Durability::Eventually, None)

@@ -19,10 +19,12 @@ mod adtech;
 mod device_policy;
 mod generate;
 mod load;
+mod network;
 mod persist;
 mod product;
 mod refresh;
 mod scope_key;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -46,6 +48,7 @@ pub use generate::GenerateOptions;
 pub use load::LoadReport;
 pub use product::Product;
 pub use scope_key::ScopeKey;
+pub use stats::{FailureClass, StatValue};
 
 /// What can change on SIGHUP.
 #[derive(Debug)]
@@ -103,6 +106,10 @@ pub struct Runtime {
     shelf: product::Shelf,
     storage: persist::Storage,
     loading: load::Loading,
+    /// Whether the device has a route to the network (src/network.rs watches it).
+    network: network::Network,
+    /// Diagnostics counters since start (stats.rs).
+    counters: stats::Counters,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,6 +180,8 @@ impl Runtime {
             shelf,
             storage: persist::Storage::default(),
             loading: load::Loading::default(),
+            network: network::Network::default(),
+            counters: stats::Counters::default(),
         });
         runtime.device.attach(&runtime);
         runtime
@@ -449,14 +458,20 @@ impl Runtime {
     ) -> Result<Status, Error> {
         let now = self.clock.now();
         let max_scopes = self.settings().config.startup.max_scopes;
+        let policy = Policy {
+            network_return_spread_ms: duration_ms(
+                self.settings().config.reloadable.network_return_spread,
+            ),
+            ..self.policy
+        };
         let (next, actions) = {
             let mut state = lock(&self.state);
             let known = state.scopes.get(key).cloned();
             let is_new = known.is_none();
             let current = known
-                .unwrap_or_default()
+                .unwrap_or_else(|| Scope::default().with_offline(self.offline()))
                 .with_paused(self.limit_ad_tracking());
-            let (next, actions) = current.step(event, now, &self.policy, &mut state.rng)?;
+            let (next, actions) = current.step(event, now, &policy, &mut state.rng)?;
             // A broker can name any number of app ids: bound what they make us keep.
             if is_new && !next.is_idle() && state.scopes.len() >= max_scopes {
                 return Err(Error::ScopeLimit(max_scopes));
@@ -504,6 +519,10 @@ impl Runtime {
         }
         Ok(status)
     }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A wall-clock instant for logs: an HTTP date, or `none`.

@@ -51,6 +51,7 @@ impl Runtime {
         })
         .await;
         if let Err(e) = &result {
+            self.count_storage_error();
             error!(scope = %key, error_kind = "storage", "cannot save the scope: {e}");
             self.storage.error.send_replace(Some(e.to_string()));
         }

@@ -59,6 +59,7 @@ impl Runtime {
             RefreshAnswer::Rejected => Err(RefreshFailed::Rejected(failure.cloned()).into()),
             RefreshAnswer::NoIdentity => Err(Error::NoIdentity),
             RefreshAnswer::Paused => Err(RefreshFailed::LimitAdTracking.into()),
+            RefreshAnswer::Offline => Err(RefreshFailed::Offline.into()),
         };
         // The caller may have gone; nothing to do then.
         let _ = waiter.send(result);
@@ -96,7 +97,13 @@ impl Runtime {
         report: RefreshReport,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
-            log_report(&key, &report);
+            log_report(&key, &report, self.offline());
+            match (&report.outcome, &report.failure) {
+                (RefreshOutcome::Success(_), _) => self.count_refresh_ok(false),
+                (RefreshOutcome::OptOut, _) => self.count_refresh_ok(true),
+                (_, Some(failure)) => self.count_refresh_failed(failure),
+                (_, None) => self.count_refresh_failed(&Failure::NoAnswer),
+            }
             let failure = report.failure;
             let event = Event::RefreshDone {
                 generation,
@@ -117,7 +124,7 @@ impl Runtime {
     }
 }
 
-fn log_report(key: &ScopeKey, report: &RefreshReport) {
+fn log_report(key: &ScopeKey, report: &RefreshReport, offline: bool) {
     let why = report
         .failure
         .as_ref()
@@ -130,6 +137,11 @@ fn log_report(key: &ScopeKey, report: &RefreshReport) {
             scope = %key,
             error_kind = "refresh_rejected",
             "the operator rejected the refresh token; not retrying it: {why}"
+        ),
+        // Not the operator's fault, and not retried until the route returns.
+        RefreshOutcome::Failed { .. } if offline => info!(
+            scope = %key,
+            "refresh failed while offline; retrying when the network returns: {why}"
         ),
         RefreshOutcome::Failed { .. } => warn!(
             scope = %key,

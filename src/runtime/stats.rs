@@ -1,0 +1,159 @@
+//! Diagnostics counters since start: what an OEM needs to see how a device is doing,
+//! without personal data. Counts, states and one timestamp only: never a token, key,
+//! app id (scope) list or DII.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::{lock, Runtime};
+use crate::identity::Status;
+use crate::operator::Failure;
+
+/// Why an operator request failed, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// No connection, a dropped connection, DNS, TLS.
+    Network,
+    /// No answer within `request_timeout`.
+    Timeout,
+    /// HTTP 5xx or 429.
+    Server,
+    /// HTTP 4xx (refresh: 400/401, the refresh token is dead).
+    Rejected,
+    /// A body that could not be decrypted or parsed, or an unknown status.
+    Undecryptable,
+}
+
+impl FailureClass {
+    pub fn of(failure: &Failure) -> FailureClass {
+        match failure {
+            Failure::Network(detail) if detail.starts_with("timed out") => FailureClass::Timeout,
+            Failure::Network(_) | Failure::NoAnswer => FailureClass::Network,
+            Failure::Http { status, .. } if *status >= 500 || *status == 429 => {
+                FailureClass::Server
+            }
+            Failure::Http { .. } => FailureClass::Rejected,
+            Failure::BadResponse(_) | Failure::UnexpectedStatus(_) => FailureClass::Undecryptable,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    const NAMES: [&'static str; 5] = [
+        "network",
+        "timeout",
+        "http_5xx",
+        "rejected_4xx",
+        "undecryptable",
+    ];
+}
+
+/// The counters, updated where outcomes are known (refresh, generate, persist).
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    refresh_ok: AtomicU64,
+    refresh_opt_out: AtomicU64,
+    refresh_failed: [AtomicU64; 5],
+    generate_ok: AtomicU64,
+    generate_opt_out: AtomicU64,
+    generate_failed: [AtomicU64; 5],
+    storage_errors: AtomicU64,
+    /// Wall-clock ms of the last successful refresh; 0: none since start.
+    last_refresh_ok: AtomicI64,
+}
+
+/// One value of [`Runtime::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatValue {
+    Count(u64),
+    Flag(bool),
+    /// Unix milliseconds (0: never).
+    Time(i64),
+}
+
+fn add(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Runtime {
+    pub(super) fn count_refresh_ok(&self, opted_out: bool) {
+        if opted_out {
+            add(&self.counters.refresh_opt_out);
+        } else {
+            add(&self.counters.refresh_ok);
+            self.counters
+                .last_refresh_ok
+                .store(self.clock.now().wall, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn count_refresh_failed(&self, failure: &Failure) {
+        add(&self.counters.refresh_failed[FailureClass::of(failure).index()]);
+    }
+
+    pub(super) fn count_generate_ok(&self, opted_out: bool) {
+        add(if opted_out {
+            &self.counters.generate_opt_out
+        } else {
+            &self.counters.generate_ok
+        });
+    }
+
+    pub(super) fn count_generate_failed(&self, failure: &Failure) {
+        add(&self.counters.generate_failed[FailureClass::of(failure).index()]);
+    }
+
+    pub(super) fn count_storage_error(&self) {
+        add(&self.counters.storage_errors);
+    }
+
+    /// The diagnostics of `com.uid2.Diagnostics1.GetStats`, by name (stable names,
+    /// documented in dbus/com.uid2.Diagnostics1.xml). Counts since start, the current
+    /// states, and scope counts by status; nothing that names a person or an app.
+    pub fn stats(self: &Arc<Self>) -> Vec<(String, StatValue)> {
+        use StatValue::{Count, Flag, Time};
+        let c = &self.counters;
+        let get = |a: &AtomicU64| Count(a.load(Ordering::Relaxed));
+        let mut out: Vec<(String, StatValue)> = vec![
+            ("refresh_ok".into(), get(&c.refresh_ok)),
+            ("refresh_opt_out".into(), get(&c.refresh_opt_out)),
+            ("generate_ok".into(), get(&c.generate_ok)),
+            ("generate_opt_out".into(), get(&c.generate_opt_out)),
+        ];
+        for (i, name) in FailureClass::NAMES.iter().enumerate() {
+            out.push((format!("refresh_failed_{name}"), get(&c.refresh_failed[i])));
+            out.push((
+                format!("generate_failed_{name}"),
+                get(&c.generate_failed[i]),
+            ));
+        }
+        out.push(("storage_errors".into(), get(&c.storage_errors)));
+        out.push((
+            "last_refresh_ok".into(),
+            Time(c.last_refresh_ok.load(Ordering::Relaxed)),
+        ));
+        let now = self.clock.now();
+        out.push(("clock_trusted".into(), Flag(now.trusted)));
+        out.push(("offline".into(), Flag(self.offline())));
+        out.push(("limit_ad_tracking".into(), Flag(self.limit_ad_tracking())));
+        out.push(("storage_ok".into(), Flag(self.storage_error().is_none())));
+        let state = lock(&self.state);
+        let mut by_status = [0u64; Status::ALL.len()];
+        let mut backoff = 0u32;
+        for scope in state.scopes.values() {
+            let status = scope.status(now);
+            if let Some(i) = Status::ALL.iter().position(|s| *s == status) {
+                by_status[i] += 1;
+            }
+            backoff = backoff.max(scope.failures());
+        }
+        drop(state);
+        out.push(("backoff_depth_max".into(), Count(u64::from(backoff))));
+        for (status, n) in Status::ALL.iter().zip(by_status) {
+            out.push((format!("scopes_{}", status.as_str()), Count(n)));
+        }
+        out
+    }
+}

@@ -7,7 +7,12 @@
 //! systemd restarts it.
 
 mod logging;
+mod reload;
 mod systemd;
+mod timers;
+
+use reload::{operator_client, reload};
+use timers::{injected_end, run_timers};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 use zbus::connection;
 
 use crate::access::Rules;
@@ -26,10 +31,8 @@ use crate::dbus::{
     self, Broker, Callers, Diagnostics, Manager, BUS_NAME, EUID_OBJECT_PATH, OBJECT_PATH,
 };
 use crate::engine::Policy;
-use crate::operator::Operator;
 use crate::runtime::{Runtime, ScopeKey};
 use crate::store::{Store, StoreError};
-use crate::timer::{Wake, WallTimer};
 use systemd::notify;
 
 pub use logging::{init_logging, LogControl};
@@ -405,127 +408,11 @@ async fn serve(
     failure.map_or(Ok(()), Err)
 }
 
-/// Test seam (fault-injection builds only): `UID2D_FAULT_END_TASK=<task>` ends that task
-/// at once, to prove that any task ending stops the daemon with a failure.
-fn injected_end(task: &str) -> bool {
-    cfg!(feature = "fault-injection")
-        && std::env::var("UID2D_FAULT_END_TASK").is_ok_and(|named| named == task)
-}
-
 fn resolve_group(name: &str) -> Result<u32, DaemonError> {
     match nix::unistd::Group::from_name(name) {
         Ok(Some(group)) => Ok(group.gid.as_raw()),
         _ => Err(DaemonError::UnknownGroup(name.to_owned())),
     }
-}
-
-/// Arms the wall-clock timer at the earliest wake-up and ticks the runtime when it fires
-/// or when the clock is set. Returns only when the timer fails.
-async fn run_timers(runtime: Arc<Runtime>, clock: Arc<dyn Clock>) -> DaemonError {
-    if injected_end("timer") {
-        return DaemonError::Timer(std::io::Error::other("injected fault"));
-    }
-    let timer = match WallTimer::new() {
-        Ok(timer) => timer,
-        Err(e) => return DaemonError::Timer(e),
-    };
-    let mut next = runtime.next_wake();
-    loop {
-        if let Err(e) = timer.arm(next) {
-            return DaemonError::Timer(e);
-        }
-        tokio::select! {
-            woke = timer.wait() => match woke {
-                Ok(Wake::Deadline) => next = runtime.tick(false).await,
-                Ok(Wake::ClockSet) => {
-                    clock.clock_was_set();
-                    info!("the wall clock was set; re-evaluating every identity");
-                    next = runtime.tick(true).await;
-                }
-                Err(e) => return DaemonError::Timer(e),
-            },
-            () = runtime.timers_changed() => next = runtime.next_wake(),
-        }
-    }
-}
-
-/// The operator client for a config.
-fn operator_client(config: &Config) -> Result<Operator, DaemonError> {
-    let reloadable = &config.reloadable;
-    Ok(Operator::new(
-        reloadable.base_url.clone(),
-        reloadable.ca_file.as_deref(),
-        reloadable.request_timeout,
-    )?)
-}
-
-/// SIGHUP: re-read the config; keep the running one if the new one is bad, and the
-/// running start-up part until a restart. Tells systemd with RELOADING=1 … READY=1, and
-/// the outcome in STATUS=.
-fn reload(
-    options: &Options,
-    runtime: &Arc<Runtime>,
-    euid: Option<&Arc<Runtime>>,
-    log: Option<&LogControl>,
-) {
-    notify(&[NotifyState::Reloading]);
-    let outcome = load_for_reload(options, runtime).and_then(|(config, operator, restart)| {
-        // Both operator clients are built before either runtime changes.
-        let euid = match euid {
-            Some(euid) => {
-                let config = config.for_euid();
-                let operator = operator_client(&config)?;
-                Some((euid, config, operator))
-            }
-            None => None,
-        };
-        if let Some(log) = log {
-            log.set_level(config.reloadable.log_level);
-        }
-        info!(operator = %config.reloadable.base_url, "configuration reloaded");
-        runtime.reload(config, operator);
-        if let Some((euid, config, operator)) = euid {
-            info!(operator = %config.reloadable.base_url, "EUID configuration reloaded");
-            euid.reload(config, operator);
-        }
-        Ok(restart)
-    });
-    let summary = systemd::summary(runtime);
-    let status = match outcome {
-        Ok(restart) if restart.is_empty() => format!("Configuration reloaded; {summary}"),
-        Ok(restart) => format!(
-            "Configuration reloaded; needs a restart: {}; {summary}",
-            restart.join(", ")
-        ),
-        Err(e) => {
-            error!(
-                error_kind = "config",
-                "reload refused, keeping the running config: {e}"
-            );
-            format!("Configuration reload refused ({e}); {summary}")
-        }
-    };
-    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-}
-
-/// The config to run after a reload (the new reloadable part, the running start-up
-/// part), its operator client, and the start-up keys the new files change.
-fn load_for_reload(
-    options: &Options,
-    runtime: &Runtime,
-) -> Result<(Config, Operator, Vec<&'static str>), DaemonError> {
-    let new = Config::load(&options.config_paths)?;
-    let running = runtime.config();
-    let restart = running.restart_needed(&new);
-    if !restart.is_empty() {
-        warn!(
-            "needs a restart: {}; keeping their running values until then",
-            restart.join(", ")
-        );
-    }
-    let config = running.reloaded(new);
-    let operator = operator_client(&config)?;
-    Ok((config, operator, restart))
 }
 
 #[cfg(test)]

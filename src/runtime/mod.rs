@@ -16,12 +16,14 @@
 //! [`product`] shelf of names), the clock and the [`DevicePolicy`].
 
 mod adtech;
+mod device;
 mod device_policy;
 mod generate;
 mod load;
 mod network;
 mod persist;
 mod product;
+mod read;
 mod refresh;
 mod scope_key;
 mod stats;
@@ -30,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, oneshot, watch, Notify};
+use tokio::sync::{broadcast, oneshot, Notify};
 use tracing::{debug, info};
 
 use crate::clock::Clock;
@@ -217,78 +219,6 @@ impl Runtime {
         self.changes.subscribe()
     }
 
-    // ---- reads: never wait for the network ----
-
-    /// Runs `f` on the scope's state at the current time, its file read first if no call
-    /// and no start-up pass has read it yet.
-    async fn read<T>(
-        self: &Arc<Self>,
-        key: ScopeKey,
-        f: impl FnOnce(&Scope, crate::engine::Now) -> T,
-    ) -> Result<T, Error> {
-        self.ensure_loaded(&key).await?;
-        let now = self.clock.now();
-        let state = lock(&self.state);
-        Ok(match state.scopes.get(&key) {
-            Some(scope) => f(scope, now),
-            None => f(&Scope::default(), now),
-        })
-    }
-
-    /// `GetAdvertisingToken`: the token, or `""`.
-    pub async fn advertising_token(self: &Arc<Self>, key: ScopeKey) -> Result<String, Error> {
-        let paused = self.limit_ad_tracking();
-        self.read(key, |s, now| match s.advertising_token(now) {
-            Some(token) if !paused => token.to_owned(),
-            _ => String::new(),
-        })
-        .await
-    }
-
-    /// `GetIdentity`: the stored identity JSON, or `""`.
-    pub async fn identity_json(self: &Arc<Self>, key: ScopeKey) -> Result<String, Error> {
-        self.read(key, |s, _| {
-            s.identity().map(Identity::to_json).unwrap_or_default()
-        })
-        .await
-    }
-
-    /// `GetIdentityStatus`.
-    pub async fn status(self: &Arc<Self>, key: ScopeKey) -> Result<Status, Error> {
-        self.read(key, |s, now| s.status(now)).await
-    }
-
-    /// `GetAutomaticRefreshEnabled`.
-    pub async fn auto_refresh(self: &Arc<Self>, key: ScopeKey) -> Result<bool, Error> {
-        self.read(key, |s, _| s.auto_refresh()).await
-    }
-
-    /// `ScopeLimit` if `key` is not held and `max_scopes` are: checked before a request
-    /// is sent for it (the change path checks again).
-    fn check_room(&self, key: &ScopeKey) -> Result<(), Error> {
-        let max_scopes = self.settings().config.startup.max_scopes;
-        let state = lock(&self.state);
-        if !state.scopes.contains_key(key) && state.scopes.len() >= max_scopes {
-            return Err(Error::ScopeLimit(max_scopes));
-        }
-        Ok(())
-    }
-
-    /// The number of scopes in memory.
-    pub fn scope_count(&self) -> usize {
-        lock(&self.state).scopes.len()
-    }
-
-    /// The device's limit-ad-tracking policy (shared by every product).
-    pub fn limit_ad_tracking(&self) -> bool {
-        self.device.limit_ad_tracking()
-    }
-
-    /// Follows the limit-ad-tracking policy (for the D-Bus signal).
-    pub fn watch_limit_ad_tracking(&self) -> watch::Receiver<bool> {
-        self.device.subscribe()
-    }
-
     // ---- changes ----
 
     /// `SetIdentity`: stored durably before the reply.
@@ -327,75 +257,6 @@ impl Runtime {
         .await?;
         info!(scope = %key, enabled, "automatic refresh changed");
         Ok(())
-    }
-
-    /// Turns the device's limit-ad-tracking policy on or off, durably, for every
-    /// product. While on, no scope is served a token or refreshed; when turned off, due
-    /// refreshes resume.
-    pub async fn set_limit_ad_tracking(self: &Arc<Self>, on: bool) -> Result<(), Error> {
-        self.device.set(on).await
-    }
-
-    /// Re-evaluates every scope under the policy just switched.
-    async fn policy_changed(self: &Arc<Self>) {
-        let change = self.change.lock().await;
-        let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
-        for key in keys {
-            // Nothing of a tick can be refused.
-            let _ = self
-                .apply(&change, &key, Event::Tick, Durability::Eventually, None)
-                .await;
-        }
-    }
-
-    /// `ResetAllIdentities` for the device: [`Runtime::reset_all`] of every product's
-    /// runtime (UID2 and EUID); the scopes reset in all.
-    pub async fn reset_all_products(self: &Arc<Self>) -> Result<u32, Error> {
-        let mut count = 0;
-        for runtime in self.device.runtimes() {
-            count += runtime.reset_all().await?;
-        }
-        Ok(count)
-    }
-
-    /// `ResetAllIdentities`: forgets every scope's identity and remembered opt-out,
-    /// durably, also of scopes not read yet; each one's apps (and brokers) are told
-    /// `no_identity`. Returns how many scopes held something.
-    pub async fn reset_all(self: &Arc<Self>) -> Result<u32, Error> {
-        let change = self.change.lock().await;
-        let store = self.store.clone();
-        let mut keys: Vec<ScopeKey> = persist::blocking(move || store.list())
-            .await?
-            .iter()
-            .filter_map(|name| self.shelf.scope_name(name))
-            .filter_map(ScopeKey::from_name)
-            .collect();
-        self.load_scopes(&change, &keys).await?;
-        keys.extend(lock(&self.state).scopes.keys().cloned());
-        keys.sort();
-        keys.dedup();
-        let mut count = 0;
-        for key in keys {
-            let before = {
-                let state = lock(&self.state);
-                match state.scopes.get(&key) {
-                    Some(scope) if scope.holds_anything() => scope.status(self.clock.now()),
-                    _ => continue,
-                }
-            };
-            self.apply(&change, &key, Event::Reset, Durability::BeforeReply, None)
-                .await?;
-            count += 1;
-            if before == Status::NoIdentity {
-                // Only a remembered opt-out went: no status change, but the apps are told.
-                let _ = self.changes.send(StatusChange {
-                    scope: key,
-                    status: Status::NoIdentity,
-                });
-            }
-        }
-        info!(scopes = count, "every identity reset");
-        Ok(count)
     }
 
     /// Re-evaluates the scopes whose wake-up is due (or all of them after a clock jump or

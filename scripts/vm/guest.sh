@@ -1,0 +1,340 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Runs inside the test guest of scripts/test-vm.sh, as root, from the image's
+# uid2d-vm-test.service, with the product disk mounted read-only at /mnt/product (this
+# file, uid2d.deb, ca.pem, env). Boot 1 installs the .deb and checks it as a device
+# integrator would, then reboots; boot 2 checks what survived, the app scope by systemd
+# unit, and the purge, then powers off. One line per check on $RESULT_TTY:
+# "PASS name" or "FAIL name: why"; "INFO …" lines are context; "GUEST-DONE" ends.
+set -uo pipefail
+P=/mnt/product
+# shellcheck source=/dev/null
+. "$P/env" # OPERATOR (https://10.0.2.2:PORT), RESULT_TTY
+STATE=/var/lib/uid2d-vm
+mkdir -p "$STATE"
+phase=$(cat "$STATE/phase" 2>/dev/null || echo 1)
+
+out() {
+  echo "$*" >"$RESULT_TTY"
+  echo "$*"
+}
+pass() { out "PASS $1"; }
+fail() { out "FAIL $1: ${*:2}"; }
+info() { out "INFO $*"; }
+# check NAME CMD…: PASS when CMD succeeds; else FAIL with its output.
+check() {
+  local name=$1 o
+  shift
+  if o=$("$@" 2>&1); then pass "$name"; else fail "$name" "$(echo "$o" | tail -n 3 | tr '\n' ' ')"; fi
+}
+# as USER CMD…: a command as a non-root user, with no session of its own.
+as() {
+  local u=$1
+  shift
+  runuser -u "$u" -- "$@"
+}
+# wait_for SECS CMD…: retries CMD each half second until it succeeds or SECS pass.
+wait_for() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.5
+  done
+}
+prop() { systemctl show -p "$1" --value uid2d.service; }
+# A fresh identity for EMAIL from the test operator on the host.
+fetch_identity() {
+  curl -fsS --cacert "$P/ca.pem" "$OPERATOR/sim/identity?email=${1/@/%40}"
+}
+sim_fault() {
+  curl -fsS -X POST --cacert "$P/ca.pem" "$OPERATOR/sim/fault?endpoint=$1&fault=$2&count=${3:-1}" >/dev/null
+}
+# json_str KEY FILE…: the string values of KEY in JSON files (flat enough for grep).
+json_str() {
+  local k=$1
+  shift
+  grep -oh "\"$k\" *: *\"[^\"]*\"" "$@" | sed 's/.*: *"\(.*\)"$/\1/'
+}
+serving() { [ "$(as app1 uid2ctl status)" != "" ]; }
+is_status() { # USER STATUS…: the user's status is one of STATUS…
+  local s u=$1
+  shift
+  s=$(as "$u" uid2ctl status 2>/dev/null) || return 1
+  local w
+  for w in "$@"; do [ "$s" = "$w" ] && return 0; done
+  return 1
+}
+main_pid() { prop MainPID; }
+
+systemctl is-system-running --wait >/dev/null 2>&1
+info "boot $phase: $(systemctl is-system-running 2>&1), up $(cut -d' ' -f1 /proc/uptime) s," \
+  "kernel $(uname -r), $(systemctl --version | head -n1), dbus $(dpkg-query -W -f='${Version}' dbus)"
+
+if [ "$phase" = 1 ]; then
+  # ---- install, as an integrator: config drop-ins first, then the package ----------
+  mkdir -p /etc/uid2d/uid2d.toml.d /etc/systemd/system/uid2d.service.d
+  install -m 0644 "$P/ca.pem" /etc/uid2d/ca.pem
+  # rtc = true: this guest's clock comes from qemu's RTC and no NTP runs, so the clock
+  # is trusted at boot and identities expire by it (the clock checks need that).
+  printf 'base_url = "%s"\nca_file = "/etc/uid2d/ca.pem"\nrtc = true\n' "$OPERATOR" \
+    >/etc/uid2d/uid2d.toml.d/50-vm-test.toml
+  # A watchdog the test can wait for (the unit ships 3 min) and a quick restart.
+  printf '[Service]\nWatchdogSec=15s\nTimeoutAbortSec=10s\nRestartSec=1s\n' >/etc/systemd/system/uid2d.service.d/50-vm-test.conf
+  # A persistent journal, so boot 2 can scan both boots for secrets.
+  mkdir -p /var/log/journal && systemd-tmpfiles --create --prefix /var/log/journal && journalctl --flush
+  useradd -m app1
+  useradd -m app2
+  if o=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$P/uid2d.deb" 2>&1); then
+    pass "deb_installs_offline"
+  else
+    fail "deb_installs_offline" "$(echo "$o" | tail -n 5 | tr '\n' ' ')"
+  fi
+
+  # ---- the service as systemd runs it ------------------------------------------
+  wait_for 60 systemctl is-active uid2d.service
+  check "service_active" systemctl is-active uid2d.service
+  t=$(prop Type) s=$(prop SubState)
+  [ "$t" = notify ] && [ "$s" = running ] && pass "notify_ready_reached" ||
+    fail "notify_ready_reached" "Type=$t SubState=$s"
+  st=$(prop StatusText)
+  if [ -n "$st" ] && systemctl status uid2d.service --no-pager 2>&1 | grep -qF "Status: \"$st\""; then
+    pass "status_text_shown"
+    info "StatusText: $st"
+  else
+    fail "status_text_shown" "StatusText='$st'"
+  fi
+  sec=$(systemd-analyze security uid2d.service --no-pager 2>&1 | tail -n1)
+  score=$(echo "$sec" | grep -o '[0-9]\+\.[0-9]' | head -n1)
+  info "systemd-analyze security (live): $sec"
+  if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 1.2) }'; then
+    pass "security_score_live_le_1.2"
+  else
+    fail "security_score_live_le_1.2" "$sec"
+  fi
+  pw=$(getent passwd uid2d || true)
+  [[ $pw == uid2d:x:*:*:*:*:/usr/sbin/nologin ]] && pass "sysusers_user_exists" ||
+    fail "sysusers_user_exists" "passwd: '$pw'"
+  m=$(stat -c '%a %U' /var/lib/uid2d 2>&1)
+  [ "$m" = "700 uid2d" ] && pass "state_dir_0700_uid2d" || fail "state_dir_0700_uid2d" "$m"
+  [ "$(prop User)" = uid2d ] && [ "$(ps -o user= -p "$(main_pid)")" = uid2d ] &&
+    pass "runs_as_uid2d" || fail "runs_as_uid2d" "$(ps -o user=,pid= -p "$(main_pid)")"
+
+  # ---- an app over the system bus, with the shipped policy -----------------------
+  if fetch_identity app1@example.com >/tmp/app1.json; then
+    chmod 0644 /tmp/app1.json
+    pass "operator_reachable_at_10.0.2.2"
+  else
+    fail "operator_reachable_at_10.0.2.2" "curl $OPERATOR failed"
+  fi
+  s=$(as app1 uid2ctl set /tmp/app1.json 2>&1)
+  [ "$s" = established ] && pass "app_set_identity" || fail "app_set_identity" "$s"
+  tok=$(as app1 uid2ctl token 2>&1)
+  [ -n "$tok" ] && [ "$tok" = "$(json_str advertising_token /tmp/app1.json)" ] &&
+    pass "app_gets_token" || fail "app_gets_token" "token '${tok:0:12}…'"
+  # refresh_from is seconds after minting (the simulator runs with short lifetimes).
+  if o=$(as app1 timeout 120 uid2ctl watch --until refreshed 2>&1); then
+    tok2=$(as app1 uid2ctl token)
+    [ -n "$tok2" ] && [ "$tok2" != "$tok" ] && pass "automatic_refresh" ||
+      fail "automatic_refresh" "status refreshed but the token did not change"
+  else
+    fail "automatic_refresh" "no 'refreshed' within 120 s: $(echo "$o" | tail -n 2 | tr '\n' ' ')"
+  fi
+  s=$(as app2 uid2ctl status 2>&1) t2=$(as app2 uid2ctl token 2>&1)
+  [ "$s" = no_identity ] && [ -z "$t2" ] && pass "other_user_cannot_read_it" ||
+    fail "other_user_cannot_read_it" "app2 sees status '$s'"
+  ! as app2 test -r /var/lib/uid2d && ! as app2 ls /var/lib/uid2d >/dev/null 2>&1 &&
+    pass "other_user_cannot_read_state_dir" || fail "other_user_cannot_read_state_dir" "readable"
+  # Denied by the bus policy (not by uid2d): org.freedesktop.DBus.Error.AccessDenied.
+  bus_denied() {
+    local o
+    o=$(as app1 dbus-send --system --print-reply --dest=com.uid2.Manager /com/uid2/Manager "$@" 2>&1)
+    [[ $o == *org.freedesktop.DBus.Error.AccessDenied* ]] || { echo "$o"; return 1; }
+  }
+  check "policy_denies_property_set" bus_denied org.freedesktop.DBus.Properties.Set \
+    string:com.uid2.Manager1 string:LimitAdTracking variant:boolean:true
+  check "policy_denies_unlisted_member" bus_denied com.uid2.Manager1.Nope
+  check "policy_denies_other_interface" bus_denied org.freedesktop.DBus.Debug.Stats.GetStats
+  o=$(as app1 dbus-send --system --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.RequestName string:com.uid2.Manager uint32:0 2>&1)
+  [[ $o == *AccessDenied* ]] && pass "policy_denies_owning_the_name" ||
+    fail "policy_denies_owning_the_name" "$o"
+  check "policy_allows_peer_ping" as app1 dbus-send --system --print-reply --dest=com.uid2.Manager \
+    /com/uid2/Manager org.freedesktop.DBus.Peer.Ping
+  # Allowed by the bus, refused by uid2d: device-wide calls from an app.
+  o=$(as app1 uid2ctl reset-all 2>&1) && fail "app_cannot_reset_all" "succeeded" ||
+    { [[ $o == *AccessDenied* ]] && pass "app_cannot_reset_all" || fail "app_cannot_reset_all" "$o"; }
+  o=$(as app1 uid2ctl limit-ad-tracking on 2>&1) && fail "app_cannot_set_limit_ad_tracking" "succeeded" ||
+    { [[ $o == *AccessDenied* ]] && pass "app_cannot_set_limit_ad_tracking" ||
+      fail "app_cannot_set_limit_ad_tracking" "$o"; }
+
+  # ---- D-Bus activation --------------------------------------------------------------
+  systemctl stop uid2d.service
+  a=$(systemctl is-active uid2d.service)
+  s=$(as app1 uid2ctl status 2>&1)
+  if [ "$a" != active ] && [[ $s == established || $s == refreshed ]] &&
+    [ "$(systemctl is-active uid2d.service)" = active ]; then
+    pass "dbus_activation_starts_it"
+  else
+    fail "dbus_activation_starts_it" "was '$a', call gave '$s', now $(systemctl is-active uid2d.service)"
+  fi
+
+  # ---- watchdog: a stopped daemon is killed and restarted ----------------------------
+  pid=$(main_pid) n=$(prop NRestarts)
+  kill -STOP "$pid"
+  t0=$SECONDS
+  if wait_for 60 sh -c "[ \"\$(systemctl show -p NRestarts --value uid2d)\" -gt $n ] && systemctl is-active -q uid2d"; then
+    info "watchdog: restarted after $((SECONDS - t0)) s (WatchdogSec=15s)"
+    journalctl -u uid2d --no-pager -q | grep -qi 'watchdog timeout' &&
+      [ "$(main_pid)" != "$pid" ] && serving && pass "watchdog_restarts_stopped_daemon" ||
+      fail "watchdog_restarts_stopped_daemon" "restarted, but no watchdog timeout logged or not serving"
+  else
+    fail "watchdog_restarts_stopped_daemon" "no restart within 60 s"
+    kill -CONT "$pid" 2>/dev/null
+  fi
+
+  # ---- bus death: uid2d exits with a failure and is restarted ------------------------
+  pid=$(main_pid) n=$(prop NRestarts)
+  since=$(date '+%Y-%m-%d %H:%M:%S')
+  systemctl restart dbus.service
+  if wait_for 60 sh -c "[ \"\$(systemctl show -p NRestarts --value uid2d)\" -gt $n ] && systemctl is-active -q uid2d" &&
+    wait_for 30 serving; then
+    r=$(journalctl -u uid2d --since "$since" --no-pager -q -o cat | grep -m1 -E 'status=1|exited' || true)
+    info "bus restart: ${r:-no exit line}"
+    pass "bus_restart_uid2d_restarts_and_serves"
+  else
+    fail "bus_restart_uid2d_restarts_and_serves" "NRestarts $(prop NRestarts), $(systemctl is-active uid2d)"
+  fi
+
+  # ---- clock: a day ahead and back ----------------------------------------------------
+  # The simulator's identity lives 1 h and its refresh token 2 days: a day ahead the
+  # identity has expired and uid2d refreshes; the simulator mints from the host's clock,
+  # a day behind, so the new identity is expired too — that must not become a storm.
+  saved=$(date +%s)
+  since=$(date '+%Y-%m-%d %H:%M:%S')
+  timedatectl set-time "@$((saved + 86400))" 2>/dev/null || date -s "@$((saved + 86400))" >/dev/null
+  sleep 30
+  s=$(as app1 uid2ctl status 2>&1) tok=$(as app1 uid2ctl token 2>&1)
+  n=$(journalctl -u uid2d -o json --no-pager | awk -v t="$((saved + 86400))000000" \
+    -F'"__REALTIME_TIMESTAMP":"' '{ split($2, a, "\""); if (a[1] + 0 >= t && $0 ~ /refreshing identity/) c++ } END { print c + 0 }')
+  info "a day ahead: status '$s', $n refresh attempts in 30 s"
+  [ "$s" = expired ] && [ -z "$tok" ] && pass "clock_day_ahead_expired_no_token" ||
+    fail "clock_day_ahead_expired_no_token" "status '$s', token ${tok:+served}"
+  [ "$n" -le 4 ] && pass "clock_day_ahead_no_refresh_storm" ||
+    fail "clock_day_ahead_no_refresh_storm" "$n refresh attempts in 30 s"
+  now=$(date +%s)
+  timedatectl set-time "@$((now - 86400))" 2>/dev/null || date -s "@$((now - 86400))" >/dev/null
+  if wait_for 30 is_status app1 established refreshed && [ -n "$(as app1 uid2ctl token)" ]; then
+    pass "clock_back_valid_again"
+  else
+    fail "clock_back_valid_again" "status '$(as app1 uid2ctl status 2>&1)'"
+  fi
+  info "clock now $(date -u '+%F %T') UTC (set from $since)"
+
+  # ---- what must survive a reboot: an identity, an opt-out, the device policy -------
+  fetch_identity app2@example.com >/tmp/app2.json && chmod 0644 /tmp/app2.json
+  as app2 uid2ctl set /tmp/app2.json >/dev/null
+  # Only app2's next refresh may meet the fault: app1 stops refreshing first.
+  as app1 uid2ctl auto off >/dev/null
+  sim_fault refresh optout 1
+  as app2 uid2ctl refresh >/dev/null 2>&1 # (or its automatic refresh met the fault first)
+  s=$(as app2 uid2ctl status 2>&1)
+  [ "$s" = opt_out ] && pass "optout_from_operator" || fail "optout_from_operator" "$s"
+  as app1 uid2ctl auto on >/dev/null
+  o=$(uid2ctl limit-ad-tracking on 2>&1) && [ "$(as app1 uid2ctl limit-ad-tracking)" = on ] &&
+    pass "root_sets_limit_ad_tracking" || fail "root_sets_limit_ad_tracking" "$o"
+  as app1 uid2ctl identity >"$STATE/app1.before" 2>/dev/null
+  # The secrets that must never reach the journal.
+  { json_str advertising_token /tmp/app1.json /tmp/app2.json "$STATE/app1.before"
+    json_str refresh_token /tmp/app1.json /tmp/app2.json "$STATE/app1.before"; } >"$STATE/secrets"
+  echo 2 >"$STATE/phase"
+  info "rebooting"
+  sync
+  systemctl reboot
+  exit 0
+fi
+
+# ---- boot 2 -------------------------------------------------------------------------
+wait_for 60 systemctl is-active uid2d.service
+check "starts_at_boot" systemctl is-active uid2d.service
+s=$(as app1 uid2ctl status 2>&1) id=$(as app1 uid2ctl identity 2>/dev/null)
+[ -n "$id" ] && [[ $s =~ ^(established|refreshed|expired)$ ]] && pass "identity_survives_reboot" ||
+  fail "identity_survives_reboot" "status '$s'"
+s=$(as app2 uid2ctl status 2>&1)
+[ "$s" = opt_out ] && pass "optout_survives_reboot" || fail "optout_survives_reboot" "status '$s'"
+s=$(as app1 uid2ctl limit-ad-tracking 2>&1)
+[ "$s" = on ] && pass "limit_ad_tracking_survives_reboot" || fail "limit_ad_tracking_survives_reboot" "'$s'"
+uid2ctl limit-ad-tracking off >/dev/null
+
+# ---- the journal: structured fields, no secret ----------------------------------------
+journalctl -u uid2d -o json --no-pager >/tmp/journal.json
+journalctl -o json --no-pager >/tmp/journal-all.json # every unit, both boots
+if grep -q '"SCOPE":"' /tmp/journal.json && grep -q '"STATUS":"' /tmp/journal.json; then
+  pass "journal_structured_fields"
+  info "journal: $(grep -c . /tmp/journal.json) entries, fields $(grep -o '"[A-Z_]*":' /tmp/journal.json |
+    grep -v '"_\|"__' | sort -u | tr -d '":' | tr '\n' ' ')"
+else
+  fail "journal_structured_fields" "no SCOPE/STATUS field in journalctl -u uid2d -o json"
+fi
+leaks=0
+while read -r secret; do
+  [ ${#secret} -ge 16 ] || continue
+  grep -qF "$secret" /tmp/journal-all.json && leaks=$((leaks + 1))
+done <"$STATE/secrets"
+info "journal: $(journalctl --list-boots --no-pager | grep -c .) boots kept, $(grep -c . "$STATE/secrets") tokens looked for"
+[ "$leaks" = 0 ] && [ -s "$STATE/secrets" ] && pass "journal_has_no_secret" ||
+  fail "journal_has_no_secret" "$leaks token(s) found (or no secrets recorded)"
+
+# ---- ResetAllIdentities as root -----------------------------------------------------------
+o=$(uid2ctl reset-all 2>&1)
+if [ -n "$o" ] && is_status app1 no_identity && is_status app2 no_identity; then
+  pass "root_reset_all"
+  info "reset-all: $o"
+else
+  fail "root_reset_all" "'$o', app1 $(as app1 uid2ctl status 2>&1), app2 $(as app2 uid2ctl status 2>&1)"
+fi
+
+# ---- scope = "app": the caller's systemd app unit (GetUnitByPID) -------------------------
+printf 'scope = "app"\n' >/etc/uid2d/uid2d.toml.d/60-vm-app.toml
+systemctl restart uid2d.service
+fetch_identity news@example.com >/tmp/news.json && chmod 0644 /tmp/news.json
+in_app() { # APP ID RANDOM CMD…: CMD as app1 in the transient scope app-tv-<ID>-<RANDOM>.scope
+  local app=$1 r=$2
+  shift 2
+  systemd-run --quiet --uid=app1 --scope --unit="app-tv-$app-$r.scope" "$@"
+}
+s=$(in_app com.example.news 1 uid2ctl set /tmp/news.json 2>&1)
+s2=$(in_app com.example.news 2 uid2ctl status 2>&1)
+s3=$(in_app com.example.weather 3 uid2ctl status 2>&1)
+s4=$(as app1 uid2ctl status 2>&1)
+if [ "$s" = established ] && [ "$s2" = established ] && [ "$s3" = no_identity ] && [ "$s4" = no_identity ]; then
+  pass "app_scope_by_systemd_unit"
+else
+  fail "app_scope_by_systemd_unit" "news set '$s', news again '$s2', weather '$s3', no unit '$s4'"
+fi
+journalctl -u uid2d -o json --no-pager | grep -q '"SCOPE":"[^"]*com.example.news' &&
+  pass "app_scope_named_in_journal" || fail "app_scope_named_in_journal" "no SCOPE naming com.example.news"
+rm -f /etc/uid2d/uid2d.toml.d/60-vm-app.toml
+
+# ---- apt purge ---------------------------------------------------------------------------
+if o=$(DEBIAN_FRONTEND=noninteractive apt-get purge -y -q uid2d 2>&1); then
+  left=""
+  for f in /usr/bin/uid2d /usr/bin/uid2ctl /usr/lib/systemd/system/uid2d.service \
+    /usr/share/dbus-1/system.d/com.uid2.Manager.conf /usr/share/dbus-1/system-services/com.uid2.Manager.service \
+    /usr/lib/uid2d /var/lib/uid2d /etc/systemd/system/multi-user.target.wants/uid2d.service \
+    /etc/systemd/system/dbus-com.uid2.Manager.service; do
+    { [ -e "$f" ] || [ -L "$f" ]; } && left="$left $f"
+  done
+  a=$(systemctl is-active uid2d.service 2>&1)
+  [ -z "$left" ] && [ "$a" != active ] && pass "apt_purge_removes_it" ||
+    fail "apt_purge_removes_it" "left:${left:- none}, unit $a"
+else
+  fail "apt_purge_removes_it" "$(echo "$o" | tail -n 3 | tr '\n' ' ')"
+fi
+o=$(as app1 dbus-send --system --print-reply --dest=com.uid2.Manager /com/uid2/Manager \
+  org.freedesktop.DBus.Peer.Ping 2>&1)
+[[ $o == *ServiceUnknown* ]] && pass "purged_name_not_activatable" || fail "purged_name_not_activatable" "$o"
+
+out "GUEST-DONE"
+systemctl poweroff

@@ -192,4 +192,51 @@ execstart=$(grep '^ExecStart=' "$tmp/root2/usr/local/lib/systemd/system/uid2d.se
 [ -x "$tmp/root2/usr/local/bin/uid2d" ] || fail "prefix=/usr/local did not install /usr/local/bin/uid2d"
 echo "$execstart"
 
+# ---- 7. uid2-gateway: its unit, sysusers entry and policy ------------------------
+echo "== uid2-gateway"
+GW_UNIT=systemd/uid2-gateway.service
+GW_SYSUSERS=systemd/uid2-gateway.sysusers
+GW_POLICY=dbus/com.uid2.Gateway.conf
+mkdir "$tmp/gw"
+cp "$GW_UNIT" "$tmp/gw/uid2-gateway.service"
+rc=0
+(cd "$tmp/gw" && systemd-analyze security --offline=true --no-pager \
+  --threshold="$MAX_EXPOSURE" ./uid2-gateway.service) >"$tmp/gw-security.out" 2>&1 || rc=$?
+gw_score=$(grep -a 'Overall exposure level' "$tmp/gw-security.out" || true)
+[ -n "$gw_score" ] && [ "$rc" -eq 0 ] || { cat "$tmp/gw-security.out" >&2; fail "$GW_UNIT: exposure above $MAX_EXPOSURE/10"; }
+echo "$gw_score"
+gw_bin=/bin/true
+[ -x target/debug/uid2-gateway ] && gw_bin=$PWD/target/debug/uid2-gateway
+grep -q '^ExecStart=/usr/bin/uid2-gateway ' "$GW_UNIT" || fail "$GW_UNIT: ExecStart= must run /usr/bin/uid2-gateway"
+sed "s|^ExecStart=/usr/bin/uid2-gateway |ExecStart=$gw_bin |" "$GW_UNIT" >"$tmp/gw/uid2-gateway.service"
+rc=0
+(cd "$tmp/gw" && systemd-analyze verify --man=no uid2-gateway.service) >"$tmp/gw-verify.out" 2>&1 || rc=$?
+# It names uid2d.service, which is not in the scratch directory.
+grep -v 'uid2d.service' "$tmp/gw-verify.out" >"$tmp/gw-verify.rest" || true
+if [ "$rc" -ne 0 ] || [ -s "$tmp/gw-verify.rest" ]; then
+  cat "$tmp/gw-verify.out" >&2
+  fail "systemd-analyze verify $GW_UNIT: rc $rc, or it printed something (above)"
+fi
+grep -qx 'BusName=com.uid2.Gateway' "$GW_UNIT" || fail "$GW_UNIT: BusName=com.uid2.Gateway missing"
+gw_user=$(sed -n 's/^User=//p' "$GW_UNIT")
+broker_group=$(sed -n 's/^SupplementaryGroups=//p' "$GW_UNIT")
+runtime_group=$(sed -n 's/^ExecStart=.*--session-group \([^ ]*\).*/\1/p' "$GW_UNIT")
+mkdir -p "$tmp/gw-sysroot/etc"
+systemd-sysusers --root="$tmp/gw-sysroot" "$PWD/$GW_SYSUSERS" >"$tmp/gw-sysusers.out" 2>&1 \
+  || { cat "$tmp/gw-sysusers.out" >&2; fail "systemd-sysusers rejected $GW_SYSUSERS"; }
+grep -q "^$gw_user:" "$tmp/gw-sysroot/etc/passwd" || fail "$GW_SYSUSERS creates no user $gw_user"
+grep -Eq "^$broker_group:.*[:,]$gw_user(,|\$)" "$tmp/gw-sysroot/etc/group" || fail "$GW_SYSUSERS does not put $gw_user in $broker_group"
+grep -q "^$runtime_group:" "$tmp/gw-sysroot/etc/group" || fail "$GW_SYSUSERS creates no group $runtime_group"
+xmllint --noout --nonet "$GW_POLICY" dbus/com.uid2.Gateway1.xml || fail "xmllint: $GW_POLICY or com.uid2.Gateway1.xml"
+grep -q "<policy user=\"$gw_user\">" "$GW_POLICY" || fail "$GW_POLICY: $gw_user does not own the name"
+xml_methods=$(xmllint --nonet --xpath '//interface[@name="com.uid2.Gateway1"]/method/@name' dbus/com.uid2.Gateway1.xml \
+  | grep -o '"[^"]*"' | tr -d '"' | sort)
+for who in "group=\"$runtime_group\"" 'user="root"'; do
+  policy_methods=$(xmllint --nonet --xpath \
+    "//policy[@$who]/allow[@send_interface=\"com.uid2.Gateway1\"]/@send_member" "$GW_POLICY" \
+    | grep -o '"[^"]*"' | tr -d '"' | sort)
+  [ "$xml_methods" = "$policy_methods" ] || fail "$GW_POLICY: the methods allowed to $who are not those of com.uid2.Gateway1"
+done
+echo "ok"
+
 echo "check-unit: OK (${score#*: })"

@@ -17,6 +17,7 @@ pub(crate) mod dbus;
 pub mod dii;
 pub mod engine;
 pub mod error;
+pub mod gateway;
 pub mod identity;
 pub mod network;
 pub mod operator;

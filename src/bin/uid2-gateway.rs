@@ -1,0 +1,107 @@
+//! `uid2-gateway`: UID2 identities for HTML5 apps over WebSocket. Everything but argument
+//! parsing lives in `uid2d::gateway`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use uid2d::config::LogLevel;
+use uid2d::daemon::{self, Bus};
+use uid2d::gateway::{self, Options};
+
+/// Serves each HTML5 app its UID2 identity as JSON-RPC over a one-time WebSocket session,
+/// through uid2d's com.uid2.Broker1; sessions are opened on D-Bus as com.uid2.Gateway.
+#[derive(Debug, Parser)]
+#[command(name = "uid2-gateway", version)]
+struct Args {
+    /// `system`, `session`, or a D-Bus address such as unix:path=/run/bus.
+    #[arg(long, value_name = "BUS", default_value = "system")]
+    bus: Bus,
+    /// The loopback address and port of the WebSocket server (port 0: any free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7685")]
+    listen: SocketAddr,
+    /// Besides root, members of this group may open and close sessions.
+    #[arg(long, value_name = "GROUP")]
+    session_group: Option<String>,
+    /// Sessions open at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_sessions: usize,
+    /// The largest WebSocket message accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    max_message_size: usize,
+    /// Seconds a new connection has for its WebSocket handshake.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Seconds one frame to a client may take before the client is dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    send_timeout: u64,
+    /// `error`, `warn`, `info` or `debug`.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = match args.log_level.as_str() {
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        _ => {
+            eprintln!("uid2-gateway: --log-level: expected error, warn, info or debug");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log = daemon::init_logging(level);
+    let session_gid = match args.session_group.as_deref() {
+        None => None,
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Some(group.gid.as_raw()),
+            _ => {
+                eprintln!("uid2-gateway: --session-group: no group {name:?}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let options = Options {
+        session_gid,
+        max_sessions: args.max_sessions.max(1),
+        max_message_size: args.max_message_size.max(1024),
+        handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
+        send_timeout: Duration::from_secs(args.send_timeout.max(1)),
+        ..Options::new(args.bus, args.listen)
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("uid2-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        gateway::run(options, shutdown)
+            .await
+            .map_err(std::io::Error::other)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("uid2-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

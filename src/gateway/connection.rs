@@ -1,0 +1,171 @@
+//! One WebSocket connection: the handshake claims a session (or is refused with 403),
+//! then JSON-RPC requests are answered in order and the app's status changes are sent as
+//! notifications, until either side closes, the session is closed, or the client stops
+//! reading.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info};
+
+use super::rpc::{self, Parsed};
+use super::sessions::{Claimed, Sessions};
+use crate::client::broker::Broker1Proxy;
+
+/// The path of an endpoint before its secret.
+pub(crate) const SESSION_PATH: &str = "/session/";
+
+/// What every connection shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) broker: Broker1Proxy<'static>,
+    /// uid2d's `IdentityStatusChanged(app_id, status)`.
+    pub(crate) changes: broadcast::Sender<(String, String)>,
+    pub(crate) config: WebSocketConfig,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) send_timeout: Duration,
+}
+
+fn forbidden() -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some("Forbidden\n".to_owned()));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response
+}
+
+/// Serves one TCP connection to its end.
+pub(crate) async fn serve(stream: TcpStream, context: Context) {
+    let mut claimed: Option<Claimed> = None;
+    let sessions = context.sessions.clone();
+    // tungstenite's callback type fixes the error type (an HTTP response).
+    #[allow(clippy::result_large_err)]
+    let check = |request: &Request, response: Response| {
+        let secret = request
+            .uri()
+            .path()
+            .strip_prefix(SESSION_PATH)
+            .unwrap_or_default();
+        let origin = request
+            .headers()
+            .get("origin")
+            .map(|o| o.to_str().unwrap_or("\u{fffd}"));
+        match sessions.claim(secret, origin) {
+            Ok(session) => {
+                claimed = Some(session);
+                Ok(response)
+            }
+            Err(why) => {
+                // The cause, never the secret or the path that holds it.
+                info!("WebSocket connection refused: {why}");
+                Err(forbidden())
+            }
+        }
+    };
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(context.config));
+    let ws = tokio::time::timeout(context.handshake_timeout, handshake).await;
+    let Some(session) = claimed else {
+        return;
+    };
+    match ws {
+        Ok(Ok(ws)) => {
+            info!(app_id = session.app_id, "session connected");
+            let key = session.key;
+            run(ws, session, &context).await;
+            context.sessions.ended(&key);
+            info!(sessions = context.sessions.len(), "session ended");
+        }
+        _ => context.sessions.ended(&session.key),
+    }
+}
+
+/// Why a session's loop ended.
+enum End {
+    /// The peer closed, or went away.
+    Peer,
+    /// Close with this code and reason.
+    Close(CloseCode, &'static str),
+}
+
+async fn run(mut ws: WebSocketStream<TcpStream>, session: Claimed, context: &Context) {
+    let Claimed {
+        app_id, mut closed, ..
+    } = session;
+    let mut changes = context.changes.subscribe();
+    let end = loop {
+        let outgoing = tokio::select! {
+            _ = &mut closed => break End::Close(CloseCode::Normal, "session closed"),
+            change = changes.recv() => match change {
+                Ok((app, status)) if app == app_id => rpc::status_notification(&status),
+                Ok(_) => continue,
+                // Missed some: the latest status is what counts.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match context.broker.get_identity_status(&app_id).await {
+                        Ok(status) => rpc::status_notification(&status),
+                        Err(_) => continue,
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    break End::Close(CloseCode::Away, "gateway stopping")
+                }
+            },
+            incoming = ws.next() => match incoming {
+                None | Some(Ok(Message::Close(_))) => break End::Peer,
+                Some(Err(WsError::Capacity(_))) => {
+                    break End::Close(CloseCode::Size, "message too big")
+                }
+                Some(Err(e)) => {
+                    debug!("WebSocket error: {e}");
+                    break End::Peer;
+                }
+                Some(Ok(Message::Text(text))) => match answer(text.as_str(), &app_id, context).await {
+                    Some(reply) => reply,
+                    None => continue,
+                },
+                Some(Ok(Message::Binary(_))) => {
+                    break End::Close(CloseCode::Unsupported, "JSON-RPC is sent as text")
+                }
+                // Pings are answered by tungstenite on the next read or write.
+                Some(Ok(_)) => continue,
+            },
+        };
+        match tokio::time::timeout(context.send_timeout, ws.send(Message::text(outgoing))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break End::Peer,
+            // A client that stops reading loses its session, not the gateway's memory.
+            Err(_) => {
+                info!(app_id, "session dropped: the client does not read");
+                return;
+            }
+        }
+    };
+    if let End::Close(code, reason) = end {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(context.send_timeout, ws.close(Some(frame))).await;
+    }
+}
+
+/// The reply to one text frame, `None` for a notification.
+async fn answer(text: &str, app_id: &str, context: &Context) -> Option<String> {
+    debug!(app_id, bytes = text.len(), "request");
+    match rpc::parse(text) {
+        Parsed::Error { id, error } => Some(rpc::response(id, Err(error))),
+        Parsed::Call { id, call } => {
+            let result = rpc::execute(&context.broker, app_id, call).await;
+            debug!(app_id, ok = result.is_ok(), "answered");
+            id.map(|id| rpc::response(id, result))
+        }
+    }
+}

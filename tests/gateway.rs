@@ -1,0 +1,669 @@
+//! `uid2-gateway` end to end: the real gateway binary and the real uid2d on a private bus,
+//! the local operator over TLS, and a Rust WebSocket client speaking JSON-RPC as a page
+//! would. Sessions, refusals before any call, JSON-RPC errors, limits, and the
+//! `com.uid2.Gateway1` contract.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt as _;
+use tokio::net::{TcpSocket, TcpStream, UnixDatagram};
+use tokio::process::Child;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use uid2d::client::broker::Broker1Proxy;
+use uid2d::gateway::Gateway1Proxy;
+use uid2d_testkit::*;
+
+const NEWS: &str = "com.example.news";
+const MAPS: &str = "com.example.maps";
+const NEWS_ORIGIN: &str = "http://news.test";
+const MAPS_ORIGIN: &str = "http://maps.test";
+
+/// The real `uid2-gateway`, ready once it sent READY=1; its log is scanned for secrets on
+/// drop.
+struct Gateway {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    async fn start(bus: &Bus, extra: &[&str]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let notify_path = dir.path().join("notify");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        let log = dir.path().join("gateway.log");
+        let mut child = our_command(env!("CARGO_BIN_EXE_uid2-gateway"))
+            .args(["--bus", &bus.address, "--listen", "127.0.0.1:0"])
+            .args(["--log-level", "debug"])
+            .args(extra)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("JOURNAL_STREAM")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = tokio::select! {
+                n = notify.recv(&mut buf) => n.unwrap(),
+                status = child.wait() => panic!(
+                    "uid2-gateway exited ({status:?}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
+                () = tokio::time::sleep(PATIENCE) => panic!("no READY=1 from uid2-gateway"),
+            };
+            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                break;
+            }
+        }
+        Gateway {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Still running: it did not stop on whatever the test threw at it.
+    fn assert_running(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "uid2-gateway exited:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        if std::thread::panicking() {
+            eprintln!("uid2-gateway's log:\n{log}");
+        } else {
+            check_log_for_secrets(&log);
+        }
+    }
+}
+
+struct Rig {
+    bus: Bus,
+    operator: Operator,
+    _state: tempfile::TempDir,
+    daemon: Daemon,
+    gateway: Gateway,
+    conn: zbus::Connection,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("uid2d's log:\n{}", self.daemon.own_log());
+        }
+    }
+}
+
+impl Rig {
+    async fn new(gateway_args: &[&str]) -> Rig {
+        let bus = Bus::start().await;
+        let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
+        let state = tempfile::tempdir().unwrap();
+        let spec = operator.spec(
+            &binaries!(),
+            &bus,
+            state.path(),
+            "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n",
+        );
+        let daemon = Daemon::start(spec).await;
+        let gateway = Gateway::start(&bus, gateway_args).await;
+        let conn = bus.connect().await;
+        Rig {
+            bus,
+            operator,
+            _state: state,
+            daemon,
+            gateway,
+            conn,
+        }
+    }
+
+    async fn sessions(&self) -> Gateway1Proxy<'static> {
+        Gateway1Proxy::new(&self.conn).await.unwrap()
+    }
+
+    async fn open(&self, app: &str, origin: &str) -> String {
+        let endpoint = self
+            .sessions()
+            .await
+            .open_session(app, origin)
+            .await
+            .unwrap();
+        remember_endpoint(&endpoint);
+        endpoint
+    }
+}
+
+/// The session secret joins the strings no log may hold.
+fn remember_endpoint(endpoint: &str) {
+    let secret = endpoint.rsplit('/').next().unwrap();
+    assert_eq!(secret.len(), 43, "a 256-bit secret");
+    remember_secret(secret.to_owned());
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// The WebSocket handshake to `endpoint` as a page at `origin` (None: no Origin header).
+async fn handshake(endpoint: &str, origin: Option<&str>) -> Result<Ws, WsError> {
+    let mut request = endpoint.into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    let host = request.uri().authority().unwrap().as_str().to_owned();
+    let stream = TcpStream::connect(host).await.unwrap();
+    within(
+        "the WebSocket handshake",
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await
+    .map(|(ws, _)| ws)
+}
+
+/// Asserts that the handshake is refused with HTTP 403.
+async fn refused(endpoint: &str, origin: Option<&str>, what: &str) {
+    match handshake(endpoint, origin).await {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 403, "{what}"),
+        Err(e) => panic!("{what}: expected 403, got {e}"),
+        Ok(_) => panic!("{what}: the gateway let the page in"),
+    }
+}
+
+/// A page's session: JSON-RPC calls; notifications that arrive meanwhile are kept.
+struct Page {
+    ws: Ws,
+    next_id: u64,
+    notifications: VecDeque<Value>,
+}
+
+impl Page {
+    async fn connect(endpoint: &str, origin: &str) -> Page {
+        Page {
+            ws: handshake(endpoint, Some(origin)).await.unwrap(),
+            next_id: 1,
+            notifications: VecDeque::new(),
+        }
+    }
+
+    async fn frame(&mut self) -> Value {
+        loop {
+            match within("a frame from the gateway", self.ws.next()).await {
+                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends `text` and returns the reply with `id` (notifications before it are kept).
+    async fn raw(&mut self, text: String, id: &Value) -> Value {
+        self.ws.send(Message::text(text)).await.unwrap();
+        loop {
+            let frame = self.frame().await;
+            if frame.get("method").is_some() {
+                self.notifications.push_back(frame);
+            } else {
+                assert_eq!(&frame["id"], id, "replies come in order");
+                assert_eq!(frame["jsonrpc"], "2.0");
+                return frame;
+            }
+        }
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        let id = json!(self.next_id);
+        self.next_id += 1;
+        let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method});
+        if !params.is_null() {
+            request["params"] = params;
+        }
+        let reply = self.raw(request.to_string(), &id).await;
+        match reply.get("error") {
+            Some(error) => Err(error.clone()),
+            None => Ok(reply["result"].clone()),
+        }
+    }
+
+    async fn notification(&mut self) -> Value {
+        if let Some(n) = self.notifications.pop_front() {
+            return n;
+        }
+        self.frame().await
+    }
+
+    /// Waits for the gateway's close frame; returns its code.
+    async fn closed(&mut self) -> CloseCode {
+        loop {
+            match within("the gateway to close the session", self.ws.next()).await {
+                Some(Ok(Message::Close(Some(frame)))) => return frame.code,
+                Some(Ok(Message::Text(_))) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn status_of(notification: &Value) -> &str {
+    assert_eq!(notification["method"], "identityStatusChanged");
+    assert_eq!(notification["jsonrpc"], "2.0");
+    notification["params"]["status"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn two_pages_of_two_apps_get_two_identities() {
+    let mut rig = Rig::new(&[]).await;
+    let mut news = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
+    let mut maps = Page::connect(&rig.open(MAPS, MAPS_ORIGIN).await, MAPS_ORIGIN).await;
+    assert_eq!(
+        news.call("getIdentityStatus", json!({})).await,
+        Ok(json!("no_identity"))
+    );
+    assert_eq!(
+        news.call("getAdvertisingToken", Value::Null).await,
+        Ok(json!(""))
+    );
+    assert_eq!(news.call("getIdentity", json!([])).await, Ok(Value::Null));
+
+    let news_identity: Value =
+        serde_json::from_str(&rig.operator.identity("news@example.com")).unwrap();
+    let status = news
+        .call("setIdentity", json!({ "identity": news_identity }))
+        .await;
+    assert_eq!(status, Ok(json!("established")));
+    // The page's status changes, as notifications.
+    assert_eq!(status_of(&news.notification().await), "established");
+    news.call("resetIdentity", json!({})).await.unwrap();
+    assert_eq!(status_of(&news.notification().await), "no_identity");
+    news.call("setIdentity", json!({ "identity": news_identity }))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&news.notification().await), "established");
+
+    let maps_identity = rig.operator.identity("maps@example.com");
+    // A string is taken as well as an object.
+    let status = maps
+        .call("setIdentity", json!({ "identity": maps_identity }))
+        .await;
+    assert_eq!(status, Ok(json!("established")));
+    // uid2d sends in order and the gateway forwards in order: had the news app's three
+    // changes reached the maps page, they would be here before its own.
+    assert_eq!(status_of(&maps.notification().await), "established");
+    assert!(maps.notifications.is_empty(), "{:?}", maps.notifications);
+
+    let news_token = news.call("getAdvertisingToken", json!({})).await.unwrap();
+    let maps_token = maps.call("getAdvertisingToken", json!({})).await.unwrap();
+    assert_eq!(news_token, news_identity["advertising_token"]);
+    assert_ne!(news_token, maps_token);
+    // The same identities uid2d keeps for these app ids, for any broker.
+    let broker = Broker1Proxy::new(&rig.conn).await.unwrap();
+    assert_eq!(
+        json!(broker.get_advertising_token(NEWS).await.unwrap()),
+        news_token
+    );
+    assert_eq!(
+        json!(broker.get_advertising_token(MAPS).await.unwrap()),
+        maps_token
+    );
+    // A page gets its identity without the refresh secrets: refreshing is uid2d's job.
+    let identity = news.call("getIdentity", json!({})).await.unwrap();
+    assert_eq!(identity["advertising_token"], news_token);
+    assert!(identity.get("refresh_token").is_none());
+    assert!(identity.get("refresh_response_key").is_none());
+    assert!(identity["identity_expires"].is_number());
+    assert_eq!(
+        news.call("refreshIdentity", json!({})).await,
+        Ok(json!("refreshed"))
+    );
+
+    // CSTG from an email, under the app's own name.
+    let generated = maps
+        .call(
+            "generateIdentity",
+            json!({
+                "kind": "email",
+                "value": "maps-user@example.com",
+                "subscriptionId": rig.operator.sim.subscription_id(),
+                "serverPublicKey": rig.operator.sim.public_key(),
+            }),
+        )
+        .await;
+    assert!(generated.is_ok(), "{generated:?}");
+    assert_ne!(
+        maps.call("getAdvertisingToken", json!({})).await.unwrap(),
+        maps_token
+    );
+    rig.gateway.assert_running();
+}
+
+#[tokio::test]
+async fn a_page_without_its_session_is_refused_before_any_call() {
+    let mut rig = Rig::new(&[]).await;
+    let sessions = rig.sessions().await;
+    let endpoint = rig.open(NEWS, NEWS_ORIGIN).await;
+    let base = endpoint.rsplit_once('/').unwrap().0.to_owned();
+    let root = base.trim_end_matches("/session").to_owned();
+
+    refused(&format!("{root}/"), Some(NEWS_ORIGIN), "no session").await;
+    refused(&format!("{base}/"), Some(NEWS_ORIGIN), "an empty secret").await;
+    let forged = format!("{base}/{}", "A".repeat(43));
+    refused(&forged, Some(NEWS_ORIGIN), "a forged secret").await;
+    refused(&endpoint, Some(MAPS_ORIGIN), "another origin").await;
+    refused(&endpoint, None, "no origin").await;
+    // Those attempts did not burn the session for its own page…
+    let mut page = Page::connect(&endpoint, NEWS_ORIGIN).await;
+    assert_eq!(
+        page.call("getIdentityStatus", json!({})).await,
+        Ok(json!("no_identity"))
+    );
+    // …which is the only one to get in.
+    refused(&endpoint, Some(NEWS_ORIGIN), "a reused secret").await;
+
+    // Closing the session ends its connection and its endpoint.
+    sessions.close_session(&endpoint).await.unwrap();
+    assert_eq!(page.closed().await, CloseCode::Normal);
+    refused(&endpoint, Some(NEWS_ORIGIN), "a closed session").await;
+    let error = sessions.close_session(&endpoint).await.unwrap_err();
+    assert_eq!(error_name(&error), "NoSuchSession");
+
+    // A closed session that was never used: its secret is refused too (closed by secret).
+    let unused = rig.open(NEWS, NEWS_ORIGIN).await;
+    sessions
+        .close_session(unused.rsplit('/').next().unwrap())
+        .await
+        .unwrap();
+    refused(&unused, Some(NEWS_ORIGIN), "a closed, unused session").await;
+
+    // The runtime that opened a session leaves the bus: the session ends with it.
+    let runtime = rig.bus.connect().await;
+    let endpoint = Gateway1Proxy::new(&runtime)
+        .await
+        .unwrap()
+        .open_session(NEWS, NEWS_ORIGIN)
+        .await
+        .unwrap();
+    remember_endpoint(&endpoint);
+    let mut page = Page::connect(&endpoint, NEWS_ORIGIN).await;
+    drop(runtime);
+    assert_eq!(page.closed().await, CloseCode::Normal);
+
+    // A bad app id is refused when the session is asked for.
+    let error = sessions
+        .open_session("not an app", NEWS_ORIGIN)
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&error), "InvalidArgument");
+    let error = sessions
+        .open_session(NEWS, "http://x.test\n")
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&error), "InvalidArgument");
+
+    // Only root and the session group may open sessions.
+    let out = as_nobody(&[])
+        .args([
+            "dbus-send",
+            "--print-reply",
+            &format!("--bus={}", rig.bus.address),
+        ])
+        .args(["--dest=com.uid2.Gateway", "/com/uid2/Gateway"])
+        .args([
+            "com.uid2.Gateway1.OpenSession",
+            &format!("string:{NEWS}"),
+            "string:",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("com.uid2.Gateway1.Error.AccessDenied"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ws://"));
+    rig.gateway.assert_running();
+}
+
+#[tokio::test]
+async fn malformed_requests_get_named_errors() {
+    let mut rig = Rig::new(&[]).await;
+    let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
+    let null = Value::Null;
+    let code = |reply: &Value| reply["error"]["code"].as_i64().unwrap();
+    assert_eq!(code(&page.raw("{not json".into(), &null).await), -32700);
+    assert_eq!(code(&page.raw("[1, 2]".into(), &null).await), -32600);
+    assert_eq!(
+        code(
+            &page
+                .raw(r#"{"jsonrpc":"2.0","id":1}"#.into(), &json!(1))
+                .await
+        ),
+        -32600
+    );
+    let reply = page
+        .call("getAdvertisingTokens", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(reply["code"], -32601);
+    let reply = page
+        .call("setIdentity", json!({"identity": 3}))
+        .await
+        .unwrap_err();
+    assert_eq!(reply["code"], -32602);
+    // uid2d's errors, by name.
+    let reply = page
+        .call(
+            "setIdentity",
+            json!({"identity": {"advertising_token": "x"}}),
+        )
+        .await;
+    let error = reply.unwrap_err();
+    assert_eq!(error["code"], -32001);
+    assert_eq!(error["message"], "InvalidIdentity");
+    assert_eq!(
+        error["data"]["name"],
+        "com.uid2.Manager1.Error.InvalidIdentity"
+    );
+    let error = page.call("refreshIdentity", json!({})).await.unwrap_err();
+    assert_eq!(error["data"]["name"], "com.uid2.Manager1.Error.NoIdentity");
+    assert_eq!(error["code"], -32004);
+    let params = json!({"kind": "email", "value": "a@example.com", "appName": "x"});
+    let error = page.call("generateIdentity", params).await.unwrap_err();
+    assert_eq!(error["code"], -32602, "appName is not the page's to choose");
+    // A notification (no id) is run and not answered: the next reply is the next call's.
+    let status = rig.operator.identity("news@example.com");
+    let request =
+        json!({"jsonrpc": "2.0", "method": "setIdentity", "params": {"identity": status}});
+    page.ws
+        .send(Message::text(request.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.call("getIdentityStatus", json!({})).await,
+        Ok(json!("established"))
+    );
+    rig.gateway.assert_running();
+}
+
+#[tokio::test]
+async fn limits_end_one_session_and_leave_the_others() {
+    let max = 12;
+    let mut rig = Rig::new(&[
+        "--max-sessions",
+        &max.to_string(),
+        "--max-message-size",
+        "4096",
+        "--handshake-timeout",
+        "1",
+        "--send-timeout",
+        "1",
+    ])
+    .await;
+    let sessions = rig.sessions().await;
+    let mut pages = Vec::new();
+    for i in 0..max {
+        let app = format!("com.example.app{i}");
+        let origin = format!("http://app{i}.test");
+        pages.push((
+            app.clone(),
+            Page::connect(&rig.open(&app, &origin).await, &origin).await,
+        ));
+    }
+    let error = sessions.open_session(NEWS, NEWS_ORIGIN).await.unwrap_err();
+    assert_eq!(error_name(&error), "SessionLimit");
+    for (app, page) in &mut pages {
+        let identity = rig.operator.identity(&format!("{app}@example.com"));
+        let status = page
+            .call("setIdentity", json!({ "identity": identity }))
+            .await;
+        assert_eq!(status, Ok(json!("established")));
+        // uid2d sends STATUS= on each new scope: read them, or its notify socket's
+        // queue fills and uid2d blocks on the next one.
+        rig.daemon.receive_pending();
+    }
+
+    // An oversized message closes that session with 1009…
+    let (_, mut big) = pages.pop().unwrap();
+    let _ = big.ws.send(Message::text("x".repeat(64 * 1024))).await;
+    assert_eq!(big.closed().await, CloseCode::Size);
+    // …and a session that ends frees its place.
+    let endpoint = rig.open(NEWS, NEWS_ORIGIN).await;
+
+    // A client that sends nothing is dropped after the handshake timeout.
+    let mut silent = TcpStream::connect(endpoint.split('/').nth(2).unwrap())
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        within("the silent client dropped", silent.read(&mut byte))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A client that stops reading is dropped after the send timeout: its requests pile up
+    // answers it never takes (a 4 KiB receive buffer fills quickly).
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let host = endpoint.split('/').nth(2).unwrap().parse().unwrap();
+    let stream = socket.connect(host).await.unwrap();
+    let mut request = endpoint.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", NEWS_ORIGIN.parse().unwrap());
+    let (slow, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    let (mut slow_tx, _slow_rx) = slow.split();
+    let writer = tokio::spawn(async move {
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "noSuchMethod", "params": {"pad": "y".repeat(2000)}});
+        loop {
+            if slow_tx.send(Message::text(call.to_string())).await.is_err() {
+                return;
+            }
+        }
+    });
+    within("the slow client dropped", writer).await.unwrap();
+
+    // Every other session still works, and the gateway is up.
+    for (app, page) in &mut pages {
+        let token = page.call("getAdvertisingToken", json!({})).await.unwrap();
+        let broker = Broker1Proxy::new(&rig.conn).await.unwrap();
+        assert_eq!(
+            json!(broker.get_advertising_token(app).await.unwrap()),
+            token
+        );
+    }
+    rig.gateway.assert_running();
+    // Its places are free again.
+    let again = rig.open(NEWS, NEWS_ORIGIN).await;
+    let mut page = Page::connect(&again, NEWS_ORIGIN).await;
+    assert_eq!(
+        page.call("getIdentityStatus", json!({})).await,
+        Ok(json!("no_identity"))
+    );
+}
+
+#[tokio::test]
+async fn the_live_interface_is_the_documented_one() {
+    let rig = Rig::new(&[]).await;
+    let live = zbus::fdo::IntrospectableProxy::builder(&rig.conn)
+        .destination("com.uid2.Gateway")
+        .unwrap()
+        .path("/com/uid2/Gateway")
+        .unwrap()
+        .build()
+        .await
+        .unwrap()
+        .introspect()
+        .await
+        .unwrap();
+    let documented = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dbus/com.uid2.Gateway1.xml"
+    ))
+    .unwrap();
+    assert_eq!(members(&live), members(&documented));
+    assert!(!members(&documented).is_empty());
+}
+
+/// The members of `com.uid2.Gateway1` with their arguments (name, type, direction).
+fn members(xml: &str) -> Vec<String> {
+    let node = zbus_xml::Node::from_reader(xml.as_bytes()).unwrap();
+    let iface = node
+        .interfaces()
+        .iter()
+        .find(|i| i.name() == "com.uid2.Gateway1")
+        .expect("com.uid2.Gateway1");
+    let mut out: Vec<String> = iface
+        .methods()
+        .iter()
+        .map(|m| {
+            let args: Vec<String> = m
+                .args()
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}:{:?}:{:?}",
+                        a.name().unwrap_or("?"),
+                        a.ty(),
+                        a.direction()
+                    )
+                })
+                .collect();
+            format!("method {}({})", m.name(), args.join(","))
+        })
+        .collect();
+    out.extend(
+        iface
+            .signals()
+            .iter()
+            .map(|s| format!("signal {}", s.name())),
+    );
+    out.extend(
+        iface
+            .properties()
+            .iter()
+            .map(|p| format!("property {}", p.name())),
+    );
+    out.sort();
+    out
+}

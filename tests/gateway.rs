@@ -120,7 +120,11 @@ impl Rig {
             &binaries!(),
             &bus,
             state.path(),
-            "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n",
+            &format!(
+                "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n\
+                 [euid]\nbase_url = \"{}/v2\"\n",
+                operator.sim.base_url()
+            ),
         );
         let daemon = Daemon::start(spec).await;
         let gateway = Gateway::start(&bus, gateway_args).await;
@@ -158,18 +162,80 @@ fn remember_endpoint(endpoint: &str) {
     remember_secret(secret.to_owned());
 }
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Stream>;
+
+/// A connection to the gateway: TCP as a browser's, or its Unix socket as a native client's.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
 
 /// The WebSocket handshake to `endpoint` as a page at `origin` (None: no Origin header).
+/// A `ws+unix:<socket>:<path>` endpoint is the Unix socket's.
 async fn handshake(endpoint: &str, origin: Option<&str>) -> Result<Ws, WsError> {
-    let mut request = endpoint.into_client_request().unwrap();
+    let (stream, url) = match endpoint.strip_prefix("ws+unix:") {
+        Some(rest) => {
+            let (socket, path) = rest.split_once(':').unwrap();
+            let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+            (Stream::Unix(stream), format!("ws://localhost{path}"))
+        }
+        None => {
+            let request = endpoint.into_client_request().unwrap();
+            let host = request.uri().authority().unwrap().as_str().to_owned();
+            let stream = TcpStream::connect(host).await.unwrap();
+            (Stream::Tcp(stream), endpoint.to_owned())
+        }
+    };
+    let mut request = url.into_client_request().unwrap();
     if let Some(origin) = origin {
         request
             .headers_mut()
             .insert("origin", origin.parse().unwrap());
     }
-    let host = request.uri().authority().unwrap().as_str().to_owned();
-    let stream = TcpStream::connect(host).await.unwrap();
     within(
         "the WebSocket handshake",
         tokio_tungstenite::client_async(request, stream),
@@ -264,7 +330,124 @@ impl Page {
 fn status_of(notification: &Value) -> &str {
     assert_eq!(notification["method"], "identityStatusChanged");
     assert_eq!(notification["jsonrpc"], "2.0");
+    assert_eq!(notification["params"]["product"], "uid2");
     notification["params"]["status"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn one_page_holds_uid2_and_euid_and_gets_what_ad_code_needs() {
+    let rig = Rig::new(&[]).await;
+    let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
+    let uid2: Value = serde_json::from_str(&rig.operator.identity("uid2@example.com")).unwrap();
+    let euid: Value = serde_json::from_str(&rig.operator.identity("euid@example.com")).unwrap();
+    assert_eq!(
+        page.call("euid.setIdentity", json!({ "identity": euid }))
+            .await,
+        Ok(json!("established"))
+    );
+    let notification = page.notification().await;
+    assert_eq!(
+        notification["params"],
+        json!({"status": "established", "product": "euid"})
+    );
+    assert_eq!(
+        page.call("getIdentityStatus", json!({})).await,
+        Ok(json!("no_identity")),
+        "the EUID identity is not the UID2 one"
+    );
+    page.call("setIdentity", json!({ "identity": uid2 }))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&page.notification().await), "established");
+    let uid2_token = page.call("getAdvertisingToken", json!({})).await.unwrap();
+    let euid_token = page
+        .call("euid.getAdvertisingToken", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(uid2_token, uid2["advertising_token"]);
+    assert_eq!(euid_token, euid["advertising_token"]);
+
+    for (prefix, source, token) in [
+        ("", "uidapi.com", &uid2_token),
+        ("euid.", "euid.eu", &euid_token),
+    ] {
+        let info = page
+            .call(&format!("{prefix}getTokenInfo"), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(info["source"], source);
+        assert_eq!(info["status"], "established");
+        assert!(info["refresh_expires"].is_i64(), "{info}");
+        let text = info.to_string();
+        for secret in [
+            "advertising_token",
+            "refresh_token",
+            token.as_str().unwrap(),
+        ] {
+            assert!(!text.contains(secret), "GetTokenInfo holds {secret}");
+        }
+        assert_eq!(
+            page.call(&format!("{prefix}getEids"), json!({})).await,
+            Ok(json!([{ "source": source, "uids": [{ "id": token, "atype": 3 }] }]))
+        );
+        // Valid for an hour: the same token, no refresh.
+        assert_eq!(
+            page.call(
+                &format!("{prefix}getAdvertisingTokenValidFor"),
+                json!({"seconds": 60})
+            )
+            .await,
+            Ok(token.clone())
+        );
+        let error = page
+            .call(
+                &format!("{prefix}getAdvertisingTokenValidFor"),
+                json!({"seconds": 0}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(error["code"], -32003, "{error}");
+        assert_eq!(
+            error["data"]["name"],
+            "com.uid2.Manager1.Error.InvalidArgument"
+        );
+    }
+    assert_eq!(
+        rig.operator
+            .sim
+            .requests(uid2_operator_sim::Endpoint::Refresh),
+        0,
+        "nothing was refreshed"
+    );
+}
+
+#[tokio::test]
+async fn a_native_runtime_connects_over_the_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("gateway.sock");
+    let rig = Rig::new(&["--listen", "off", "--listen-unix", socket.to_str().unwrap()]).await;
+    let endpoint = rig.open(MAPS, "").await;
+    assert!(
+        endpoint.starts_with(&format!("ws+unix:{}:/session/", socket.display())),
+        "{endpoint}"
+    );
+    // A native client sends no Origin: the session's origin is "".
+    refused(
+        &endpoint,
+        Some(MAPS_ORIGIN),
+        "an Origin the session was not opened for",
+    )
+    .await;
+    let mut native = Page {
+        ws: handshake(&endpoint, None).await.unwrap(),
+        next_id: 1,
+        notifications: VecDeque::new(),
+    };
+    assert_eq!(
+        native.call("getIdentityStatus", json!({})).await,
+        Ok(json!("no_identity"))
+    );
+    refused(&endpoint, None, "a used session").await;
 }
 
 #[tokio::test]

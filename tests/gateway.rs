@@ -6,14 +6,11 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
-use std::process::Stdio;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt as _;
-use tokio::net::{TcpSocket, TcpStream, UnixDatagram};
-use tokio::process::Child;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -26,73 +23,6 @@ const NEWS: &str = "com.example.news";
 const MAPS: &str = "com.example.maps";
 const NEWS_ORIGIN: &str = "http://news.test";
 const MAPS_ORIGIN: &str = "http://maps.test";
-
-/// The real `uid2-gateway`, ready once it sent READY=1; its log is scanned for secrets on
-/// drop.
-struct Gateway {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Gateway {
-    async fn start(bus: &Bus, extra: &[&str]) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let notify_path = dir.path().join("notify");
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        let log = dir.path().join("gateway.log");
-        let mut child = our_command(env!("CARGO_BIN_EXE_uid2-gateway"))
-            .args(["--bus", &bus.address, "--listen", "127.0.0.1:0"])
-            .args(["--log-level", "debug"])
-            .args(extra)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env_remove("JOURNAL_STREAM")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut buf = [0u8; 512];
-        loop {
-            let n = tokio::select! {
-                n = notify.recv(&mut buf) => n.unwrap(),
-                status = child.wait() => panic!(
-                    "uid2-gateway exited ({status:?}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ),
-                () = tokio::time::sleep(PATIENCE) => panic!("no READY=1 from uid2-gateway"),
-            };
-            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-                break;
-            }
-        }
-        Gateway {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// Still running: it did not stop on whatever the test threw at it.
-    fn assert_running(&mut self) {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "uid2-gateway exited:\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        if std::thread::panicking() {
-            eprintln!("uid2-gateway's log:\n{log}");
-        } else {
-            check_log_for_secrets(&log);
-        }
-    }
-}
 
 struct Rig {
     bus: Bus,
@@ -127,7 +57,7 @@ impl Rig {
             ),
         );
         let daemon = Daemon::start(spec).await;
-        let gateway = Gateway::start(&bus, gateway_args).await;
+        let gateway = Gateway::start(env!("CARGO_BIN_EXE_uid2-gateway"), &bus, gateway_args).await;
         let conn = bus.connect().await;
         Rig {
             bus,

@@ -21,9 +21,9 @@ impl Gateway {
     /// Starts `binary` (the test's `CARGO_BIN_EXE_uid2-gateway`) on `bus`, listening on a
     /// free loopback port, with `extra` arguments.
     pub async fn start(binary: &str, bus: &Bus, extra: &[&str]) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let notify_path = dir.path().join("notify");
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        let notify = UnixDatagram::bind(&notify_path).expect("a notify socket");
         let log = dir.path().join("gateway.log");
         let mut child = our_command(binary)
             .args(["--bus", &bus.address, "--listen", "127.0.0.1:0"])
@@ -32,14 +32,14 @@ impl Gateway {
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("JOURNAL_STREAM")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).expect("the gateway's log file"))
             .kill_on_drop(true)
             .spawn()
-            .unwrap();
+            .expect("uid2-gateway starts");
         let mut buf = [0u8; 512];
         loop {
             let n = tokio::select! {
-                n = notify.recv(&mut buf) => n.unwrap(),
+                n = notify.recv(&mut buf) => n.expect("the notify socket"),
                 status = child.wait() => panic!(
                     "uid2-gateway exited ({status:?}):\n{}",
                     std::fs::read_to_string(&log).unwrap_or_default()
@@ -60,7 +60,10 @@ impl Gateway {
     /// Asserts it is still running: it did not stop on whatever the test threw at it.
     pub fn assert_running(&mut self) {
         assert!(
-            self.child.try_wait().unwrap().is_none(),
+            self.child
+                .try_wait()
+                .expect("the gateway's status")
+                .is_none(),
             "uid2-gateway exited:\n{}",
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );

@@ -24,72 +24,14 @@ const MAPS: &str = "com.example.maps";
 const NEWS_ORIGIN: &str = "http://news.test";
 const MAPS_ORIGIN: &str = "http://maps.test";
 
-struct Rig {
-    bus: Bus,
-    operator: Operator,
-    _state: tempfile::TempDir,
-    daemon: Daemon,
-    gateway: Gateway,
-    conn: zbus::Connection,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("uid2d's log:\n{}", self.daemon.own_log());
-        }
-    }
-}
-
-impl Rig {
-    async fn new(gateway_args: &[&str]) -> Rig {
-        let bus = Bus::start().await;
-        let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
-        let state = tempfile::tempdir().unwrap();
-        let spec = operator.spec(
-            &binaries!(),
-            &bus,
-            state.path(),
-            &format!(
-                "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n\
-                 [euid]\nbase_url = \"{}/v2\"\n",
-                operator.sim.base_url()
-            ),
-        );
-        let daemon = Daemon::start(spec).await;
-        let gateway = Gateway::start(env!("CARGO_BIN_EXE_uid2-gateway"), &bus, gateway_args).await;
-        let conn = bus.connect().await;
-        Rig {
-            bus,
-            operator,
-            _state: state,
-            daemon,
-            gateway,
-            conn,
-        }
-    }
-
-    async fn sessions(&self) -> Gateway1Proxy<'static> {
-        Gateway1Proxy::new(&self.conn).await.unwrap()
-    }
-
-    async fn open(&self, app: &str, origin: &str) -> String {
-        let endpoint = self
-            .sessions()
-            .await
-            .open_session(app, origin)
-            .await
-            .unwrap();
-        remember_endpoint(&endpoint);
-        endpoint
-    }
-}
-
-/// The session secret joins the strings no log may hold.
-fn remember_endpoint(endpoint: &str) {
-    let secret = endpoint.rsplit('/').next().unwrap();
-    assert_eq!(secret.len(), 43, "a 256-bit secret");
-    remember_secret(secret.to_owned());
+async fn rig(gateway_args: &[&str]) -> AppRig {
+    AppRig::start(
+        &binaries!(),
+        env!("CARGO_BIN_EXE_uid2-gateway"),
+        gateway_args,
+        3600,
+    )
+    .await
 }
 
 type Ws = WebSocketStream<Stream>;
@@ -266,7 +208,7 @@ fn status_of(notification: &Value) -> &str {
 
 #[tokio::test]
 async fn one_page_holds_uid2_and_euid_and_gets_what_ad_code_needs() {
-    let rig = Rig::new(&[]).await;
+    let rig = rig(&[]).await;
     let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
     let uid2: Value = serde_json::from_str(&rig.operator.identity("uid2@example.com")).unwrap();
     let euid: Value = serde_json::from_str(&rig.operator.identity("euid@example.com")).unwrap();
@@ -355,7 +297,7 @@ async fn one_page_holds_uid2_and_euid_and_gets_what_ad_code_needs() {
 async fn a_native_runtime_connects_over_the_unix_socket() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("gateway.sock");
-    let rig = Rig::new(&["--listen", "off", "--listen-unix", socket.to_str().unwrap()]).await;
+    let rig = rig(&["--listen", "off", "--listen-unix", socket.to_str().unwrap()]).await;
     let endpoint = rig.open(MAPS, "").await;
     assert!(
         endpoint.starts_with(&format!("ws+unix:{}:/session/", socket.display())),
@@ -382,7 +324,7 @@ async fn a_native_runtime_connects_over_the_unix_socket() {
 
 #[tokio::test]
 async fn two_pages_of_two_apps_get_two_identities() {
-    let mut rig = Rig::new(&[]).await;
+    let mut rig = rig(&[]).await;
     let mut news = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
     let mut maps = Page::connect(&rig.open(MAPS, MAPS_ORIGIN).await, MAPS_ORIGIN).await;
     assert_eq!(
@@ -468,7 +410,7 @@ async fn two_pages_of_two_apps_get_two_identities() {
 
 #[tokio::test]
 async fn a_page_without_its_session_is_refused_before_any_call() {
-    let mut rig = Rig::new(&[]).await;
+    let mut rig = rig(&[]).await;
     let sessions = rig.sessions().await;
     let endpoint = rig.open(NEWS, NEWS_ORIGIN).await;
     let base = endpoint.rsplit_once('/').unwrap().0.to_owned();
@@ -512,7 +454,7 @@ async fn a_page_without_its_session_is_refused_before_any_call() {
         .open_session(NEWS, NEWS_ORIGIN)
         .await
         .unwrap();
-    remember_endpoint(&endpoint);
+    remember_secret(endpoint.rsplit('/').next().unwrap().to_owned());
     let mut page = Page::connect(&endpoint, NEWS_ORIGIN).await;
     drop(runtime);
     assert_eq!(page.closed().await, CloseCode::Normal);
@@ -557,7 +499,7 @@ async fn a_page_without_its_session_is_refused_before_any_call() {
 
 #[tokio::test]
 async fn malformed_requests_get_named_errors() {
-    let mut rig = Rig::new(&[]).await;
+    let mut rig = rig(&[]).await;
     let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
     let null = Value::Null;
     let code = |reply: &Value| reply["error"]["code"].as_i64().unwrap();
@@ -619,7 +561,7 @@ async fn malformed_requests_get_named_errors() {
 #[tokio::test]
 async fn limits_end_one_session_and_leave_the_others() {
     let max = 12;
-    let mut rig = Rig::new(&[
+    let mut rig = rig(&[
         "--max-sessions",
         &max.to_string(),
         "--max-message-size",
@@ -717,7 +659,7 @@ async fn limits_end_one_session_and_leave_the_others() {
 
 #[tokio::test]
 async fn the_live_interface_is_the_documented_one() {
-    let rig = Rig::new(&[]).await;
+    let rig = rig(&[]).await;
     let live = zbus::fdo::IntrospectableProxy::builder(&rig.conn)
         .destination("com.uid2.Gateway")
         .unwrap()

@@ -21,82 +21,28 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Child;
 use tokio::sync::{mpsc, Mutex};
 use uid2_operator_sim::{Endpoint, Fault};
-use uid2d::client::broker::Broker1Proxy;
 use uid2d::gateway::Gateway1Proxy;
 use uid2d_testkit::*;
 
 const NEWS: &str = "com.example.news";
 const MAPS: &str = "com.example.maps";
 
-struct Rig {
-    _bus: Bus,
-    operator: Operator,
-    _state: tempfile::TempDir,
-    daemon: Daemon,
-    gateway: Gateway,
-    conn: zbus::Connection,
+async fn rig(refresh_after: u64) -> AppRig {
+    AppRig::start(
+        &binaries!(),
+        env!("CARGO_BIN_EXE_uid2-gateway"),
+        &[],
+        refresh_after,
+    )
+    .await
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("uid2d's log:\n{}", self.daemon.own_log());
-        }
-    }
-}
-
-impl Rig {
-    /// uid2d serving app scopes to the gateway (a broker), UID2 and EUID against one
-    /// operator whose identities are due for refresh `refresh_after` seconds after issue.
-    async fn new(refresh_after: u64) -> Rig {
-        let bus = Bus::start().await;
-        let operator = Operator::with_lifetimes(refresh_after, 4 * 3600, 30 * 86400).await;
-        let state = tempfile::tempdir().unwrap();
-        let spec = operator.spec(
-            &binaries!(),
-            &bus,
-            state.path(),
-            &format!(
-                "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n\
-                 [euid]\nbase_url = \"{}/v2\"\n",
-                operator.sim.base_url()
-            ),
-        );
-        let daemon = Daemon::start(spec).await;
-        let gateway = Gateway::start(env!("CARGO_BIN_EXE_uid2-gateway"), &bus, &[]).await;
-        let conn = bus.connect().await;
-        Rig {
-            _bus: bus,
-            operator,
-            _state: state,
-            daemon,
-            gateway,
-            conn,
-        }
-    }
-
-    /// What the runtime does when it launches `app`'s page: a session for the page's
-    /// origin, then the page with its endpoint.
-    async fn launch(&self, app: &str) -> Page {
-        let server = PageServer::start().await;
-        let endpoint = self.open(app, &server.origin).await;
-        Page::open(server, &endpoint).await
-    }
-
-    async fn open(&self, app: &str, origin: &str) -> String {
-        let endpoint = Gateway1Proxy::new(&self.conn)
-            .await
-            .unwrap()
-            .open_session(app, origin)
-            .await
-            .unwrap();
-        remember_secret(endpoint.rsplit('/').next().unwrap().to_owned());
-        endpoint
-    }
-
-    async fn broker(&self) -> Broker1Proxy<'static> {
-        Broker1Proxy::new(&self.conn).await.unwrap()
-    }
+/// What the runtime does when it launches `app`'s page: a session for the page's origin,
+/// then the page with its endpoint.
+async fn launch(rig: &AppRig, app: &str) -> Page {
+    let server = PageServer::start().await;
+    let endpoint = rig.open(app, &server.origin).await;
+    Page::open(server, &endpoint).await
 }
 
 /// One page's HTTP server: `web/` as files, `GET /next` hands out the test's scripts,
@@ -303,9 +249,9 @@ const INIT: &str = "return await new Promise((resolve) => __uid2.init({ callback
 #[tokio::test]
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn two_pages_of_two_apps_get_two_identities_through_the_web_sdk_api() {
-    let rig = Rig::new(3600).await;
-    let mut news = rig.launch(NEWS).await;
-    let mut maps = rig.launch(MAPS).await;
+    let rig = rig(3600).await;
+    let mut news = launch(&rig, NEWS).await;
+    let mut maps = launch(&rig, MAPS).await;
     // Before init, as the web SDK: nothing known yet.
     assert_eq!(
         news.run("return __uid2.isLoginRequired() ?? 'undefined';")
@@ -414,12 +360,12 @@ async fn two_pages_of_two_apps_get_two_identities_through_the_web_sdk_api() {
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn a_refresh_while_the_page_is_closed_is_seen_on_reopening_and_live_ones_are_announced() {
     // Identities are due for refresh 2 s after issue: uid2d refreshes them on its own.
-    let rig = Rig::new(2).await;
+    let rig = rig(2).await;
     let broker = rig.broker().await;
     let mut changes = broker.receive_identity_status_changed().await.unwrap();
     // uid2d sends a broker's signals once it has called (as the gateway does).
     broker.get_identity_status(NEWS).await.unwrap();
-    let mut page = rig.launch(NEWS).await;
+    let mut page = launch(&rig, NEWS).await;
     page.run(INIT).await.unwrap();
     let identity = rig.operator.identity("news@example.com");
     page.run(&format!("await __uid2.setIdentity({identity});"))
@@ -444,7 +390,7 @@ async fn a_refresh_while_the_page_is_closed_is_seen_on_reopening_and_live_ones_a
     assert_ne!(json!(refreshed), first);
 
     // Reopened (a new session): the refreshed token, from the first answer on.
-    let mut page = rig.launch(NEWS).await;
+    let mut page = launch(&rig, NEWS).await;
     page.run(INIT).await.unwrap();
     let token = page
         .run("return await __uid2.getAdvertisingTokenAsync();")
@@ -482,7 +428,7 @@ async fn a_refresh_while_the_page_is_closed_is_seen_on_reopening_and_live_ones_a
 #[tokio::test]
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn a_page_without_its_own_live_session_learns_nothing() {
-    let mut rig = Rig::new(3600).await;
+    let mut rig = rig(3600).await;
     let identity = rig.operator.identity("news@example.com");
     rig.broker()
         .await
@@ -537,8 +483,8 @@ fn endpoint_without_secret(endpoint: &str) -> &str {
 #[tokio::test]
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn secure_signals_take_the_source_and_token_from_the_sdk() {
-    let rig = Rig::new(3600).await;
-    let mut page = rig.launch(NEWS).await;
+    let rig = rig(3600).await;
+    let mut page = launch(&rig, NEWS).await;
     let uid2 = rig.operator.identity("news@example.com");
     let euid = rig.operator.identity("news-eu@example.com");
     page.run(&format!(

@@ -6,7 +6,9 @@ use std::process::Stdio;
 use tokio::net::UnixDatagram;
 use tokio::process::Child;
 
-use crate::{check_log_for_secrets, our_command, Bus, PATIENCE};
+use crate::{
+    check_log_for_secrets, our_command, remember_secret, Binaries, Bus, Daemon, Operator, PATIENCE,
+};
 
 /// The real `uid2-gateway`, ready once it sent READY=1; its log is scanned for secrets on
 /// drop.
@@ -77,6 +79,98 @@ impl Drop for Gateway {
             eprintln!("uid2-gateway's log:\n{log}");
         } else {
             check_log_for_secrets(&log);
+        }
+    }
+}
+
+/// uid2d serving app scopes to brokers (root), UID2 and EUID (`[euid] base_url` ending in
+/// `/v2`) against one local operator, and the real `uid2-gateway` in front of it: the rig
+/// of the HTML5 tests.
+#[derive(Debug)]
+pub struct AppRig {
+    /// The private bus.
+    pub bus: Bus,
+    /// The operator both products refresh and generate against.
+    pub operator: Operator,
+    /// uid2d.
+    pub daemon: Daemon,
+    /// uid2-gateway.
+    pub gateway: Gateway,
+    /// A root connection: a runtime that opens sessions, and a broker.
+    pub conn: zbus::Connection,
+    _state: tempfile::TempDir,
+}
+
+impl AppRig {
+    /// Starts it all: `uid2d` from `bins`, `gateway` (the test's
+    /// `CARGO_BIN_EXE_uid2-gateway`) with `gateway_args`; identities the operator issues
+    /// are due for refresh `refresh_after` seconds after issue.
+    pub async fn start(
+        bins: &Binaries,
+        gateway: &str,
+        gateway_args: &[&str],
+        refresh_after: u64,
+    ) -> AppRig {
+        let bus = Bus::start().await;
+        let operator = Operator::with_lifetimes(refresh_after, 4 * 3600, 30 * 86400).await;
+        let state = tempfile::tempdir().expect("a temporary directory");
+        let spec = operator.spec(
+            bins,
+            &bus,
+            state.path(),
+            &format!(
+                "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n\
+                 [euid]\nbase_url = \"{}/v2\"\n",
+                operator.sim.base_url()
+            ),
+        );
+        let daemon = Daemon::start(spec).await;
+        let gateway = Gateway::start(gateway, &bus, gateway_args).await;
+        let conn = bus.connect().await;
+        AppRig {
+            bus,
+            operator,
+            daemon,
+            gateway,
+            conn,
+            _state: state,
+        }
+    }
+
+    /// `com.uid2.Gateway1` for this rig's root connection.
+    pub async fn sessions(&self) -> uid2d::gateway::Gateway1Proxy<'static> {
+        uid2d::gateway::Gateway1Proxy::new(&self.conn)
+            .await
+            .expect("a Gateway1 proxy")
+    }
+
+    /// Opens a session for `app` at `origin`, as a runtime launching the app; its secret
+    /// joins the strings no log may hold.
+    pub async fn open(&self, app: &str, origin: &str) -> String {
+        let endpoint = self
+            .sessions()
+            .await
+            .open_session(app, origin)
+            .await
+            .expect("OpenSession");
+        let secret = endpoint.rsplit('/').next().unwrap_or_default();
+        assert_eq!(secret.len(), 43, "a 256-bit secret");
+        remember_secret(secret.to_owned());
+        endpoint
+    }
+
+    /// `com.uid2.Broker1` on the UID2 object, for this rig's root connection.
+    pub async fn broker(&self) -> uid2d::client::Broker1Proxy<'static> {
+        uid2d::client::Broker1Proxy::new(&self.conn)
+            .await
+            .expect("a Broker1 proxy")
+    }
+}
+
+impl Drop for AppRig {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("uid2d's log:\n{}", self.daemon.own_log());
         }
     }
 }

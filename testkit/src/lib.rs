@@ -28,7 +28,7 @@ mod secrets;
 pub use bus::{connect_to, name_released, Bus, PERMISSIVE_POLICY};
 pub use client::{error_name, manager};
 pub use daemon::{Daemon, DaemonSpec};
-pub use gateway::Gateway;
+pub use gateway::{AppRig, Gateway};
 pub use host::{as_nobody, files_under, is_root, set_mode};
 pub use in_process::{in_process_service, unloaded_service};
 pub use operator::Operator;

@@ -352,6 +352,22 @@ async fn two_pages_of_two_apps_get_two_identities_through_the_web_sdk_api() {
         maps.run("return __uid2.getAdvertisingToken();").await,
         Ok(maps_token)
     );
+    // An identity init cannot use: the web SDK's "invalid" status, uid2d's reason.
+    let state = maps
+        .run(
+            "return await new Promise((resolve) => \
+             __euid.init({ identity: { advertising_token: '' }, callback: resolve }));",
+        )
+        .await
+        .unwrap();
+    assert_eq!(state["status"], -2, "{state}");
+    assert!(
+        state["statusText"]
+            .as_str()
+            .unwrap()
+            .starts_with("InvalidIdentity"),
+        "{state}"
+    );
     news.close().await;
     maps.close().await;
 }

@@ -32,6 +32,16 @@ const STATUS_CODES = {
   opt_out: IdentityStatus.OPTOUT,
 };
 
+const STATUS_TEXT = {
+  established: 'Identity established',
+  refreshed: 'Identity refreshed',
+  expired: 'Identity expired, refresh still valid',
+  no_identity: 'Identity not available',
+  invalid: 'Identity invalid',
+  refresh_expired: 'Identity expired, refresh expired',
+  opt_out: 'User has opted out',
+};
+
 /** The events the web SDK sends to `callbacks`. */
 export const EventType = Object.freeze({
   SdkLoaded: 'SdkLoaded',
@@ -205,24 +215,30 @@ export class Uid2TvSdk {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('init options must be an object');
     this._initCalled = true;
     return (async () => {
-      let statusText = 'Identity established';
+      let failure;
+      if (opts.identity) {
+        try { await this._call('setIdentity', { identity: opts.identity }); } catch (error) { failure = error; }
+      }
       try {
-        if (opts.identity) await this._call('setIdentity', { identity: opts.identity });
         await this._sync();
       } catch (error) {
-        // No gateway or a refused identity: the page has no identity, as the web SDK
-        // without a stored one.
-        statusText = error.message;
+        // No gateway (or no session): the page has no identity, as the web SDK without
+        // a stored one.
+        failure = failure ?? error;
         this._status = this._status ?? 'no_identity';
       }
       this._initComplete = true;
       if (typeof opts.callback === 'function') {
         const token = this.getAdvertisingToken();
+        // A refused `opts.identity` is reported as the web SDK does (invalid, or refresh
+        // expired), with uid2d's reason.
+        const refused = failure && { InvalidIdentity: 'invalid', IdentityExpired: 'refresh_expired' }[failure.errorName];
+        const status = refused || this._status;
         try {
           opts.callback({
             advertisingToken: token, advertising_token: token,
-            status: STATUS_CODES[this._status] ?? IdentityStatus.NO_IDENTITY,
-            statusText: this._status === 'no_identity' && statusText === 'Identity established' ? 'Identity not available' : statusText,
+            status: STATUS_CODES[status] ?? IdentityStatus.NO_IDENTITY,
+            statusText: failure ? failure.message : STATUS_TEXT[status],
           });
         } catch (error) { console.warn(`${this._product} TV SDK: the init callback threw`, error); }
       }

@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod daemon;
 pub(crate) mod dbus;
 pub mod dii;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod gateway;

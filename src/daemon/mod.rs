@@ -221,7 +221,12 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         )?
         .serve_at(
             OBJECT_PATH,
-            Diagnostics::new(runtime.clone(), rules.clone(), callers.clone()),
+            Diagnostics::new(
+                runtime.clone(),
+                euid.as_ref().map(|euid| euid.runtime.clone()),
+                rules.clone(),
+                callers.clone(),
+            ),
         )?;
     if let Some(euid) = &euid {
         builder = builder

@@ -25,6 +25,7 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// The class of an operator request's failure.
     pub fn of(failure: &Failure) -> FailureClass {
         match failure {
             Failure::Network(detail) if detail.starts_with("timed out") => FailureClass::Timeout,
@@ -35,6 +36,12 @@ impl FailureClass {
             Failure::Http { .. } => FailureClass::Rejected,
             Failure::BadResponse(_) | Failure::UnexpectedStatus(_) => FailureClass::Undecryptable,
         }
+    }
+
+    /// The class's name in counter keys and in the journal's `UID2D_FAILURE_CLASS`:
+    /// `network`, `timeout`, `http_5xx`, `rejected_4xx` or `undecryptable`.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self.index()]
     }
 
     fn index(self) -> usize {

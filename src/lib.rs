@@ -24,4 +24,5 @@ pub mod network;
 pub mod operator;
 pub mod runtime;
 pub mod store;
+pub mod textfile;
 pub(crate) mod timer;

@@ -341,6 +341,15 @@ async fn serve(
         tasks.spawn(async move { crate::network::watch(runtimes).await });
     }
     tasks.spawn({
+        let runtimes = std::iter::once(runtime.clone())
+            .chain(euid.as_ref().map(|euid| euid.runtime.clone()))
+            .collect();
+        async move {
+            crate::textfile::run(runtimes).await;
+            DaemonError::TaskEnded("text file writer")
+        }
+    });
+    tasks.spawn({
         let products = products.clone();
         async move {
             systemd::report_status(products).await;

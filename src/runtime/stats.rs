@@ -69,6 +69,9 @@ pub(super) struct Counters {
     storage_errors: AtomicU64,
     /// Wall-clock ms of the last successful refresh; 0: none since start.
     last_refresh_ok: AtomicI64,
+    /// Woken (one stored permit) after any count changes: the text file's writer waits
+    /// on it.
+    changed: tokio::sync::Notify,
 }
 
 /// One value of [`Runtime::stats`].
@@ -85,6 +88,16 @@ fn add(counter: &AtomicU64) {
 }
 
 impl Runtime {
+    /// Resolves once a counter has changed since the last call resolved (or since start
+    /// for the first call); one waiter at a time.
+    pub async fn counters_changed(&self) {
+        self.counters.changed.notified().await;
+    }
+
+    fn counted(&self) {
+        self.counters.changed.notify_one();
+    }
+
     pub(super) fn count_refresh_ok(&self, opted_out: bool) {
         if opted_out {
             add(&self.counters.refresh_opt_out);
@@ -94,10 +107,12 @@ impl Runtime {
                 .last_refresh_ok
                 .store(self.clock.now().wall, Ordering::Relaxed);
         }
+        self.counted();
     }
 
     pub(super) fn count_refresh_failed(&self, failure: &Failure) {
         add(&self.counters.refresh_failed[FailureClass::of(failure).index()]);
+        self.counted();
     }
 
     pub(super) fn count_generate_ok(&self, opted_out: bool) {
@@ -106,14 +121,17 @@ impl Runtime {
         } else {
             &self.counters.generate_ok
         });
+        self.counted();
     }
 
     pub(super) fn count_generate_failed(&self, failure: &Failure) {
         add(&self.counters.generate_failed[FailureClass::of(failure).index()]);
+        self.counted();
     }
 
     pub(super) fn count_storage_error(&self) {
         add(&self.counters.storage_errors);
+        self.counted();
     }
 
     /// The diagnostics of `com.uid2.Diagnostics1.GetStats`, by name (stable names,

@@ -545,6 +545,13 @@ async fn run() -> Result<()> {
             "≤ 1.15×",
         );
     }
+    t.row(
+        "  (info) memory per counter set (one per product, allocated once), bytes",
+        uid2d::runtime::COUNTERS_BYTES.to_string(),
+        "-".into(),
+        "-".into(),
+        "",
+    );
     // `uid2ctl stats` as a support engineer runs it: a whole process (exec, connect,
     // GetStats, print) against `uid2ctl status` (exec, connect, one Manager1 call).
     let runs = 20;

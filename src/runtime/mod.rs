@@ -52,7 +52,7 @@ pub use load::LoadReport;
 pub use product::Product;
 pub use scope_key::ScopeKey;
 pub use setup::Setup;
-pub use stats::{FailureClass, StatValue};
+pub use stats::{FailureClass, StatValue, COUNTERS_BYTES};
 
 /// What can change on SIGHUP.
 #[derive(Debug)]

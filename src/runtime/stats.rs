@@ -74,6 +74,10 @@ pub(super) struct Counters {
     changed: tokio::sync::Notify,
 }
 
+/// The memory of one product's counter set, in bytes (one per runtime, allocated once:
+/// counting never allocates).
+pub const COUNTERS_BYTES: usize = std::mem::size_of::<Counters>();
+
 /// One value of [`Runtime::stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatValue {

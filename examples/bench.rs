@@ -528,10 +528,11 @@ async fn run() -> Result<()> {
     for v in [&mut eids, &mut info, &mut stats, &mut ping2] {
         v.sort();
     }
-    for (method, samples) in [
-        ("GetEids", &eids),
-        ("GetTokenInfo", &info),
-        ("Diagnostics1.GetStats", &stats),
+    // GetStats is for support tools, not ad code: no latency goal.
+    for (method, samples, goal) in [
+        ("GetEids", &eids, "≤ 1.15×"),
+        ("GetTokenInfo", &info, "≤ 1.15×"),
+        ("Diagnostics1.GetStats", &stats, ""),
     ] {
         let (a, b) = (pct(samples, 0.5), pct(&ping2, 0.5));
         t.row(
@@ -542,7 +543,7 @@ async fn run() -> Result<()> {
             us(a),
             us(b),
             ratio(a.as_secs_f64(), b.as_secs_f64()),
-            "≤ 1.15×",
+            goal,
         );
     }
     t.row(
@@ -906,7 +907,7 @@ async fn run() -> Result<()> {
         ("aarch64", ["target/aarch64-unknown-linux-gnu/dist", "-"]),
     ] {
         let what = format!(
-            "size, stripped dist binary, {arch}: uid2d vs uid2ctl (zbus+tokio client, no HTTP/TLS)"
+            "size, stripped dist binary, {arch}: uid2d vs uid2ctl (zbus+tokio client, rustls for doctor, no HTTP)"
         );
         match (
             stripped_size(&root, &dirs, "uid2d"),

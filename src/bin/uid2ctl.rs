@@ -430,18 +430,10 @@ async fn run(args: Args) -> Result<(), CliError> {
             }
         }
         Command::Doctor { json, unit } => {
-            let checks = uid2d::doctor::checks(&uid2d::doctor::gather(&conn, &unit).await);
-            if json {
-                say(&uid2d::doctor::to_json(&checks).to_string());
-            } else {
-                checks.iter().for_each(|check| say(&check.to_string()));
-            }
-            let failed = checks
-                .iter()
-                .filter(|c| c.level == uid2d::doctor::Level::Fail);
-            match failed.count() {
-                0 => {}
-                n => return Err(CliError::Doctor(n)),
+            let (report, failed) = uid2d::doctor::report(&conn, &unit, json).await;
+            say(&report);
+            if failed > 0 {
+                return Err(CliError::Doctor(failed));
             }
         }
         Command::Watch { until } => {

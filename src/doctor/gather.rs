@@ -66,6 +66,27 @@ pub async fn gather(conn: &zbus::Connection, unit: &str) -> Facts {
     }
 }
 
+/// The whole `uid2ctl doctor` run: gathers, judges, and renders the report (one
+/// `OK|WARN|FAIL <check>: <reason>` line each, or the JSON of [`super::to_json`] with
+/// `json`); returns it with the number of FAIL lines.
+pub async fn report(conn: &zbus::Connection, unit: &str, json: bool) -> (String, usize) {
+    let checks = super::checks(&gather(conn, unit).await);
+    let failed = checks
+        .iter()
+        .filter(|c| c.level == super::Level::Fail)
+        .count();
+    let text = if json {
+        super::to_json(&checks).to_string()
+    } else {
+        checks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    (text, failed)
+}
+
 async fn call(
     conn: &zbus::Connection,
     method: &str,

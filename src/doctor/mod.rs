@@ -11,7 +11,7 @@ mod probe;
 
 use std::collections::BTreeMap;
 
-pub use gather::gather;
+pub use gather::{gather, report};
 pub use probe::handshake;
 
 use crate::runtime::StatValue;

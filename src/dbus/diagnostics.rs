@@ -56,10 +56,17 @@ impl Diagnostics {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<HashMap<String, OwnedValue>, Reply> {
         self.admit(&header, conn).await?;
+        // The EUID object's counters, when served, under the same keys prefixed `euid_`.
+        let euid = self.euid.iter().flat_map(|euid| {
+            euid.stats()
+                .into_iter()
+                .map(|(name, value)| (format!("euid_{name}"), value))
+        });
         Ok(self
             .runtime
             .stats()
             .into_iter()
+            .chain(euid)
             .map(|(name, value)| {
                 let value = match value {
                     StatValue::Count(n) => OwnedValue::from(n),

@@ -74,6 +74,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the device as a support engineer would (root or admin_group): one
+    /// `OK|WARN|FAIL <check>: <reason>` line each, or JSON with `--json`; exits non-zero
+    /// on any FAIL.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+        /// The systemd unit to check.
+        #[arg(long, default_value = "uid2d.service")]
+        unit: String,
+    },
 }
 
 /// Whose identity the commands act on: the caller's own, or an app's through the broker.
@@ -237,6 +247,8 @@ enum CliError {
     Read(String, std::io::Error),
     #[error("the bus connection closed before the status became {0}")]
     Closed(String),
+    #[error("doctor: {0} check(s) failed")]
+    Doctor(usize),
 }
 
 fn main() -> ExitCode {
@@ -415,6 +427,13 @@ async fn run(args: Args) -> Result<(), CliError> {
                 for (key, value) in values {
                     say(&format!("{key:<width$}  {value}"));
                 }
+            }
+        }
+        Command::Doctor { json, unit } => {
+            let (report, failed) = uid2d::doctor::report(&conn, &unit, json).await;
+            say(&report);
+            if failed > 0 {
+                return Err(CliError::Doctor(failed));
             }
         }
         Command::Watch { until } => {

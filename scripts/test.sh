@@ -84,7 +84,7 @@ web=$(mktemp)
 scripts/test-web.sh 2>&1 | tee "$web" || true
 count web "$web"
 rm -f "$web"
-# The booted system: x86_64 every run (9-10 min on a shared 2-core machine); arm64
+# The booted system: x86_64 every run (4 min on 2 cores, 7 with a fresh image); arm64
 # only with UID2D_VM_ARM64=1 (its image and release cross build add 17-35 min to a fresh
 # run, past CI's budget; docs/testing.md). Needs root (mmdebstrap,
 # apt, qemu): without it, and outside CI, it is skipped, saying so; in CI it counts as failed.

@@ -15,15 +15,19 @@
 #    the only network the guest has), with short token lifetimes.
 # 4. Boots the cached image through a copy-on-write overlay, with the product on a
 #    second disk (the .deb, scripts/vm/guest.sh, the CA). A unit in the image runs
-#    guest.sh, which installs the .deb as an integrator would, runs the checks, reboots
-#    once (persistence), purges the package and powers off. Its output comes back on
-#    the second serial port; the kernel console goes to a log file.
+#    guest.sh, which installs the .deb as an integrator would and runs the checks on
+#    dbus-daemon, reboots (persistence, the app scope, the broker), reboots again on
+#    dbus-broker with the clock before the release date, purges the package and powers
+#    off. Its output comes back on the second serial port (x86_64) or a virtio console
+#    (arm64); the kernel console goes to a log file.
 # 5. Prints every check as "PASS name" / "FAIL name: why" and ends with
 #    "N passed, N failed" (exit status non-zero when anything failed or the guest never
 #    finished).
 #
-# Installs (scripts/lib/apt.sh, as root): mmdebstrap, e2fsprogs, qemu-system-x86 (or
-# qemu-system-arm, qemu-efi-aarch64, arch-test for arm64). When qemu-utils from
+# Installs (scripts/lib/apt.sh, as root): mmdebstrap, e2fsprogs, qemu-system-x86,
+# qemu-utils, seabios, python3 (for arm64: qemu-system-arm, qemu-efi-aarch64, arch-test,
+# qemu-user-static, registered with binfmt_misc for mmdebstrap's foreign chroot, and the
+# cross toolchain through cross/build.sh); cargo-deb when missing. When qemu-utils from
 # bookworm-backports is installed, Debian 12's qemu-system would remove it: then the
 # same backports version of qemu-system is installed instead (adding bookworm-backports
 # to the apt sources). Timings and versions: docs/testing.md, "Tested on a booted system".
@@ -36,7 +40,7 @@ START=$SECONDS
 CACHE=${UID2D_VM_CACHE:-/var/cache/uid2d-vm}
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
-# Whole-run limit for one guest (both boots), seconds.
+# Whole-run limit for one guest (all three boots), seconds.
 GUEST_TIMEOUT=${UID2D_VM_TIMEOUT:-900}
 
 die() {
@@ -70,7 +74,7 @@ install_qemu() {
     for p in $missing; do
       case $p in
         qemu-system-*) want+=("$p=$v") ;;
-        seabios | qemu-efi-aarch64 | ipxe-qemu) want+=("$p/bookworm-backports") ;;
+        seabios | ipxe-qemu) want+=("$p/bookworm-backports") ;; # qemu-efi-aarch64 (edk2): only bookworm has it
         *) want+=("$p") ;;
       esac
     done
@@ -81,6 +85,23 @@ install_qemu() {
   else
     apt_install "${pkgs[@]}"
   fi
+}
+
+# mmdebstrap builds the arm64 rootfs in a foreign chroot: qemu-aarch64-static through
+# binfmt_misc. A host without systemd has no systemd-binfmt to register it: done here
+# from qemu-user-static's binfmt.d file (F: the interpreter is opened now, so it works
+# inside the chroot).
+register_binfmt() {
+  local conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+  [ -e /proc/sys/fs/binfmt_misc/register ] ||
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+    die "cannot mount binfmt_misc (needed to build the arm64 image)"
+  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    [ -f "$conf" ] || die "no $conf (package qemu-user-static)"
+    echo "== registering qemu-aarch64 with binfmt_misc ($conf)"
+    grep -v '^#' "$conf" | sed '/^$/d' | head -n1 >/proc/sys/fs/binfmt_misc/register
+  fi
+  arch-test arm64 >/dev/null || die "arch-test arm64: the binfmt registration does not run arm64 binaries"
 }
 
 # ---- the guest image ------------------------------------------------------------------
@@ -120,6 +141,7 @@ build_image() {
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" RETURN
   log "mmdebstrap $SUITE $karch (first run only; cached in $dir)"
+  # shellcheck disable=SC2016 # $1 is the rootfs, expanded by mmdebstrap's hook shell
   local hooks=(
     # A small initramfs: only the modules to find an ext4 root on virtio-blk.
     --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && echo MODULES=list >"$1/etc/initramfs-tools/conf.d/uid2d-vm" && printf "%s\n" virtio_pci virtio_mmio virtio_blk ext4 >>"$1/etc/initramfs-tools/modules"'
@@ -127,6 +149,9 @@ build_image() {
     --customize-hook="printf '%s\n' '$NETWORK_FILE' >\"\$1/etc/systemd/network/10-en.network\""
     --customize-hook="printf '%s\n' '$RUNNER_UNIT' >\"\$1/etc/systemd/system/uid2d-vm-test.service\""
     --customize-hook='chroot "$1" systemctl enable systemd-networkd.service uid2d-vm-test.service'
+    # dbus-daemon is the system bus (Debian's default); dbus-broker's postinst made itself
+    # dbus.service: undo that. guest.sh enables dbus-broker for the last boot.
+    --customize-hook='chroot "$1" systemctl disable dbus-broker.service && chroot "$1" systemctl --global disable dbus-broker.service'
     # Nothing else competes for the CPU under TCG; the serial consoles are ours.
     --customize-hook='chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer serial-getty@ttyS0.service serial-getty@ttyS1.service serial-getty@ttyAMA0.service getty@tty1.service'
     --customize-hook='mkdir -p "$1/var/lib/uid2d-vm" && cp -L "$1"/boot/vmlinuz-* "$1/var/lib/uid2d-vm/vmlinuz" && cp -L "$1"/boot/initrd.img-* "$1/var/lib/uid2d-vm/initrd.img"'
@@ -142,6 +167,11 @@ build_image() {
   mkfs.ext4 -q -F -L uid2d-root -d "$tmp/root" "$dir.new/root.img" 3G
   rm -rf "$dir"
   mv "$dir.new" "$dir"
+  # Images of an older recipe for this architecture are never used again.
+  local old
+  for old in "$CACHE/$arch"-*; do
+    [ "$old" = "$dir" ] || { echo "== removing the outdated image $old"; rm -rf "$old"; }
+  done
   log "image ready: $dir"
 }
 
@@ -160,16 +190,33 @@ image_for() {
 }
 
 # ---- the product ----------------------------------------------------------------------
-# The .deb for the guest's architecture (cargo-deb 3.8 as in scripts/check-deb.sh).
+# cargo-deb >= 3.8 as scripts/check-deb.sh installs it (that runs first in scripts/test.sh).
+need_cargo_deb() {
+  local have
+  have=$(cargo deb --version 2>/dev/null | sed -n 's/^cargo-deb \([0-9][0-9.]*\).*/\1/p' || true)
+  if [ -z "$have" ] || [ "$(printf '%s\n' "$have" 3.8.0 | sort -V | head -n1)" != 3.8.0 ]; then
+    log "cargo install --locked cargo-deb --version '^3.8' (found: ${have:-none})" >&2
+    cargo install --locked cargo-deb --version '^3.8' >&2
+  fi
+}
+# The .deb for the guest's architecture.
 build_deb() {
   local arch=$1 target_args=() bin_dir=target/release
   if [ "$arch" = arm64 ]; then
     target_args=(--target aarch64-unknown-linux-gnu)
     bin_dir=target/aarch64-unknown-linux-gnu/release
   fi
-  log "cargo build --release ${target_args[*]}" >&2
-  # The build `cargo deb` itself would make (and scripts/check-deb.sh reuses).
-  cargo build --locked --release "${target_args[@]}" >&2
+  need_cargo_deb
+  if [ "$arch" = arm64 ]; then
+    # The cross build (cross toolchain, rustup target, the linker settings of
+    # cross/targets.toml), in the release profile cargo-deb packages.
+    log "cross/build.sh aarch64-unknown-linux-gnu --profile release" >&2
+    cross/build.sh aarch64-unknown-linux-gnu --profile release >&2
+  else
+    log "cargo build --release" >&2
+    # The build `cargo deb` itself would make (and scripts/check-deb.sh reuses).
+    cargo build --locked --release >&2
+  fi
   local out
   out=$(cargo deb --locked --no-build "${target_args[@]}" 2>/dev/null | tail -n1)
   [ -f "$out" ] || die "cargo deb --no-build did not name a .deb ($out)"
@@ -183,12 +230,13 @@ run_guest() {
   case $arch in
     x86_64)
       karch=amd64 qemu=qemu-system-x86_64 machine=(-machine q35) console=ttyS0 result_tty=/dev/ttyS1
-      install_qemu qemu-system-x86 seabios mmdebstrap e2fsprogs
+      install_qemu qemu-system-x86 qemu-utils seabios mmdebstrap e2fsprogs python3
       ;;
     arm64)
       karch=arm64 qemu=qemu-system-aarch64 console=ttyAMA0 result_tty=/dev/hvc0
       machine=(-machine virt -cpu max -bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd)
-      install_qemu qemu-system-arm qemu-efi-aarch64 mmdebstrap e2fsprogs arch-test
+      install_qemu qemu-system-arm qemu-utils qemu-efi-aarch64 mmdebstrap e2fsprogs arch-test qemu-user-static python3
+      register_binfmt
       ;;
     *) die "unknown architecture $arch (x86_64, arm64 or all)" ;;
   esac
@@ -211,15 +259,21 @@ run_guest() {
   local sim_pid=$!
   # shellcheck disable=SC2064
   trap "kill $sim_pid 2>/dev/null; [ -n \"\${UID2D_VM_KEEP:-}\" ] || rm -rf '$run'" EXIT
-  local i
-  for i in $(seq 100); do [ -s "$run/ca.pem" ] && break; sleep 0.1; done
+  for _ in $(seq 100); do [ -s "$run/ca.pem" ] && break; sleep 0.1; done
   [ -s "$run/ca.pem" ] || die "the operator simulator did not start: $(cat "$run/sim.log")"
 
   # The product disk: the .deb, the checks, the CA, where to find the operator.
   mkdir "$run/product"
   cp "$deb" "$run/product/uid2d.deb"
   cp scripts/vm/guest.sh "$run/ca.pem" "$run/product/"
-  printf 'OPERATOR=https://10.0.2.2:%s\nRESULT_TTY=%s\n' "$port" "$result_tty" >"$run/product/env"
+  # The simulator prints its settings once it listens (the last line is api_secret=).
+  for _ in $(seq 100); do grep -q '^api_secret=' "$run/sim.log" && break; sleep 0.1; done
+  local sub key
+  sub=$(sed -n 's/^cstg_subscription_id=//p' "$run/sim.log")
+  key=$(sed -n 's/^cstg_public_key=//p' "$run/sim.log")
+  if [ -z "$sub" ] || [ -z "$key" ]; then die "no CSTG settings in the simulator's output"; fi
+  printf 'OPERATOR=https://10.0.2.2:%s\nRESULT_TTY=%s\nCSTG_SUBSCRIPTION_ID=%s\nCSTG_PUBLIC_KEY=%s\n' \
+    "$port" "$result_tty" "$sub" "$key" >"$run/product/env"
   mkfs.ext4 -q -F -d "$run/product" "$run/product.img" 64M >/dev/null
   # Boot the cached image through a throw-away overlay: every run starts from the same image.
   qemu-img create -q -f qcow2 -F raw -b "$img/root.img" "$run/overlay.qcow2"
@@ -228,6 +282,7 @@ run_guest() {
   if [ "$arch" = x86_64 ]; then
     serial=(-serial "file:$run/console.log" -serial "file:$run/results.log")
   else
+    # shellcheck disable=SC2054 # qemu's option values, not array elements
     serial=(-serial "file:$run/console.log" -device virtio-serial-device
       -chardev "file,id=results,path=$run/results.log" -device virtconsole,chardev=results)
   fi
@@ -259,7 +314,7 @@ run_guest() {
     failed=$((failed + 1))
   else
     passed=$((passed + 1))
-    echo "[$arch] PASS guest_finished ($guest_s s for both boots)"
+    echo "[$arch] PASS guest_finished ($guest_s s for the three boots)"
   fi
   kill "$sim_pid" 2>/dev/null || true
   wait "$sim_pid" 2>/dev/null || true

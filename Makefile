@@ -39,7 +39,10 @@ dbusinterfacedir ?= $(datadir)/dbus-1/interfaces
 
 INSTALL ?= install
 
-BINARIES = uid2d uid2ctl
+# One executable for every role; each other role is a link to it, named after the role
+# (src/roles.rs). The HTML5 gateway's `uid2-gateway` joins ROLE_LINKS once it exists.
+BINARIES = uid2d
+ROLE_LINKS = uid2ctl
 
 # uid2d reads /etc/uid2d/uid2d.toml (and its uid2d.toml.d/) unless told otherwise.
 execstart = $(bindir)/uid2d$(if $(filter-out /etc,$(sysconfdir)), --config $(sysconfdir)/uid2d/uid2d.toml)
@@ -59,7 +62,7 @@ install:
 		fi; \
 	done
 	$(INSTALL) -D -m 0755 $(TARGET_DIR)/uid2d $(DESTDIR)$(bindir)/uid2d
-	$(INSTALL) -D -m 0755 $(TARGET_DIR)/uid2ctl $(DESTDIR)$(bindir)/uid2ctl
+	for l in $(ROLE_LINKS); do ln -sfn uid2d $(DESTDIR)$(bindir)/$$l || exit 1; done
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(unitdir)
 	sed 's|^ExecStart=/usr/bin/uid2d$$|ExecStart=$(execstart)|' systemd/uid2d.service > $(DESTDIR)$(unitdir)/uid2d.service
 	chmod 0644 $(DESTDIR)$(unitdir)/uid2d.service
@@ -74,7 +77,7 @@ install:
 	$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(vendorconfdir)/uid2d.toml
 
 uninstall:
-	rm -f $(DESTDIR)$(bindir)/uid2d $(DESTDIR)$(bindir)/uid2ctl
+	rm -f $(DESTDIR)$(bindir)/uid2d $(addprefix $(DESTDIR)$(bindir)/,$(ROLE_LINKS))
 	rm -f $(DESTDIR)$(unitdir)/uid2d.service
 	rm -f $(DESTDIR)$(sysusersdir)/uid2d.conf
 	rm -f $(DESTDIR)$(dbuspolicydir)/com.uid2.Manager.conf

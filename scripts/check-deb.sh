@@ -61,8 +61,9 @@ trap 'rm -rf "$tmp"' EXIT
 echo "== dpkg-deb -c: files, modes, owners"
 dpkg-deb -c "$deb" >"$tmp/contents"
 # Lines: "-rwxr-xr-x 0/0 123 2026-01-01 00:00 ./usr/bin/uid2d".
-links=$(awk '$1 ~ /^l/' "$tmp/contents")
-[ -z "$links" ] || fail "the package contains symlinks: $links"
+# The one symlink: the uid2ctl role of the one executable.
+links=$(awk '$1 ~ /^l/ { p = $6; sub(/^\./, "", p); print p, $7, $8 }' "$tmp/contents")
+[ "$links" = "/usr/bin/uid2ctl -> uid2d" ] || fail "symlinks other than /usr/bin/uid2ctl -> uid2d: $links"
 # cargo-deb writes numeric ids (0/0), dpkg-buildpackage names (root/root).
 notroot=$(awk '$2 != "0/0" && $2 != "root/root"' "$tmp/contents")
 [ -z "$notroot" ] || fail "files not owned by root: $notroot"
@@ -71,7 +72,6 @@ baddirs=$(awk '$1 ~ /^d/ && $1 != "drwxr-xr-x"' "$tmp/contents")
 actual=$(awk '$1 ~ /^-/ { p = $6; sub(/^\./, "", p); print $1, p }' "$tmp/contents" | sort -k2)
 expected=$(sort -k2 <<'EOF'
 -rwxr-xr-x /usr/bin/uid2d
--rwxr-xr-x /usr/bin/uid2ctl
 -rw-r--r-- /usr/lib/systemd/system/uid2d.service
 -rw-r--r-- /usr/lib/sysusers.d/uid2d.conf
 -rw-r--r-- /usr/share/dbus-1/system.d/com.uid2.Manager.conf
@@ -103,7 +103,7 @@ for pair in \
   dist/uid2d.toml:usr/lib/uid2d/uid2d.toml; do
   cmp -s "${pair%%:*}" "$tmp/root/${pair#*:}" || fail "/${pair#*:} in the .deb differs from ${pair%%:*}"
 done
-for b in uid2d uid2ctl; do
+for b in uid2d; do
   [ "$(head -c4 "$tmp/root/usr/bin/$b" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ] \
     || fail "/usr/bin/$b is not an ELF binary"
 done

@@ -151,16 +151,18 @@ echo "ok ($(echo "$xml_methods" | wc -l) methods)"
 echo "== make install DESTDIR=... prefix=/usr"
 # Stub binaries: this checks the Makefile, not the build.
 mkdir -p "$tmp/bin"
-for b in uid2d uid2ctl; do
+for b in uid2d; do
   printf '#!/bin/sh\nexit 0\n' >"$tmp/bin/$b"
   chmod 0755 "$tmp/bin/$b"
 done
 make -s install DESTDIR="$tmp/root" prefix=/usr TARGET_DIR="$tmp/bin" >"$tmp/install.out" 2>&1 \
   || { cat "$tmp/install.out" >&2; fail "make install failed"; }
-actual=$(cd "$tmp/root" && find . -type f -printf '%m %p\n' | sed 's| \./| /|' | sort -k2)
-expected=$(sort -k2 <<'EOF'
+# Files with their modes; the role links (`uid2ctl`) as "link TARGET".
+actual=$(cd "$tmp/root" && find . \( -type f -printf '%m %p\n' \) -o \( -type l -printf 'link %l %p\n' \) \
+  | sed 's| \./| /|' | awk '{ print $NF, $0 }' | sort -k1,1 | cut -d' ' -f2-)
+expected=$(awk '{ print $NF, $0 }' <<'EOF' | sort -k1,1 | cut -d' ' -f2-
 755 /usr/bin/uid2d
-755 /usr/bin/uid2ctl
+link uid2d /usr/bin/uid2ctl
 644 /usr/lib/systemd/system/uid2d.service
 644 /usr/lib/sysusers.d/uid2d.conf
 644 /usr/share/dbus-1/system.d/com.uid2.Manager.conf
@@ -175,8 +177,8 @@ if [ "$actual" != "$expected" ]; then
   diff <(echo "$expected") <(echo "$actual") >&2 || true
   fail "installed files or modes differ from the expected list (< expected, > installed)"
 fi
-odd=$(find "$tmp/root" -mindepth 1 \( -type l -o -type d ! -perm 755 \) -printf '%m %p\n')
-[ -z "$odd" ] || fail "make install made symlinks or directories that are not 0755: $odd"
+odd=$(find "$tmp/root" -mindepth 1 -type d ! -perm 755 -printf '%m %p\n')
+[ -z "$odd" ] || fail "make install made directories that are not 0755: $odd"
 cmp -s "$UNIT" "$tmp/root/usr/lib/systemd/system/uid2d.service" \
   || fail "with prefix=/usr the installed unit must equal $UNIT"
 cmp -s dist/uid2d.toml "$tmp/root/usr/lib/uid2d/uid2d.toml" \

@@ -7,6 +7,7 @@
 //! systemd restarts it.
 
 mod logging;
+mod main;
 mod reload;
 mod systemd;
 mod timers;
@@ -36,6 +37,7 @@ use crate::store::{Store, StoreError};
 use systemd::notify;
 
 pub use logging::{init_logging, LogControl};
+pub use main::main;
 
 /// Which bus to serve on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,14 +1,15 @@
-//! `uid2ctl`: the com.uid2.Manager1 methods from a shell.
+//! The `uid2ctl` role: the com.uid2.Manager1 methods from a shell. Runs as `uid2ctl …`
+//! (a link to the one executable) or `uid2d ctl …`; see [`crate::roles`].
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::client::{error_parts, euid_broker, euid_manager, Broker1Proxy, Manager1Proxy};
+use crate::daemon::Bus;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::StreamExt as _;
-use uid2d::client::{error_parts, euid_broker, euid_manager, Broker1Proxy, Manager1Proxy};
-use uid2d::daemon::Bus;
 use zbus::zvariant::Value;
 
 /// Talk to uid2d, the UID2 identity daemon. Acts on the calling app's own identity, or with
@@ -239,8 +240,9 @@ enum CliError {
     Closed(String),
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
+/// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args = Args::parse_from(std::iter::once("uid2ctl".into()).chain(args));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

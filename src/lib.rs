@@ -27,3 +27,4 @@ pub mod roles;
 pub mod runtime;
 pub mod store;
 pub(crate) mod timer;
+pub(crate) mod trust;

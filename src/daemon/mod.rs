@@ -84,6 +84,10 @@ pub enum DaemonError {
     Loading(StoreError),
     #[error("operator client: {0}")]
     Operator(#[from] crate::operator::OperatorError),
+    /// No root certificate at all for the operator's TLS (see `trust`): the daemon does
+    /// not start rather than fail every request.
+    #[error("{}", crate::operator::OperatorError::NoTrustRoots)]
+    NoTrustRoots,
     #[error("group `{0}` does not exist")]
     UnknownGroup(String),
     #[error("[apps]: {0}")]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Size benchmark (not a test): builds uid2d/uid2ctl with the `dist` profile for every
+# Size benchmark (not a test): builds uid2d (the one executable; uid2ctl is a link) with the `dist` profile for every
 # shipped target through cross/build.sh and prints a table of stripped sizes, the glibc
 # floor (or "static") and the build time. Goal: uid2d for aarch64 <= 2.5 MB.
 #
@@ -51,17 +51,16 @@ for target in "${targets[@]}"; do
   # then the glibc floor or `file` output.
   read -r d_bytes d_mb < <(awk '/\/uid2d$/ { f = 1; next } f && /stripped/ {
       gsub(/[(),]/, ""); print $5, $7; exit }' "$log")
-  c_bytes=$(awk '/\/uid2ctl$/ { f = 1; next } f && /stripped/ { gsub(/,/, ""); print $5; exit }' "$log")
   if grep -q 'statically linked' "$log"; then
     floor="static"
   else
     floor=$(awk '/\/uid2d$/ { f = 1; next } f && /glibc floor:/ { print $3; exit }' "$log")
   fi
-  rows+=("$(printf '%-36s %10s %6s %10s  %-12s %5s' "$target" "$d_bytes" "$d_mb" "$c_bytes" "$floor" "$secs")")
+  rows+=("$(printf '%-36s %10s %6s  %-12s %5s' "$target" "$d_bytes" "$d_mb" "$floor" "$secs")")
   echo "   uid2d $d_bytes bytes ($d_mb MB), $floor, $secs s"
 done
 
 echo
 echo "profile: $profile (stripped sizes; MB = 10^6 bytes; build time includes installs)"
-printf '%-36s %10s %6s %10s  %-12s %5s\n' target "uid2d B" MB "uid2ctl B" "glibc floor" "s"
+printf '%-36s %10s %6s  %-12s %5s\n' target "uid2d B" MB "glibc floor" "s"
 printf '%s\n' "${rows[@]}"

@@ -84,6 +84,21 @@ fn mem(pid: u32) -> Result<[u64; 3]> {
     Ok([get("VmRSS:")?, get("VmHWM:")?, get("RssAnon:")?])
 }
 
+/// Rss, Pss, Pss_Anon, Pss_File and Private_Dirty in KiB, from /proc/<pid>/smaps_rollup:
+/// what the process costs once shared pages are split between their users (Pss) and what
+/// only it holds and wrote (Private_Dirty).
+fn rollup(pid: u32) -> Result<[u64; 5]> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    let get = |name| field(&text, name).ok_or(format!("no {name} for {pid}"));
+    Ok([
+        get("Rss:")?,
+        get("Pss:")?,
+        get("Pss_Anon:")?,
+        get("Pss_File:")?,
+        get("Private_Dirty:")?,
+    ])
+}
+
 /// Resident KiB by what is mapped: the executable's own file, other files (shared
 /// libraries), and anonymous memory. Where VmRSS goes, from /proc/<pid>/smaps.
 fn rss_by_mapping(pid: u32) -> Result<[u64; 3]> {
@@ -648,6 +663,7 @@ async fn run() -> Result<()> {
         manager.get_advertising_token().await?;
         sleep(Duration::from_millis(200)).await;
         let (idle, bus_idle) = (mem(d.pid())?, mem(bus_pid)?);
+        let (roll, bus_roll) = (rollup(d.pid())?, rollup(bus_pid)?);
         let split = rss_by_mapping(d.pid())?;
         ctx.stop(d).await?;
         t.row(
@@ -656,6 +672,18 @@ async fn run() -> Result<()> {
             kib(bus_idle),
             ratio(idle[0] as f64, bus_idle[0] as f64),
             "RSS ≤ 1× bus, anon ≤ 1024",
+        );
+        let kib5 = |m: [u64; 5]| format!("{} / {} / {} / {} / {}", m[0], m[1], m[2], m[3], m[4]);
+        t.row(
+            "memory idle, `dist` build, one identity held, KiB Rss / Pss / Pss_Anon / Pss_File / Private_Dirty (smaps_rollup): uid2d vs dbus-daemon",
+            kib5(roll),
+            kib5(bus_roll),
+            format!(
+                "Pss {}, Private_Dirty {}",
+                ratio(roll[1] as f64, bus_roll[1] as f64),
+                ratio(roll[4] as f64, bus_roll[4] as f64)
+            ),
+            "Pss ≤ 1×, Private_Dirty ≤ 1× bus",
         );
         t.row(
             "  (info) `dist` idle RSS by mapping, KiB: own executable / shared libraries / anonymous",

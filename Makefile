@@ -72,6 +72,13 @@ install:
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Broker1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Broker1.xml
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Diagnostics1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Diagnostics1.xml
+	@# The HTML5 gateway's unit (not enabled here: the image or the admin enables it),
+	@# its system user and groups, its bus policy and interface.
+	sed 's|^ExecStart=/usr/bin/uid2-gateway |ExecStart=$(bindir)/uid2-gateway |' systemd/uid2-gateway.service > $(DESTDIR)$(unitdir)/uid2-gateway.service
+	chmod 0644 $(DESTDIR)$(unitdir)/uid2-gateway.service
+	$(INSTALL) -D -m 0644 systemd/uid2-gateway.sysusers $(DESTDIR)$(sysusersdir)/uid2-gateway.conf
+	$(INSTALL) -D -m 0644 dbus/com.uid2.Gateway.conf $(DESTDIR)$(dbuspolicydir)/com.uid2.Gateway.conf
+	$(INSTALL) -D -m 0644 dbus/com.uid2.Gateway1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Gateway1.xml
 	@# The vendor defaults (as shipped, every key commented out). Nothing goes to
 	@# $(sysconfdir): /etc/uid2d/uid2d.toml and its drop-ins are the device's own.
 	$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(vendorconfdir)/uid2d.toml
@@ -85,6 +92,8 @@ uninstall:
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Broker1.xml
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Diagnostics1.xml
+	rm -f $(DESTDIR)$(unitdir)/uid2-gateway.service $(DESTDIR)$(sysusersdir)/uid2-gateway.conf
+	rm -f $(DESTDIR)$(dbuspolicydir)/com.uid2.Gateway.conf $(DESTDIR)$(dbusinterfacedir)/com.uid2.Gateway1.xml
 	rm -f $(DESTDIR)$(vendorconfdir)/uid2d.toml
 	rmdir $(DESTDIR)$(vendorconfdir) 2>/dev/null || true
 	@echo "kept $(DESTDIR)$(sysconfdir)/uid2d/ (the device's config) and the state in /var/lib/uid2d"

@@ -81,6 +81,10 @@ expected=$(sort -k2 <<'EOF'
 -rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml
 -rw-r--r-- /usr/lib/uid2d/uid2d.toml
 -rw-r--r-- /usr/share/doc/uid2d/copyright
+-rw-r--r-- /usr/lib/systemd/system/uid2-gateway.service
+-rw-r--r-- /usr/lib/sysusers.d/uid2-gateway.conf
+-rw-r--r-- /usr/share/dbus-1/system.d/com.uid2.Gateway.conf
+-rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Gateway1.xml
 EOF
 )
 if [ "$actual" != "$expected" ]; then
@@ -100,6 +104,10 @@ for pair in \
   dbus/com.uid2.Manager1.xml:usr/share/dbus-1/interfaces/com.uid2.Manager1.xml \
   dbus/com.uid2.Broker1.xml:usr/share/dbus-1/interfaces/com.uid2.Broker1.xml \
   dbus/com.uid2.Diagnostics1.xml:usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml \
+  systemd/uid2-gateway.service:usr/lib/systemd/system/uid2-gateway.service \
+  systemd/uid2-gateway.sysusers:usr/lib/sysusers.d/uid2-gateway.conf \
+  dbus/com.uid2.Gateway.conf:usr/share/dbus-1/system.d/com.uid2.Gateway.conf \
+  dbus/com.uid2.Gateway1.xml:usr/share/dbus-1/interfaces/com.uid2.Gateway1.xml \
   dist/uid2d.toml:usr/lib/uid2d/uid2d.toml; do
   cmp -s "${pair%%:*}" "$tmp/root/${pair#*:}" || fail "/${pair#*:} in the .deb differs from ${pair%%:*}"
 done
@@ -134,6 +142,8 @@ start_line=$(grep -n 'deb-systemd-invoke .*uid2d\.service' "$postinst" | head -n
 [ -n "$start_line" ] || fail "postinst does not start uid2d.service"
 [ "$sysusers_line" -lt "$enable_line" ] && [ "$sysusers_line" -lt "$start_line" ] \
   || fail "postinst starts or enables uid2d.service before it creates the user"
+grep -q 'systemd-sysusers uid2-gateway\.conf' "$postinst" \
+  || fail "postinst does not run systemd-sysusers uid2-gateway.conf"
 echo "no conffiles; postinst: systemd-sysusers (line $sysusers_line), enable ($enable_line), start ($start_line)"
 
 # ---- install, reinstall, purge into a scratch root -------------------------------

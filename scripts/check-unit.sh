@@ -171,6 +171,10 @@ link uid2d /usr/bin/uid2ctl
 644 /usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
 644 /usr/lib/uid2d/uid2d.toml
+644 /usr/lib/systemd/system/uid2-gateway.service
+644 /usr/lib/sysusers.d/uid2-gateway.conf
+644 /usr/share/dbus-1/system.d/com.uid2.Gateway.conf
+644 /usr/share/dbus-1/interfaces/com.uid2.Gateway1.xml
 EOF
 )
 if [ "$actual" != "$expected" ]; then
@@ -183,6 +187,8 @@ cmp -s "$UNIT" "$tmp/root/usr/lib/systemd/system/uid2d.service" \
   || fail "with prefix=/usr the installed unit must equal $UNIT"
 cmp -s dist/uid2d.toml "$tmp/root/usr/lib/uid2d/uid2d.toml" \
   || fail "the installed vendor config /usr/lib/uid2d/uid2d.toml must equal dist/uid2d.toml"
+cmp -s systemd/uid2-gateway.service "$tmp/root/usr/lib/systemd/system/uid2-gateway.service" \
+  || fail "with prefix=/usr the installed gateway unit must equal systemd/uid2-gateway.service"
 echo "$(echo "$expected" | wc -l) files, modes ok"
 
 echo "== make install prefix=/usr/local sysconfdir=/usr/local/etc (ExecStart= rewrite)"

@@ -1,104 +1,34 @@
 //! The daemon role's command line: `uid2d [daemon] --bus … --config … --state-dir …`.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::{Config, ConfigPaths};
 use crate::daemon::{self, Bus, Options};
+use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// `uid2d --help`.
-const USAGE: &str = "\
-Keeps the UID2 identity of this device's apps and serves it on D-Bus as com.uid2.Manager.
-
-Usage: uid2d [daemon] [OPTIONS]
-       uid2d ctl ...       (or uid2ctl ...): the command-line client
-
-Options:
-      --config <FILE>     Main configuration file [default: /etc/uid2d/uid2d.toml]. Read after
-                          the vendor defaults in /usr/lib/uid2d/uid2d.toml and before its
-                          drop-ins, FILE.d/*.toml; missing files mean the defaults.
-      --bus <BUS>         `system`, `session`, or a D-Bus address such as unix:path=/run/bus
-                          [default: system]
-      --state-dir <DIR>   State directory [default: $STATE_DIRECTORY, else /var/lib/uid2d]
-  -h, --help              Print help
-  -V, --version           Print version
-";
-
-/// The daemon's command line: three options, parsed by hand (a derive parser was code
-/// for three flags; docs/benchmarks.md).
-#[derive(Debug, PartialEq)]
+/// Keeps the UID2 identity of this device's apps and serves it on D-Bus as com.uid2.Manager.
+#[derive(Debug, Parser)]
+#[command(name = "uid2d", version)]
 struct Args {
+    /// Main configuration file [default: /etc/uid2d/uid2d.toml]. Read after the vendor
+    /// defaults in /usr/lib/uid2d/uid2d.toml and before its drop-ins, FILE.d/*.toml;
+    /// missing files mean the defaults.
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// `system`, `session`, or a D-Bus address such as unix:path=/run/bus.
+    #[arg(long, value_name = "BUS", default_value = "system")]
     bus: Bus,
+    /// State directory [default: $STATE_DIRECTORY, else /var/lib/uid2d].
+    #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-}
-
-/// What the command line asks for.
-#[derive(Debug, PartialEq)]
-enum Parsed {
-    Run(Args),
-    Help,
-    Version,
-}
-
-/// Parses `args` (`--opt VALUE` or `--opt=VALUE`); the error is the message for stderr.
-fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
-    let mut parsed = Args {
-        config: None,
-        bus: Bus::System,
-        state_dir: None,
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| format!("unexpected argument {a:?}"))?;
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) if name.starts_with("--") => (name, Some(OsString::from(value))),
-            _ => (arg.as_str(), None),
-        };
-        match name {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "-V" | "--version" => return Ok(Parsed::Version),
-            "--config" | "--bus" | "--state-dir" => {
-                let value = inline
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value"))?;
-                match name {
-                    "--config" => parsed.config = Some(value.into()),
-                    "--state-dir" => parsed.state_dir = Some(value.into()),
-                    _ => {
-                        let value = value.to_str().ok_or("--bus: not UTF-8")?;
-                        parsed.bus = value.parse().map_err(|e| format!("--bus: {e}"))?;
-                    }
-                }
-            }
-            _ => return Err(format!("unexpected argument '{arg}'")),
-        }
-    }
-    Ok(Parsed::Run(parsed))
 }
 
 /// Runs the daemon with `args` (the arguments after the program or `daemon` subcommand
 /// name) until SIGTERM/SIGINT.
-pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args = match parse(args) {
-        Ok(Parsed::Run(args)) => args,
-        Ok(Parsed::Help) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Parsed::Version) => {
-            println!("uid2d {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("uid2d: {e}\n\nFor more information, try '--help'.");
-            return ExitCode::from(2);
-        }
-    };
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args = Args::parse_from(std::iter::once("uid2d".into()).chain(args));
     let config_paths = args
         .config
         .as_deref()
@@ -155,44 +85,5 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             eprintln!("uid2d: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_str(args: &[&str]) -> Result<Parsed, String> {
-        parse(args.iter().map(OsString::from))
-    }
-
-    #[test]
-    fn the_three_options_in_both_spellings_and_the_defaults() {
-        assert_eq!(
-            parse_str(&[]),
-            Ok(Parsed::Run(Args {
-                config: None,
-                bus: Bus::System,
-                state_dir: None
-            }))
-        );
-        assert_eq!(
-            parse_str(&["--config", "/c.toml", "--bus=session", "--state-dir=/s"]),
-            Ok(Parsed::Run(Args {
-                config: Some("/c.toml".into()),
-                bus: Bus::Session,
-                state_dir: Some("/s".into())
-            }))
-        );
-        assert_eq!(parse_str(&["--bus", "session", "-V"]), Ok(Parsed::Version));
-        assert_eq!(parse_str(&["--help"]), Ok(Parsed::Help));
-    }
-
-    #[test]
-    fn a_missing_value_or_an_unknown_argument_is_an_error() {
-        assert!(parse_str(&["--config"]).is_err());
-        assert!(parse_str(&["--verbose"]).is_err());
-        assert!(parse_str(&["status"]).is_err());
-        assert!(parse_str(&["--bus", "nonsense"]).is_err());
     }
 }

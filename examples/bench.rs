@@ -859,6 +859,18 @@ async fn run() -> Result<()> {
         ratio(a.as_secs_f64(), b.as_secs_f64()),
         "",
     );
+    let gateway_bin = root.join("target/release/uid2-gateway");
+    if gateway_bin.exists() {
+        eprintln!("bench: uid2-gateway: a page's getAdvertisingToken");
+        let (a, b) = gateway_round_trips(&gateway_bin, &bus, &conn, app, o.calls).await?;
+        t.row(
+            "gateway: getAdvertisingToken, page → uid2-gateway → uid2d (WebSocket, JSON-RPC) vs a WebSocket round trip the gateway answers alone, median",
+            us(a),
+            us(b),
+            ratio(a.as_secs_f64(), b.as_secs_f64()),
+            "",
+        );
+    }
     ctx.stop(d).await?;
 
     // ---- size ----
@@ -908,4 +920,51 @@ async fn run() -> Result<()> {
         eprintln!("bench: kept {}", tmp.keep().display());
     }
     Ok(())
+}
+
+/// Medians of a page's `getAdvertisingToken` through the gateway and of a request the
+/// gateway answers without uid2d (an unknown method: its "echo"), alternating, over one
+/// WebSocket session of `app`.
+async fn gateway_round_trips(
+    binary: &std::path::Path,
+    bus: &Bus,
+    conn: &zbus::Connection,
+    app: &str,
+    calls: usize,
+) -> Result<(Duration, Duration)> {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let gateway = uid2d_testkit::Gateway::start(&binary.to_string_lossy(), bus, &[]).await;
+    let endpoint = uid2d::gateway::Gateway1Proxy::new(conn)
+        .await?
+        .open_session(app, "")
+        .await?;
+    let address = endpoint
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or("gateway: not a ws:// endpoint")?;
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    let (mut ws, _) = tokio_tungstenite::client_async(endpoint.as_str(), stream).await?;
+    let mut round_trip = async |method: &str| -> Result<Duration> {
+        let t0 = Instant::now();
+        ws.send(Message::text(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"{method}"}}"#
+        )))
+        .await?;
+        match ws.next().await {
+            Some(Ok(Message::Text(_))) => Ok(t0.elapsed()),
+            other => Err(format!("gateway: unexpected {other:?}").into()),
+        }
+    };
+    let (mut token, mut echo) = (Vec::new(), Vec::new());
+    for i in 0..calls + 200 {
+        let a = round_trip("getAdvertisingToken").await?;
+        let b = round_trip("bench.echo").await?;
+        if i >= 200 {
+            token.push(a);
+            echo.push(b);
+        }
+    }
+    drop(gateway);
+    Ok((median(token), median(echo)))
 }

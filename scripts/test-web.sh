@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Tests web/uid2-secure-signals.js in headless Chromium (Debian's chromium package):
 # a fake OEM bridge and stand-ins for GPT and IMA, then (second level) a real uid2d on
-# a private D-Bus bus behind an HTTP stand-in for the bridge that runs uid2ctl.
+# a private D-Bus bus behind an HTTP stand-in for the bridge that runs uid2ctl; then
+# (third level, tests/html5.rs) web/uid2-tv-sdk.js in pages that reach the real
+# uid2-gateway and uid2d, each page with its own session and origin.
 #
 #   scripts/test-web.sh                 both levels (builds uid2d, links uid2ctl, debug, if needed)
 #   scripts/test-web.sh --browser-only  only the page tests: no cargo, no dbus-daemon
@@ -78,4 +80,20 @@ if [ "$browser_only" = 0 ]; then
 fi
 
 echo "== web tests ($(chromium --version 2>/dev/null | head -n1))"
-node web/test/run.mjs --chromium "$(command -v chromium)"
+logs=$(mktemp -d)
+pages=0
+node web/test/run.mjs --chromium "$(command -v chromium)" | tee "$logs/pages.log" || pages=$?
+passed=$(tail -n 1 "$logs/pages.log" | awk '/ passed, [0-9]+ failed$/ { print $1 }')
+failed=$(tail -n 1 "$logs/pages.log" | awk '/ passed, [0-9]+ failed$/ { print $3 }')
+passed=${passed:-0}
+failed=${failed:-1}
+if [ "$browser_only" = 0 ]; then
+  echo "== the TV SDK through uid2-gateway (cargo test --test html5 -- --ignored)"
+  CHROMIUM=$(command -v chromium) cargo test --locked -q --test html5 -- --ignored 2>&1 | tee "$logs/html5.log" || true
+  read -r p f < <(awk '/^test result:/ { p += $4; f += $6; seen = 1 } END { if (seen) print p, f; else print 0, 1 }' "$logs/html5.log")
+  passed=$((passed + p))
+  failed=$((failed + f))
+fi
+rm -rf "$logs"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$pages" = 0 ]

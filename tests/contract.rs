@@ -3,60 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use std::collections::BTreeMap;
-
 use uid2d_testkit::*;
-
-/// A comparable summary of one interface: members with their args (name, type,
-/// direction), properties with type and access, annotations.
-fn summary(xml: &str, interface: &str) -> BTreeMap<String, String> {
-    let node = zbus_xml::Node::from_reader(xml.as_bytes()).expect("valid introspection XML");
-    let iface = node
-        .interfaces()
-        .iter()
-        .find(|i| i.name() == interface)
-        .unwrap_or_else(|| panic!("{interface} in the XML"));
-    let args = |args: &[zbus_xml::Arg]| {
-        args.iter()
-            .map(|a| {
-                format!(
-                    "{}:{:?}:{:?}",
-                    a.name().unwrap_or("?"),
-                    a.ty(),
-                    a.direction()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let annotations = |list: &[zbus_xml::Annotation]| {
-        let mut items: Vec<String> = list
-            .iter()
-            .map(|a| format!("{}={}", a.name(), a.value()))
-            .collect();
-        items.sort();
-        items.join(",")
-    };
-    let mut out = BTreeMap::new();
-    for m in iface.methods() {
-        out.insert(format!("method {}", m.name()), args(m.args()));
-    }
-    for s in iface.signals() {
-        out.insert(format!("signal {}", s.name()), args(s.args()));
-    }
-    for p in iface.properties() {
-        out.insert(
-            format!("property {}", p.name()),
-            format!(
-                "{:?}:{:?}:{}",
-                p.ty(),
-                p.access(),
-                annotations(p.annotations())
-            ),
-        );
-    }
-    out
-}
 
 #[tokio::test]
 async fn live_introspection_of_both_objects_matches_the_documented_interface() {
@@ -82,17 +29,7 @@ async fn live_introspection_of_both_objects_matches_the_documented_interface() {
         ),
     ];
     for (path, interfaces) in objects {
-        let live = zbus::fdo::IntrospectableProxy::builder(&conn)
-            .destination("com.uid2.Manager")
-            .unwrap()
-            .path(path)
-            .unwrap()
-            .build()
-            .await
-            .unwrap()
-            .introspect()
-            .await
-            .unwrap();
+        let live = introspect(&conn, "com.uid2.Manager", path).await;
         for interface in interfaces {
             let documented = std::fs::read_to_string(format!(
                 "{}/dbus/{interface}.xml",
@@ -100,8 +37,8 @@ async fn live_introspection_of_both_objects_matches_the_documented_interface() {
             ))
             .unwrap();
             assert_eq!(
-                summary(&live, interface),
-                summary(&documented, interface),
+                interface_summary(&live, interface),
+                interface_summary(&documented, interface),
                 "{path} {interface}"
             );
             let node = zbus_xml::Node::from_reader(documented.as_bytes()).unwrap();

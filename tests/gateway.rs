@@ -6,14 +6,11 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
-use std::process::Stdio;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt as _;
-use tokio::net::{TcpSocket, TcpStream, UnixDatagram};
-use tokio::process::Child;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -27,149 +24,90 @@ const MAPS: &str = "com.example.maps";
 const NEWS_ORIGIN: &str = "http://news.test";
 const MAPS_ORIGIN: &str = "http://maps.test";
 
-/// The real `uid2-gateway`, ready once it sent READY=1; its log is scanned for secrets on
-/// drop.
-struct Gateway {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+async fn rig(gateway_args: &[&str]) -> AppRig {
+    AppRig::start(
+        &binaries!(),
+        env!("CARGO_BIN_EXE_uid2-gateway"),
+        gateway_args,
+        3600,
+    )
+    .await
 }
 
-impl Gateway {
-    async fn start(bus: &Bus, extra: &[&str]) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let notify_path = dir.path().join("notify");
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        let log = dir.path().join("gateway.log");
-        let mut child = our_command(env!("CARGO_BIN_EXE_uid2-gateway"))
-            .args(["--bus", &bus.address, "--listen", "127.0.0.1:0"])
-            .args(["--log-level", "debug"])
-            .args(extra)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env_remove("JOURNAL_STREAM")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut buf = [0u8; 512];
-        loop {
-            let n = tokio::select! {
-                n = notify.recv(&mut buf) => n.unwrap(),
-                status = child.wait() => panic!(
-                    "uid2-gateway exited ({status:?}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ),
-                () = tokio::time::sleep(PATIENCE) => panic!("no READY=1 from uid2-gateway"),
-            };
-            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-                break;
-            }
-        }
-        Gateway {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
+type Ws = WebSocketStream<Stream>;
 
-    /// Still running: it did not stop on whatever the test threw at it.
-    fn assert_running(&mut self) {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "uid2-gateway exited:\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
+/// A connection to the gateway: TCP as a browser's, or its Unix socket as a native client's.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(tokio::net::UnixStream),
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        if std::thread::panicking() {
-            eprintln!("uid2-gateway's log:\n{log}");
-        } else {
-            check_log_for_secrets(&log);
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
         }
     }
 }
 
-struct Rig {
-    bus: Bus,
-    operator: Operator,
-    _state: tempfile::TempDir,
-    daemon: Daemon,
-    gateway: Gateway,
-    conn: zbus::Connection,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("uid2d's log:\n{}", self.daemon.own_log());
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
         }
     }
 }
-
-impl Rig {
-    async fn new(gateway_args: &[&str]) -> Rig {
-        let bus = Bus::start().await;
-        let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
-        let state = tempfile::tempdir().unwrap();
-        let spec = operator.spec(
-            &binaries!(),
-            &bus,
-            state.path(),
-            "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n",
-        );
-        let daemon = Daemon::start(spec).await;
-        let gateway = Gateway::start(&bus, gateway_args).await;
-        let conn = bus.connect().await;
-        Rig {
-            bus,
-            operator,
-            _state: state,
-            daemon,
-            gateway,
-            conn,
-        }
-    }
-
-    async fn sessions(&self) -> Gateway1Proxy<'static> {
-        Gateway1Proxy::new(&self.conn).await.unwrap()
-    }
-
-    async fn open(&self, app: &str, origin: &str) -> String {
-        let endpoint = self
-            .sessions()
-            .await
-            .open_session(app, origin)
-            .await
-            .unwrap();
-        remember_endpoint(&endpoint);
-        endpoint
-    }
-}
-
-/// The session secret joins the strings no log may hold.
-fn remember_endpoint(endpoint: &str) {
-    let secret = endpoint.rsplit('/').next().unwrap();
-    assert_eq!(secret.len(), 43, "a 256-bit secret");
-    remember_secret(secret.to_owned());
-}
-
-type Ws = WebSocketStream<TcpStream>;
 
 /// The WebSocket handshake to `endpoint` as a page at `origin` (None: no Origin header).
+/// A `ws+unix:<socket>:<path>` endpoint is the Unix socket's.
 async fn handshake(endpoint: &str, origin: Option<&str>) -> Result<Ws, WsError> {
-    let mut request = endpoint.into_client_request().unwrap();
+    let (stream, url) = match endpoint.strip_prefix("ws+unix:") {
+        Some(rest) => {
+            let (socket, path) = rest.split_once(':').unwrap();
+            let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+            (Stream::Unix(stream), format!("ws://localhost{path}"))
+        }
+        None => {
+            let request = endpoint.into_client_request().unwrap();
+            let host = request.uri().authority().unwrap().as_str().to_owned();
+            let stream = TcpStream::connect(host).await.unwrap();
+            (Stream::Tcp(stream), endpoint.to_owned())
+        }
+    };
+    let mut request = url.into_client_request().unwrap();
     if let Some(origin) = origin {
         request
             .headers_mut()
             .insert("origin", origin.parse().unwrap());
     }
-    let host = request.uri().authority().unwrap().as_str().to_owned();
-    let stream = TcpStream::connect(host).await.unwrap();
     within(
         "the WebSocket handshake",
         tokio_tungstenite::client_async(request, stream),
@@ -264,12 +202,129 @@ impl Page {
 fn status_of(notification: &Value) -> &str {
     assert_eq!(notification["method"], "identityStatusChanged");
     assert_eq!(notification["jsonrpc"], "2.0");
+    assert_eq!(notification["params"]["product"], "uid2");
     notification["params"]["status"].as_str().unwrap()
 }
 
 #[tokio::test]
+async fn one_page_holds_uid2_and_euid_and_gets_what_ad_code_needs() {
+    let rig = rig(&[]).await;
+    let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
+    let uid2: Value = serde_json::from_str(&rig.operator.identity("uid2@example.com")).unwrap();
+    let euid: Value = serde_json::from_str(&rig.operator.identity("euid@example.com")).unwrap();
+    assert_eq!(
+        page.call("euid.setIdentity", json!({ "identity": euid }))
+            .await,
+        Ok(json!("established"))
+    );
+    let notification = page.notification().await;
+    assert_eq!(
+        notification["params"],
+        json!({"status": "established", "product": "euid"})
+    );
+    assert_eq!(
+        page.call("getIdentityStatus", json!({})).await,
+        Ok(json!("no_identity")),
+        "the EUID identity is not the UID2 one"
+    );
+    page.call("setIdentity", json!({ "identity": uid2 }))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&page.notification().await), "established");
+    let uid2_token = page.call("getAdvertisingToken", json!({})).await.unwrap();
+    let euid_token = page
+        .call("euid.getAdvertisingToken", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(uid2_token, uid2["advertising_token"]);
+    assert_eq!(euid_token, euid["advertising_token"]);
+
+    for (prefix, source, token) in [
+        ("", "uidapi.com", &uid2_token),
+        ("euid.", "euid.eu", &euid_token),
+    ] {
+        let info = page
+            .call(&format!("{prefix}getTokenInfo"), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(info["source"], source);
+        assert_eq!(info["status"], "established");
+        assert!(info["refresh_expires"].is_i64(), "{info}");
+        let text = info.to_string();
+        for secret in [
+            "advertising_token",
+            "refresh_token",
+            token.as_str().unwrap(),
+        ] {
+            assert!(!text.contains(secret), "GetTokenInfo holds {secret}");
+        }
+        assert_eq!(
+            page.call(&format!("{prefix}getEids"), json!({})).await,
+            Ok(json!([{ "source": source, "uids": [{ "id": token, "atype": 3 }] }]))
+        );
+        // Valid for an hour: the same token, no refresh.
+        assert_eq!(
+            page.call(
+                &format!("{prefix}getAdvertisingTokenValidFor"),
+                json!({"seconds": 60})
+            )
+            .await,
+            Ok(token.clone())
+        );
+        let error = page
+            .call(
+                &format!("{prefix}getAdvertisingTokenValidFor"),
+                json!({"seconds": 0}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(error["code"], -32003, "{error}");
+        assert_eq!(
+            error["data"]["name"],
+            "com.uid2.Manager1.Error.InvalidArgument"
+        );
+    }
+    assert_eq!(
+        rig.operator
+            .sim
+            .requests(uid2_operator_sim::Endpoint::Refresh),
+        0,
+        "nothing was refreshed"
+    );
+}
+
+#[tokio::test]
+async fn a_native_runtime_connects_over_the_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("gateway.sock");
+    let rig = rig(&["--listen", "off", "--listen-unix", socket.to_str().unwrap()]).await;
+    let endpoint = rig.open(MAPS, "").await;
+    assert!(
+        endpoint.starts_with(&format!("ws+unix:{}:/session/", socket.display())),
+        "{endpoint}"
+    );
+    // A native client sends no Origin: the session's origin is "".
+    refused(
+        &endpoint,
+        Some(MAPS_ORIGIN),
+        "an Origin the session was not opened for",
+    )
+    .await;
+    let mut native = Page {
+        ws: handshake(&endpoint, None).await.unwrap(),
+        next_id: 1,
+        notifications: VecDeque::new(),
+    };
+    assert_eq!(
+        native.call("getIdentityStatus", json!({})).await,
+        Ok(json!("no_identity"))
+    );
+    refused(&endpoint, None, "a used session").await;
+}
+
+#[tokio::test]
 async fn two_pages_of_two_apps_get_two_identities() {
-    let mut rig = Rig::new(&[]).await;
+    let mut rig = rig(&[]).await;
     let mut news = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
     let mut maps = Page::connect(&rig.open(MAPS, MAPS_ORIGIN).await, MAPS_ORIGIN).await;
     assert_eq!(
@@ -355,7 +410,7 @@ async fn two_pages_of_two_apps_get_two_identities() {
 
 #[tokio::test]
 async fn a_page_without_its_session_is_refused_before_any_call() {
-    let mut rig = Rig::new(&[]).await;
+    let mut rig = rig(&[]).await;
     let sessions = rig.sessions().await;
     let endpoint = rig.open(NEWS, NEWS_ORIGIN).await;
     let base = endpoint.rsplit_once('/').unwrap().0.to_owned();
@@ -399,7 +454,7 @@ async fn a_page_without_its_session_is_refused_before_any_call() {
         .open_session(NEWS, NEWS_ORIGIN)
         .await
         .unwrap();
-    remember_endpoint(&endpoint);
+    remember_secret(endpoint.rsplit('/').next().unwrap().to_owned());
     let mut page = Page::connect(&endpoint, NEWS_ORIGIN).await;
     drop(runtime);
     assert_eq!(page.closed().await, CloseCode::Normal);
@@ -444,7 +499,7 @@ async fn a_page_without_its_session_is_refused_before_any_call() {
 
 #[tokio::test]
 async fn malformed_requests_get_named_errors() {
-    let mut rig = Rig::new(&[]).await;
+    let mut rig = rig(&[]).await;
     let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
     let null = Value::Null;
     let code = |reply: &Value| reply["error"]["code"].as_i64().unwrap();
@@ -506,7 +561,7 @@ async fn malformed_requests_get_named_errors() {
 #[tokio::test]
 async fn limits_end_one_session_and_leave_the_others() {
     let max = 12;
-    let mut rig = Rig::new(&[
+    let mut rig = rig(&[
         "--max-sessions",
         &max.to_string(),
         "--max-message-size",
@@ -604,66 +659,14 @@ async fn limits_end_one_session_and_leave_the_others() {
 
 #[tokio::test]
 async fn the_live_interface_is_the_documented_one() {
-    let rig = Rig::new(&[]).await;
-    let live = zbus::fdo::IntrospectableProxy::builder(&rig.conn)
-        .destination("com.uid2.Gateway")
-        .unwrap()
-        .path("/com/uid2/Gateway")
-        .unwrap()
-        .build()
-        .await
-        .unwrap()
-        .introspect()
-        .await
-        .unwrap();
+    let rig = rig(&[]).await;
+    let live = introspect(&rig.conn, "com.uid2.Gateway", "/com/uid2/Gateway").await;
     let documented = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/dbus/com.uid2.Gateway1.xml"
     ))
     .unwrap();
-    assert_eq!(members(&live), members(&documented));
-    assert!(!members(&documented).is_empty());
-}
-
-/// The members of `com.uid2.Gateway1` with their arguments (name, type, direction).
-fn members(xml: &str) -> Vec<String> {
-    let node = zbus_xml::Node::from_reader(xml.as_bytes()).unwrap();
-    let iface = node
-        .interfaces()
-        .iter()
-        .find(|i| i.name() == "com.uid2.Gateway1")
-        .expect("com.uid2.Gateway1");
-    let mut out: Vec<String> = iface
-        .methods()
-        .iter()
-        .map(|m| {
-            let args: Vec<String> = m
-                .args()
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{}:{:?}:{:?}",
-                        a.name().unwrap_or("?"),
-                        a.ty(),
-                        a.direction()
-                    )
-                })
-                .collect();
-            format!("method {}({})", m.name(), args.join(","))
-        })
-        .collect();
-    out.extend(
-        iface
-            .signals()
-            .iter()
-            .map(|s| format!("signal {}", s.name())),
-    );
-    out.extend(
-        iface
-            .properties()
-            .iter()
-            .map(|p| format!("property {}", p.name())),
-    );
-    out.sort();
-    out
+    let summary = interface_summary(&documented, "com.uid2.Gateway1");
+    assert_eq!(interface_summary(&live, "com.uid2.Gateway1"), summary);
+    assert!(!summary.is_empty());
 }

@@ -133,3 +133,34 @@ export function clearUid2SecureSignalsCache({ target = globalThis } = {}) {
     ima.secureSignals.clearAllCache();
   }
 }
+
+/**
+ * Registers the token of a `__uid2` or `__euid` object (web/uid2-tv-sdk.js, or the UID2
+ * web SDK) as a secure signal: the source comes from the SDK's `getTokenInfo()` (uid2d's
+ * GetTokenInfo: `uidapi.com` or `euid.eu`), so nobody sets it by hand; each collection
+ * waits for the SDK's first answer (`getAdvertisingTokenAsync`); and every
+ * `IdentityUpdated` of the SDK clears the ad SDKs' cache. Await it before creating the
+ * IMA AdsLoader. Resolves with the provider; rejects if `getTokenInfo` fails or names
+ * another source.
+ *
+ * @param {object} options
+ * @param {object} options.sdk  the installed `__uid2`/`__euid` object
+ * @param {object} [options.target]  the window to register on (default: globalThis)
+ */
+export async function registerSecureSignalsFromSdk({ sdk, target = globalThis } = {}) {
+  if (!sdk || typeof sdk.getTokenInfo !== 'function' || typeof sdk.getAdvertisingTokenAsync !== 'function') {
+    throw new TypeError('registerSecureSignalsFromSdk: sdk must be an installed __uid2 or __euid object');
+  }
+  const { source, status } = await sdk.getTokenInfo();
+  const provider = registerUid2SecureSignals({
+    // A rejection (no identity) becomes '' and so the collector's NoUid2TokenError.
+    getToken: () => sdk.getAdvertisingTokenAsync().catch(() => ''),
+    getStatus: async () => (await sdk.getTokenInfo()).status ?? status,
+    source,
+    target,
+  });
+  sdk.callbacks.push((event) => {
+    if (event === 'IdentityUpdated') clearUid2SecureSignalsCache({ target });
+  });
+  return provider;
+}

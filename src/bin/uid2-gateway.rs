@@ -14,14 +14,18 @@ use uid2d::gateway::{self, Options};
 /// Serves each HTML5 app its UID2 identity as JSON-RPC over a one-time WebSocket session,
 /// through uid2d's com.uid2.Broker1; sessions are opened on D-Bus as com.uid2.Gateway.
 #[derive(Debug, Parser)]
-#[command(name = "uid2-gateway", version)]
+#[command(name = "uid2-gateway", version, args_override_self = true)]
 struct Args {
     /// `system`, `session`, or a D-Bus address such as unix:path=/run/bus.
     #[arg(long, value_name = "BUS", default_value = "system")]
     bus: Bus,
-    /// The loopback address and port of the WebSocket server (port 0: any free one).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7685")]
-    listen: SocketAddr,
+    /// The loopback address and port of the WebSocket server (port 0: any free one), or
+    /// `off` for none (then --listen-unix is needed).
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:7685")]
+    listen: String,
+    /// A Unix socket the WebSocket server also listens on (for native runtimes).
+    #[arg(long, value_name = "PATH")]
+    listen_unix: Option<std::path::PathBuf>,
     /// Besides root, members of this group may open and close sessions.
     #[arg(long, value_name = "GROUP")]
     session_group: Option<String>,
@@ -65,13 +69,25 @@ fn main() -> ExitCode {
             }
         },
     };
+    let listen = match args.listen.as_str() {
+        "off" => None,
+        address => match address.parse::<SocketAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                eprintln!("uid2-gateway: --listen: expected ADDRESS:PORT or off");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let options = Options {
+        listen,
+        listen_unix: args.listen_unix,
         session_gid,
         max_sessions: args.max_sessions.max(1),
         max_message_size: args.max_message_size.max(1024),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         send_timeout: Duration::from_secs(args.send_timeout.max(1)),
-        ..Options::new(args.bus, args.listen)
+        ..Options::new(args.bus, SocketAddr::from(([127, 0, 0, 1], 0)))
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

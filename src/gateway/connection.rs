@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info};
 
+use super::methods::{self, Product};
 use super::rpc::{self, Parsed};
 use super::sessions::{Claimed, Sessions};
 use crate::client::broker::Broker1Proxy;
@@ -28,9 +29,12 @@ pub(crate) const SESSION_PATH: &str = "/session/";
 #[derive(Debug, Clone)]
 pub(crate) struct Context {
     pub(crate) sessions: Arc<Sessions>,
+    /// `com.uid2.Broker1` on uid2d's UID2 object.
     pub(crate) broker: Broker1Proxy<'static>,
-    /// uid2d's `IdentityStatusChanged(app_id, status)`.
-    pub(crate) changes: broadcast::Sender<(String, String)>,
+    /// `com.uid2.Broker1` on uid2d's EUID object (`euid.` methods).
+    pub(crate) euid_broker: Broker1Proxy<'static>,
+    /// uid2d's `IdentityStatusChanged(app_id, status)` of either object.
+    pub(crate) changes: broadcast::Sender<(Product, String, String)>,
     pub(crate) config: WebSocketConfig,
     pub(crate) handshake_timeout: Duration,
     pub(crate) send_timeout: Duration,
@@ -42,8 +46,20 @@ fn forbidden() -> ErrorResponse {
     response
 }
 
-/// Serves one TCP connection to its end.
-pub(crate) async fn serve(stream: TcpStream, context: Context) {
+impl Context {
+    fn broker(&self, product: Product) -> &Broker1Proxy<'static> {
+        match product {
+            Product::Uid2 => &self.broker,
+            Product::Euid => &self.euid_broker,
+        }
+    }
+}
+
+/// Serves one connection (TCP or Unix socket) to its end.
+pub(crate) async fn serve<S>(stream: S, context: Context)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut claimed: Option<Claimed> = None;
     let sessions = context.sessions.clone();
     // tungstenite's callback type fixes the error type (an HTTP response).
@@ -96,23 +112,31 @@ enum End {
     Close(CloseCode, &'static str),
 }
 
-async fn run(mut ws: WebSocketStream<TcpStream>, session: Claimed, context: &Context) {
+async fn run<S>(mut ws: WebSocketStream<S>, session: Claimed, context: &Context)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let Claimed {
         app_id, mut closed, ..
     } = session;
     let mut changes = context.changes.subscribe();
-    let end = loop {
-        let outgoing = tokio::select! {
+    let end = 'session: loop {
+        let outgoing: Vec<String> = tokio::select! {
             _ = &mut closed => break End::Close(CloseCode::Normal, "session closed"),
             change = changes.recv() => match change {
-                Ok((app, status)) if app == app_id => rpc::status_notification(&status),
+                Ok((product, app, status)) if app == app_id => {
+                    vec![rpc::status_notification(product, &status)]
+                }
                 Ok(_) => continue,
-                // Missed some: the latest status is what counts.
+                // Missed some: the latest status of each product is what counts.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    match context.broker.get_identity_status(&app_id).await {
-                        Ok(status) => rpc::status_notification(&status),
-                        Err(_) => continue,
+                    let mut latest = Vec::new();
+                    for product in [Product::Uid2, Product::Euid] {
+                        if let Ok(status) = context.broker(product).get_identity_status(&app_id).await {
+                            latest.push(rpc::status_notification(product, &status));
+                        }
                     }
+                    latest
                 }
                 Err(broadcast::error::RecvError::Closed) => {
                     break End::Close(CloseCode::Away, "gateway stopping")
@@ -128,7 +152,7 @@ async fn run(mut ws: WebSocketStream<TcpStream>, session: Claimed, context: &Con
                     break End::Peer;
                 }
                 Some(Ok(Message::Text(text))) => match answer(text.as_str(), &app_id, context).await {
-                    Some(reply) => reply,
+                    Some(reply) => vec![reply],
                     None => continue,
                 },
                 Some(Ok(Message::Binary(_))) => {
@@ -138,13 +162,15 @@ async fn run(mut ws: WebSocketStream<TcpStream>, session: Claimed, context: &Con
                 Some(Ok(_)) => continue,
             },
         };
-        match tokio::time::timeout(context.send_timeout, ws.send(Message::text(outgoing))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => break End::Peer,
-            // A client that stops reading loses its session, not the gateway's memory.
-            Err(_) => {
-                info!(app_id, "session dropped: the client does not read");
-                return;
+        for frame in outgoing {
+            match tokio::time::timeout(context.send_timeout, ws.send(Message::text(frame))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break 'session End::Peer,
+                // A client that stops reading loses its session, not the gateway's memory.
+                Err(_) => {
+                    info!(app_id, "session dropped: the client does not read");
+                    return;
+                }
             }
         }
     };
@@ -162,9 +188,14 @@ async fn answer(text: &str, app_id: &str, context: &Context) -> Option<String> {
     debug!(app_id, bytes = text.len(), "request");
     match rpc::parse(text) {
         Parsed::Error { id, error } => Some(rpc::response(id, Err(error))),
-        Parsed::Call { id, call } => {
-            let result = rpc::execute(&context.broker, app_id, call).await;
-            debug!(app_id, ok = result.is_ok(), "answered");
+        Parsed::Call { id, product, call } => {
+            let result = methods::execute(context.broker(product), app_id, call).await;
+            debug!(
+                app_id,
+                product = product.as_str(),
+                ok = result.is_ok(),
+                "answered"
+            );
             id.map(|id| rpc::response(id, result))
         }
     }

@@ -9,11 +9,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{broadcast, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, warn};
@@ -22,9 +23,11 @@ use zbus::fdo::RequestNameReply;
 
 use crate::client::broker::Broker1Proxy;
 use crate::daemon::Bus;
+use methods::Product;
 
 mod connection;
 mod dbus;
+mod methods;
 pub mod rpc;
 mod sessions;
 
@@ -35,8 +38,12 @@ pub use dbus::{BUS_NAME, OBJECT_PATH};
 pub struct Options {
     /// The bus of uid2d, where the gateway also takes `com.uid2.Gateway`.
     pub bus: Bus,
-    /// Where the WebSocket server listens: a loopback address (port 0: any free one).
-    pub listen: SocketAddr,
+    /// Where the WebSocket server listens on TCP: a loopback address (port 0: any free
+    /// one); `None`: no TCP listener.
+    pub listen: Option<SocketAddr>,
+    /// A Unix socket the WebSocket server also (or only) listens on, created mode 0666
+    /// (the session secret is what admits a client); `None`: none.
+    pub listen_unix: Option<PathBuf>,
     /// Besides root, the members of this group may open and close sessions.
     pub session_gid: Option<u32>,
     /// Sessions open at once (claimed or not); one more is `SessionLimit`.
@@ -51,11 +58,12 @@ pub struct Options {
 }
 
 impl Options {
-    /// The defaults on `bus`, listening on `listen`.
+    /// The defaults on `bus`, listening on TCP at `listen`.
     pub fn new(bus: Bus, listen: SocketAddr) -> Self {
         Self {
             bus,
-            listen,
+            listen: Some(listen),
+            listen_unix: None,
             session_gid: None,
             max_sessions: 64,
             max_message_size: 64 * 1024,
@@ -70,8 +78,12 @@ impl Options {
 pub enum GatewayRunError {
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("cannot listen on the Unix socket {0}: {1}")]
+    ListenUnix(PathBuf, std::io::Error),
     #[error("the listen address must be a loopback one, not {0}")]
     NotLoopback(SocketAddr),
+    #[error("nothing to listen on: give a loopback address, a Unix socket, or both")]
+    NoListener,
     #[error("D-Bus: {0}")]
     Bus(#[from] zbus::Error),
     #[error("D-Bus: {0}")]
@@ -87,15 +99,32 @@ pub async fn run(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayRunError> {
-    if !options.listen.ip().is_loopback() {
-        return Err(GatewayRunError::NotLoopback(options.listen));
-    }
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| GatewayRunError::Listen(options.listen, e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| GatewayRunError::Listen(options.listen, e))?;
+    let tcp = match options.listen {
+        Some(address) if !address.ip().is_loopback() => {
+            return Err(GatewayRunError::NotLoopback(address))
+        }
+        Some(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|e| GatewayRunError::Listen(address, e))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| GatewayRunError::Listen(address, e))?;
+            Some((listener, local))
+        }
+        None => None,
+    };
+    let unix = match &options.listen_unix {
+        Some(path) => Some(bind_unix(path)?),
+        None => None,
+    };
+    // The endpoint a session hands out: the TCP one, which browsers reach; with only a
+    // Unix socket, the `ws+unix:` form native WebSocket clients take.
+    let endpoint_base = match (&tcp, &options.listen_unix) {
+        (Some((_, local)), _) => format!("ws://{local}{}", connection::SESSION_PATH),
+        (None, Some(path)) => format!("ws+unix:{}:{}", path.display(), connection::SESSION_PATH),
+        (None, None) => return Err(GatewayRunError::NoListener),
+    };
 
     let builder = match &options.bus {
         Bus::System => zbus::connection::Builder::system()?,
@@ -104,19 +133,21 @@ pub async fn run(
     };
     let conn = builder.build().await?;
     let broker = Broker1Proxy::new(&conn).await?;
+    let euid_broker = crate::client::euid_broker(&conn).await?;
     let sessions = Arc::new(sessions::Sessions::new(options.max_sessions));
     let (changes, _) = broadcast::channel(256);
-
-    let mut status_changes = broker.receive_identity_status_changed().await?;
-    let forward = changes.clone();
-    tokio::spawn(async move {
-        while let Some(signal) = status_changes.next().await {
-            if let Ok(args) = signal.args() {
-                // No receiver (no session) is fine.
-                let _ = forward.send((args.app_id.to_owned(), args.status.to_owned()));
+    for (product, proxy) in [(Product::Uid2, &broker), (Product::Euid, &euid_broker)] {
+        let mut status_changes = proxy.receive_identity_status_changed().await?;
+        let forward = changes.clone();
+        tokio::spawn(async move {
+            while let Some(signal) = status_changes.next().await {
+                if let Ok(args) = signal.args() {
+                    // No receiver (no session) is fine.
+                    let _ = forward.send((product, args.app_id.to_owned(), args.status.to_owned()));
+                }
             }
-        }
-    });
+        });
+    }
 
     conn.object_server()
         .at(
@@ -124,7 +155,7 @@ pub async fn run(
             dbus::Gateway {
                 sessions: sessions.clone(),
                 session_gid: options.session_gid,
-                endpoint_base: format!("ws://{local}{}", connection::SESSION_PATH),
+                endpoint_base,
                 broker: broker.clone(),
             },
         )
@@ -137,7 +168,14 @@ pub async fn run(
     if reply != RequestNameReply::PrimaryOwner {
         return Err(GatewayRunError::NameTaken);
     }
-    info!(%local, "serving");
+    info!(
+        tcp = tcp.as_ref().map(|(_, local)| local.to_string()),
+        unix = options
+            .listen_unix
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        "serving"
+    );
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         warn!("sd_notify failed: {e}");
     }
@@ -145,6 +183,7 @@ pub async fn run(
     let context = connection::Context {
         sessions: sessions.clone(),
         broker: broker.clone(),
+        euid_broker,
         changes,
         config: WebSocketConfig::default()
             .max_message_size(Some(options.max_message_size))
@@ -175,15 +214,18 @@ pub async fn run(
                     }
                 }
             }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = accept(&tcp, &unix) => match accepted {
+                Ok(stream) => {
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
                         drop(stream);
                         continue;
                     };
                     let context = context.clone();
                     tokio::spawn(async move {
-                        connection::serve(stream, context).await;
+                        match stream {
+                            Stream::Tcp(stream) => connection::serve(stream, context).await,
+                            Stream::Unix(stream) => connection::serve(stream, context).await,
+                        }
                         drop(permit);
                     });
                 }
@@ -195,6 +237,53 @@ pub async fn run(
             },
         }
     }
+}
+
+/// A new connection on either listener.
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+/// The next connection on whichever listener has one.
+async fn accept(
+    tcp: &Option<(TcpListener, SocketAddr)>,
+    unix: &Option<UnixListener>,
+) -> std::io::Result<Stream> {
+    let tcp_next = async {
+        match tcp {
+            Some((listener, _)) => listener.accept().await.map(|(s, _)| Stream::Tcp(s)),
+            None => std::future::pending().await,
+        }
+    };
+    let unix_next = async {
+        match unix {
+            Some(listener) => listener.accept().await.map(|(s, _)| Stream::Unix(s)),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        next = tcp_next => next,
+        next = unix_next => next,
+    }
+}
+
+/// Binds the Unix socket at `path`, replacing a stale socket file (not any other file).
+fn bind_unix(path: &std::path::Path) -> Result<UnixListener, GatewayRunError> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let error = |e| GatewayRunError::ListenUnix(path.to_owned(), e);
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(error(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            )));
+        }
+        std::fs::remove_file(path).map_err(error)?;
+    }
+    let listener = UnixListener::bind(path).map_err(error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(error)?;
+    Ok(listener)
 }
 
 /// A client of `com.uid2.Gateway1`, for a runtime or app manager written in Rust (and the

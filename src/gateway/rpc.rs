@@ -1,17 +1,14 @@
-//! JSON-RPC 2.0 (<https://www.jsonrpc.org/specification>) for one session: parsing a
-//! request into a [`Call`], running it through `com.uid2.Broker1` for the session's app,
-//! and the answers, errors and notifications as text frames.
+//! JSON-RPC 2.0 (<https://www.jsonrpc.org/specification>) framing for one session: a text
+//! frame parsed into a [`Call`] (the methods are in `methods.rs`), and the answers, errors
+//! and notifications as text frames.
 //!
 //! Requests name their parameters (an object); methods without parameters also take
 //! none or `[]`. Batches are refused with -32600. A request without `id` is a
 //! notification: it is run and not answered.
 
-use std::collections::HashMap;
-
 use serde_json::{json, Map, Value};
-use zbus::zvariant::Value as Variant;
 
-use crate::client::broker::Broker1Proxy;
+use super::methods::{call_of, Call, Product};
 use crate::error::ErrorName;
 
 /// JSON-RPC's own error codes (the specification's section 5.1).
@@ -42,25 +39,6 @@ pub fn error_code(name: ErrorName) -> i64 {
     }
 }
 
-/// One method of the gateway, with its parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Call {
-    GetAdvertisingToken,
-    GetIdentity,
-    GetIdentityStatus,
-    SetIdentity(String),
-    GenerateIdentity {
-        kind: String,
-        value: String,
-        subscription_id: Option<String>,
-        public_key: Option<String>,
-    },
-    RefreshIdentity,
-    ResetIdentity,
-    SetAutomaticRefreshEnabled(bool),
-    GetAutomaticRefreshEnabled,
-}
-
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RpcError {
@@ -70,7 +48,7 @@ pub(crate) struct RpcError {
 }
 
 impl RpcError {
-    fn new(code: i64, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -83,8 +61,15 @@ impl RpcError {
 /// (with the id when it could be read).
 #[derive(Debug, PartialEq)]
 pub(crate) enum Parsed {
-    Call { id: Option<Value>, call: Call },
-    Error { id: Value, error: RpcError },
+    Call {
+        id: Option<Value>,
+        product: Product,
+        call: Call,
+    },
+    Error {
+        id: Value,
+        error: RpcError,
+    },
 }
 
 /// Parses one text frame.
@@ -124,8 +109,13 @@ pub(crate) fn parse(text: &str) -> Parsed {
         Some(Value::Array(_)) => Params::Positional,
         Some(_) => return invalid(reply_id, "params must be an object or an array"),
     };
+    // `euid.<method>`: the same method on uid2d's EUID object (the `__euid` twin).
+    let (product, method) = match method.strip_prefix("euid.") {
+        Some(method) => (Product::Euid, method),
+        None => (Product::Uid2, method),
+    };
     match call_of(method, &params) {
-        Ok(call) => Parsed::Call { id, call },
+        Ok(call) => Parsed::Call { id, product, call },
         Err(error) => Parsed::Error {
             id: reply_id,
             error,
@@ -133,28 +123,29 @@ pub(crate) fn parse(text: &str) -> Parsed {
     }
 }
 
-enum Params<'a> {
+/// A request's `params`.
+pub(crate) enum Params<'a> {
     None,
     Named(&'a Map<String, Value>),
     Positional,
 }
 
 impl Params<'_> {
-    fn get(&self, name: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
         match self {
             Params::Named(map) => map.get(name),
             _ => None,
         }
     }
 
-    fn string(&self, name: &str) -> Result<String, RpcError> {
+    pub(crate) fn string(&self, name: &str) -> Result<String, RpcError> {
         match self.get(name) {
             Some(Value::String(s)) => Ok(s.clone()),
             _ => Err(bad_params(&format!("{name} (a string) is required"))),
         }
     }
 
-    fn optional_string(&self, name: &str) -> Result<Option<String>, RpcError> {
+    pub(crate) fn optional_string(&self, name: &str) -> Result<Option<String>, RpcError> {
         match self.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -163,133 +154,8 @@ impl Params<'_> {
     }
 }
 
-fn bad_params(why: &str) -> RpcError {
+pub(crate) fn bad_params(why: &str) -> RpcError {
     RpcError::new(INVALID_PARAMS, format!("Invalid params: {why}"))
-}
-
-fn call_of(method: &str, params: &Params<'_>) -> Result<Call, RpcError> {
-    // Names a method does not take are refused, not ignored: e.g. a page cannot pick
-    // the app name a CSTG request is sent under.
-    let allowed: &[&str] = match method {
-        "setIdentity" => &["identity"],
-        "generateIdentity" => &["kind", "value", "subscriptionId", "serverPublicKey"],
-        "setAutomaticRefreshEnabled" => &["enabled"],
-        _ => &[],
-    };
-    if let Params::Named(map) = params {
-        if let Some(name) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            if method_exists(method) {
-                return Err(bad_params(&format!("unknown parameter {name:?}")));
-            }
-        }
-    }
-    let none = |call: Call| match params {
-        Params::None => Ok(call),
-        Params::Named(map) if map.is_empty() => Ok(call),
-        _ => Err(bad_params("this method takes no parameters")),
-    };
-    if matches!(params, Params::Positional) && !method_exists(method) {
-        return Err(RpcError::new(METHOD_NOT_FOUND, "Method not found"));
-    }
-    match method {
-        "getAdvertisingToken" => none(Call::GetAdvertisingToken),
-        "getIdentity" => none(Call::GetIdentity),
-        "getIdentityStatus" => none(Call::GetIdentityStatus),
-        "refreshIdentity" => none(Call::RefreshIdentity),
-        "resetIdentity" => none(Call::ResetIdentity),
-        "getAutomaticRefreshEnabled" => none(Call::GetAutomaticRefreshEnabled),
-        "setIdentity" => match params.get("identity") {
-            Some(Value::String(s)) => Ok(Call::SetIdentity(s.clone())),
-            Some(identity @ Value::Object(_)) => Ok(Call::SetIdentity(identity.to_string())),
-            _ => Err(bad_params("identity (an object) is required")),
-        },
-        "generateIdentity" => Ok(Call::GenerateIdentity {
-            kind: params.string("kind")?,
-            value: params.string("value")?,
-            subscription_id: params.optional_string("subscriptionId")?,
-            public_key: params.optional_string("serverPublicKey")?,
-        }),
-        "setAutomaticRefreshEnabled" => match params.get("enabled") {
-            Some(Value::Bool(b)) => Ok(Call::SetAutomaticRefreshEnabled(*b)),
-            _ => Err(bad_params("enabled (a boolean) is required")),
-        },
-        _ => Err(RpcError::new(METHOD_NOT_FOUND, "Method not found")),
-    }
-}
-
-fn method_exists(method: &str) -> bool {
-    [
-        "getAdvertisingToken",
-        "getIdentity",
-        "getIdentityStatus",
-        "refreshIdentity",
-        "resetIdentity",
-        "getAutomaticRefreshEnabled",
-        "setIdentity",
-        "generateIdentity",
-        "setAutomaticRefreshEnabled",
-    ]
-    .contains(&method)
-}
-
-/// Runs `call` for `app_id` through uid2d's broker interface; the JSON-RPC result.
-pub(crate) async fn execute(
-    broker: &Broker1Proxy<'_>,
-    app_id: &str,
-    call: Call,
-) -> Result<Value, RpcError> {
-    let answer = match call {
-        Call::GetAdvertisingToken => broker.get_advertising_token(app_id).await.map(Value::from),
-        Call::GetIdentity => broker.get_identity(app_id).await.map(page_identity),
-        Call::GetIdentityStatus => broker.get_identity_status(app_id).await.map(Value::from),
-        Call::SetIdentity(identity) => broker
-            .set_identity(app_id, &identity)
-            .await
-            .map(Value::from),
-        Call::GenerateIdentity {
-            kind,
-            value,
-            subscription_id,
-            public_key,
-        } => {
-            let mut options: HashMap<&str, Variant<'_>> = HashMap::new();
-            if let Some(s) = subscription_id.as_deref() {
-                options.insert("subscription_id", Variant::from(s));
-            }
-            if let Some(k) = public_key.as_deref() {
-                options.insert("public_key", Variant::from(k));
-            }
-            broker
-                .generate_identity(app_id, &kind, &value, options)
-                .await
-                .map(Value::from)
-        }
-        Call::RefreshIdentity => broker.refresh_identity(app_id).await.map(Value::from),
-        Call::ResetIdentity => broker.reset_identity(app_id).await.map(|()| Value::Null),
-        Call::SetAutomaticRefreshEnabled(enabled) => broker
-            .set_automatic_refresh_enabled(app_id, enabled)
-            .await
-            .map(|()| Value::Null),
-        Call::GetAutomaticRefreshEnabled => broker
-            .get_automatic_refresh_enabled(app_id)
-            .await
-            .map(Value::from),
-    };
-    answer.map_err(|e| from_dbus(&e))
-}
-
-/// The identity a page gets: the stored one without `refresh_token` and
-/// `refresh_response_key` (refreshing is uid2d's job, so they never leave it for a page);
-/// `null` when there is none.
-fn page_identity(json: String) -> Value {
-    match serde_json::from_str::<Value>(&json) {
-        Ok(Value::Object(mut identity)) => {
-            identity.remove("refresh_token");
-            identity.remove("refresh_response_key");
-            Value::Object(identity)
-        }
-        _ => Value::Null,
-    }
 }
 
 /// The JSON-RPC error of a failed D-Bus call to uid2d.
@@ -329,12 +195,13 @@ pub(crate) fn response(id: Value, result: Result<Value, RpcError>) -> String {
     }
 }
 
-/// The `identityStatusChanged` notification: `{"status": …}`, never a token.
-pub(crate) fn status_notification(status: &str) -> String {
+/// The `identityStatusChanged` notification: `{"status": …, "product": "uid2"|"euid"}`,
+/// never a token.
+pub(crate) fn status_notification(product: Product, status: &str) -> String {
     json!({
         "jsonrpc": "2.0",
         "method": "identityStatusChanged",
-        "params": { "status": status },
+        "params": { "status": status, "product": product.as_str() },
     })
     .to_string()
 }
@@ -440,13 +307,15 @@ mod tests {
             parse(r#"{"jsonrpc":"2.0","method":"getAdvertisingToken","id":1}"#),
             Parsed::Call {
                 id: Some(json!(1)),
+                product: Product::Uid2,
                 call: Call::GetAdvertisingToken
             }
         );
         assert_eq!(
-            parse(r#"{"jsonrpc":"2.0","method":"resetIdentity","params":[]}"#),
+            parse(r#"{"jsonrpc":"2.0","method":"euid.resetIdentity","params":[]}"#),
             Parsed::Call {
                 id: None,
+                product: Product::Euid,
                 call: Call::ResetIdentity
             }
         );
@@ -456,6 +325,7 @@ mod tests {
             ),
             Parsed::Call {
                 id: Some(Value::Null),
+                product: Product::Uid2,
                 call: Call::SetIdentity(r#"{"a":1}"#.to_owned())
             }
         );
@@ -465,6 +335,7 @@ mod tests {
             ),
             Parsed::Call {
                 id: Some(json!("x")),
+                product: Product::Uid2,
                 call: Call::GenerateIdentity {
                     kind: "email_hash".to_owned(),
                     value: "h".to_owned(),
@@ -483,18 +354,5 @@ mod tests {
         assert!(codes
             .iter()
             .all(|c| (-32099..=-32000).contains(c) && *c != UNAVAILABLE));
-    }
-
-    #[test]
-    fn a_page_never_gets_the_refresh_secrets() {
-        let identity = page_identity(
-            json!({"advertising_token":"a","refresh_token":"r","refresh_response_key":"k","identity_expires":1})
-                .to_string(),
-        );
-        assert_eq!(
-            identity,
-            json!({"advertising_token":"a","identity_expires":1})
-        );
-        assert_eq!(page_identity(String::new()), Value::Null);
     }
 }

@@ -18,7 +18,9 @@ use tokio::process::Command;
 
 mod bus;
 mod client;
+mod contract;
 mod daemon;
+mod gateway;
 mod host;
 mod in_process;
 mod operator;
@@ -26,7 +28,9 @@ mod secrets;
 
 pub use bus::{connect_to, name_released, Bus, PERMISSIVE_POLICY};
 pub use client::{error_name, manager};
+pub use contract::{interface_summary, introspect};
 pub use daemon::{Daemon, DaemonSpec};
+pub use gateway::{AppRig, Gateway};
 pub use host::{as_nobody, files_under, is_root, set_mode};
 pub use in_process::{in_process_service, unloaded_service};
 pub use operator::Operator;

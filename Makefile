@@ -40,9 +40,9 @@ dbusinterfacedir ?= $(datadir)/dbus-1/interfaces
 INSTALL ?= install
 
 # One executable for every role; each other role is a link to it, named after the role
-# (src/roles.rs). The HTML5 gateway's `uid2-gateway` joins ROLE_LINKS once it exists.
+# (src/roles.rs).
 BINARIES = uid2d
-ROLE_LINKS = uid2ctl
+ROLE_LINKS = uid2ctl uid2-gateway
 
 # uid2d reads /etc/uid2d/uid2d.toml (and its uid2d.toml.d/) unless told otherwise.
 execstart = $(bindir)/uid2d$(if $(filter-out /etc,$(sysconfdir)), --config $(sysconfdir)/uid2d/uid2d.toml)

@@ -859,7 +859,8 @@ async fn run() -> Result<()> {
         ratio(a.as_secs_f64(), b.as_secs_f64()),
         "",
     );
-    let gateway_bin = root.join("target/release/uid2-gateway");
+    // The gateway role of the release executable (the link Binaries::in_dir made).
+    let gateway_bin = Binaries::in_dir(&root.join("target/release")).uid2_gateway;
     if gateway_bin.exists() {
         eprintln!("bench: uid2-gateway: a page's getAdvertisingToken");
         let (a, b) = gateway_round_trips(&gateway_bin, &bus, &conn, app, o.calls).await?;
@@ -934,7 +935,7 @@ async fn gateway_round_trips(
 ) -> Result<(Duration, Duration)> {
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::Message;
-    let gateway = uid2d_testkit::Gateway::start(&binary.to_string_lossy(), bus, &[]).await;
+    let gateway = uid2d_testkit::Gateway::start(binary, bus, &[]).await;
     let endpoint = uid2d::gateway::Gateway1Proxy::new(conn)
         .await?
         .open_session(app, "")

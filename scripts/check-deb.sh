@@ -61,9 +61,10 @@ trap 'rm -rf "$tmp"' EXIT
 echo "== dpkg-deb -c: files, modes, owners"
 dpkg-deb -c "$deb" >"$tmp/contents"
 # Lines: "-rwxr-xr-x 0/0 123 2026-01-01 00:00 ./usr/bin/uid2d".
-# The one symlink: the uid2ctl role of the one executable.
-links=$(awk '$1 ~ /^l/ { p = $6; sub(/^\./, "", p); print p, $7, $8 }' "$tmp/contents")
-[ "$links" = "/usr/bin/uid2ctl -> uid2d" ] || fail "symlinks other than /usr/bin/uid2ctl -> uid2d: $links"
+# The two symlinks: the uid2ctl and uid2-gateway roles of the one executable.
+links=$(awk '$1 ~ /^l/ { p = $6; sub(/^\./, "", p); print p, $7, $8 }' "$tmp/contents" | LC_ALL=C sort)
+[ "$links" = "$(printf '%s\n' '/usr/bin/uid2-gateway -> uid2d' '/usr/bin/uid2ctl -> uid2d')" ] \
+  || fail "symlinks other than /usr/bin/uid2ctl and /usr/bin/uid2-gateway -> uid2d: $links"
 # cargo-deb writes numeric ids (0/0), dpkg-buildpackage names (root/root).
 notroot=$(awk '$2 != "0/0" && $2 != "root/root"' "$tmp/contents")
 [ -z "$notroot" ] || fail "files not owned by root: $notroot"

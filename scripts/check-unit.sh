@@ -163,6 +163,7 @@ actual=$(cd "$tmp/root" && find . \( -type f -printf '%m %p\n' \) -o \( -type l 
 expected=$(awk '{ print $NF, $0 }' <<'EOF' | sort -k1,1 | cut -d' ' -f2-
 755 /usr/bin/uid2d
 link uid2d /usr/bin/uid2ctl
+link uid2d /usr/bin/uid2-gateway
 644 /usr/lib/systemd/system/uid2d.service
 644 /usr/lib/sysusers.d/uid2d.conf
 644 /usr/share/dbus-1/system.d/com.uid2.Manager.conf
@@ -214,7 +215,7 @@ gw_score=$(grep -a 'Overall exposure level' "$tmp/gw-security.out" || true)
 [ -n "$gw_score" ] && [ "$rc" -eq 0 ] || { cat "$tmp/gw-security.out" >&2; fail "$GW_UNIT: exposure above $MAX_EXPOSURE/10"; }
 echo "$gw_score"
 gw_bin=/bin/true
-[ -x target/debug/uid2-gateway ] && gw_bin=$PWD/target/debug/uid2-gateway
+[ -x target/debug/uid2d ] && ln -sfn uid2d target/debug/uid2-gateway && gw_bin=$PWD/target/debug/uid2-gateway
 grep -q '^ExecStart=/usr/bin/uid2-gateway ' "$GW_UNIT" || fail "$GW_UNIT: ExecStart= must run /usr/bin/uid2-gateway"
 sed "s|^ExecStart=/usr/bin/uid2-gateway |ExecStart=$gw_bin |" "$GW_UNIT" >"$tmp/gw/uid2-gateway.service"
 rc=0

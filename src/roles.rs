@@ -1,6 +1,6 @@
 //! One executable, several roles (like busybox): the role comes from the name it was
-//! started by (`uid2ctl` is an installed link to `uid2d`) or from a subcommand
-//! (`uid2d ctl …`, `uid2d daemon …`). Plain `uid2d [OPTIONS]` is the daemon, as the
+//! started by (`uid2ctl` and `uid2-gateway` are installed links to `uid2d`) or from a
+//! subcommand (`uid2d ctl …`, `uid2d gateway …`, `uid2d daemon …`). Plain `uid2d [OPTIONS]` is the daemon, as the
 //! systemd unit starts it. Sharing one copy of tokio, zbus and serde between the roles
 //! is what keeps the install small (docs/benchmarks.md, "Footprint").
 
@@ -14,8 +14,8 @@ pub enum Role {
     Daemon,
     /// The command-line client: `uid2ctl`, `uid2d ctl`.
     Ctl,
-    // The HTML5 gateway goes here once it exists: the link `uid2-gateway` and the
-    // subcommand `uid2d gateway`, both matched in `pick`.
+    /// The HTML5 apps' WebSocket gateway: `uid2-gateway`, `uid2d gateway`.
+    Gateway,
 }
 
 /// The role for a process started as `argv0` with `args` (without `argv0`), and the
@@ -25,8 +25,12 @@ pub fn pick(argv0: &OsStr, mut args: Vec<OsString>) -> (Role, Vec<OsString>) {
     if name == "uid2ctl" {
         return (Role::Ctl, args);
     }
+    if name == "uid2-gateway" {
+        return (Role::Gateway, args);
+    }
     let role = match args.first().and_then(|a| a.to_str()) {
         Some("ctl") => Role::Ctl,
+        Some("gateway") => Role::Gateway,
         Some("daemon") => Role::Daemon,
         _ => return (Role::Daemon, args),
     };
@@ -74,6 +78,19 @@ mod tests {
                 Role::Ctl,
                 &["--bus", "session", "token"],
             ),
+            (
+                "/usr/bin/uid2-gateway",
+                &["--bus", "session"],
+                Role::Gateway,
+                &["--bus", "session"],
+            ),
+            (
+                "uid2d",
+                &["gateway", "--listen", "off"],
+                Role::Gateway,
+                &["--listen", "off"],
+            ),
+            ("uid2-gateway", &["ctl"], Role::Gateway, &["ctl"]),
             // `ctl` after an option is an argument of the daemon, not a role.
             ("uid2d", &["--bus", "ctl"], Role::Daemon, &["--bus", "ctl"]),
             // Through the link, `daemon` is a (wrong) uid2ctl subcommand, not a role.

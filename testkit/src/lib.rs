@@ -56,6 +56,8 @@ pub struct Binaries {
     /// Its `uid2ctl` role: a symlink named `uid2ctl` to [`Binaries::uid2d`], as installed,
     /// so tests go through the same argv[0] dispatch as a device.
     pub uid2ctl: PathBuf,
+    /// Its `uid2-gateway` role: a symlink named `uid2-gateway` to [`Binaries::uid2d`].
+    pub uid2_gateway: PathBuf,
 }
 
 /// The [`Binaries`] Cargo built for the integration test that expands it (from
@@ -68,14 +70,21 @@ macro_rules! binaries {
 }
 
 impl Binaries {
-    /// The roles of the executable `uid2d`: makes (or keeps) the link `uid2ctl` -> `uid2d`
+    /// The roles of the executable `uid2d`: makes (or keeps) the links `uid2ctl` and
+    /// `uid2-gateway` -> `uid2d`
     /// beside it, as `make install` does. Nothing is made when `uid2d` does not exist.
     pub fn of(uid2d: PathBuf) -> Binaries {
         let uid2ctl = uid2d.with_file_name("uid2ctl");
+        let uid2_gateway = uid2d.with_file_name("uid2-gateway");
         if uid2d.exists() {
             link_role(&uid2ctl);
+            link_role(&uid2_gateway);
         }
-        Binaries { uid2d, uid2ctl }
+        Binaries {
+            uid2d,
+            uid2ctl,
+            uid2_gateway,
+        }
     }
 
     /// `dir/uid2d` and its role link `dir/uid2ctl`, e.g. `target/release`.
@@ -102,7 +111,8 @@ fn link_role(link: &Path) {
     if std::fs::read_link(link).is_ok_and(|target| target == Path::new("uid2d")) {
         return;
     }
-    let tmp = link.with_file_name(format!(".uid2ctl.{}", std::process::id()));
+    let name = link.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = link.with_file_name(format!(".{name}.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink("uid2d", &tmp)
         .and_then(|()| std::fs::rename(&tmp, link))

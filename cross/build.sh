@@ -87,6 +87,14 @@ if [ -n "$qemu" ]; then
   if [ "$musl" = 1 ]; then runner="$qemu"; else runner="$qemu -L $sysroot"; fi
 fi
 
+# armv7: our code (and every crate's) in Thumb-2 instead of the A32 encoding: the
+# `dist` executable is 23 % smaller (3,532,484 -> 2,717,380 B, docs/benchmarks.md). The
+# precompiled std stays A32; calls between the two are ordinary interworking. Any ARMv7-A
+# TV core runs Thumb-2. Flags already in the variable are kept.
+if [ "$triple" = armv7-unknown-linux-gnueabihf ]; then
+  export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS="${CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS:-} -C target-feature=+thumb-mode"
+fi
+
 # ---------------------------------------------------------------------------- helpers
 t_all=$(date +%s)
 step_start=0

@@ -42,18 +42,22 @@ pub(crate) fn extra_roots(
     Ok(roots)
 }
 
-/// The system store's certificates, each once (the bundle and the hashed directory name
-/// the same certificates). Unreadable or broken entries are logged and skipped.
-fn system_roots() -> Vec<reqwest::Certificate> {
+/// The system store's certificates as DER, each once (sorted and deduplicated by
+/// rustls-native-certs); errors are logged. Also `uid2ctl doctor`'s handshake roots.
+pub(crate) fn system_store_ders() -> Vec<rustls::pki_types::CertificateDer<'static>> {
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
         // Paths and I/O or parse errors only: a CA store holds nothing secret.
         warn!("system CA store: {error}");
     }
-    let mut ders: Vec<&[u8]> = found.certs.iter().map(|c| c.as_ref()).collect();
-    ders.sort_unstable();
-    ders.dedup();
-    ders.into_iter()
+    found.certs
+}
+
+/// The system store's certificates, each once (the bundle and the hashed directory name
+/// the same certificates). Unreadable or broken entries are logged and skipped.
+fn system_roots() -> Vec<reqwest::Certificate> {
+    system_store_ders()
+        .iter()
         .filter_map(|der| reqwest::Certificate::from_der(der).ok())
         .collect()
 }

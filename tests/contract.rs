@@ -45,6 +45,48 @@ async fn live_introspection_of_both_objects_matches_the_documented_interface() {
             assert_eq!(node.interfaces().len(), 1);
         }
     }
+    // Diagnostics1's a{sv} answers: every live key is documented in the XML, with its type.
+    let xml = std::fs::read_to_string(format!(
+        "{}/dbus/com.uid2.Diagnostics1.xml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ");
+    for method in ["GetSetup", "GetStats"] {
+        let reply = conn
+            .call_method(
+                Some("com.uid2.Manager"),
+                "/com/uid2/Manager",
+                Some("com.uid2.Diagnostics1"),
+                method,
+                &(),
+            )
+            .await
+            .unwrap();
+        let values: std::collections::HashMap<String, zbus::zvariant::OwnedValue> =
+            reply.body().deserialize().unwrap();
+        for (key, value) in values {
+            let ty = value.value_signature().to_string();
+            // The EUID object's counters repeat the keys with a documented prefix.
+            let key = match key.strip_prefix("euid_") {
+                Some(rest) if method == "GetStats" && xml.contains("prefix euid_") => {
+                    rest.to_owned()
+                }
+                _ => key,
+            };
+            // GetStats documents families (`refresh_failed_CLASS`, `scopes_STATUS`).
+            let family = ["refresh_failed_", "generate_failed_", "scopes_"]
+                .iter()
+                .find(|prefix| key.starts_with(*prefix));
+            let documented = match family {
+                Some(prefix) => xml.contains(prefix),
+                None => xml.contains(&format!("{key} ({ty}")),
+            };
+            assert!(documented, "{method} key {key} ({ty}) is not documented");
+        }
+    }
 }
 
 fn nobody(args: &[&str]) -> tokio::process::Command {

@@ -73,6 +73,10 @@ async fn counters_after_a_scripted_sequence_of_operator_faults() {
         assert_eq!(count(&stats, key), value, "{key}: {stats:?}");
     }
     assert_eq!(sim.requests(Endpoint::Refresh), 7);
+    // The EUID object's counters beside them, untouched by the UID2 refreshes.
+    assert_eq!(count(&stats, "euid_refresh_ok"), 0);
+    assert_eq!(count(&stats, "euid_refresh_failed_http_5xx"), 0);
+    assert_eq!(count(&stats, "euid_scopes_refreshed"), 0);
     assert!(bool::try_from(stats.get("clock_trusted").unwrap()).unwrap());
     assert!(!bool::try_from(stats.get("offline").unwrap()).unwrap());
     assert!(i64::try_from(stats.get("last_refresh_ok").unwrap()).unwrap() > 0);

@@ -99,8 +99,8 @@ async fn logs_reach_journald_with_fields_and_without_secrets() {
     spec.env.push(("JOURNAL_STREAM".into(), "0:0".into()));
     let daemon = Daemon::start(spec).await;
     let conn = bus.connect().await;
-    manager(&conn)
-        .await
+    let manager = manager(&conn).await;
+    manager
         .set_identity(&operator.identity("user@example.com"))
         .await
         .unwrap();
@@ -126,6 +126,32 @@ async fn logs_reach_journald_with_fields_and_without_secrets() {
     );
     // tracing-journald maps INFO to 5 (notice).
     assert_eq!(changed.get("PRIORITY").map(String::as_str), Some("5"));
+    // A refresh outcome line carries the product and outcome as journal fields.
+    manager.refresh_identity().await.unwrap();
+    let refreshed = within("the refresh outcome in the journal", async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = journal.recv(&mut buf).await.unwrap();
+            let entry = fields(&buf[..n]);
+            entries.push(entry.clone());
+            if entry.get("MESSAGE").map(String::as_str) == Some("refresh succeeded") {
+                return entry;
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        refreshed.get("UID2D_PRODUCT").map(String::as_str),
+        Some("uid2")
+    );
+    assert_eq!(
+        refreshed.get("UID2D_OUTCOME").map(String::as_str),
+        Some("ok")
+    );
+    assert!(
+        !refreshed.contains_key("UID2D_FAILURE_CLASS"),
+        "{refreshed:?}"
+    );
     assert!(entries
         .iter()
         .any(|e| e.get("MESSAGE").is_some_and(|m| m.starts_with("serving"))));

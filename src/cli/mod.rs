@@ -75,6 +75,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the device as a support engineer would (root or admin_group): one
+    /// `OK|WARN|FAIL <check>: <reason>` line each, or JSON with `--json`; exits non-zero
+    /// on any FAIL.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+        /// The systemd unit to check.
+        #[arg(long, default_value = "uid2d.service")]
+        unit: String,
+    },
 }
 
 /// Whose identity the commands act on: the caller's own, or an app's through the broker.
@@ -238,6 +248,8 @@ enum CliError {
     Read(String, std::io::Error),
     #[error("the bus connection closed before the status became {0}")]
     Closed(String),
+    #[error("doctor: {0} check(s) failed")]
+    Doctor(usize),
 }
 
 /// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
@@ -417,6 +429,13 @@ async fn run(args: Args) -> Result<(), CliError> {
                 for (key, value) in values {
                     say(&format!("{key:<width$}  {value}"));
                 }
+            }
+        }
+        Command::Doctor { json, unit } => {
+            let (report, failed) = crate::doctor::report(&conn, &unit, json).await;
+            say(&report);
+            if failed > 0 {
+                return Err(CliError::Doctor(failed));
             }
         }
         Command::Watch { until } => {

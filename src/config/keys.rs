@@ -27,6 +27,9 @@ const REQUEST_TIMEOUT_RANGE: (u64, u64) = (1, 300);
 /// `network_return_spread` when no file sets it, in seconds.
 pub(super) const DEFAULT_NETWORK_RETURN_SPREAD: u64 = 30;
 const NETWORK_RETURN_SPREAD_RANGE: (u64, u64) = (0, 600);
+/// `[diagnostics] textfile_interval` when no file sets it, in seconds.
+pub(super) const DEFAULT_TEXTFILE_INTERVAL: u64 = 60;
+const TEXTFILE_INTERVAL_RANGE: (u64, u64) = (1, 3600);
 
 /// Which part of [`Config`] a key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,6 +299,34 @@ pub(crate) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "diagnostics.textfile",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let text: String = typed(value)?;
+            layer.textfile = Some(if text.is_empty() {
+                None
+            } else if Path::new(&text).is_absolute() && text.ends_with(".prom") {
+                Some(PathBuf::from(text))
+            } else {
+                return Err(Invalid::TextfilePath);
+            });
+            Ok(())
+        },
+    },
+    Key {
+        name: "diagnostics.textfile_interval",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let (min, max) = TEXTFILE_INTERVAL_RANGE;
+            let seconds: u64 = typed(value)?;
+            if !(min..=max).contains(&seconds) {
+                return Err(Invalid::OutOfRange { min, max });
+            }
+            layer.textfile_interval = Some(Duration::from_secs(seconds));
+            Ok(())
+        },
+    },
 ];
 
 /// A `label`/`unit` pattern, checked as the resolver will use it.
@@ -338,6 +369,9 @@ pub(super) struct Layer {
     euid_environment: Option<Environment>,
     euid_base_url: Option<Url>,
     euid_generate: GenerateConfig,
+    /// `Some(None)`: set to `""` (off).
+    textfile: Option<Option<PathBuf>>,
+    textfile_interval: Option<Duration>,
     /// The file that last set each key, to name it in errors found after the last file.
     origin: BTreeMap<&'static str, PathBuf>,
 }
@@ -444,6 +478,10 @@ impl Layer {
                     .unwrap_or(Duration::from_secs(DEFAULT_NETWORK_RETURN_SPREAD)),
                 generate: self.generate,
                 cstg_app_names: self.cstg_app_names.unwrap_or_default(),
+                textfile: self.textfile.flatten(),
+                textfile_interval: self
+                    .textfile_interval
+                    .unwrap_or(Duration::from_secs(DEFAULT_TEXTFILE_INTERVAL)),
                 euid: {
                     let environment = self.euid_environment.unwrap_or(Environment::EuidProduction);
                     EuidConfig {

@@ -265,6 +265,12 @@ pub struct Reloadable {
     pub cstg_app_names: std::collections::BTreeMap<crate::apps::AppId, String>,
     /// The `[euid]` table.
     pub euid: EuidConfig,
+    /// `[diagnostics] textfile`: where the Prometheus text file is written (an absolute
+    /// path ending in `.prom`); `None`: not written.
+    pub textfile: Option<PathBuf>,
+    /// `[diagnostics] textfile_interval`: the least time between two writes of the text
+    /// file; 1 to 3600 s.
+    pub textfile_interval: Duration,
 }
 
 impl Default for Reloadable {
@@ -279,6 +285,8 @@ impl Default for Reloadable {
             generate: GenerateConfig::default(),
             cstg_app_names: Default::default(),
             euid: EuidConfig::default(),
+            textfile: None,
+            textfile_interval: Duration::from_secs(keys::DEFAULT_TEXTFILE_INTERVAL),
         }
     }
 }
@@ -342,6 +350,8 @@ pub enum Invalid {
     CountOutOfRange { min: usize, max: usize },
     #[error("must be euid-production or euid-integration")]
     NotEuid,
+    #[error("must be \"\" (off) or an absolute path ending in .prom")]
+    TextfilePath,
 }
 
 fn one_line(error: &toml::de::Error) -> String {

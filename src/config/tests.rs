@@ -170,6 +170,18 @@ fn unknown_keys_and_bad_values_name_the_key() {
         ("request_timeout = \"30s\"", "`request_timeout`"),
         ("network_return_spread = 601", "`network_return_spread`"),
         ("network_return_spread = -1", "`network_return_spread`"),
+        (
+            "[diagnostics]\ntextfile = \"uid2d.prom\"",
+            "`diagnostics.textfile`",
+        ),
+        (
+            "[diagnostics]\ntextfile = \"/run/uid2d.txt\"",
+            "`diagnostics.textfile`",
+        ),
+        (
+            "[diagnostics]\ntextfile_interval = 0",
+            "`diagnostics.textfile_interval`",
+        ),
     ];
     for (text, key) in cases {
         let message = parse(text).unwrap_err().to_string();
@@ -185,7 +197,7 @@ fn unknown_keys_and_bad_values_name_the_key() {
     );
     let message = parse("x = 1").unwrap_err().to_string();
     assert!(
-        message.contains("rtc, max_scopes, generate, apps, euid)"),
+        message.contains("rtc, max_scopes, generate, apps, euid, diagnostics)"),
         "{message}"
     );
     // Syntax errors are one line too, with the file's name.
@@ -669,4 +681,23 @@ fn apps_keys_parse_into_the_rules() {
         Some(crate::apps::DEFAULT_UNIT_PATTERN)
     );
     assert_eq!(defaults.max_scopes, 256);
+}
+
+#[test]
+fn diagnostics_textfile_is_off_by_default_and_parses() {
+    let defaults = Config::default().reloadable;
+    assert_eq!(defaults.textfile, None);
+    assert_eq!(defaults.textfile_interval.as_secs(), 60);
+    let config = parse("[diagnostics]\ntextfile = \"/run/x/uid2d.prom\"\ntextfile_interval = 5\n")
+        .unwrap()
+        .reloadable;
+    assert_eq!(
+        config.textfile.as_deref(),
+        Some(Path::new("/run/x/uid2d.prom"))
+    );
+    assert_eq!(config.textfile_interval.as_secs(), 5);
+    let off = parse("[diagnostics]\ntextfile = \"\"\n")
+        .unwrap()
+        .reloadable;
+    assert_eq!(off.textfile, None);
 }

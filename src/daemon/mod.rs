@@ -227,7 +227,12 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         )?
         .serve_at(
             OBJECT_PATH,
-            Diagnostics::new(runtime.clone(), rules.clone(), callers.clone()),
+            Diagnostics::new(
+                runtime.clone(),
+                euid.as_ref().map(|euid| euid.runtime.clone()),
+                rules.clone(),
+                callers.clone(),
+            ),
         )?;
     if let Some(euid) = &euid {
         builder = builder
@@ -275,9 +280,13 @@ async fn serve(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::SignalHandler)?;
     info!(operator = %runtime.config().reloadable.base_url, "serving {BUS_NAME}");
+    let products = systemd::Products {
+        main: runtime.clone(),
+        euid: euid.as_ref().map(|euid| euid.runtime.clone()),
+    };
     notify(&[
         NotifyState::Ready,
-        NotifyState::Status(&systemd::summary(&runtime)),
+        NotifyState::Status(&systemd::summary(&products)),
     ]);
 
     // Each task runs for the life of the daemon; its result is why it stopped.
@@ -338,9 +347,18 @@ async fn serve(
         tasks.spawn(async move { crate::network::watch(runtimes).await });
     }
     tasks.spawn({
-        let runtime = runtime.clone();
+        let runtimes = std::iter::once(runtime.clone())
+            .chain(euid.as_ref().map(|euid| euid.runtime.clone()))
+            .collect();
         async move {
-            systemd::report_status(runtime).await;
+            crate::textfile::run(runtimes).await;
+            DaemonError::TaskEnded("text file writer")
+        }
+    });
+    tasks.spawn({
+        let products = products.clone();
+        async move {
+            systemd::report_status(products).await;
             DaemonError::TaskEnded("status reporter")
         }
     });
@@ -354,6 +372,7 @@ async fn serve(
     // Until this pass ends, each call reads its own scope's file first.
     if let Some(euid) = &mut euid {
         let (runtime, unread) = (euid.runtime.clone(), std::mem::take(&mut euid.unread));
+        let products = products.clone();
         tasks.spawn(async move {
             match runtime.load_rest(unread).await {
                 Ok(report) => {
@@ -362,6 +381,7 @@ async fn serve(
                         set_aside = report.set_aside.len(),
                         "stored EUID scopes loaded"
                     );
+                    notify(&[NotifyState::Status(&systemd::summary(&products))]);
                     std::future::pending().await
                 }
                 Err(e) => DaemonError::Loading(e),
@@ -369,7 +389,7 @@ async fn serve(
         });
     }
     tasks.spawn({
-        let runtime = runtime.clone();
+        let (runtime, products) = (runtime.clone(), products.clone());
         async move {
             match runtime.load_rest(unread).await {
                 Ok(report) => {
@@ -378,7 +398,7 @@ async fn serve(
                         set_aside = report.set_aside.len(),
                         "stored scopes loaded"
                     );
-                    notify(&[NotifyState::Status(&systemd::summary(&runtime))]);
+                    notify(&[NotifyState::Status(&systemd::summary(&products))]);
                     // Done: this task alone may end.
                     std::future::pending().await
                 }

@@ -56,7 +56,10 @@ pub(super) fn reload(
         }
         Ok(restart)
     });
-    let summary = systemd::summary(runtime);
+    let summary = systemd::summary(&systemd::Products {
+        main: runtime.clone(),
+        euid: euid.cloned(),
+    });
     let status = match outcome {
         Ok(restart) if restart.is_empty() => format!("Configuration reloaded; {summary}"),
         Ok(restart) => format!(

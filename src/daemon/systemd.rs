@@ -39,10 +39,30 @@ fn send_notify(states: &[NotifyState<'_>]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The STATUS= line: how many identities are served, offline, and any storage trouble.
-pub(super) fn summary(runtime: &Runtime) -> String {
-    let count = runtime.scope_count();
-    let mut line = if runtime.loaded() {
+/// The runtimes STATUS= speaks for: the main object's and, when `[euid] enabled`, the
+/// EUID object's.
+#[derive(Debug, Clone)]
+pub(super) struct Products {
+    pub(super) main: Arc<Runtime>,
+    pub(super) euid: Option<Arc<Runtime>>,
+}
+
+impl Products {
+    fn all(&self) -> impl Iterator<Item = &Arc<Runtime>> {
+        std::iter::once(&self.main).chain(self.euid.as_ref())
+    }
+}
+
+/// The STATUS= line: how many identities are served (of both products, each named when
+/// EUID is served too: `Serving 3 stored identities (uid2 2, euid 1)`), offline, and any
+/// storage trouble.
+pub(super) fn summary(products: &Products) -> String {
+    let counts: Vec<(&'static str, usize)> = products
+        .all()
+        .map(|runtime| (runtime.product().as_str(), runtime.scope_count()))
+        .collect();
+    let count: usize = counts.iter().map(|(_, n)| n).sum();
+    let mut line = if products.all().all(|runtime| runtime.loaded()) {
         format!(
             "Serving {count} stored identit{}",
             if count == 1 { "y" } else { "ies" }
@@ -50,40 +70,66 @@ pub(super) fn summary(runtime: &Runtime) -> String {
     } else {
         "Serving; reading the stored identities".to_owned()
     };
-    if runtime.offline() {
+    if counts.len() > 1 && line.starts_with("Serving ") && !line.contains("reading") {
+        let each: Vec<String> = counts.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        line.push_str(&format!(" ({})", each.join(", ")));
+    }
+    if products.all().any(|runtime| runtime.offline()) {
         line.push_str("; offline (no default route)");
     }
-    if let Some(error) = runtime.storage_error() {
-        line.push_str("; storage error: ");
-        line.push_str(&error);
+    for runtime in products.all() {
+        if let Some(error) = runtime.storage_error() {
+            line.push_str(&format!(
+                "; {} storage error: {error}",
+                runtime.product().as_str()
+            ));
+        }
     }
     line
 }
 
-/// Keeps STATUS= current: status changes, storage trouble and its recovery. Returns
-/// only if the runtime's channels close.
-pub(super) async fn report_status(runtime: Arc<Runtime>) {
-    let mut changes = runtime.subscribe();
-    let mut storage = runtime.watch_storage();
-    let mut online = runtime.watch_online();
+/// Keeps STATUS= current: status changes of either product (`…; euid uid-1000 is now
+/// established`), storage trouble and its recovery, the network. Returns only if the
+/// main runtime's channels close.
+pub(super) async fn report_status(products: Products) {
+    let main = products.main.clone();
+    let euid = products.euid.clone();
+    let mut changes = main.subscribe();
+    let mut euid_changes = euid.as_ref().map(|r| r.subscribe());
+    let mut storage = main.watch_storage();
+    let mut euid_storage = euid.as_ref().map(|r| r.watch_storage());
+    let mut online = main.watch_online();
     loop {
         let line = tokio::select! {
             change = changes.recv() => match change {
-                Ok(change) => format!("{}; {} is now {}", summary(&runtime), change.scope, change.status),
-                Err(RecvError::Lagged(_)) => summary(&runtime),
+                Ok(change) => format!("{}; {} {} is now {}", summary(&products), main.product().as_str(), change.scope, change.status),
+                Err(RecvError::Lagged(_)) => summary(&products),
                 Err(RecvError::Closed) => return,
+            },
+            Some(change) = async { match euid_changes.as_mut() { Some(c) => Some(c.recv().await), None => None } } => match change {
+                Ok(change) => format!("{}; {} {} is now {}", summary(&products), euid.as_ref().map_or("euid", |r| r.product().as_str()), change.scope, change.status),
+                Err(RecvError::Lagged(_)) => summary(&products),
+                // The EUID runtime lives as long as the main one; stop listening to it.
+                Err(RecvError::Closed) => { euid_changes = None; continue; }
             },
             changed = storage.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                summary(&runtime)
+                summary(&products)
+            }
+            Some(changed) = async { match euid_storage.as_mut() { Some(s) => Some(s.changed().await), None => None } } => {
+                if changed.is_err() {
+                    euid_storage = None;
+                    continue;
+                }
+                summary(&products)
             }
             changed = online.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                summary(&runtime)
+                summary(&products)
             }
         };
         notify(&[NotifyState::Status(&line)]);

@@ -82,7 +82,12 @@ impl Runtime {
             .await?
         {
             // The operator said opt-out for this person; do not ask again until reset.
-            info!(scope = %key, "generate skipped: this DII opted out before");
+            info!(
+                scope = %key,
+                uid2d_product = self.product().as_str(),
+                uid2d_outcome = "opt_out",
+                "generate skipped: this DII opted out before"
+            );
             return self.opt_out(&key, &dii).await;
         }
         let now = self.clock.now();
@@ -113,17 +118,34 @@ impl Runtime {
                         other => other,
                     })?;
                 self.count_generate_ok(false);
-                info!(scope = %key, "identity generated");
+                info!(
+                    scope = %key,
+                    uid2d_product = self.product().as_str(),
+                    uid2d_outcome = "ok",
+                    "identity generated"
+                );
                 Ok(status)
             }
             Ok(Generated::OptOut) => {
                 self.count_generate_ok(true);
-                info!(scope = %key, "generate answered opt-out");
+                info!(
+                    scope = %key,
+                    uid2d_product = self.product().as_str(),
+                    uid2d_outcome = "opt_out",
+                    "generate answered opt-out"
+                );
                 self.opt_out(&key, &dii).await
             }
             Err(failure) => {
                 self.count_generate_failed(&failure);
-                warn!(scope = %key, error_kind = "generate_failed", "generate failed: {failure}");
+                warn!(
+                    scope = %key,
+                    error_kind = "generate_failed",
+                    uid2d_product = self.product().as_str(),
+                    uid2d_outcome = "failed",
+                    uid2d_failure_class = super::FailureClass::of(&failure).as_str(),
+                    "generate failed: {failure}"
+                );
                 Err(GenerateFailed::Operator(failure).into())
             }
         }

@@ -26,6 +26,7 @@ mod product;
 mod read;
 mod refresh;
 mod scope_key;
+mod setup;
 mod stats;
 
 use std::collections::HashMap;
@@ -50,7 +51,8 @@ pub use generate::GenerateOptions;
 pub use load::LoadReport;
 pub use product::Product;
 pub use scope_key::ScopeKey;
-pub use stats::{FailureClass, StatValue};
+pub use setup::Setup;
+pub use stats::{FailureClass, StatValue, COUNTERS_BYTES};
 
 /// What can change on SIGHUP.
 #[derive(Debug)]

@@ -52,7 +52,14 @@ impl Runtime {
         .await;
         if let Err(e) = &result {
             self.count_storage_error();
-            error!(scope = %key, error_kind = "storage", "cannot save the scope: {e}");
+            error!(
+                scope = %key,
+                error_kind = "storage",
+                uid2d_product = self.product().as_str(),
+                uid2d_outcome = "failed",
+                uid2d_failure_class = "storage",
+                "cannot save the scope: {e}"
+            );
             self.storage.error.send_replace(Some(e.to_string()));
         }
         result
@@ -62,7 +69,11 @@ impl Runtime {
         let mut unsaved = lock(&self.storage.unsaved);
         if unsaved.remove(key) && unsaved.is_empty() {
             self.storage.error.send_replace(None);
-            info!("storage recovered; every scope is saved");
+            info!(
+                uid2d_product = self.product().as_str(),
+                uid2d_outcome = "ok",
+                "storage recovered; every scope is saved"
+            );
         }
     }
 

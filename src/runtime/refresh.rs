@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::{lock, Durability, Runtime, ScopeKey};
+use super::{lock, Durability, FailureClass, Runtime, ScopeKey};
 use crate::engine::{Event, RefreshAnswer, RefreshOutcome, RequestId};
 use crate::error::{Error, RefreshFailed};
 use crate::identity::{Identity, Status};
@@ -74,7 +74,7 @@ impl Runtime {
         identity: Identity,
     ) {
         let operator = self.settings().operator.clone();
-        info!(scope = %key, "refreshing identity");
+        info!(scope = %key, uid2d_product = self.product().as_str(), "refreshing identity");
         let request = tokio::spawn(async move { operator.refresh(&identity).await });
         let runtime = Arc::clone(self);
         tokio::spawn(async move {
@@ -97,7 +97,7 @@ impl Runtime {
         report: RefreshReport,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
-            log_report(&key, &report, self.offline());
+            log_report(&key, &report, self.offline(), self.product().as_str());
             match (&report.outcome, &report.failure) {
                 (RefreshOutcome::Success(_), _) => self.count_refresh_ok(false),
                 (RefreshOutcome::OptOut, _) => self.count_refresh_ok(true),
@@ -124,28 +124,54 @@ impl Runtime {
     }
 }
 
-fn log_report(key: &ScopeKey, report: &RefreshReport, offline: bool) {
+/// The refresh outcome's log line, with its journal fields: `UID2D_PRODUCT`,
+/// `UID2D_OUTCOME` (`ok`, `opt_out`, `rejected`, `offline`, `failed`) and, on a failure,
+/// `UID2D_FAILURE_CLASS` (see [`FailureClass::as_str`]).
+fn log_report(key: &ScopeKey, report: &RefreshReport, offline: bool, product: &'static str) {
     let why = report
         .failure
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
+    let class = report
+        .failure
+        .as_ref()
+        .map_or("network", |f| FailureClass::of(f).as_str());
     match &report.outcome {
-        RefreshOutcome::Success(_) => info!(scope = %key, "refresh succeeded"),
-        RefreshOutcome::OptOut => info!(scope = %key, "refresh answered opt-out"),
+        RefreshOutcome::Success(_) => info!(
+            scope = %key,
+            uid2d_product = product,
+            uid2d_outcome = "ok",
+            "refresh succeeded"
+        ),
+        RefreshOutcome::OptOut => info!(
+            scope = %key,
+            uid2d_product = product,
+            uid2d_outcome = "opt_out",
+            "refresh answered opt-out"
+        ),
         RefreshOutcome::Rejected => warn!(
             scope = %key,
             error_kind = "refresh_rejected",
+            uid2d_product = product,
+            uid2d_outcome = "rejected",
+            uid2d_failure_class = report.failure.as_ref().map_or("rejected_4xx", |f| FailureClass::of(f).as_str()),
             "the operator rejected the refresh token; not retrying it: {why}"
         ),
         // Not the operator's fault, and not retried until the route returns.
         RefreshOutcome::Failed { .. } if offline => info!(
             scope = %key,
+            uid2d_product = product,
+            uid2d_outcome = "offline",
+            uid2d_failure_class = class,
             "refresh failed while offline; retrying when the network returns: {why}"
         ),
         RefreshOutcome::Failed { .. } => warn!(
             scope = %key,
             error_kind = "refresh_failed",
+            uid2d_product = product,
+            uid2d_outcome = "failed",
+            uid2d_failure_class = class,
             "refresh failed, will retry: {why}"
         ),
     }

@@ -25,6 +25,7 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// The class of an operator request's failure.
     pub fn of(failure: &Failure) -> FailureClass {
         match failure {
             Failure::Network(detail) if detail.starts_with("timed out") => FailureClass::Timeout,
@@ -35,6 +36,12 @@ impl FailureClass {
             Failure::Http { .. } => FailureClass::Rejected,
             Failure::BadResponse(_) | Failure::UnexpectedStatus(_) => FailureClass::Undecryptable,
         }
+    }
+
+    /// The class's name in counter keys and in the journal's `UID2D_FAILURE_CLASS`:
+    /// `network`, `timeout`, `http_5xx`, `rejected_4xx` or `undecryptable`.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self.index()]
     }
 
     fn index(self) -> usize {
@@ -62,7 +69,14 @@ pub(super) struct Counters {
     storage_errors: AtomicU64,
     /// Wall-clock ms of the last successful refresh; 0: none since start.
     last_refresh_ok: AtomicI64,
+    /// Woken (one stored permit) after any count changes: the text file's writer waits
+    /// on it.
+    changed: tokio::sync::Notify,
 }
+
+/// The memory of one product's counter set, in bytes (one per runtime, allocated once:
+/// counting never allocates).
+pub const COUNTERS_BYTES: usize = std::mem::size_of::<Counters>();
 
 /// One value of [`Runtime::stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +92,16 @@ fn add(counter: &AtomicU64) {
 }
 
 impl Runtime {
+    /// Resolves once a counter has changed since the last call resolved (or since start
+    /// for the first call); one waiter at a time.
+    pub async fn counters_changed(&self) {
+        self.counters.changed.notified().await;
+    }
+
+    fn counted(&self) {
+        self.counters.changed.notify_one();
+    }
+
     pub(super) fn count_refresh_ok(&self, opted_out: bool) {
         if opted_out {
             add(&self.counters.refresh_opt_out);
@@ -87,10 +111,12 @@ impl Runtime {
                 .last_refresh_ok
                 .store(self.clock.now().wall, Ordering::Relaxed);
         }
+        self.counted();
     }
 
     pub(super) fn count_refresh_failed(&self, failure: &Failure) {
         add(&self.counters.refresh_failed[FailureClass::of(failure).index()]);
+        self.counted();
     }
 
     pub(super) fn count_generate_ok(&self, opted_out: bool) {
@@ -99,14 +125,17 @@ impl Runtime {
         } else {
             &self.counters.generate_ok
         });
+        self.counted();
     }
 
     pub(super) fn count_generate_failed(&self, failure: &Failure) {
         add(&self.counters.generate_failed[FailureClass::of(failure).index()]);
+        self.counted();
     }
 
     pub(super) fn count_storage_error(&self) {
         add(&self.counters.storage_errors);
+        self.counted();
     }
 
     /// The diagnostics of `com.uid2.Diagnostics1.GetStats`, by name (stable names,

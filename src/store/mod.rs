@@ -208,6 +208,27 @@ impl Store {
         self.origin
     }
 
+    /// The state directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Checks that a new file can be created in the state directory now, as the next
+    /// save would (create, write, remove a `.doctor-probe` file); the error says why not.
+    pub(crate) fn probe_writable(&self) -> io::Result<()> {
+        let _io = self.lock();
+        let path = self.dir.join(".doctor-probe");
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        let written = io::Write::write_all(&mut file, b"probe\n");
+        drop(file);
+        let removed = fs::remove_file(&path);
+        written.and(removed)
+    }
+
     /// Opens every `<scope>.state` file: lists them, then reads and opens each.
     ///
     /// A file that is truncated, corrupt, sealed with another key or for another scope, or

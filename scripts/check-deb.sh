@@ -143,7 +143,8 @@ start_line=$(grep -n 'deb-systemd-invoke .*uid2d\.service' "$postinst" | head -n
 [ -n "$start_line" ] || fail "postinst does not start uid2d.service"
 [ "$sysusers_line" -lt "$enable_line" ] && [ "$sysusers_line" -lt "$start_line" ] \
   || fail "postinst starts or enables uid2d.service before it creates the user"
-grep -q 'systemd-sysusers uid2-gateway\.conf' "$postinst" \
+# cargo-deb's fragment creates the gateway's user and groups too (every sysusers.d asset).
+grep -q 'systemd-sysusers.* uid2-gateway\.conf' "$postinst" \
   || fail "postinst does not run systemd-sysusers uid2-gateway.conf"
 echo "no conffiles; postinst: systemd-sysusers (line $sysusers_line), enable ($enable_line), start ($start_line)"
 

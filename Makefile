@@ -39,7 +39,10 @@ dbusinterfacedir ?= $(datadir)/dbus-1/interfaces
 
 INSTALL ?= install
 
-BINARIES = uid2d uid2ctl
+# One executable for every role; each other role is a link to it, named after the role
+# (src/roles.rs).
+BINARIES = uid2d
+ROLE_LINKS = uid2ctl uid2-gateway
 
 # uid2d reads /etc/uid2d/uid2d.toml (and its uid2d.toml.d/) unless told otherwise.
 execstart = $(bindir)/uid2d$(if $(filter-out /etc,$(sysconfdir)), --config $(sysconfdir)/uid2d/uid2d.toml)
@@ -59,7 +62,7 @@ install:
 		fi; \
 	done
 	$(INSTALL) -D -m 0755 $(TARGET_DIR)/uid2d $(DESTDIR)$(bindir)/uid2d
-	$(INSTALL) -D -m 0755 $(TARGET_DIR)/uid2ctl $(DESTDIR)$(bindir)/uid2ctl
+	for l in $(ROLE_LINKS); do ln -sfn uid2d $(DESTDIR)$(bindir)/$$l || exit 1; done
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(unitdir)
 	sed 's|^ExecStart=/usr/bin/uid2d$$|ExecStart=$(execstart)|' systemd/uid2d.service > $(DESTDIR)$(unitdir)/uid2d.service
 	chmod 0644 $(DESTDIR)$(unitdir)/uid2d.service
@@ -69,12 +72,19 @@ install:
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Manager1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Broker1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Broker1.xml
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Diagnostics1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Diagnostics1.xml
+	@# The HTML5 gateway's unit (not enabled here: the image or the admin enables it),
+	@# its system user and groups, its bus policy and interface.
+	sed 's|^ExecStart=/usr/bin/uid2-gateway |ExecStart=$(bindir)/uid2-gateway |' systemd/uid2-gateway.service > $(DESTDIR)$(unitdir)/uid2-gateway.service
+	chmod 0644 $(DESTDIR)$(unitdir)/uid2-gateway.service
+	$(INSTALL) -D -m 0644 systemd/uid2-gateway.sysusers $(DESTDIR)$(sysusersdir)/uid2-gateway.conf
+	$(INSTALL) -D -m 0644 dbus/com.uid2.Gateway.conf $(DESTDIR)$(dbuspolicydir)/com.uid2.Gateway.conf
+	$(INSTALL) -D -m 0644 dbus/com.uid2.Gateway1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Gateway1.xml
 	@# The vendor defaults (as shipped, every key commented out). Nothing goes to
 	@# $(sysconfdir): /etc/uid2d/uid2d.toml and its drop-ins are the device's own.
 	$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(vendorconfdir)/uid2d.toml
 
 uninstall:
-	rm -f $(DESTDIR)$(bindir)/uid2d $(DESTDIR)$(bindir)/uid2ctl
+	rm -f $(DESTDIR)$(bindir)/uid2d $(addprefix $(DESTDIR)$(bindir)/,$(ROLE_LINKS))
 	rm -f $(DESTDIR)$(unitdir)/uid2d.service
 	rm -f $(DESTDIR)$(sysusersdir)/uid2d.conf
 	rm -f $(DESTDIR)$(dbuspolicydir)/com.uid2.Manager.conf
@@ -82,6 +92,8 @@ uninstall:
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Manager1.xml
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Broker1.xml
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Diagnostics1.xml
+	rm -f $(DESTDIR)$(unitdir)/uid2-gateway.service $(DESTDIR)$(sysusersdir)/uid2-gateway.conf
+	rm -f $(DESTDIR)$(dbuspolicydir)/com.uid2.Gateway.conf $(DESTDIR)$(dbusinterfacedir)/com.uid2.Gateway1.xml
 	rm -f $(DESTDIR)$(vendorconfdir)/uid2d.toml
 	rmdir $(DESTDIR)$(vendorconfdir) 2>/dev/null || true
 	@echo "kept $(DESTDIR)$(sysconfdir)/uid2d/ (the device's config) and the state in /var/lib/uid2d"

@@ -61,8 +61,10 @@ trap 'rm -rf "$tmp"' EXIT
 echo "== dpkg-deb -c: files, modes, owners"
 dpkg-deb -c "$deb" >"$tmp/contents"
 # Lines: "-rwxr-xr-x 0/0 123 2026-01-01 00:00 ./usr/bin/uid2d".
-links=$(awk '$1 ~ /^l/' "$tmp/contents")
-[ -z "$links" ] || fail "the package contains symlinks: $links"
+# The two symlinks: the uid2ctl and uid2-gateway roles of the one executable.
+links=$(awk '$1 ~ /^l/ { p = $6; sub(/^\./, "", p); print p, $7, $8 }' "$tmp/contents" | LC_ALL=C sort)
+[ "$links" = "$(printf '%s\n' '/usr/bin/uid2-gateway -> uid2d' '/usr/bin/uid2ctl -> uid2d')" ] \
+  || fail "symlinks other than /usr/bin/uid2ctl and /usr/bin/uid2-gateway -> uid2d: $links"
 # cargo-deb writes numeric ids (0/0), dpkg-buildpackage names (root/root).
 notroot=$(awk '$2 != "0/0" && $2 != "root/root"' "$tmp/contents")
 [ -z "$notroot" ] || fail "files not owned by root: $notroot"
@@ -71,7 +73,6 @@ baddirs=$(awk '$1 ~ /^d/ && $1 != "drwxr-xr-x"' "$tmp/contents")
 actual=$(awk '$1 ~ /^-/ { p = $6; sub(/^\./, "", p); print $1, p }' "$tmp/contents" | sort -k2)
 expected=$(sort -k2 <<'EOF'
 -rwxr-xr-x /usr/bin/uid2d
--rwxr-xr-x /usr/bin/uid2ctl
 -rw-r--r-- /usr/lib/systemd/system/uid2d.service
 -rw-r--r-- /usr/lib/sysusers.d/uid2d.conf
 -rw-r--r-- /usr/share/dbus-1/system.d/com.uid2.Manager.conf
@@ -81,6 +82,10 @@ expected=$(sort -k2 <<'EOF'
 -rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml
 -rw-r--r-- /usr/lib/uid2d/uid2d.toml
 -rw-r--r-- /usr/share/doc/uid2d/copyright
+-rw-r--r-- /usr/lib/systemd/system/uid2-gateway.service
+-rw-r--r-- /usr/lib/sysusers.d/uid2-gateway.conf
+-rw-r--r-- /usr/share/dbus-1/system.d/com.uid2.Gateway.conf
+-rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Gateway1.xml
 EOF
 )
 if [ "$actual" != "$expected" ]; then
@@ -100,10 +105,14 @@ for pair in \
   dbus/com.uid2.Manager1.xml:usr/share/dbus-1/interfaces/com.uid2.Manager1.xml \
   dbus/com.uid2.Broker1.xml:usr/share/dbus-1/interfaces/com.uid2.Broker1.xml \
   dbus/com.uid2.Diagnostics1.xml:usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml \
+  systemd/uid2-gateway.service:usr/lib/systemd/system/uid2-gateway.service \
+  systemd/uid2-gateway.sysusers:usr/lib/sysusers.d/uid2-gateway.conf \
+  dbus/com.uid2.Gateway.conf:usr/share/dbus-1/system.d/com.uid2.Gateway.conf \
+  dbus/com.uid2.Gateway1.xml:usr/share/dbus-1/interfaces/com.uid2.Gateway1.xml \
   dist/uid2d.toml:usr/lib/uid2d/uid2d.toml; do
   cmp -s "${pair%%:*}" "$tmp/root/${pair#*:}" || fail "/${pair#*:} in the .deb differs from ${pair%%:*}"
 done
-for b in uid2d uid2ctl; do
+for b in uid2d; do
   [ "$(head -c4 "$tmp/root/usr/bin/$b" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ] \
     || fail "/usr/bin/$b is not an ELF binary"
 done
@@ -134,6 +143,9 @@ start_line=$(grep -n 'deb-systemd-invoke .*uid2d\.service' "$postinst" | head -n
 [ -n "$start_line" ] || fail "postinst does not start uid2d.service"
 [ "$sysusers_line" -lt "$enable_line" ] && [ "$sysusers_line" -lt "$start_line" ] \
   || fail "postinst starts or enables uid2d.service before it creates the user"
+# cargo-deb's fragment creates the gateway's user and groups too (every sysusers.d asset).
+grep -q 'systemd-sysusers.* uid2-gateway\.conf' "$postinst" \
+  || fail "postinst does not run systemd-sysusers uid2-gateway.conf"
 echo "no conffiles; postinst: systemd-sysusers (line $sysusers_line), enable ($enable_line), start ($start_line)"
 
 # ---- install, reinstall, purge into a scratch root -------------------------------

@@ -151,16 +151,19 @@ echo "ok ($(echo "$xml_methods" | wc -l) methods)"
 echo "== make install DESTDIR=... prefix=/usr"
 # Stub binaries: this checks the Makefile, not the build.
 mkdir -p "$tmp/bin"
-for b in uid2d uid2ctl; do
+for b in uid2d; do
   printf '#!/bin/sh\nexit 0\n' >"$tmp/bin/$b"
   chmod 0755 "$tmp/bin/$b"
 done
 make -s install DESTDIR="$tmp/root" prefix=/usr TARGET_DIR="$tmp/bin" >"$tmp/install.out" 2>&1 \
   || { cat "$tmp/install.out" >&2; fail "make install failed"; }
-actual=$(cd "$tmp/root" && find . -type f -printf '%m %p\n' | sed 's| \./| /|' | sort -k2)
-expected=$(sort -k2 <<'EOF'
+# Files with their modes; the role links (`uid2ctl`) as "link TARGET".
+actual=$(cd "$tmp/root" && find . \( -type f -printf '%m %p\n' \) -o \( -type l -printf 'link %l %p\n' \) \
+  | sed 's| \./| /|' | awk '{ print $NF, $0 }' | sort -k1,1 | cut -d' ' -f2-)
+expected=$(awk '{ print $NF, $0 }' <<'EOF' | sort -k1,1 | cut -d' ' -f2-
 755 /usr/bin/uid2d
-755 /usr/bin/uid2ctl
+link uid2d /usr/bin/uid2ctl
+link uid2d /usr/bin/uid2-gateway
 644 /usr/lib/systemd/system/uid2d.service
 644 /usr/lib/sysusers.d/uid2d.conf
 644 /usr/share/dbus-1/system.d/com.uid2.Manager.conf
@@ -169,18 +172,24 @@ expected=$(sort -k2 <<'EOF'
 644 /usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
 644 /usr/lib/uid2d/uid2d.toml
+644 /usr/lib/systemd/system/uid2-gateway.service
+644 /usr/lib/sysusers.d/uid2-gateway.conf
+644 /usr/share/dbus-1/system.d/com.uid2.Gateway.conf
+644 /usr/share/dbus-1/interfaces/com.uid2.Gateway1.xml
 EOF
 )
 if [ "$actual" != "$expected" ]; then
   diff <(echo "$expected") <(echo "$actual") >&2 || true
   fail "installed files or modes differ from the expected list (< expected, > installed)"
 fi
-odd=$(find "$tmp/root" -mindepth 1 \( -type l -o -type d ! -perm 755 \) -printf '%m %p\n')
-[ -z "$odd" ] || fail "make install made symlinks or directories that are not 0755: $odd"
+odd=$(find "$tmp/root" -mindepth 1 -type d ! -perm 755 -printf '%m %p\n')
+[ -z "$odd" ] || fail "make install made directories that are not 0755: $odd"
 cmp -s "$UNIT" "$tmp/root/usr/lib/systemd/system/uid2d.service" \
   || fail "with prefix=/usr the installed unit must equal $UNIT"
 cmp -s dist/uid2d.toml "$tmp/root/usr/lib/uid2d/uid2d.toml" \
   || fail "the installed vendor config /usr/lib/uid2d/uid2d.toml must equal dist/uid2d.toml"
+cmp -s systemd/uid2-gateway.service "$tmp/root/usr/lib/systemd/system/uid2-gateway.service" \
+  || fail "with prefix=/usr the installed gateway unit must equal systemd/uid2-gateway.service"
 echo "$(echo "$expected" | wc -l) files, modes ok"
 
 echo "== make install prefix=/usr/local sysconfdir=/usr/local/etc (ExecStart= rewrite)"
@@ -206,7 +215,7 @@ gw_score=$(grep -a 'Overall exposure level' "$tmp/gw-security.out" || true)
 [ -n "$gw_score" ] && [ "$rc" -eq 0 ] || { cat "$tmp/gw-security.out" >&2; fail "$GW_UNIT: exposure above $MAX_EXPOSURE/10"; }
 echo "$gw_score"
 gw_bin=/bin/true
-[ -x target/debug/uid2-gateway ] && gw_bin=$PWD/target/debug/uid2-gateway
+[ -x target/debug/uid2d ] && ln -sfn uid2d target/debug/uid2-gateway && gw_bin=$PWD/target/debug/uid2-gateway
 grep -q '^ExecStart=/usr/bin/uid2-gateway ' "$GW_UNIT" || fail "$GW_UNIT: ExecStart= must run /usr/bin/uid2-gateway"
 sed "s|^ExecStart=/usr/bin/uid2-gateway |ExecStart=$gw_bin |" "$GW_UNIT" >"$tmp/gw/uid2-gateway.service"
 rc=0

@@ -39,6 +39,9 @@ echo "== building (release)"
 # uses, so the package check reuses this build.
 cargo build --release --locked --bins -p uid2d
 cargo build --release --locked --bins -p uid2-operator-sim
+# uid2ctl is a role of uid2d, started through a link by that name (as installed).
+ln -sfn uid2d target/release/uid2ctl
+ln -sfn uid2d target/release/uid2-gateway
 
 repo=$PWD
 run=$repo/target/run

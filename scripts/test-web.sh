@@ -5,7 +5,7 @@
 # (third level, tests/html5.rs) web/uid2-tv-sdk.js in pages that reach the real
 # uid2-gateway and uid2d, each page with its own session and origin.
 #
-#   scripts/test-web.sh                 both levels (builds uid2d/uid2ctl, debug, if needed)
+#   scripts/test-web.sh                 both levels (builds uid2d, links uid2ctl, debug, if needed)
 #   scripts/test-web.sh --browser-only  only the page tests: no cargo, no dbus-daemon
 #
 # Installs chromium (and dbus for the second level) with apt-get when root and missing
@@ -57,8 +57,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 if [ "$browser_only" = 0 ]; then
-  echo "== building uid2d and uid2ctl (debug)"
+  echo "== building uid2d and its uid2ctl link (debug)"
   cargo build --locked --bins -p uid2d -q || fail_setup "cargo build failed"
+  ln -sfn uid2d target/debug/uid2ctl
   run=$(mktemp -d)
   # A private bus (scripts/lib/bus.sh, as scripts/run.sh): nothing on the system bus is touched.
   bus_start "$run" || fail_setup "no private bus"

@@ -67,6 +67,8 @@ if [ -x scripts/check-unit.sh ]; then
 fi
 echo "== cargo test"
 cargo test --locked --workspace 2>&1 | tee -a "$results"
+echo "== cargo test: the bundled-roots build's trust store (one test file)"
+cargo test --locked --features bundled-roots --test trust_store 2>&1 | tee -a "$results"
 
 if [ "$native_only" = 1 ]; then
   summary

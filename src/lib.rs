@@ -4,10 +4,12 @@
 //! A sans-IO core ([`identity`], [`engine`]) with thin adapters around it:
 //! [`operator`] (HTTPS), [`store`] (encrypted files), [`runtime`] (runs the engine's
 //! actions), [`dbus`] (the bus interface, with [`access`] deciding who may do what) and
-//! [`daemon`] (wiring, timers, systemd).
+//! [`daemon`] (wiring, timers, systemd). One executable runs every role: the daemon, and
+//! [`cli`] (`uid2ctl`), picked by [`roles`].
 
 pub(crate) mod access;
 pub mod apps;
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -22,7 +24,9 @@ pub mod gateway;
 pub mod identity;
 pub mod network;
 pub mod operator;
+pub mod roles;
 pub mod runtime;
 pub mod store;
 pub mod textfile;
 pub(crate) mod timer;
+pub(crate) mod trust;

@@ -31,6 +31,11 @@ pub enum OperatorError {
     CaPem(std::path::PathBuf),
     #[error("cannot build the HTTPS client: {0}")]
     Client(String),
+    /// No root certificate to check the operator's TLS certificate against: the system
+    /// store is empty or missing, there is no `ca_file`, and the build has no bundled
+    /// roots. Start-up fails with [`crate::daemon::DaemonError::NoTrustRoots`].
+    #[error("no trusted root certificate for the operator's TLS: the system CA store (SSL_CERT_FILE, SSL_CERT_DIR, else /etc/ssl/certs) has none and ca_file is not set; install the device's CA bundle, set ca_file, or build with the bundled-roots feature")]
+    NoTrustRoots,
 }
 
 /// Why a request got no usable answer. Never carries response bytes or keys.
@@ -85,19 +90,8 @@ impl Operator {
             .https_only(!crate::config::is_loopback(&base))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(CLIENT_VERSION);
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|source| OperatorError::CaFile {
-                path: path.to_owned(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|_| OperatorError::CaPem(path.to_owned()))?;
-            if certs.is_empty() {
-                return Err(OperatorError::CaPem(path.to_owned()));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+        for root in crate::trust::extra_roots(ca_file, base.scheme() == "https")? {
+            builder = builder.add_root_certificate(root);
         }
         let client = builder
             .build()

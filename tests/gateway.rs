@@ -25,13 +25,7 @@ const NEWS_ORIGIN: &str = "http://news.test";
 const MAPS_ORIGIN: &str = "http://maps.test";
 
 async fn rig(gateway_args: &[&str]) -> AppRig {
-    AppRig::start(
-        &binaries!(),
-        env!("CARGO_BIN_EXE_uid2-gateway"),
-        gateway_args,
-        3600,
-    )
-    .await
+    AppRig::start(&binaries!(), gateway_args, 3600).await
 }
 
 type Ws = WebSocketStream<Stream>;

@@ -28,13 +28,7 @@ const NEWS: &str = "com.example.news";
 const MAPS: &str = "com.example.maps";
 
 async fn rig(refresh_after: u64) -> AppRig {
-    AppRig::start(
-        &binaries!(),
-        env!("CARGO_BIN_EXE_uid2-gateway"),
-        &[],
-        refresh_after,
-    )
-    .await
+    AppRig::start(&binaries!(), &[], refresh_after).await
 }
 
 /// What the runtime does when it launches `app`'s page: a session for the page's origin,

@@ -13,7 +13,8 @@
 SUMMARY = "UID2 identity daemon for Linux TVs (D-Bus service com.uid2.Manager)"
 DESCRIPTION = "uid2d keeps the UID2 identity of the device's apps, refreshes it \
 against the UID2 operator and serves it on the system bus as com.uid2.Manager. \
-uid2ctl is its command-line client."
+uid2ctl (a link to uid2d) is its command-line client, uid2-gateway (another \
+link) its WebSocket gateway for HTML5 apps."
 SECTION = "net"
 
 # uid2d is Apache-2.0. The binaries also link, statically, the crates listed in
@@ -86,16 +87,24 @@ SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 # boot); uid2d.conf in sysusers.d is still installed, for images that run
 # systemd-sysusers, which then finds the user in place.
 USERADD_PACKAGES = "${PN}"
-USERADD_PARAM:${PN} = "--system --user-group --no-create-home --shell /sbin/nologin uid2d"
+# The HTML5 gateway (uid2-gateway.service, installed but not enabled here: add it to
+# SYSTEMD_SERVICE:${PN} in a bbappend to start it at boot) has its own user, in the
+# broker group uid2d trusts; uid2-runtime is the group that may open sessions.
+GROUPADD_PARAM:${PN} = "--system uid2-broker; --system uid2-runtime"
+USERADD_PARAM:${PN} = "--system --user-group --no-create-home --shell /sbin/nologin uid2d; \
+    --system --user-group --groups uid2-broker --no-create-home --shell /sbin/nologin uid2-gateway"
 
 FILES:${PN} += " \
     ${nonarch_libdir}/uid2d/uid2d.toml \
     ${nonarch_libdir}/sysusers.d/uid2d.conf \
     ${datadir}/dbus-1/system.d/com.uid2.Manager.conf \
     ${datadir}/dbus-1/system-services/com.uid2.Manager.service \
+    ${nonarch_libdir}/sysusers.d/uid2-gateway.conf \
+    ${datadir}/dbus-1/system.d/com.uid2.Gateway.conf \
+    ${systemd_system_unitdir}/uid2-gateway.service \
 "
 # The interface XML is for developers (bindings, gdbus-codegen): SDK, not image.
-FILES:${PN}-dev += "${datadir}/dbus-1/interfaces/com.uid2.Manager1.xml ${datadir}/dbus-1/interfaces/com.uid2.Broker1.xml ${datadir}/dbus-1/interfaces/com.uid2.Diagnostics1.xml"
+FILES:${PN}-dev += "${datadir}/dbus-1/interfaces/com.uid2.Manager1.xml ${datadir}/dbus-1/interfaces/com.uid2.Broker1.xml ${datadir}/dbus-1/interfaces/com.uid2.Diagnostics1.xml ${datadir}/dbus-1/interfaces/com.uid2.Gateway1.xml"
 
 # The config installed is the vendor defaults, /usr/lib/uid2d/uid2d.toml (every key
 # commented out), not a conffile: nothing goes to /etc. Ship your own defaults by

@@ -1,8 +1,19 @@
 //! Logging: journald with structured fields when systemd connected our output to the
 //! journal, stderr otherwise; the level can change at run time (SIGHUP).
+//!
+//! The stderr writer is a few lines here rather than tracing-subscriber's `fmt` layer
+//! (its formatting machinery was code every role carried for a terminal run only;
+//! docs/benchmarks.md): one line an event, `LEVEL message key=value …`, no timestamp
+//! (the journal or the terminal has one), no span context (uid2d opens no spans).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -37,14 +48,91 @@ pub fn init_logging(level: LogLevel) -> LogControl {
     if let Some(journald) = journald {
         registry.with(journald).init();
     } else {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_ansi(false)
-                    .with_target(false),
-            )
-            .init();
+        registry.with(StderrLayer).init();
     }
     LogControl(handle)
+}
+
+/// Writes each event as one line to stderr.
+#[derive(Debug)]
+struct StderrLayer;
+
+impl<S: Subscriber> Layer<S> for StderrLayer {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut line = format_line(event);
+        line.push('\n');
+        // Nothing to do if stderr is gone.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// `LEVEL message key=value …` for `event`.
+fn format_line(event: &Event<'_>) -> String {
+    let mut line = Line(format!("{:>5}", event.metadata().level()));
+    event.record(&mut line);
+    line.0
+}
+
+/// An event's fields as text: the message bare, the others as ` key=value`.
+struct Line(String);
+
+impl Visit for Line {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => {
+                let _ = write!(self.0, " {value}");
+            }
+            name => {
+                let _ = write!(self.0, " {name}={value:?}");
+            }
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => {
+                let _ = write!(self.0, " {value:?}");
+            }
+            name => {
+                let _ = write!(self.0, " {name}={value:?}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The line the stderr layer writes for an event.
+    #[derive(Debug, Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl<S: Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+            self.0.lock().unwrap().push(format_line(event));
+        }
+    }
+
+    #[test]
+    fn an_event_is_its_level_message_and_fields() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                error_kind = "network_watch",
+                n = 3,
+                "cannot follow ({})",
+                "why"
+            );
+            tracing::info!("plain");
+        });
+        assert_eq!(
+            *capture.0.lock().unwrap(),
+            [
+                " WARN cannot follow (why) error_kind=\"network_watch\" n=3",
+                " INFO plain"
+            ]
+        );
+    }
 }

@@ -7,6 +7,7 @@
 //! systemd restarts it.
 
 mod logging;
+mod main;
 mod reload;
 mod systemd;
 mod timers;
@@ -36,6 +37,7 @@ use crate::store::{Store, StoreError};
 use systemd::notify;
 
 pub use logging::{init_logging, LogControl};
+pub use main::main;
 
 /// Which bus to serve on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,10 @@ pub enum DaemonError {
     Loading(StoreError),
     #[error("operator client: {0}")]
     Operator(#[from] crate::operator::OperatorError),
+    /// No root certificate at all for the operator's TLS (see `trust`): the daemon does
+    /// not start rather than fail every request.
+    #[error("{}", crate::operator::OperatorError::NoTrustRoots)]
+    NoTrustRoots,
     #[error("group `{0}` does not exist")]
     UnknownGroup(String),
     #[error("[apps]: {0}")]

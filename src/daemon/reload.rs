@@ -14,11 +14,15 @@ use crate::runtime::Runtime;
 /// The operator client for a config.
 pub(super) fn operator_client(config: &Config) -> Result<Operator, DaemonError> {
     let reloadable = &config.reloadable;
-    Ok(Operator::new(
+    Operator::new(
         reloadable.base_url.clone(),
         reloadable.ca_file.as_deref(),
         reloadable.request_timeout,
-    )?)
+    )
+    .map_err(|e| match e {
+        crate::operator::OperatorError::NoTrustRoots => DaemonError::NoTrustRoots,
+        e => e.into(),
+    })
 }
 
 /// SIGHUP: re-read the config; keep the running one if the new one is bad, and the

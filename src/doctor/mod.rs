@@ -69,7 +69,7 @@ pub struct Setup {
     pub operator_url: String,
     /// `""`: EUID is not served.
     pub euid_operator_url: String,
-    /// `""`: the built-in web PKI roots only.
+    /// `""`: the system CA store only (and bundled roots in a bundled-roots build).
     pub ca_file: String,
     /// Seconds.
     pub request_timeout: u32,

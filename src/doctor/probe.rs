@@ -1,6 +1,6 @@
 //! The operator check: a TCP connection and a TLS handshake to the base URL with the
-//! daemon's trust settings (the built-in web PKI roots plus `ca_file`, as the daemon's
-//! HTTP client has them). No request is sent: no token, nothing an operator logs.
+//! daemon's trust settings (the system CA store, bundled roots in a `bundled-roots`
+//! build, plus `ca_file`, as the daemon's HTTP client has them; src/trust.rs). No request is sent: no token, nothing an operator logs.
 
 use std::io::Write as _;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use url::Url;
 
 /// Connects to `url`'s host and port and completes a TLS handshake that verifies the
-/// server's certificate for that host against the web PKI roots and the PEM
+/// server's certificate for that host against the daemon's roots and the PEM
 /// certificates of `ca_file`. Each connect, read and write waits at most `timeout`.
 /// `Ok` says what was checked; `Err` is why it failed (a named, one-line reason).
 /// An `http://` URL (loopback only, see the config) is checked with TCP alone.
@@ -59,10 +59,11 @@ pub fn handshake(url: &Url, ca_file: Option<&Path>, timeout: Duration) -> Result
     // Best effort: the answer is already known.
     let _ = tls.complete_io(&mut stream);
     let _ = stream.flush();
-    let trust = if ca_file.is_some() {
-        "web PKI roots + ca_file"
-    } else {
-        "web PKI roots"
+    let trust = match (ca_file.is_some(), crate::trust::BUNDLED) {
+        (false, false) => "the system CA store",
+        (true, false) => "the system CA store + ca_file",
+        (false, true) => "the system CA store + bundled roots",
+        (true, true) => "the system CA store + bundled roots + ca_file",
     };
     Ok(format!(
         "TLS handshake done ({version}, certificate trusted by {trust}); no request sent"
@@ -70,7 +71,11 @@ pub fn handshake(url: &Url, ca_file: Option<&Path>, timeout: Duration) -> Result
 }
 
 fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    // The daemon's roots (src/trust.rs): the system store, bundled ones in a
+    // bundled-roots build, then ca_file.
     let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(crate::trust::system_store_ders());
+    #[cfg(feature = "bundled-roots")]
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
         let pem = std::fs::read(path)
@@ -89,6 +94,9 @@ fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String>
                 path.display()
             ));
         }
+    }
+    if roots.is_empty() {
+        return Err(crate::operator::OperatorError::NoTrustRoots.to_string());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)

@@ -27,9 +27,12 @@ use methods::Product;
 
 mod connection;
 mod dbus;
+mod main;
 mod methods;
 pub mod rpc;
 mod sessions;
+
+pub use main::main;
 
 pub use dbus::{BUS_NAME, OBJECT_PATH};
 

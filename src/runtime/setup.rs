@@ -12,7 +12,7 @@ use super::Runtime;
 pub struct Setup {
     /// This runtime's operator base URL.
     pub operator_url: String,
-    /// `ca_file`, or `""`: the built-in web PKI roots.
+    /// `ca_file`, or `""`: the system CA store only (src/trust.rs).
     pub ca_file: String,
     /// `request_timeout`, in seconds.
     pub request_timeout: u32,

@@ -20,9 +20,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts `binary` (the test's `CARGO_BIN_EXE_uid2-gateway`) on `bus`, listening on a
-    /// free loopback port, with `extra` arguments.
-    pub async fn start(binary: &str, bus: &Bus, extra: &[&str]) -> Gateway {
+    /// Starts `binary` (the `uid2-gateway` role link of [`Binaries`]) on `bus`, listening on
+    /// a free loopback port, with `extra` arguments.
+    pub async fn start(binary: &std::path::Path, bus: &Bus, extra: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let notify_path = dir.path().join("notify");
         let notify = UnixDatagram::bind(&notify_path).expect("a notify socket");
@@ -102,15 +102,10 @@ pub struct AppRig {
 }
 
 impl AppRig {
-    /// Starts it all: `uid2d` from `bins`, `gateway` (the test's
-    /// `CARGO_BIN_EXE_uid2-gateway`) with `gateway_args`; identities the operator issues
-    /// are due for refresh `refresh_after` seconds after issue.
-    pub async fn start(
-        bins: &Binaries,
-        gateway: &str,
-        gateway_args: &[&str],
-        refresh_after: u64,
-    ) -> AppRig {
+    /// Starts it all: `uid2d` and its `uid2-gateway` role from `bins`, the gateway with
+    /// `gateway_args`; identities the operator issues are due for refresh `refresh_after`
+    /// seconds after issue.
+    pub async fn start(bins: &Binaries, gateway_args: &[&str], refresh_after: u64) -> AppRig {
         let bus = Bus::start().await;
         let operator = Operator::with_lifetimes(refresh_after, 4 * 3600, 30 * 86400).await;
         let state = tempfile::tempdir().expect("a temporary directory");
@@ -125,7 +120,7 @@ impl AppRig {
             ),
         );
         let daemon = Daemon::start(spec).await;
-        let gateway = Gateway::start(gateway, &bus, gateway_args).await;
+        let gateway = Gateway::start(&bins.uid2_gateway, &bus, gateway_args).await;
         let conn = bus.connect().await;
         AppRig {
             bus,

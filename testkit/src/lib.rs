@@ -51,31 +51,45 @@ pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>)
 /// Where the binaries under test are.
 #[derive(Debug, Clone)]
 pub struct Binaries {
-    /// The daemon.
+    /// The one executable; as `uid2d`, the daemon.
     pub uid2d: PathBuf,
-    /// Its command-line client.
+    /// Its `uid2ctl` role: a symlink named `uid2ctl` to [`Binaries::uid2d`], as installed,
+    /// so tests go through the same argv[0] dispatch as a device.
     pub uid2ctl: PathBuf,
+    /// Its `uid2-gateway` role: a symlink named `uid2-gateway` to [`Binaries::uid2d`].
+    pub uid2_gateway: PathBuf,
 }
 
 /// The [`Binaries`] Cargo built for the integration test that expands it (from
-/// `CARGO_BIN_EXE_*`, which only integration tests of the `uid2d` package see).
+/// `CARGO_BIN_EXE_uid2d`, which only integration tests of the `uid2d` package see).
 #[macro_export]
 macro_rules! binaries {
     () => {
-        $crate::Binaries {
-            uid2d: ::std::path::PathBuf::from(env!("CARGO_BIN_EXE_uid2d")),
-            uid2ctl: ::std::path::PathBuf::from(env!("CARGO_BIN_EXE_uid2ctl")),
-        }
+        $crate::Binaries::of(::std::path::PathBuf::from(env!("CARGO_BIN_EXE_uid2d")))
     };
 }
 
 impl Binaries {
-    /// `dir/uid2d` and `dir/uid2ctl`, e.g. `target/release`.
-    pub fn in_dir(dir: &Path) -> Binaries {
-        Binaries {
-            uid2d: dir.join("uid2d"),
-            uid2ctl: dir.join("uid2ctl"),
+    /// The roles of the executable `uid2d`: makes (or keeps) the links `uid2ctl` and
+    /// `uid2-gateway` -> `uid2d`
+    /// beside it, as `make install` does. Nothing is made when `uid2d` does not exist.
+    pub fn of(uid2d: PathBuf) -> Binaries {
+        let uid2ctl = uid2d.with_file_name("uid2ctl");
+        let uid2_gateway = uid2d.with_file_name("uid2-gateway");
+        if uid2d.exists() {
+            link_role(&uid2ctl);
+            link_role(&uid2_gateway);
         }
+        Binaries {
+            uid2d,
+            uid2ctl,
+            uid2_gateway,
+        }
+    }
+
+    /// `dir/uid2d` and its role link `dir/uid2ctl`, e.g. `target/release`.
+    pub fn in_dir(dir: &Path) -> Binaries {
+        Binaries::of(dir.join("uid2d"))
     }
 
     /// A command running `uid2d` (see [`our_command`]).
@@ -87,6 +101,22 @@ impl Binaries {
     pub fn uid2ctl_command(&self) -> Command {
         our_command(&self.uid2ctl)
     }
+}
+
+/// Makes `link` a relative symlink to `uid2d` in its directory unless it already is one.
+/// Tests run in parallel processes: the link is made under a name of this process and
+/// renamed over `link`, which is atomic and replaces a stale file (such as a `uid2ctl`
+/// executable from before the roles were one executable).
+fn link_role(link: &Path) {
+    if std::fs::read_link(link).is_ok_and(|target| target == Path::new("uid2d")) {
+        return;
+    }
+    let name = link.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = link.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink("uid2d", &tmp)
+        .and_then(|()| std::fs::rename(&tmp, link))
+        .unwrap_or_else(|e| panic!("cannot link {} to uid2d: {e}", link.display()));
 }
 
 /// Our binary `path` as an argv: behind `UID2D_TEST_RUNNER` when that is set.

@@ -28,8 +28,9 @@ UID2D_BIN_DIR = target/$(RUSTC_TARGET_NAME)/$(if $(BR2_ENABLE_DEBUG),debug,relea
 
 # Install: the repository's `make install`, so the target gets exactly the
 # files and modes of every other install (scripts/check-unit.sh checks that
-# list): uid2d and uid2ctl in /usr/bin, the unit, the sysusers.d entry, the
-# D-Bus policy, activation file and interface XML, and the vendor config
+# list): uid2d in /usr/bin with its role links uid2ctl and uid2-gateway, the
+# units (uid2-gateway.service installed, not enabled), the sysusers.d entries,
+# the D-Bus policies, activation file and interface XML, and the vendor config
 # /usr/lib/uid2d/uid2d.toml (every key commented out; nothing in /etc).
 # TARGET_DIR= on the command line is the Makefile's "where the binaries are";
 # it must be given, because Buildroot exports its own TARGET_DIR (the rootfs)
@@ -56,6 +57,9 @@ endef
 # entry stays installed; systemd-sysusers then finds the user in place.
 define UID2D_USERS
 	uid2d -1 uid2d -1 * - - - UID2 identity daemon
+	- - uid2-broker -1 * - - - UID2 broker group
+	- - uid2-runtime -1 * - - - UID2 gateway session group
+	uid2-gateway -1 uid2-gateway -1 * - - uid2-broker UID2 gateway for HTML5 apps
 endef
 
 $(eval $(cargo-package))

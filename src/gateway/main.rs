@@ -1,15 +1,16 @@
-//! `uid2-gateway`: UID2 identities for HTML5 apps over WebSocket. Everything but argument
-//! parsing lives in `uid2d::gateway`.
+//! The `uid2-gateway` role's command line: UID2 identities for HTML5 apps over WebSocket.
+//! Runs as `uid2-gateway …` (a link to the one executable) or `uid2d gateway …`; see
+//! [`crate::roles`]. Everything but argument parsing lives in [`crate::gateway`].
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::config::LogLevel;
+use crate::daemon::{self, Bus};
+use crate::gateway::{self, Options};
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
-use uid2d::config::LogLevel;
-use uid2d::daemon::{self, Bus};
-use uid2d::gateway::{self, Options};
 
 /// Serves each HTML5 app its UID2 identity as JSON-RPC over a one-time WebSocket session,
 /// through uid2d's com.uid2.Broker1; sessions are opened on D-Bus as com.uid2.Gateway.
@@ -46,8 +47,10 @@ struct Args {
     log_level: String,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
+/// Runs the gateway with `args` (the arguments after the program or `gateway` subcommand
+/// name) until SIGTERM/SIGINT.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args = Args::parse_from(std::iter::once("uid2-gateway".into()).chain(args));
     let level = match args.log_level.as_str() {
         "error" => LogLevel::Error,
         "warn" => LogLevel::Warn,

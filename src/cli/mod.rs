@@ -1,14 +1,15 @@
-//! `uid2ctl`: the com.uid2.Manager1 methods from a shell.
+//! The `uid2ctl` role: the com.uid2.Manager1 methods from a shell. Runs as `uid2ctl …`
+//! (a link to the one executable) or `uid2d ctl …`; see [`crate::roles`].
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::client::{error_parts, euid_broker, euid_manager, Broker1Proxy, Manager1Proxy};
+use crate::daemon::Bus;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::StreamExt as _;
-use uid2d::client::{error_parts, euid_broker, euid_manager, Broker1Proxy, Manager1Proxy};
-use uid2d::daemon::Bus;
 use zbus::zvariant::Value;
 
 /// Talk to uid2d, the UID2 identity daemon. Acts on the calling app's own identity, or with
@@ -251,8 +252,9 @@ enum CliError {
     Doctor(usize),
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
+/// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args = Args::parse_from(std::iter::once("uid2ctl".into()).chain(args));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -430,7 +432,7 @@ async fn run(args: Args) -> Result<(), CliError> {
             }
         }
         Command::Doctor { json, unit } => {
-            let (report, failed) = uid2d::doctor::report(&conn, &unit, json).await;
+            let (report, failed) = crate::doctor::report(&conn, &unit, json).await;
             say(&report);
             if failed > 0 {
                 return Err(CliError::Doctor(failed));

@@ -1,0 +1,89 @@
+//! The daemon role's command line: `uid2d [daemon] --bus … --config … --state-dir …`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{Config, ConfigPaths};
+use crate::daemon::{self, Bus, Options};
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Keeps the UID2 identity of this device's apps and serves it on D-Bus as com.uid2.Manager.
+#[derive(Debug, Parser)]
+#[command(name = "uid2d", version)]
+struct Args {
+    /// Main configuration file [default: /etc/uid2d/uid2d.toml]. Read after the vendor
+    /// defaults in /usr/lib/uid2d/uid2d.toml and before its drop-ins, FILE.d/*.toml;
+    /// missing files mean the defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// `system`, `session`, or a D-Bus address such as unix:path=/run/bus.
+    #[arg(long, value_name = "BUS", default_value = "system")]
+    bus: Bus,
+    /// State directory [default: $STATE_DIRECTORY, else /var/lib/uid2d].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// Runs the daemon with `args` (the arguments after the program or `daemon` subcommand
+/// name) until SIGTERM/SIGINT.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args = Args::parse_from(std::iter::once("uid2d".into()).chain(args));
+    let config_paths = args
+        .config
+        .as_deref()
+        .map_or_else(ConfigPaths::system, ConfigPaths::for_file);
+    let config = match Config::load(&config_paths) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("uid2d: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log = daemon::init_logging(config.reloadable.log_level);
+    let state_dir = args.state_dir.unwrap_or_else(|| {
+        // systemd passes a colon-separated list; ours has one entry.
+        std::env::var_os("STATE_DIRECTORY")
+            .and_then(|dirs| std::env::split_paths(&dirs).next())
+            .unwrap_or_else(|| PathBuf::from("/var/lib/uid2d"))
+    });
+    let options = Options {
+        config_paths,
+        bus: args.bus,
+        state_dir,
+        credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+    };
+    // One thread: the work is a few D-Bus calls and an HTTPS request an hour; blocking
+    // file writes go to tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("uid2d: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        daemon::run(options, config, Some(log), shutdown)
+            .await
+            .map_err(std::io::Error::other)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("uid2d: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

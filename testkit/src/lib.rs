@@ -104,15 +104,17 @@ impl Binaries {
 }
 
 /// Makes `link` a relative symlink to `uid2d` in its directory unless it already is one.
-/// Tests run in parallel processes: the link is made under a name of this process and
-/// renamed over `link`, which is atomic and replaces a stale file (such as a `uid2ctl`
-/// executable from before the roles were one executable).
+/// Tests run in parallel processes and threads: the link is made under a name of this
+/// process and call and renamed over `link`, which is atomic and replaces a stale file
+/// (such as a `uid2ctl` executable from before the roles were one executable).
 fn link_role(link: &Path) {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     if std::fs::read_link(link).is_ok_and(|target| target == Path::new("uid2d")) {
         return;
     }
     let name = link.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = link.with_file_name(format!(".{name}.{}", std::process::id()));
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = link.with_file_name(format!(".{name}.{}.{call}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink("uid2d", &tmp)
         .and_then(|()| std::fs::rename(&tmp, link))

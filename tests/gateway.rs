@@ -609,7 +609,9 @@ async fn limits_end_one_session_and_leave_the_others() {
     );
 
     // A client that stops reading is dropped after the send timeout: its requests pile up
-    // answers it never takes (a 4 KiB receive buffer fills quickly).
+    // answers it never takes (a 4 KiB receive buffer fills quickly). Each answer names the
+    // unknown parameter, so it is as large as the request and the buffers fill within a
+    // few hundred requests, also on a loaded machine.
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let host = endpoint.split('/').nth(2).unwrap().parse().unwrap();
@@ -623,7 +625,9 @@ async fn limits_end_one_session_and_leave_the_others() {
         .unwrap();
     let (mut slow_tx, _slow_rx) = slow.split();
     let writer = tokio::spawn(async move {
-        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "noSuchMethod", "params": {"pad": "y".repeat(2000)}});
+        let mut params = serde_json::Map::new();
+        params.insert("y".repeat(1500), json!(1));
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "getEids", "params": params});
         loop {
             if slow_tx.send(Message::text(call.to_string())).await.is_err() {
                 return;

@@ -5,7 +5,9 @@
 //! is what keeps the install small (docs/benchmarks.md, "Footprint").
 
 use std::ffi::{OsStr, OsString};
+use std::future::Future;
 use std::path::Path;
+use std::process::ExitCode;
 
 /// What the executable runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,57 @@ pub fn pick(argv0: &OsStr, mut args: Vec<OsString>) -> (Role, Vec<OsString>) {
     };
     args.remove(0);
     (role, args)
+}
+
+/// Runs a service role (`name`: the daemon or the gateway) on one tokio thread until
+/// `serve` ends; `serve` gets the future of SIGTERM or SIGINT as its shutdown. A failure to
+/// start or an error `serve` returns is logged and printed, and is the exit status 1 that
+/// makes systemd restart the service.
+pub fn serve<F, E>(
+    name: &str,
+    serve: impl FnOnce(std::pin::Pin<Box<dyn Future<Output = ()>>>) -> F,
+) -> ExitCode
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    use tokio::signal::unix::{signal, SignalKind};
+    // One thread: the work is a few D-Bus calls and an HTTPS request an hour; blocking
+    // file writes go to tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (mut term, mut int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => (term, int),
+            (Err(e), _) | (_, Err(e)) => return Err(format!("cannot handle signals: {e}")),
+        };
+        let shutdown = Box::pin(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        });
+        serve(shutdown).await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use crate::config::{Config, ConfigPaths};
 use crate::daemon::{self, Bus, Options};
 use clap::Parser;
-use tokio::signal::unix::{signal, SignalKind};
 
 /// Keeps the UID2 identity of this device's apps and serves it on D-Bus as com.uid2.Manager.
 #[derive(Debug, Parser)]
@@ -53,37 +52,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         state_dir,
         credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
     };
-    // One thread: the work is a few D-Bus calls and an HTTPS request an hour; blocking
-    // file writes go to tokio's blocking pool.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("uid2d: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        };
+    crate::roles::serve("uid2d", |shutdown| {
         daemon::run(options, config, Some(log), shutdown)
-            .await
-            .map_err(std::io::Error::other)
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("uid2d: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

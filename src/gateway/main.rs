@@ -10,7 +10,6 @@ use crate::config::LogLevel;
 use crate::daemon::{self, Bus};
 use crate::gateway::{self, Options};
 use clap::Parser;
-use tokio::signal::unix::{signal, SignalKind};
 
 /// Serves each HTML5 app its UID2 identity as JSON-RPC over a one-time WebSocket session,
 /// through uid2d's com.uid2.Broker1; sessions are opened on D-Bus as com.uid2.Gateway.
@@ -92,35 +91,5 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         send_timeout: Duration::from_secs(args.send_timeout.max(1)),
         ..Options::new(args.bus, SocketAddr::from(([127, 0, 0, 1], 0)))
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("uid2-gateway: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        };
-        gateway::run(options, shutdown)
-            .await
-            .map_err(std::io::Error::other)
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("uid2-gateway: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::roles::serve("uid2-gateway", |shutdown| gateway::run(options, shutdown))
 }

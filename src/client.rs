@@ -62,6 +62,22 @@ pub trait Manager1 {
     fn version(&self) -> zbus::Result<String>;
 }
 
+/// `com.uid2.Diagnostics1` on `/com/uid2/Manager` (root and `admin_group` only): the keys
+/// and types of both maps are in `dbus/com.uid2.Diagnostics1.xml`.
+#[zbus::proxy(
+    interface = "com.uid2.Diagnostics1",
+    default_service = "com.uid2.Manager",
+    default_path = "/com/uid2/Manager"
+)]
+pub trait Diagnostics1 {
+    /// Counters since start and current states of both products; never a token, key or
+    /// app id.
+    fn get_stats(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    /// What only the daemon knows, for `uid2ctl doctor`: operator URLs, trust, state
+    /// directory, key source.
+    fn get_setup(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+}
+
 pub use broker::Broker1Proxy;
 
 /// `com.uid2.Broker1` (its own module: its signal shares `IdentityStatusChanged`'s name).

@@ -55,18 +55,11 @@ async fn live_introspection_of_both_objects_matches_the_documented_interface() {
     .collect::<Vec<_>>()
     .join(" ");
     for method in ["GetSetup", "GetStats"] {
-        let reply = conn
-            .call_method(
-                Some("com.uid2.Manager"),
-                "/com/uid2/Manager",
-                Some("com.uid2.Diagnostics1"),
-                method,
-                &(),
-            )
-            .await
-            .unwrap();
-        let values: std::collections::HashMap<String, zbus::zvariant::OwnedValue> =
-            reply.body().deserialize().unwrap();
+        let diagnostics = uid2d::client::Diagnostics1Proxy::new(&conn).await.unwrap();
+        let values = match method {
+            "GetSetup" => diagnostics.get_setup().await.unwrap(),
+            _ => diagnostics.get_stats().await.unwrap(),
+        };
         for (key, value) in values {
             let ty = value.value_signature().to_string();
             // The EUID object's counters repeat the keys with a documented prefix.

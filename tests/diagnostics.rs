@@ -10,18 +10,12 @@ use uid2d_testkit::*;
 use zbus::zvariant::OwnedValue;
 
 async fn stats(conn: &zbus::Connection) -> HashMap<String, OwnedValue> {
-    conn.call_method(
-        Some("com.uid2.Manager"),
-        "/com/uid2/Manager",
-        Some("com.uid2.Diagnostics1"),
-        "GetStats",
-        &(),
-    )
-    .await
-    .unwrap()
-    .body()
-    .deserialize()
-    .unwrap()
+    uid2d::client::Diagnostics1Proxy::new(conn)
+        .await
+        .unwrap()
+        .get_stats()
+        .await
+        .unwrap()
 }
 
 fn count(stats: &HashMap<String, OwnedValue>, key: &str) -> u64 {

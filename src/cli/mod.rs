@@ -407,17 +407,10 @@ async fn run(args: Args) -> Result<(), CliError> {
                 .await?;
         }
         Command::Stats { json } => {
-            let reply = conn
-                .call_method(
-                    Some("com.uid2.Manager"),
-                    "/com/uid2/Manager",
-                    Some("com.uid2.Diagnostics1"),
-                    "GetStats",
-                    &(),
-                )
+            let stats = crate::client::Diagnostics1Proxy::new(&conn)
+                .await?
+                .get_stats()
                 .await?;
-            let stats: std::collections::BTreeMap<String, zbus::zvariant::OwnedValue> =
-                reply.body().deserialize()?;
             let values: std::collections::BTreeMap<String, serde_json::Value> = stats
                 .iter()
                 .map(|(key, value)| (key.clone(), stat_json(value)))

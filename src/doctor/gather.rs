@@ -27,16 +27,20 @@ pub async fn gather(conn: &zbus::Connection, unit: &str) -> Facts {
     };
     let owned = name_owned == Ok(true);
     let stats = if owned {
-        call(conn, "GetStats").await.map(|raw| {
-            raw.iter()
-                .filter_map(|(k, v)| stat(v).map(|v| (k.clone(), v)))
-                .collect()
-        })
+        call(conn, "GetStats", async |p| p.get_stats().await)
+            .await
+            .map(|raw| {
+                raw.iter()
+                    .filter_map(|(k, v)| stat(v).map(|v| (k.clone(), v)))
+                    .collect()
+            })
     } else {
         Err("uid2d is not on the bus".to_owned())
     };
     let setup = if owned {
-        call(conn, "GetSetup").await.map(|raw| setup(&raw))
+        call(conn, "GetSetup", async |p| p.get_setup().await)
+            .await
+            .map(|raw| setup(&raw))
     } else {
         Err("uid2d is not on the bus".to_owned())
     };
@@ -87,18 +91,18 @@ pub async fn report(conn: &zbus::Connection, unit: &str, json: bool) -> (String,
     (text, failed)
 }
 
+/// `Diagnostics1.<method>` by `get`, with a failure named for the report.
 async fn call(
     conn: &zbus::Connection,
     method: &str,
+    get: impl AsyncFnOnce(
+        &crate::client::Diagnostics1Proxy<'static>,
+    ) -> zbus::Result<HashMap<String, OwnedValue>>,
 ) -> Result<HashMap<String, OwnedValue>, String> {
-    let reply = conn
-        .call_method(
-            Some("com.uid2.Manager"),
-            "/com/uid2/Manager",
-            Some("com.uid2.Diagnostics1"),
-            method,
-            &(),
-        )
+    let proxy = crate::client::Diagnostics1Proxy::new(conn)
+        .await
+        .map_err(|e| format!("{method}: {e}"))?;
+    get(&proxy)
         .await
         .map_err(|e| match crate::client::error_parts(&e) {
             Some((name, message)) => {
@@ -106,11 +110,7 @@ async fn call(
                 format!("{method}: {short}: {message}")
             }
             None => format!("{method}: {e}"),
-        })?;
-    reply
-        .body()
-        .deserialize()
-        .map_err(|e| format!("{method}: {e}"))
+        })
 }
 
 fn stat(value: &OwnedValue) -> Option<StatValue> {

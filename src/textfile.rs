@@ -68,6 +68,23 @@ fn help(family: &str) -> &'static str {
     }
 }
 
+/// The metric family `name` of `families`, registered with its help text on first use.
+fn family<'a, M>(
+    families: &'a mut HashMap<String, Family<Labels, M>>,
+    registry: &mut Registry,
+    name: String,
+) -> &'a Family<Labels, M>
+where
+    M: Default,
+    Family<Labels, M>: prometheus_client::registry::Metric + Clone,
+{
+    families.entry(name).or_insert_with_key(|name| {
+        let metric = Family::default();
+        registry.register(name.as_str(), help(name), metric.clone());
+        metric
+    })
+}
+
 /// The text file's content for `products` (each a product name and its `GetStats`
 /// values): the Prometheus/OpenMetrics text format of `prometheus-client`, ending in
 /// `# EOF`.
@@ -77,7 +94,7 @@ pub fn render(products: &[(&str, Vec<(String, StatValue)>)]) -> Result<String, s
     let mut gauges: HashMap<String, Family<Labels, Gauge>> = HashMap::new();
     for (product, stats) in products {
         for (key, value) in stats {
-            let (family, is_counter, extra) = match value {
+            let (family_name, is_counter, extra) = match value {
                 StatValue::Time(_) => (format!("{key}_timestamp_seconds"), false, None),
                 _ => metric_of(key),
             };
@@ -89,23 +106,11 @@ pub fn render(products: &[(&str, Vec<(String, StatValue)>)]) -> Result<String, s
                 StatValue::Time(ms) => u64::try_from(ms / 1000).unwrap_or(0),
             };
             if is_counter {
-                counters
-                    .entry(family)
-                    .or_insert_with_key(|name| {
-                        let metric = Family::default();
-                        registry.register(name.as_str(), help(name), metric.clone());
-                        metric
-                    })
+                family(&mut counters, &mut registry, family_name)
                     .get_or_create(&labels)
                     .inc_by(number);
             } else {
-                gauges
-                    .entry(family)
-                    .or_insert_with_key(|name| {
-                        let metric = Family::default();
-                        registry.register(name.as_str(), help(name), metric.clone());
-                        metric
-                    })
+                family(&mut gauges, &mut registry, family_name)
                     .get_or_create(&labels)
                     .set(i64::try_from(number).unwrap_or(i64::MAX));
             }

@@ -8,59 +8,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use uid2_operator_sim::{Endpoint, Fault};
-use uid2d::client::{euid_manager, Manager1Proxy};
+use uid2d::client::euid_manager;
 use uid2d_testkit::*;
 use zbus::zvariant::OwnedValue;
-
-/// A daemon with a UID2 operator at `base_url` and an EUID one at `[euid] base_url`
-/// (ending in `/v2`, as the real EUID bases do).
-struct Rig {
-    uid2: Operator,
-    euid: Operator,
-    daemon: Daemon,
-    bus: Bus,
-    _dir: tempfile::TempDir,
-}
-
-impl Rig {
-    /// Both operators' identities are due for refresh after an hour, expire after an
-    /// hour and can be refreshed for a day.
-    async fn start(extra: &str) -> Rig {
-        let uid2 = Operator::with_lifetimes(3600, 3600, 86400).await;
-        let euid = Operator::with_lifetimes(3600, 3600, 86400).await;
-        let bus = Bus::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("both-cas.pem");
-        std::fs::write(&ca, format!("{}{}", uid2.sim.ca_pem(), euid.sim.ca_pem())).unwrap();
-        let config = format!(
-            "base_url = \"{}\"\nca_file = \"{}\"\nlog_level = \"debug\"\n{extra}\
-             [euid]\nbase_url = \"{}/v2\"\n",
-            uid2.sim.base_url(),
-            ca.display(),
-            euid.sim.base_url(),
-        );
-        let daemon = Daemon::start(DaemonSpec {
-            uid2d: binaries!().uid2d,
-            bus: &bus,
-            config,
-            state_dir: dir.path().join("state"),
-            env: Vec::new(),
-        })
-        .await;
-        Rig {
-            uid2,
-            euid,
-            daemon,
-            bus,
-            _dir: dir,
-        }
-    }
-
-    async fn objects(&self) -> (Manager1Proxy<'static>, Manager1Proxy<'static>) {
-        let conn = self.bus.connect().await;
-        (manager(&conn).await, euid_manager(&conn).await.unwrap())
-    }
-}
 
 fn token_of(identity: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(identity).unwrap();
@@ -91,7 +41,7 @@ fn eid(eids: &str) -> (String, String) {
 
 #[tokio::test]
 async fn one_app_holds_a_uid2_and_an_euid_identity_each_refreshed_by_its_own_operator() {
-    let rig = Rig::start("").await;
+    let rig = BothProducts::start(&binaries!(), "").await;
     let (uid2, euid) = rig.objects().await;
     for object in [&uid2, &euid] {
         assert_eq!(object.get_eids().await.unwrap(), "[]");
@@ -228,7 +178,7 @@ async fn one_app_holds_a_uid2_and_an_euid_identity_each_refreshed_by_its_own_ope
 
 #[tokio::test]
 async fn token_valid_for_an_ad_break() {
-    let rig = Rig::start("").await;
+    let rig = BothProducts::start(&binaries!(), "").await;
     let (uid2, euid) = rig.objects().await;
 
     // Out of range.
@@ -328,7 +278,7 @@ async fn token_valid_for_an_ad_break() {
 
 #[tokio::test]
 async fn uid2ctl_reaches_the_euid_object_and_prints_info_and_eids() {
-    let rig = Rig::start("").await;
+    let rig = BothProducts::start(&binaries!(), "").await;
     let (uid2, euid) = rig.objects().await;
     let identity = rig.euid.identity("ctl@example.com");
     euid.set_identity(&identity).await.unwrap();

@@ -10,26 +10,9 @@ use uid2d_testkit::*;
 
 #[tokio::test]
 async fn status_counts_both_products_and_log_lines_name_them() {
-    let uid2 = Operator::with_lifetimes(3600, 3600, 86400).await;
-    let euid = Operator::with_lifetimes(3600, 3600, 86400).await;
-    let bus = Bus::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("both-cas.pem");
-    std::fs::write(&ca, format!("{}{}", uid2.sim.ca_pem(), euid.sim.ca_pem())).unwrap();
-    let config = format!(
-        "base_url = \"{}\"\nca_file = \"{}\"\nlog_level = \"debug\"\n[euid]\nbase_url = \"{}/v2\"\n",
-        uid2.sim.base_url(),
-        ca.display(),
-        euid.sim.base_url(),
-    );
-    let mut daemon = Daemon::start(DaemonSpec {
-        uid2d: binaries!().uid2d,
-        bus: &bus,
-        config,
-        state_dir: dir.path().join("state"),
-        env: Vec::new(),
-    })
-    .await;
+    // Kept whole: its temporary directory holds the daemon's state.
+    let mut rig = BothProducts::start(&binaries!(), "").await;
+    let (uid2, euid, daemon, bus) = (&rig.uid2, &rig.euid, &mut rig.daemon, &rig.bus);
     let ready = daemon.wait_for_notify("READY=1").await;
     assert!(
         ready.contains("Serving 0 stored identities (uid2 0, euid 0)"),

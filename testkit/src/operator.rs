@@ -80,3 +80,71 @@ impl Operator {
         )
     }
 }
+
+/// uid2d with a UID2 operator at `base_url` and another as the EUID one at
+/// `[euid] base_url` (ending in `/v2`, as the real EUID bases do), one `ca_file` holding
+/// both test CAs. Both operators' identities are due for refresh after an hour, expire
+/// after an hour and can be refreshed for a day.
+#[derive(Debug)]
+pub struct BothProducts {
+    /// The UID2 operator.
+    pub uid2: Operator,
+    /// The EUID operator.
+    pub euid: Operator,
+    /// uid2d.
+    pub daemon: crate::Daemon,
+    /// The private bus.
+    pub bus: crate::Bus,
+    _dir: tempfile::TempDir,
+}
+
+impl BothProducts {
+    /// Starts `bins.uid2d` with `extra` top-level config lines.
+    pub async fn start(bins: &crate::Binaries, extra: &str) -> BothProducts {
+        let uid2 = Operator::with_lifetimes(3600, 3600, 86400).await;
+        let euid = Operator::with_lifetimes(3600, 3600, 86400).await;
+        let bus = crate::Bus::start().await;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ca = dir.path().join("both-cas.pem");
+        std::fs::write(&ca, format!("{}{}", uid2.sim.ca_pem(), euid.sim.ca_pem()))
+            .expect("the CA file");
+        let config = format!(
+            "base_url = \"{}\"\nca_file = \"{}\"\nlog_level = \"debug\"\n{extra}\
+             [euid]\nbase_url = \"{}/v2\"\n",
+            uid2.sim.base_url(),
+            ca.display(),
+            euid.sim.base_url(),
+        );
+        let daemon = crate::Daemon::start(crate::DaemonSpec {
+            uid2d: bins.uid2d.clone(),
+            bus: &bus,
+            config,
+            state_dir: dir.path().join("state"),
+            env: Vec::new(),
+        })
+        .await;
+        BothProducts {
+            uid2,
+            euid,
+            daemon,
+            bus,
+            _dir: dir,
+        }
+    }
+
+    /// The UID2 and the EUID object, on a new connection.
+    pub async fn objects(
+        &self,
+    ) -> (
+        uid2d::client::Manager1Proxy<'static>,
+        uid2d::client::Manager1Proxy<'static>,
+    ) {
+        let conn = self.bus.connect().await;
+        (
+            crate::manager(&conn).await,
+            uid2d::client::euid_manager(&conn)
+                .await
+                .expect("the EUID object's proxy"),
+        )
+    }
+}

@@ -302,3 +302,27 @@ pub trait Gateway1 {
     /// Closes a session by its endpoint or secret.
     fn close_session(&self, session: &str) -> zbus::Result<()>;
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_and_any_other_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.sock");
+        std::fs::write(&path, "not a socket").unwrap();
+        assert!(matches!(
+            bind_unix(&path),
+            Err(GatewayRunError::ListenUnix(..))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
+        std::fs::remove_file(&path).unwrap();
+        // A gateway that died leaves its socket file behind: the next one takes its place.
+        drop(bind_unix(&path).unwrap());
+        let listener = bind_unix(&path).unwrap();
+        let _client = tokio::net::UnixStream::connect(&path).await.unwrap();
+        assert!(listener.accept().await.is_ok());
+    }
+}

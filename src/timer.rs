@@ -51,9 +51,12 @@ impl WallTimer {
     /// clock sets are still reported.
     pub(crate) fn arm(&self, at: Option<UnixMillis>) -> std::io::Result<()> {
         // The largest instant the platform's time_t holds (2038 where it is 32-bit, as on
-        // armv7 glibc: there the conversion is not useless).
-        #[allow(clippy::useless_conversion)]
-        let max_secs = i64::try_from(nix::libc::time_t::MAX).unwrap_or(i64::MAX);
+        // armv7 glibc). Read off TimeSpec's field: libc's `time_t` alias is deprecated on musl.
+        let max_secs = if std::mem::size_of_val(&TimeSpec::new(0, 0).tv_sec()) == 4 {
+            i64::from(i32::MAX)
+        } else {
+            i64::MAX
+        };
         let far = crate::clock::wall_now().saturating_add(100 * 365 * 86_400_000);
         let at = at.unwrap_or(far);
         let secs = at.div_euclid(1_000).clamp(0, max_secs);

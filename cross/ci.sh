@@ -14,7 +14,7 @@ target=${CARGO_TARGET_DIR:-target}
 done_with() {
   [ -n "${CI:-}" ] || return 0
   rm -rf "$1"
-  echo "== removed $1 (free disk: $(df -h --output=avail "$target/.." | tail -n 1 | tr -d ' '))"
+  echo "== removed $1 (free disk: $(df -h --output=avail "$(dirname "$target")" | tail -n 1 | tr -d ' '))"
 }
 UID2D_CRASH_ITERATIONS=${UID2D_CRASH_ITERATIONS:-40} \
   cross/build.sh aarch64-unknown-linux-gnu --profile dev --test

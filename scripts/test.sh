@@ -37,7 +37,7 @@ count() {
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 # Free disk where the build lives, printed at each phase: CI's machine has no fixed disk
 # size, and a run that fills it fails far from the cause.
-disk() { df -h --output=avail "${CARGO_TARGET_DIR:-target}/.." 2>/dev/null | tail -n 1 | tr -d ' '; }
+disk() { df -h --output=avail "$(dirname "${CARGO_TARGET_DIR:-target}")" 2>/dev/null | tail -n 1 | tr -d ' '; }
 # prune DIR...: on CI (a throwaway clone), removes build output no later phase reads;
 # locally it is kept for the next run.
 prune() {

@@ -29,4 +29,4 @@ pub mod runtime;
 pub mod store;
 pub mod textfile;
 pub(crate) mod timer;
-pub(crate) mod trust;
+pub mod trust;

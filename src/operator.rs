@@ -4,7 +4,6 @@
 //! The envelope crypto lives in [`crate::crypto`]; this module only moves bytes and maps
 //! HTTP outcomes onto the engine's [`RefreshOutcome`].
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -78,22 +77,21 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// `base` must already be validated (https, or http to loopback: see config).
+    /// `base` must already be validated (https, or http to loopback: see config). `tls`
+    /// carries the roots, from [`crate::trust::Roots::client_config`]: clients built from
+    /// one [`crate::trust::Roots`] share its parsed store.
     pub fn new(
         base: Url,
-        ca_file: Option<&Path>,
+        tls: rustls::ClientConfig,
         timeout: Duration,
     ) -> Result<Self, OperatorError> {
-        let mut builder = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
             .https_only(!crate::config::is_loopback(&base))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(CLIENT_VERSION);
-        for root in crate::trust::extra_roots(ca_file, base.scheme() == "https")? {
-            builder = builder.add_root_certificate(root);
-        }
-        let client = builder
+            .user_agent(CLIENT_VERSION)
+            .use_preconfigured_tls(tls)
             .build()
             .map_err(|e| OperatorError::Client(e.to_string()))?;
         Ok(Self { client, base })

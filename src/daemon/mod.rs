@@ -189,7 +189,9 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
         key = ?store.key_origin(),
         "store opened"
     );
-    let operator = operator_client(&config)?;
+    // One read of the CA store for both products' clients.
+    let mut roots = crate::trust::Roots::load();
+    let operator = operator_client(&config, &mut roots)?;
     let euid_config = startup.euid_enabled.then(|| config.for_euid());
     let runtime = Runtime::new(
         config,
@@ -202,7 +204,7 @@ async fn start(options: &Options, config: Config) -> Result<Started, DaemonError
     let unread = runtime.load_first().await?;
     let euid = match euid_config {
         Some(config) => {
-            let operator = operator_client(&config)?;
+            let operator = operator_client(&config, &mut roots)?;
             let runtime = runtime.beside(config, operator);
             let unread = runtime.load_first().await?;
             Some(Product { runtime, unread })

@@ -10,19 +10,23 @@ use super::{DaemonError, LogControl, Options};
 use crate::config::Config;
 use crate::operator::Operator;
 use crate::runtime::Runtime;
+use crate::trust::Roots;
 
-/// The operator client for a config.
-pub(super) fn operator_client(config: &Config) -> Result<Operator, DaemonError> {
+/// The operator client for a config, its roots from `roots` (one per config load, so the
+/// UID2 and EUID clients share the parsed CA store).
+pub(super) fn operator_client(config: &Config, roots: &mut Roots) -> Result<Operator, DaemonError> {
     let reloadable = &config.reloadable;
-    Operator::new(
-        reloadable.base_url.clone(),
-        reloadable.ca_file.as_deref(),
-        reloadable.request_timeout,
-    )
-    .map_err(|e| match e {
+    let no_roots = |e| match e {
         crate::operator::OperatorError::NoTrustRoots => DaemonError::NoTrustRoots,
         e => e.into(),
-    })
+    };
+    let tls = roots
+        .client_config(
+            reloadable.ca_file.as_deref(),
+            reloadable.base_url.scheme() == "https",
+        )
+        .map_err(no_roots)?;
+    Operator::new(reloadable.base_url.clone(), tls, reloadable.request_timeout).map_err(no_roots)
 }
 
 /// SIGHUP: re-read the config; keep the running one if the new one is bad, and the
@@ -35,27 +39,30 @@ pub(super) fn reload(
     log: Option<&LogControl>,
 ) {
     notify(&[NotifyState::Reloading]);
-    let outcome = load_for_reload(options, runtime).and_then(|(config, operator, restart)| {
-        // Both operator clients are built before either runtime changes.
-        let euid = match euid {
-            Some(euid) => {
-                let config = config.for_euid();
-                let operator = operator_client(&config)?;
-                Some((euid, config, operator))
+    // The CA store is read again: an updated bundle takes effect with a reload.
+    let mut roots = Roots::load();
+    let outcome =
+        load_for_reload(options, runtime, &mut roots).and_then(|(config, operator, restart)| {
+            // Both operator clients are built before either runtime changes.
+            let euid = match euid {
+                Some(euid) => {
+                    let config = config.for_euid();
+                    let operator = operator_client(&config, &mut roots)?;
+                    Some((euid, config, operator))
+                }
+                None => None,
+            };
+            if let Some(log) = log {
+                log.set_level(config.reloadable.log_level);
             }
-            None => None,
-        };
-        if let Some(log) = log {
-            log.set_level(config.reloadable.log_level);
-        }
-        info!(operator = %config.reloadable.base_url, "configuration reloaded");
-        runtime.reload(config, operator);
-        if let Some((euid, config, operator)) = euid {
-            info!(operator = %config.reloadable.base_url, "EUID configuration reloaded");
-            euid.reload(config, operator);
-        }
-        Ok(restart)
-    });
+            info!(operator = %config.reloadable.base_url, "configuration reloaded");
+            runtime.reload(config, operator);
+            if let Some((euid, config, operator)) = euid {
+                info!(operator = %config.reloadable.base_url, "EUID configuration reloaded");
+                euid.reload(config, operator);
+            }
+            Ok(restart)
+        });
     let summary = systemd::summary(&systemd::Products {
         main: runtime.clone(),
         euid: euid.cloned(),
@@ -82,6 +89,7 @@ pub(super) fn reload(
 fn load_for_reload(
     options: &Options,
     runtime: &Runtime,
+    roots: &mut Roots,
 ) -> Result<(Config, Operator, Vec<&'static str>), DaemonError> {
     let new = Config::load(&options.config_paths)?;
     let running = runtime.config();
@@ -93,6 +101,6 @@ fn load_for_reload(
         );
     }
     let config = running.reloaded(new);
-    let operator = operator_client(&config)?;
+    let operator = operator_client(&config, roots)?;
     Ok((config, operator, restart))
 }

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use url::Url;
 
 /// Connects to `url`'s host and port and completes a TLS handshake that verifies the
@@ -44,7 +43,10 @@ pub fn handshake(url: &Url, ca_file: Option<&Path>, timeout: Duration) -> Result
     let io = |e: std::io::Error| format!("TLS handshake failed: {e}");
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    let config = client_config(ca_file)?;
+    // The daemon's roots (src/trust.rs), read as the daemon reads them.
+    let config = crate::trust::Roots::load()
+        .client_config(ca_file, true)
+        .map_err(|e| e.to_string())?;
     let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
         .map_err(|e| format!("not a TLS server name: {e}"))?;
     let mut tls =
@@ -68,40 +70,4 @@ pub fn handshake(url: &Url, ca_file: Option<&Path>, timeout: Duration) -> Result
     Ok(format!(
         "TLS handshake done ({version}, certificate trusted by {trust}); no request sent"
     ))
-}
-
-fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    // The daemon's roots (src/trust.rs): the system store, bundled ones in a
-    // bundled-roots build, then ca_file.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(crate::trust::system_store_ders());
-    #[cfg(feature = "bundled-roots")]
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(format!(
-                "ca_file {} holds no PEM certificate",
-                path.display()
-            ));
-        }
-    }
-    if roots.is_empty() {
-        return Err(crate::operator::OperatorError::NoTrustRoots.to_string());
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }

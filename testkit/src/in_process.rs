@@ -35,10 +35,17 @@ pub fn unloaded_service(
         Path::new("test.toml"),
     )
     .expect("config");
+    let reloadable = &config.reloadable;
+    let tls = uid2d::trust::Roots::load()
+        .client_config(
+            reloadable.ca_file.as_deref(),
+            reloadable.base_url.scheme() == "https",
+        )
+        .expect("TLS roots");
     let client = uid2d::operator::Operator::new(
-        config.reloadable.base_url.clone(),
-        config.reloadable.ca_file.as_deref(),
-        config.reloadable.request_timeout,
+        reloadable.base_url.clone(),
+        tls,
+        reloadable.request_timeout,
     )
     .expect("operator client");
     Runtime::new(

@@ -584,3 +584,46 @@ async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
         "{status}"
     );
 }
+
+/// A reload reads files (the config, the CA store): done on the runtime's one thread, a
+/// slow file would stop every call. The drop-in here is a FIFO, so the reload's read waits
+/// until this test writes it; meanwhile a call must be answered.
+#[tokio::test]
+async fn a_reload_waiting_on_a_slow_file_does_not_stop_calls() {
+    let rig = quiet_rig().await;
+    let mut daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    manager
+        .set_identity(&rig.operator.identity("user@example.com"))
+        .await
+        .unwrap();
+    let mut dropins = daemon.config.clone().into_os_string();
+    dropins.push(".d");
+    let dropins = std::path::PathBuf::from(dropins);
+    std::fs::create_dir_all(&dropins).unwrap();
+    let fifo = dropins.join("zz-slow.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+
+    daemon.messages.clear();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    // Opening the write end returns once uid2d has opened the read end: the reload is
+    // then waiting in its read.
+    let writer = tokio::task::spawn_blocking(move || std::fs::File::create(fifo))
+        .await
+        .unwrap()
+        .unwrap();
+    let answered = tokio::time::timeout(PATIENCE, manager.get_advertising_token()).await;
+    assert!(
+        matches!(answered, Ok(Ok(ref token)) if !token.is_empty()),
+        "no answer while the reload waited on a file: {answered:?}"
+    );
+    // An empty drop-in: the reload then completes with the config unchanged.
+    drop(writer);
+    let status = daemon.wait_for_notify("Configuration reloaded").await;
+    assert!(!status.contains("restart"), "{status}");
+}

@@ -413,7 +413,7 @@ async fn serve(
     let failure = loop {
         tokio::select! {
             () = &mut shutdown => break None,
-            _ = hangup.recv() => reload(options, &runtime, euid.as_ref().map(|e| &e.runtime), log.as_ref()),
+            _ = hangup.recv() => reload(options, &runtime, euid.as_ref().map(|e| &e.runtime), log.as_ref()).await,
             Some(ended) = tasks.join_next() => break Some(match ended {
                 Ok(why) => why,
                 Err(e) if e.is_panic() => DaemonError::TaskEnded("panicked"),

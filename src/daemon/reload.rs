@@ -7,7 +7,7 @@ use tracing::{error, info, warn};
 
 use super::systemd::{self, notify};
 use super::{DaemonError, LogControl, Options};
-use crate::config::Config;
+use crate::config::{Config, ConfigPaths};
 use crate::operator::Operator;
 use crate::runtime::Runtime;
 use crate::trust::Roots;
@@ -32,37 +32,43 @@ pub(super) fn operator_client(config: &Config, roots: &mut Roots) -> Result<Oper
 /// SIGHUP: re-read the config; keep the running one if the new one is bad, and the
 /// running start-up part until a restart. Tells systemd with RELOADING=1 … READY=1, and
 /// the outcome in STATUS=.
-pub(super) fn reload(
+///
+/// Reading the config files and the CA store is blocking file I/O: it runs on the
+/// blocking pool, so the runtime's one thread keeps serving calls meanwhile.
+pub(super) async fn reload(
     options: &Options,
     runtime: &Arc<Runtime>,
     euid: Option<&Arc<Runtime>>,
     log: Option<&LogControl>,
 ) {
     notify(&[NotifyState::Reloading]);
-    // The CA store is read again: an updated bundle takes effect with a reload.
-    let mut roots = Roots::load();
-    let outcome =
-        load_for_reload(options, runtime, &mut roots).and_then(|(config, operator, restart)| {
-            // Both operator clients are built before either runtime changes.
-            let euid = match euid {
-                Some(euid) => {
-                    let config = config.for_euid();
-                    let operator = operator_client(&config, &mut roots)?;
-                    Some((euid, config, operator))
-                }
-                None => None,
-            };
-            if let Some(log) = log {
-                log.set_level(config.reloadable.log_level);
-            }
-            info!(operator = %config.reloadable.base_url, "configuration reloaded");
-            runtime.reload(config, operator);
-            if let Some((euid, config, operator)) = euid {
-                info!(operator = %config.reloadable.base_url, "EUID configuration reloaded");
-                euid.reload(config, operator);
-            }
-            Ok(restart)
-        });
+    let paths = options.config_paths.clone();
+    let running = runtime.config();
+    let with_euid = euid.is_some();
+    let loaded = match tokio::task::spawn_blocking(move || {
+        load_for_reload(&paths, running, with_euid)
+    })
+    .await
+    {
+        Ok(loaded) => loaded,
+        // A bug while loading is a bug of the daemon, as it was when it ran inline.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down, nothing to apply.
+        Err(_) => return,
+    };
+    // Both operator clients were built before either runtime changes.
+    let outcome = loaded.map(|loaded| {
+        if let Some(log) = log {
+            log.set_level(loaded.config.reloadable.log_level);
+        }
+        info!(operator = %loaded.config.reloadable.base_url, "configuration reloaded");
+        runtime.reload(loaded.config, loaded.operator);
+        if let (Some(euid), Some((config, operator))) = (euid, loaded.euid) {
+            info!(operator = %config.reloadable.base_url, "EUID configuration reloaded");
+            euid.reload(config, operator);
+        }
+        loaded.restart
+    });
     let summary = systemd::summary(&systemd::Products {
         main: runtime.clone(),
         euid: euid.cloned(),
@@ -84,15 +90,24 @@ pub(super) fn reload(
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
-/// The config to run after a reload (the new reloadable part, the running start-up
-/// part), its operator client, and the start-up keys the new files change.
+/// What a reload applies: the config to run (the new reloadable part, the running
+/// start-up part) with its operator client, the EUID product's, and the start-up keys the
+/// new files change.
+struct Reloaded {
+    config: Config,
+    operator: Operator,
+    euid: Option<(Config, Operator)>,
+    restart: Vec<&'static str>,
+}
+
+/// Reads the config files and the CA store again and builds the operator clients from
+/// them (the EUID one if `with_euid`). Blocking: file I/O.
 fn load_for_reload(
-    options: &Options,
-    runtime: &Runtime,
-    roots: &mut Roots,
-) -> Result<(Config, Operator, Vec<&'static str>), DaemonError> {
-    let new = Config::load(&options.config_paths)?;
-    let running = runtime.config();
+    paths: &ConfigPaths,
+    running: Config,
+    with_euid: bool,
+) -> Result<Reloaded, DaemonError> {
+    let new = Config::load(paths)?;
     let restart = running.restart_needed(&new);
     if !restart.is_empty() {
         warn!(
@@ -101,6 +116,20 @@ fn load_for_reload(
         );
     }
     let config = running.reloaded(new);
-    let operator = operator_client(&config, roots)?;
-    Ok((config, operator, restart))
+    // The CA store is read again: an updated bundle takes effect with a reload.
+    let mut roots = Roots::load();
+    let operator = operator_client(&config, &mut roots)?;
+    let euid = if with_euid {
+        let config = config.for_euid();
+        let operator = operator_client(&config, &mut roots)?;
+        Some((config, operator))
+    } else {
+        None
+    };
+    Ok(Reloaded {
+        config,
+        operator,
+        euid,
+        restart,
+    })
 }

@@ -12,6 +12,9 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::StreamExt as _;
 use zbus::zvariant::Value;
 
+mod target;
+use target::Target;
+
 /// Talk to uid2d, the UID2 identity daemon. Acts on the calling app's own identity, or with
 /// `--app ID` on that app's (through com.uid2.Broker1: root or broker_group).
 #[derive(Debug, Parser)]
@@ -85,126 +88,6 @@ enum Command {
         #[arg(long, default_value = "uid2d.service")]
         unit: String,
     },
-}
-
-/// Whose identity the commands act on: the caller's own, or an app's through the broker.
-enum Target<'a> {
-    Own(Manager1Proxy<'a>),
-    App(Broker1Proxy<'a>, String),
-}
-
-impl Target<'_> {
-    async fn status(&self) -> zbus::Result<String> {
-        match self {
-            Target::Own(m) => m.get_identity_status().await,
-            Target::App(b, app) => b.get_identity_status(app).await,
-        }
-    }
-
-    async fn token(&self) -> zbus::Result<String> {
-        match self {
-            Target::Own(m) => m.get_advertising_token().await,
-            Target::App(b, app) => b.get_advertising_token(app).await,
-        }
-    }
-
-    async fn token_valid_for(&self, seconds: u32) -> zbus::Result<String> {
-        match self {
-            Target::Own(m) => m.get_advertising_token_valid_for(seconds).await,
-            Target::App(b, app) => b.get_advertising_token_valid_for(app, seconds).await,
-        }
-    }
-
-    async fn info(&self) -> zbus::Result<HashMap<String, zbus::zvariant::OwnedValue>> {
-        match self {
-            Target::Own(m) => m.get_token_info().await,
-            Target::App(b, app) => b.get_token_info(app).await,
-        }
-    }
-
-    async fn eids(&self) -> zbus::Result<String> {
-        match self {
-            Target::Own(m) => m.get_eids().await,
-            Target::App(b, app) => b.get_eids(app).await,
-        }
-    }
-
-    async fn identity(&self) -> zbus::Result<String> {
-        match self {
-            Target::Own(m) => m.get_identity().await,
-            Target::App(b, app) => b.get_identity(app).await,
-        }
-    }
-
-    async fn set(&self, identity: &str) -> zbus::Result<String> {
-        match self {
-            Target::Own(m) => m.set_identity(identity).await,
-            Target::App(b, app) => b.set_identity(app, identity).await,
-        }
-    }
-
-    async fn generate(
-        &self,
-        kind: &str,
-        value: &str,
-        options: HashMap<&str, Value<'_>>,
-    ) -> zbus::Result<String> {
-        match self {
-            Target::Own(m) => m.generate_identity(kind, value, options).await,
-            Target::App(b, app) => b.generate_identity(app, kind, value, options).await,
-        }
-    }
-
-    async fn refresh(&self) -> zbus::Result<String> {
-        match self {
-            Target::Own(m) => m.refresh_identity().await,
-            Target::App(b, app) => b.refresh_identity(app).await,
-        }
-    }
-
-    async fn reset(&self) -> zbus::Result<()> {
-        match self {
-            Target::Own(m) => m.reset_identity().await,
-            Target::App(b, app) => b.reset_identity(app).await,
-        }
-    }
-
-    async fn auto(&self) -> zbus::Result<bool> {
-        match self {
-            Target::Own(m) => m.get_automatic_refresh_enabled().await,
-            Target::App(b, app) => b.get_automatic_refresh_enabled(app).await,
-        }
-    }
-
-    async fn set_auto(&self, on: bool) -> zbus::Result<()> {
-        match self {
-            Target::Own(m) => m.set_automatic_refresh_enabled(on).await,
-            Target::App(b, app) => b.set_automatic_refresh_enabled(app, on).await,
-        }
-    }
-
-    /// Status changes of this identity, subscribed before the first read.
-    async fn changes(
-        &self,
-    ) -> zbus::Result<std::pin::Pin<Box<dyn futures_util::Stream<Item = String> + Send + '_>>> {
-        Ok(match self {
-            Target::Own(m) => {
-                Box::pin(m.receive_identity_status_changed().await?.filter_map(|c| {
-                    std::future::ready(c.args().ok().map(|a| a.status().to_string()))
-                }))
-            }
-            Target::App(b, app) => Box::pin(b.receive_identity_status_changed().await?.filter_map(
-                move |c| {
-                    let status = c
-                        .args()
-                        .ok()
-                        .filter(|a| a.app_id() == app)
-                        .map(|a| a.status().to_string());
-                    std::future::ready(status)
-                },
-            )),
-        })
-    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -9,31 +9,25 @@
 mod logging;
 mod main;
 mod reload;
+mod start;
 mod systemd;
 mod timers;
 
-use reload::{operator_client, reload};
+use reload::reload;
+use start::{start, Started};
 use timers::{injected_end, run_timers};
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio::task::JoinSet;
 use tracing::{error, info};
-use zbus::connection;
 
-use crate::access::Rules;
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigPaths, ScopeMode};
-use crate::dbus::{
-    self, Broker, Callers, Diagnostics, Manager, BUS_NAME, EUID_OBJECT_PATH, OBJECT_PATH,
-};
-use crate::engine::Policy;
-use crate::runtime::{Runtime, ScopeKey};
-use crate::store::{Store, StoreError};
+use crate::config::{Config, ConfigPaths};
+use crate::dbus::{self, BUS_NAME, EUID_OBJECT_PATH};
+use crate::store::StoreError;
 use systemd::notify;
 
 pub use logging::{init_logging, LogControl};
@@ -129,137 +123,6 @@ pub async fn run(
         }
     };
     serve(started, &options, log, shutdown).await
-}
-
-/// What start-up made: the runtimes, on the bus.
-struct Started {
-    runtime: Arc<Runtime>,
-    /// The EUID runtime at [`EUID_OBJECT_PATH`], unless `[euid] enabled = false`.
-    euid: Option<Product>,
-    rules: Rules,
-    callers: Arc<Callers>,
-    conn: zbus::Connection,
-    clock: Arc<dyn Clock>,
-    /// Stored scopes not read before READY=1.
-    unread: Vec<ScopeKey>,
-}
-
-/// A runtime beside the main one, and its stored scopes not read before READY=1.
-struct Product {
-    runtime: Arc<Runtime>,
-    unread: Vec<ScopeKey>,
-}
-
-/// Opens the store, restores the device policy and the first batch of scopes (on a TV,
-/// all of them), and takes the bus name. Any further scopes are read after READY=1.
-async fn start(options: &Options, config: Config) -> Result<Started, DaemonError> {
-    let startup = &config.startup;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new(startup.rtc));
-    let rules = Rules {
-        mode: startup.scope,
-        device_gid: match (&startup.scope, &startup.device_group) {
-            (ScopeMode::Device, Some(group)) => Some(resolve_group(group)?),
-            _ => None,
-        },
-        admin_gid: startup
-            .admin_group
-            .as_deref()
-            .map(resolve_group)
-            .transpose()?,
-        broker_gid: startup
-            .apps
-            .broker_group
-            .as_deref()
-            .map(resolve_group)
-            .transpose()?,
-    };
-    let apps = match startup.scope {
-        ScopeMode::App => Some(startup.apps.resolver().map_err(DaemonError::AppRules)?),
-        ScopeMode::Uid | ScopeMode::Device => None,
-    };
-    let store = {
-        let (state_dir, credentials_dir) =
-            (options.state_dir.clone(), options.credentials_dir.clone());
-        tokio::task::spawn_blocking(move || Store::open(&state_dir, credentials_dir.as_deref()))
-            .await
-            .map_err(|_| StoreError::Interrupted)??
-    };
-    info!(
-        state_dir = %options.state_dir.display(),
-        key = ?store.key_origin(),
-        "store opened"
-    );
-    // One read of the CA store for both products' clients.
-    let mut roots = crate::trust::Roots::load();
-    let operator = operator_client(&config, &mut roots)?;
-    let euid_config = startup.euid_enabled.then(|| config.for_euid());
-    let runtime = Runtime::new(
-        config,
-        operator,
-        Arc::new(store),
-        clock.clone(),
-        Policy::default(),
-    );
-    runtime.load_policy().await?;
-    let unread = runtime.load_first().await?;
-    let euid = match euid_config {
-        Some(config) => {
-            let operator = operator_client(&config, &mut roots)?;
-            let runtime = runtime.beside(config, operator);
-            let unread = runtime.load_first().await?;
-            Some(Product { runtime, unread })
-        }
-        None => None,
-    };
-
-    let callers = Arc::new(Callers::new(apps));
-    let builder = match &options.bus {
-        Bus::System => connection::Builder::system()?,
-        Bus::Session => connection::Builder::session()?,
-        Bus::Address(address) => connection::Builder::address(address.as_str())?,
-    };
-    let mut builder = builder
-        .serve_at(
-            OBJECT_PATH,
-            Manager::new(runtime.clone(), rules.clone(), callers.clone()),
-        )?
-        .serve_at(
-            OBJECT_PATH,
-            Broker::new(runtime.clone(), rules.clone(), callers.clone()),
-        )?
-        .serve_at(
-            OBJECT_PATH,
-            Diagnostics::new(
-                runtime.clone(),
-                euid.as_ref().map(|euid| euid.runtime.clone()),
-                rules.clone(),
-                callers.clone(),
-            ),
-        )?;
-    if let Some(euid) = &euid {
-        builder = builder
-            .serve_at(
-                EUID_OBJECT_PATH,
-                Manager::new(euid.runtime.clone(), rules.clone(), callers.clone()),
-            )?
-            .serve_at(
-                EUID_OBJECT_PATH,
-                Broker::new(euid.runtime.clone(), rules.clone(), callers.clone()),
-            )?;
-    }
-    let connecting = builder.name(BUS_NAME)?.build();
-    let conn = tokio::time::timeout(BUS_TIMEOUT, connecting)
-        .await
-        .map_err(|_| DaemonError::BusTimeout(BUS_TIMEOUT.as_secs()))??;
-    Ok(Started {
-        runtime,
-        euid,
-        rules,
-        callers,
-        conn,
-        clock,
-        unread,
-    })
 }
 
 /// Announces READY=1, starts the daemon's tasks, reads the remaining scopes' files, and
@@ -434,13 +297,6 @@ async fn serve(
     tasks.abort_all();
     drop(conn);
     failure.map_or(Ok(()), Err)
-}
-
-fn resolve_group(name: &str) -> Result<u32, DaemonError> {
-    match nix::unistd::Group::from_name(name) {
-        Ok(Some(group)) => Ok(group.gid.as_raw()),
-        _ => Err(DaemonError::UnknownGroup(name.to_owned())),
-    }
 }
 
 #[cfg(test)]

@@ -530,27 +530,36 @@ async fn slow_operator_times_out_and_the_identity_is_kept() {
     assert_eq!(manager.get_identity_status().await.unwrap(), "established");
 }
 
-#[tokio::test]
-async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
-    let rig = quiet_rig().await;
-    let mut daemon = rig.daemon().await;
+/// uid2d holding an identity for the caller, and the caller's bus connection.
+async fn daemon_with_identity(rig: &Rig) -> (Daemon, zbus::Connection) {
+    let daemon = rig.daemon().await;
     let conn = rig.bus.connect().await;
-    let manager = manager(&conn).await;
-    manager
+    manager(&conn)
+        .await
         .set_identity(&rig.operator.identity("user@example.com"))
         .await
         .unwrap();
-    let hup = |daemon: &Daemon| {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(daemon.pid()),
-            nix::sys::signal::Signal::SIGHUP,
-        )
-        .unwrap()
-    };
+    (daemon, conn)
+}
+
+/// Asks `daemon` to reload its config.
+fn sighup(daemon: &Daemon) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
+    let rig = quiet_rig().await;
+    let (mut daemon, conn) = daemon_with_identity(&rig).await;
+    let manager = manager(&conn).await;
 
     std::fs::write(&daemon.config, "enviroment = \"production\"\n").unwrap();
     daemon.messages.clear();
-    hup(&daemon);
+    sighup(&daemon);
     let status = daemon.wait_for_notify("reload refused").await;
     assert!(status.contains("enviroment"), "{status}");
     assert!(daemon.messages.iter().any(|m| m.contains("RELOADING=1")));
@@ -560,7 +569,7 @@ async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     let other = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
     std::fs::write(&daemon.config, other.config_toml()).unwrap();
     daemon.messages.clear();
-    hup(&daemon);
+    sighup(&daemon);
     let status = daemon.wait_for_notify("Configuration reloaded").await;
     assert!(!status.contains("restart"), "{status}");
     let _ = manager.refresh_identity().await;
@@ -577,7 +586,7 @@ async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     )
     .unwrap();
     daemon.messages.clear();
-    hup(&daemon);
+    sighup(&daemon);
     let status = daemon.wait_for_notify("Configuration reloaded").await;
     assert!(
         status.contains("needs a restart: admin_group, rtc"),
@@ -591,13 +600,8 @@ async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
 #[tokio::test]
 async fn a_reload_waiting_on_a_slow_file_does_not_stop_calls() {
     let rig = quiet_rig().await;
-    let mut daemon = rig.daemon().await;
-    let conn = rig.bus.connect().await;
+    let (mut daemon, conn) = daemon_with_identity(&rig).await;
     let manager = manager(&conn).await;
-    manager
-        .set_identity(&rig.operator.identity("user@example.com"))
-        .await
-        .unwrap();
     let mut dropins = daemon.config.clone().into_os_string();
     dropins.push(".d");
     let dropins = std::path::PathBuf::from(dropins);
@@ -606,11 +610,7 @@ async fn a_reload_waiting_on_a_slow_file_does_not_stop_calls() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
 
     daemon.messages.clear();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.pid()),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
+    sighup(&daemon);
     // Opening the write end returns once uid2d has opened the read end: the reload is
     // then waiting in its read.
     let writer = tokio::task::spawn_blocking(move || std::fs::File::create(fifo))

@@ -102,6 +102,13 @@ fn rollup(pid: u32) -> Result<[u64; 5]> {
 /// Resident KiB by what is mapped: the executable's own file, other files (shared
 /// libraries), and anonymous memory. Where VmRSS goes, from /proc/<pid>/smaps.
 fn rss_by_mapping(pid: u32) -> Result<[u64; 3]> {
+    by_mapping(pid, "Rss:")
+}
+
+/// The KiB of smaps field `name` (e.g. `Private_Dirty:`) by what is mapped, as
+/// [`rss_by_mapping`] splits them. The executable's private dirty pages are the data the
+/// loader relocated at start.
+fn by_mapping(pid: u32, name: &str) -> Result<[u64; 3]> {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
     let exe = exe.to_string_lossy();
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
@@ -119,7 +126,7 @@ fn rss_by_mapping(pid: u32) -> Result<[u64; 3]> {
             } else {
                 2
             };
-        } else if first == "Rss:" {
+        } else if first == name {
             sums[kind] += words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
         }
     }
@@ -729,6 +736,7 @@ async fn run() -> Result<()> {
         let (idle, bus_idle) = (mem(d.pid())?, mem(bus_pid)?);
         let (roll, bus_roll) = (rollup(d.pid())?, rollup(bus_pid)?);
         let split = rss_by_mapping(d.pid())?;
+        let dirty = by_mapping(d.pid(), "Private_Dirty:")?;
         ctx.stop(d).await?;
         t.row(
             "memory idle, `dist` build (opt-level z, LTO), KiB VmRSS / VmHWM / RssAnon: uid2d vs dbus-daemon",
@@ -752,6 +760,13 @@ async fn run() -> Result<()> {
         t.row(
             "  (info) `dist` idle RSS by mapping, KiB: own executable / shared libraries / anonymous",
             kib(split),
+            "-".into(),
+            "-".into(),
+            "",
+        );
+        t.row(
+            "  (info) `dist` Private_Dirty by mapping, KiB: own executable (relocated data) / shared libraries / anonymous (heap, stacks)",
+            kib(dirty),
             "-".into(),
             "-".into(),
             "",

@@ -18,6 +18,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use netlink_packet_core::{
@@ -147,7 +148,7 @@ impl Routes {
 ///
 /// # Errors
 /// `InvalidData` for a message that cannot be parsed; the kernel's error for an
-/// `NLMSG_ERROR` answer.
+/// `NLMSG_ERROR` answer or an `NLMSG_DONE` carrying one.
 fn read_dump(datagram: &[u8], sequence: u32, found: &mut bool) -> io::Result<bool> {
     let mut rest = datagram;
     while !rest.is_empty() {
@@ -162,6 +163,10 @@ fn read_dump(datagram: &[u8], sequence: u32, found: &mut bool) -> io::Result<boo
         match message.payload {
             NetlinkPayload::InnerMessage(DumpedRoute(Some(route))) => {
                 *found |= is_usable_default(&route);
+            }
+            // A dump that failed part way ends with the error in its NLMSG_DONE.
+            NetlinkPayload::Done(done) if done.code < 0 => {
+                return Err(io::Error::from_raw_os_error(-done.code))
             }
             NetlinkPayload::Done(_) => return Ok(true),
             NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
@@ -193,49 +198,97 @@ async fn next_change(socket: &TokioSocket, buffer: &mut Vec<u8>) -> io::Result<(
     }
 }
 
-/// Follows the routes and feeds `runtimes` until netlink fails; the error.
-async fn follow(runtimes: &[Arc<Runtime>]) -> io::Error {
-    let run = async {
-        // Joined before the first dump: no change between the two is missed.
-        let notifications = subscribe()?;
-        let mut routes = Routes::open()?;
-        let mut buffer = Vec::with_capacity(8192);
-        loop {
-            let online = routes.has_default_route().await?;
-            for runtime in runtimes {
-                runtime.set_online(online).await;
-            }
-            next_change(&notifications, &mut buffer).await?;
-            // One dump answers a burst of notifications (a link going down takes its
-            // addresses and routes with it).
-            let mut burst = 1;
-            while let Some(next) = next_change(&notifications, &mut buffer).now_or_never() {
-                next?;
-                burst += 1;
-            }
-            debug!(notifications = burst, "network change");
-        }
-    };
-    match run.await {
-        Ok(never) => never,
-        Err(e) => e,
-    }
+/// Why [`follow`] stopped.
+enum Stopped {
+    /// The sockets could not be opened: netlink is not available here.
+    Unavailable(io::Error),
+    /// An error after they were; `followed` if at least one dump was read before it.
+    Failed { error: io::Error, followed: bool },
 }
 
+/// Opens the sockets, then follows the routes and feeds `runtimes` until an error.
+async fn follow(runtimes: &[Arc<Runtime>]) -> Stopped {
+    // Joined before the first dump: no change between the two is missed. A change during
+    // a dump (which the kernel flags with NLM_F_DUMP_INTR) is also a notification, so the
+    // next dump sees it.
+    let (notifications, mut routes) = match subscribe().and_then(|n| Ok((n, Routes::open()?))) {
+        Ok(sockets) => sockets,
+        Err(error) => return Stopped::Unavailable(error),
+    };
+    let mut followed = false;
+    let mut buffer = Vec::with_capacity(8192);
+    let error = loop {
+        let online = match routes.has_default_route().await {
+            Ok(online) => online,
+            Err(error) => break error,
+        };
+        followed = true;
+        for runtime in runtimes {
+            runtime.set_online(online).await;
+        }
+        if let Err(error) = next_change(&notifications, &mut buffer).await {
+            break error;
+        }
+        // One dump answers a burst of notifications (a link going down takes its
+        // addresses and routes with it).
+        let mut burst = 1;
+        while let Some(next) = next_change(&notifications, &mut buffer).now_or_never() {
+            if let Err(error) = next {
+                return Stopped::Failed { error, followed };
+            }
+            burst += 1;
+        }
+        debug!(notifications = burst, "network change");
+    };
+    Stopped::Failed { error, followed }
+}
+
+/// The first wait before following again after an error, and the longest.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
 /// Follows the kernel's routes for the life of the daemon and feeds every product's
-/// runtime. Where netlink cannot be used (a sandbox without `AF_NETLINK`), it warns once
-/// and leaves the runtimes online, as uid2d was before it watched the network. Never
+/// runtime. Where netlink cannot be used at all (a sandbox without `AF_NETLINK`), it
+/// warns once and leaves the runtimes online, as uid2d was before it watched the
+/// network. After an error once it followed, it reports online (it cannot know better)
+/// and opens new sockets after 1 s, doubling to 5 min while the errors go on. Never
 /// returns.
 pub async fn watch(runtimes: Vec<Arc<Runtime>>) -> ! {
-    let why = follow(&runtimes).await;
-    warn!(
-        error_kind = "network_watch",
-        "cannot follow the network over netlink ({why}); assuming online"
-    );
-    for runtime in &runtimes {
-        runtime.set_online(true).await;
+    let mut retry = RETRY_FIRST;
+    let mut first = true;
+    loop {
+        let stopped = follow(&runtimes).await;
+        for runtime in &runtimes {
+            runtime.set_online(true).await;
+        }
+        let error = match stopped {
+            Stopped::Unavailable(why) if first => {
+                warn!(
+                    error_kind = "network_watch",
+                    "cannot follow the network over netlink ({why}); assuming online"
+                );
+                loop {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Stopped::Unavailable(error) => error,
+            Stopped::Failed { error, followed } => {
+                // It had followed again: a new failure, not the same one going on.
+                if followed {
+                    retry = RETRY_FIRST;
+                }
+                error
+            }
+        };
+        warn!(
+            error_kind = "network_watch",
+            "following the network over netlink failed ({error}); assuming online, trying again in {} s",
+            retry.as_secs()
+        );
+        first = false;
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(RETRY_MAX);
     }
-    std::future::pending().await
 }
 
 #[cfg(test)]
@@ -376,5 +429,9 @@ mod tests {
         let error =
             read_dump(&framed(NetlinkPayload::Error(refused), 1), 1, &mut found).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::EPERM));
+        let mut failed = netlink_packet_core::DoneMessage::default();
+        failed.code = -libc::EMSGSIZE;
+        let error = read_dump(&framed(NetlinkPayload::Done(failed), 1), 1, &mut found).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EMSGSIZE));
     }
 }

@@ -81,6 +81,9 @@ where
         });
         serve(shutdown).await.map_err(|e| e.to_string())
     });
+    // A blocking-pool thread still in a read (a reload's, on a hung file system) must not
+    // hold up the exit; every write was awaited before `serve` returned.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -594,29 +594,46 @@ async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     );
 }
 
-/// A reload reads files (the config, the CA store): done on the runtime's one thread, a
-/// slow file would stop every call. The drop-in here is a FIFO, so the reload's read waits
-/// until this test writes it; meanwhile a call must be answered.
-#[tokio::test]
-async fn a_reload_waiting_on_a_slow_file_does_not_stop_calls() {
-    let rig = quiet_rig().await;
-    let (mut daemon, conn) = daemon_with_identity(&rig).await;
-    let manager = manager(&conn).await;
+/// A FIFO as the last drop-in of `daemon`'s config: a reload's read of it waits until
+/// something opens it for writing, as a read on a hung file system would.
+fn fifo_dropin(daemon: &Daemon) -> std::path::PathBuf {
     let mut dropins = daemon.config.clone().into_os_string();
     dropins.push(".d");
     let dropins = std::path::PathBuf::from(dropins);
     std::fs::create_dir_all(&dropins).unwrap();
     let fifo = dropins.join("zz-slow.toml");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    fifo
+}
+
+/// Opens `fifo` for writing, which returns once uid2d has opened it for reading. On a
+/// thread of its own, so that a uid2d that never opens it fails the test instead of
+/// hanging it.
+async fn open_writer(fifo: std::path::PathBuf) -> std::fs::File {
+    let (opened, open) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = opened.send(std::fs::File::create(fifo));
+    });
+    tokio::time::timeout(PATIENCE, open)
+        .await
+        .expect("uid2d opens the drop-in")
+        .unwrap()
+        .unwrap()
+}
+
+/// A reload reads files (the config, the CA store): done on the runtime's one thread, a
+/// slow file would stop every call. Meanwhile a call must be answered.
+#[tokio::test]
+async fn a_reload_waiting_on_a_slow_file_does_not_stop_calls() {
+    let rig = quiet_rig().await;
+    let (mut daemon, conn) = daemon_with_identity(&rig).await;
+    let manager = manager(&conn).await;
+    let fifo = fifo_dropin(&daemon);
 
     daemon.messages.clear();
     sighup(&daemon);
-    // Opening the write end returns once uid2d has opened the read end: the reload is
-    // then waiting in its read.
-    let writer = tokio::task::spawn_blocking(move || std::fs::File::create(fifo))
-        .await
-        .unwrap()
-        .unwrap();
+    // The reload is now waiting in its read.
+    let writer = open_writer(fifo).await;
     let answered = tokio::time::timeout(PATIENCE, manager.get_advertising_token()).await;
     assert!(
         matches!(answered, Ok(Ok(ref token)) if !token.is_empty()),
@@ -626,4 +643,41 @@ async fn a_reload_waiting_on_a_slow_file_does_not_stop_calls() {
     drop(writer);
     let status = daemon.wait_for_notify("Configuration reloaded").await;
     assert!(!status.contains("restart"), "{status}");
+}
+
+/// A reload whose read never ends is refused after its time limit (20 s) with the running
+/// config kept, and SIGTERM during one stops uid2d at once: the reload is dropped, and
+/// the thread stuck in the read does not hold up the exit.
+#[tokio::test]
+async fn a_stuck_reload_is_refused_in_time_and_sigterm_still_stops_uid2d() {
+    let rig = quiet_rig().await;
+    let (mut daemon, conn) = daemon_with_identity(&rig).await;
+    let manager = manager(&conn).await;
+    let token = manager.get_advertising_token().await.unwrap();
+    let _fifo = fifo_dropin(&daemon);
+
+    daemon.messages.clear();
+    sighup(&daemon);
+    let status = daemon.wait_for_notify("reload refused").await;
+    assert!(status.contains("did not finish within 20 s"), "{status}");
+    assert_eq!(manager.get_advertising_token().await.unwrap(), token);
+
+    daemon.messages.clear();
+    sighup(&daemon);
+    daemon.wait_for_notify("RELOADING=1").await;
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = daemon.wait_exit().await;
+    assert!(exit.success(), "{exit:?}");
+    daemon.receive_pending();
+    assert!(
+        daemon.messages.iter().any(|m| m.contains("STOPPING=1")),
+        "{:?}",
+        daemon.messages
+    );
+    // Stopped while reloading: the second reload never ended, not even by its timeout.
+    assert!(
+        !daemon.messages.iter().any(|m| m.contains("reload refused")),
+        "{:?}",
+        daemon.messages
+    );
 }

@@ -19,6 +19,7 @@ use timers::{injected_end, run_timers};
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -100,6 +101,10 @@ pub enum DaemonError {
     SignalHandler(std::io::Error),
     #[error("internal task `{0}` stopped")]
     TaskEnded(&'static str),
+    /// A reload's reading of the config files and the CA store did not end in time (a
+    /// hung mount, a FIFO); the reload is refused and the running config kept.
+    #[error("reading the configuration and the CA store did not finish within {0} s")]
+    ReloadTimeout(u64),
 }
 
 /// How long the bus may take to accept us and grant the name. A bus that never answers
@@ -273,10 +278,23 @@ async fn serve(
     });
 
     tokio::pin!(shutdown);
+    // A reload in progress, polled beside everything else: while it waits on a file,
+    // SIGTERM and a task's end are still seen. A SIGHUP meanwhile waits for it to end.
+    let mut reloading: Option<Pin<Box<dyn Future<Output = ()> + '_>>> = None;
     let failure = loop {
         tokio::select! {
             () = &mut shutdown => break None,
-            _ = hangup.recv() => reload(options, &runtime, euid.as_ref().map(|e| &e.runtime), log.as_ref()).await,
+            _ = hangup.recv(), if reloading.is_none() => {
+                reloading = Some(Box::pin(reload(
+                    options,
+                    &runtime,
+                    euid.as_ref().map(|e| &e.runtime),
+                    log.as_ref(),
+                )));
+            }
+            () = async { if let Some(reload) = reloading.as_mut() { reload.await } }, if reloading.is_some() => {
+                reloading = None;
+            }
             Some(ended) = tasks.join_next() => break Some(match ended {
                 Ok(why) => why,
                 Err(e) if e.is_panic() => DaemonError::TaskEnded("panicked"),

@@ -1,6 +1,7 @@
 //! SIGHUP: the config read again, applied to every product's runtime.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tracing::{error, info, warn};
@@ -29,12 +30,18 @@ pub(super) fn operator_client(config: &Config, roots: &mut Roots) -> Result<Oper
     Operator::new(reloadable.base_url.clone(), tls, reloadable.request_timeout).map_err(no_roots)
 }
 
+/// How long a reload may take to read the config files and the CA store. They are a few
+/// KB to a few hundred KB on local storage; far longer means a hung file system, and then
+/// the reload is refused instead of leaving systemd in RELOADING=1.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// SIGHUP: re-read the config; keep the running one if the new one is bad, and the
 /// running start-up part until a restart. Tells systemd with RELOADING=1 … READY=1, and
 /// the outcome in STATUS=.
 ///
 /// Reading the config files and the CA store is blocking file I/O: it runs on the
-/// blocking pool, so the runtime's one thread keeps serving calls meanwhile.
+/// blocking pool, so the runtime's one thread keeps serving calls meanwhile, and it is
+/// given [`RELOAD_TIMEOUT`].
 pub(super) async fn reload(
     options: &Options,
     runtime: &Arc<Runtime>,
@@ -45,16 +52,16 @@ pub(super) async fn reload(
     let paths = options.config_paths.clone();
     let running = runtime.config();
     let with_euid = euid.is_some();
-    let loaded = match tokio::task::spawn_blocking(move || {
-        load_for_reload(&paths, running, with_euid)
-    })
-    .await
-    {
-        Ok(loaded) => loaded,
+    let loading = tokio::task::spawn_blocking(move || load_for_reload(&paths, running, with_euid));
+    let loaded = match tokio::time::timeout(RELOAD_TIMEOUT, loading).await {
+        Ok(Ok(loaded)) => loaded,
         // A bug while loading is a bug of the daemon, as it was when it ran inline.
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Cancelled: the runtime is shutting down, nothing to apply.
-        Err(_) => return,
+        Ok(Err(_)) => return,
+        // The blocking thread cannot be stopped; it ends when its read does, and its
+        // result is dropped.
+        Err(_) => Err(DaemonError::ReloadTimeout(RELOAD_TIMEOUT.as_secs())),
     };
     // Both operator clients were built before either runtime changes.
     let outcome = loaded.map(|loaded| {

@@ -206,8 +206,18 @@ enum Stopped {
     Failed { error: io::Error, followed: bool },
 }
 
+/// Test seam (fault-injection builds only): `UID2D_FAULT_NETLINK=after-first-dump` ends
+/// the watcher's first following with an error once its first dump is read, to prove that
+/// it follows again.
+fn injected_failure(first: bool) -> bool {
+    cfg!(feature = "fault-injection")
+        && first
+        && std::env::var("UID2D_FAULT_NETLINK").is_ok_and(|fault| fault == "after-first-dump")
+}
+
 /// Opens the sockets, then follows the routes and feeds `runtimes` until an error.
-async fn follow(runtimes: &[Arc<Runtime>]) -> Stopped {
+/// `first`: the daemon's first following (see [`injected_failure`]).
+async fn follow(runtimes: &[Arc<Runtime>], first: bool) -> Stopped {
     // Joined before the first dump: no change between the two is missed. A change during
     // a dump (which the kernel flags with NLM_F_DUMP_INTR) is also a notification, so the
     // next dump sees it.
@@ -225,6 +235,10 @@ async fn follow(runtimes: &[Arc<Runtime>]) -> Stopped {
         followed = true;
         for runtime in runtimes {
             runtime.set_online(online).await;
+        }
+        if injected_failure(first) {
+            let error = io::Error::other("injected fault");
+            return Stopped::Failed { error, followed };
         }
         if let Err(error) = next_change(&notifications, &mut buffer).await {
             break error;
@@ -257,7 +271,7 @@ pub async fn watch(runtimes: Vec<Arc<Runtime>>) -> ! {
     let mut retry = RETRY_FIRST;
     let mut first = true;
     loop {
-        let stopped = follow(&runtimes).await;
+        let stopped = follow(&runtimes, first).await;
         for runtime in &runtimes {
             runtime.set_online(true).await;
         }

@@ -39,7 +39,10 @@ fn ip(args: &[&str]) {
 
 impl Namespaces {
     fn new() -> Namespaces {
-        let tag = std::process::id();
+        // Unique per test of this process too: interface names have 15 bytes at most.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}{n}", std::process::id());
         let ns = Namespaces {
             daemon: format!("uid2t-{tag}-d"),
             operator: format!("uid2t-{tag}-o"),
@@ -138,12 +141,12 @@ fn uid2d_in(ns: &str, dir: &Path) -> std::path::PathBuf {
     script
 }
 
-#[tokio::test]
-async fn offline_sends_nothing_and_the_route_back_refreshes_within_the_spread() {
-    if !can_run() {
-        return;
-    }
-    let ns = Namespaces::new();
+/// The operator in its namespace and uid2d in its own, with `env`; uid2d's files in `dir`.
+async fn start(
+    ns: &Namespaces,
+    dir: &Path,
+    env: Vec<(String, String)>,
+) -> (OperatorSim, Bus, Daemon) {
     let config = SimConfig {
         // Every identity is due on arrival.
         refresh_after: Duration::ZERO,
@@ -157,22 +160,32 @@ async fn offline_sends_nothing_and_the_route_back_refreshes_within_the_spread() 
         .in_operator(OperatorSim::start_on(addr, config))
         .await
         .expect("the operator binds in its namespace");
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
+    let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, sim.ca_pem()).unwrap();
     let bus = Bus::start().await;
-    let mut daemon = Daemon::start(DaemonSpec {
-        uid2d: uid2d_in(&ns.daemon, dir.path()),
+    let daemon = Daemon::start(DaemonSpec {
+        uid2d: uid2d_in(&ns.daemon, dir),
         bus: &bus,
         config: format!(
             "base_url = \"{}\"\nca_file = \"{}\"\nlog_level = \"debug\"\nnetwork_return_spread = {SPREAD}\n",
             sim.base_url(),
             ca_file.display()
         ),
-        state_dir: dir.path().join("state"),
-        env: Vec::new(),
+        state_dir: dir.join("state"),
+        env,
     })
     .await;
+    (sim, bus, daemon)
+}
+
+#[tokio::test]
+async fn offline_sends_nothing_and_the_route_back_refreshes_within_the_spread() {
+    if !can_run() {
+        return;
+    }
+    let ns = Namespaces::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, bus, mut daemon) = start(&ns, dir.path(), Vec::new()).await;
     let conn = bus.connect().await;
     let manager = manager(&conn).await;
 
@@ -248,4 +261,44 @@ async fn offline_sends_nothing_and_the_route_back_refreshes_within_the_spread() 
         })
         .await;
     assert!(!log.contains("refresh_failed"), "{log}");
+}
+
+/// A netlink error after the watcher has followed the routes does not end it: it reports
+/// online, opens new sockets after 1 s and follows the routes again (fault-injection
+/// build: the first following fails after its first dump).
+#[tokio::test]
+async fn the_watcher_follows_again_after_a_netlink_error() {
+    if !can_run() {
+        return;
+    }
+    let ns = Namespaces::new();
+    ns.route(false);
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![("UID2D_FAULT_NETLINK".into(), "after-first-dump".into())];
+    let (_sim, _bus, mut daemon) = start(&ns, dir.path(), env).await;
+    let failure = "following the network over netlink failed (injected fault); assuming online, trying again in 1 s";
+
+    // The first following sees no default route, then fails and online is assumed; the
+    // second, a second later, sees the routes as they are. The first one's offline lasts
+    // no time and STATUS= may or may not show it: wait for an offline STATUS= the second
+    // following set (its log line comes after the failure's).
+    loop {
+        daemon.wait_for_notify("offline (no default route)").await;
+        let log = daemon.own_log();
+        if log
+            .find(failure)
+            .is_some_and(|at| log[at..].contains("network state changed online=false"))
+        {
+            break;
+        }
+        daemon.messages.clear();
+    }
+    // And it goes on following: the route back is seen.
+    daemon.messages.clear();
+    ns.route(true);
+    daemon
+        .wait_for_notify_where("STATUS= without offline", |m| {
+            m.contains("STATUS=") && !m.contains("offline")
+        })
+        .await;
 }

@@ -99,6 +99,9 @@ pub(super) async fn report_status(products: Products) {
     let mut storage = main.watch_storage();
     let mut euid_storage = euid.as_ref().map(|r| r.watch_storage());
     let mut online = main.watch_online();
+    // Both products': they hear of a network change one after the other, and the line says
+    // offline while either is.
+    let mut euid_online = euid.as_ref().map(|r| r.watch_online());
     loop {
         let line = tokio::select! {
             change = changes.recv() => match change {
@@ -128,6 +131,13 @@ pub(super) async fn report_status(products: Products) {
             changed = online.changed() => {
                 if changed.is_err() {
                     return;
+                }
+                summary(&products)
+            }
+            Some(changed) = async { match euid_online.as_mut() { Some(o) => Some(o.changed().await), None => None } } => {
+                if changed.is_err() {
+                    euid_online = None;
+                    continue;
                 }
                 summary(&products)
             }

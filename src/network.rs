@@ -166,7 +166,7 @@ fn read_dump(datagram: &[u8], sequence: u32, found: &mut bool) -> io::Result<boo
             }
             // A dump that failed part way ends with the error in its NLMSG_DONE.
             NetlinkPayload::Done(done) if done.code < 0 => {
-                return Err(io::Error::from_raw_os_error(-done.code))
+                return Err(io::Error::from_raw_os_error(done.code.saturating_neg()))
             }
             NetlinkPayload::Done(_) => return Ok(true),
             NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),

@@ -74,10 +74,22 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
         key = ?store.key_origin(),
         "store opened"
     );
-    // One read of the CA store for both products' clients.
-    let mut roots = crate::trust::Roots::load();
-    let operator = operator_client(&config, &mut roots)?;
     let euid_config = startup.euid_enabled.then(|| config.for_euid());
+    // One read of the CA store for both products' clients; file I/O, so on the blocking
+    // pool like the store's (SIGTERM during start-up is seen meanwhile).
+    let (operator, euid_operator) = {
+        let (config, euid_config) = (config.clone(), euid_config.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut roots = crate::trust::Roots::load();
+            let operator = operator_client(&config, &mut roots)?;
+            let euid = euid_config
+                .map(|config| operator_client(&config, &mut roots))
+                .transpose()?;
+            Ok::<_, DaemonError>((operator, euid))
+        })
+        .await
+        .map_err(|_| DaemonError::TaskEnded("start-up read of the CA store"))??
+    };
     let runtime = Runtime::new(
         config,
         operator,
@@ -87,9 +99,8 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
     );
     runtime.load_policy().await?;
     let unread = runtime.load_first().await?;
-    let euid = match euid_config {
-        Some(config) => {
-            let operator = operator_client(&config, &mut roots)?;
+    let euid = match euid_config.zip(euid_operator) {
+        Some((config, operator)) => {
             let runtime = runtime.beside(config, operator);
             let unread = runtime.load_first().await?;
             Some(Product { runtime, unread })

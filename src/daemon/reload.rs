@@ -15,7 +15,7 @@ use crate::trust::Roots;
 
 /// The operator client for a config, its roots from `roots` (one per config load, so the
 /// UID2 and EUID clients share the parsed CA store).
-pub(super) fn operator_client(config: &Config, roots: &mut Roots) -> Result<Operator, DaemonError> {
+fn operator_client(config: &Config, roots: &mut Roots) -> Result<Operator, DaemonError> {
     let reloadable = &config.reloadable;
     let no_roots = |e| match e {
         crate::operator::OperatorError::NoTrustRoots => DaemonError::NoTrustRoots,
@@ -28,6 +28,21 @@ pub(super) fn operator_client(config: &Config, roots: &mut Roots) -> Result<Oper
         )
         .map_err(no_roots)?;
     Operator::new(reloadable.base_url.clone(), tls, reloadable.request_timeout).map_err(no_roots)
+}
+
+/// Reads the CA store once and builds the operator clients of `config` and, if given,
+/// of the EUID product's `euid_config` on it. Blocking: file I/O (start-up and reload
+/// call it on the blocking pool).
+pub(super) fn operator_clients(
+    config: &Config,
+    euid_config: Option<&Config>,
+) -> Result<(Operator, Option<Operator>), DaemonError> {
+    let mut roots = Roots::load();
+    let operator = operator_client(config, &mut roots)?;
+    let euid = euid_config
+        .map(|config| operator_client(config, &mut roots))
+        .transpose()?;
+    Ok((operator, euid))
 }
 
 /// How long a reload may take to read the config files and the CA store. They are a few
@@ -124,15 +139,9 @@ fn load_for_reload(
     }
     let config = running.reloaded(new);
     // The CA store is read again: an updated bundle takes effect with a reload.
-    let mut roots = Roots::load();
-    let operator = operator_client(&config, &mut roots)?;
-    let euid = if with_euid {
-        let config = config.for_euid();
-        let operator = operator_client(&config, &mut roots)?;
-        Some((config, operator))
-    } else {
-        None
-    };
+    let euid_config = with_euid.then(|| config.for_euid());
+    let (operator, euid_operator) = operator_clients(&config, euid_config.as_ref())?;
+    let euid = euid_config.zip(euid_operator);
     Ok(Reloaded {
         config,
         operator,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tracing::info;
 use zbus::connection;
 
-use super::reload::operator_client;
+use super::reload::operator_clients;
 use super::{Bus, DaemonError, Options, BUS_TIMEOUT};
 use crate::access::Rules;
 use crate::clock::{Clock, SystemClock};
@@ -79,16 +79,9 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
     // pool like the store's (SIGTERM during start-up is seen meanwhile).
     let (operator, euid_operator) = {
         let (config, euid_config) = (config.clone(), euid_config.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut roots = crate::trust::Roots::load();
-            let operator = operator_client(&config, &mut roots)?;
-            let euid = euid_config
-                .map(|config| operator_client(&config, &mut roots))
-                .transpose()?;
-            Ok::<_, DaemonError>((operator, euid))
-        })
-        .await
-        .map_err(|_| DaemonError::TaskEnded("start-up read of the CA store"))??
+        tokio::task::spawn_blocking(move || operator_clients(&config, euid_config.as_ref()))
+            .await
+            .map_err(|_| DaemonError::TaskEnded("start-up read of the CA store"))??
     };
     let runtime = Runtime::new(
         config,

@@ -492,6 +492,60 @@ async fn a_page_without_its_session_is_refused_before_any_call() {
 }
 
 #[tokio::test]
+async fn an_app_session_serves_each_page_load_of_its_origin_and_no_other() {
+    let mut rig = rig(&[]).await;
+    let endpoint = rig.open_app(NEWS, NEWS_ORIGIN).await;
+    // The app's first page stores an identity, then the app loads its next page.
+    let mut first = Page::connect(&endpoint, NEWS_ORIGIN).await;
+    let identity = rig.operator.identity("news@example.com");
+    assert_eq!(
+        first
+            .call("setIdentity", json!({ "identity": identity }))
+            .await,
+        Ok(json!("established"))
+    );
+    let token = first.call("getAdvertisingToken", json!({})).await.unwrap();
+    // The next page connects before the first one's socket is gone, as in a navigation.
+    let mut second = Page::connect(&endpoint, NEWS_ORIGIN).await;
+    drop(first);
+    assert_eq!(
+        second.call("getAdvertisingToken", json!({})).await,
+        Ok(token.clone())
+    );
+    drop(second);
+    // A reload later on: the same endpoint, the same app.
+    let mut reloaded = Page::connect(&endpoint, NEWS_ORIGIN).await;
+    assert_eq!(
+        reloaded.call("getAdvertisingToken", json!({})).await,
+        Ok(token)
+    );
+
+    // Never another origin's, nor a client that sends none.
+    refused(
+        &endpoint,
+        Some(MAPS_ORIGIN),
+        "an app session, another origin",
+    )
+    .await;
+    refused(&endpoint, None, "an app session, no origin").await;
+    // Bounded at once: the reloaded page and three more, then 403.
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        more.push(Page::connect(&endpoint, NEWS_ORIGIN).await);
+    }
+    refused(&endpoint, Some(NEWS_ORIGIN), "a fifth connection at once").await;
+    // (That a connection which ended makes room again: sessions.rs's unit test.)
+    // Closing it ends every connection, and the endpoint with it.
+    rig.sessions().await.close_session(&endpoint).await.unwrap();
+    assert_eq!(reloaded.closed().await, CloseCode::Normal);
+    for mut page in more {
+        assert_eq!(page.closed().await, CloseCode::Normal);
+    }
+    refused(&endpoint, Some(NEWS_ORIGIN), "a closed app session").await;
+    rig.gateway.assert_running();
+}
+
+#[tokio::test]
 async fn malformed_requests_get_named_errors() {
     let mut rig = rig(&[]).await;
     let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;

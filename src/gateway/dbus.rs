@@ -7,7 +7,7 @@ use zbus::message::Header;
 use zbus::names::BusName;
 use zbus::{interface, Connection};
 
-use super::sessions::{secret_of, Full, Sessions};
+use super::sessions::{secret_of, Full, Kind, Sessions};
 use crate::client::broker::Broker1Proxy;
 
 /// The gateway's bus name.
@@ -78,6 +78,52 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Opens a session of `kind` for the caller: its endpoint.
+    async fn open(
+        &self,
+        kind: Kind,
+        app_id: &str,
+        origin: &str,
+        header: &Header<'_>,
+        conn: &Connection,
+    ) -> Result<String, GatewayError> {
+        let (sender, _) = self.check(conn, header).await?;
+        if origin.len() > 512 || origin.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(GatewayError::InvalidArgument(
+                "an origin is scheme://host[:port], or \"\" for a client that sends none".into(),
+            ));
+        }
+        // Asking uid2d once checks the app id by its rule and makes the gateway a receiver
+        // of the broker's signal (again, should uid2d have restarted).
+        if let Err(e) = self.broker.get_identity_status(app_id).await {
+            return Err(match crate::client::error_parts(&e) {
+                Some((name, _)) if name.ends_with(".InvalidArgument") => {
+                    GatewayError::InvalidArgument("not an app id".into())
+                }
+                _ => {
+                    GatewayError::Unavailable("uid2d did not answer the gateway as a broker".into())
+                }
+            });
+        }
+        let secret = match self.sessions.open(kind, app_id, origin, &sender) {
+            Ok(Ok(secret)) => secret,
+            Ok(Err(Full)) => {
+                return Err(GatewayError::SessionLimit("too many open sessions".into()))
+            }
+            Err(_) => return Err(GatewayError::Unavailable("no random source".into())),
+        };
+        tracing::info!(
+            app_id,
+            origin,
+            kind = kind.as_str(),
+            sessions = self.sessions.len(),
+            "session opened"
+        );
+        Ok(format!("{}{secret}", self.endpoint_base))
+    }
+}
+
 #[interface(name = "com.uid2.Gateway1")]
 impl Gateway {
     /// A new one-time session for `app_id`'s page at `origin`: its WebSocket endpoint.
@@ -89,41 +135,23 @@ impl Gateway {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, GatewayError> {
-        let (sender, _) = self.check(conn, &header).await?;
-        if origin.len() > 512 || origin.chars().any(|c| c.is_control() || c == ' ') {
-            return Err(GatewayError::InvalidArgument(
-                "an origin is scheme://host[:port], or \"\" for a client that sends none".into(),
-            ));
-        }
-        // Asking uid2d once checks the app id by its rule and makes the gateway a receiver
-        // of the broker's signal (again, should uid2d have restarted).
-        if let Err(e) = self.broker.get_identity_status(&app_id).await {
-            return Err(match crate::client::error_parts(&e) {
-                Some((name, _)) if name.ends_with(".InvalidArgument") => {
-                    GatewayError::InvalidArgument("not an app id".into())
-                }
-                _ => {
-                    GatewayError::Unavailable("uid2d did not answer the gateway as a broker".into())
-                }
-            });
-        }
-        let secret = match self.sessions.open(&app_id, &origin, &sender) {
-            Ok(Ok(secret)) => secret,
-            Ok(Err(Full)) => {
-                return Err(GatewayError::SessionLimit("too many open sessions".into()))
-            }
-            Err(_) => return Err(GatewayError::Unavailable("no random source".into())),
-        };
-        tracing::info!(
-            app_id,
-            origin,
-            sessions = self.sessions.len(),
-            "session opened"
-        );
-        Ok(format!("{}{secret}", self.endpoint_base))
+        self.open(Kind::Page, &app_id, &origin, &header, conn).await
     }
 
-    /// Closes a session by its endpoint or secret; its connection, if any, ends.
+    /// A session for every page load of `app_id` at `origin` until it is closed: its
+    /// WebSocket endpoint, which the runtime hands to each page of the app it loads.
+    #[zbus(out_args("endpoint"))]
+    async fn open_app_session(
+        &self,
+        app_id: String,
+        origin: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, GatewayError> {
+        self.open(Kind::App, &app_id, &origin, &header, conn).await
+    }
+
+    /// Closes a session by its endpoint or secret; its connections, if any, end.
     async fn close_session(
         &self,
         session: String,

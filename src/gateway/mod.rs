@@ -299,6 +299,8 @@ fn bind_unix(path: &std::path::Path) -> Result<UnixListener, GatewayRunError> {
 pub trait Gateway1 {
     /// A one-time WebSocket endpoint for `app_id`'s page at `origin`.
     fn open_session(&self, app_id: &str, origin: &str) -> zbus::Result<String>;
+    /// A WebSocket endpoint for every page load of `app_id` at `origin` until closed.
+    fn open_app_session(&self, app_id: &str, origin: &str) -> zbus::Result<String>;
     /// Closes a session by its endpoint or secret.
     fn close_session(&self, session: &str) -> zbus::Result<()>;
 }

@@ -1,11 +1,17 @@
-//! The session table: one-time secrets, each bound to an app id, a page origin and the bus
+//! The session table: secrets, each bound to an app id, a page origin and the bus
 //! connection that asked for it.
+//!
+//! A [`Kind::Page`] session admits one WebSocket connection, ever (`OpenSession`); a
+//! [`Kind::App`] session admits every page load of the app at its origin, up to
+//! [`APP_CONNECTIONS`] at once, until it is closed (`OpenAppSession`: the runtime hands
+//! the same endpoint to each page of the app it loads, with no bus call per page).
 //!
 //! A secret is 32 bytes from the OS CSPRNG (`getrandom`), URL-safe Base64 without padding
 //! (43 characters). The table is keyed by the SHA-256 of the secret, so a look-up compares
 //! hashes, not the secret itself, and the secret is kept nowhere in the gateway.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,6 +21,36 @@ use tokio::sync::oneshot;
 
 /// The SHA-256 of a session secret: the table's key.
 pub(crate) type SessionKey = [u8; 32];
+
+/// The most connections an app session serves at once: the app's page, its frames, and
+/// the next page of a navigation that connects before the last one's socket has closed.
+pub(crate) const APP_CONNECTIONS: usize = 4;
+
+/// What a session admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// One WebSocket connection, ever: one page load.
+    Page,
+    /// Every page load of the app at the session's origin, [`APP_CONNECTIONS`] at once,
+    /// until the session is closed.
+    App,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Page => "page",
+            Kind::App => "app",
+        }
+    }
+}
+
+/// One connection of one session: what the connection hands back when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectionKey {
+    session: SessionKey,
+    connection: u64,
+}
 
 /// Why a WebSocket handshake is refused. The peer is told only "403"; these name the
 /// cause for the gateway's own log (never the secret).
@@ -28,13 +64,15 @@ pub(crate) enum Refused {
     Reused,
     #[error("the page's origin is not the session's")]
     WrongOrigin,
+    #[error("the app session has as many connections as it admits")]
+    Busy,
 }
 
 /// A claimed session: what the connection serves, and how it learns that the session
 /// was closed (the sender is dropped with the table's entry).
 #[derive(Debug)]
 pub(crate) struct Claimed {
-    pub(crate) key: SessionKey,
+    pub(crate) key: ConnectionKey,
     pub(crate) app_id: String,
     pub(crate) closed: oneshot::Receiver<()>,
 }
@@ -47,9 +85,11 @@ struct Session {
     origin: String,
     /// The unique bus name of the connection that opened it.
     owner: String,
-    /// `Some` once a WebSocket connection has claimed it; dropping it closes that
-    /// connection.
-    connected: Option<oneshot::Sender<()>>,
+    kind: Kind,
+    /// A page session, once claimed, admits no other connection.
+    claimed: bool,
+    /// The live connections; dropping a sender (with the session) closes its connection.
+    connections: Vec<(u64, oneshot::Sender<()>)>,
 }
 
 /// All open sessions.
@@ -57,6 +97,7 @@ struct Session {
 pub(crate) struct Sessions {
     table: Mutex<HashMap<SessionKey, Session>>,
     max: usize,
+    next_connection: AtomicU64,
 }
 
 /// The table is full (`max_sessions`).
@@ -72,6 +113,7 @@ impl Sessions {
         Self {
             table: Mutex::new(HashMap::new()),
             max,
+            next_connection: AtomicU64::new(0),
         }
     }
 
@@ -80,9 +122,11 @@ impl Sessions {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new session for `app_id` at `origin`, opened by `owner`; returns its secret.
+    /// A new session of `kind` for `app_id` at `origin`, opened by `owner`; returns its
+    /// secret.
     pub(crate) fn open(
         &self,
+        kind: Kind,
         app_id: &str,
         origin: &str,
         owner: &str,
@@ -100,14 +144,17 @@ impl Sessions {
                 app_id: app_id.to_owned(),
                 origin: origin.to_owned(),
                 owner: owner.to_owned(),
-                connected: None,
+                kind,
+                claimed: false,
+                connections: Vec::new(),
             },
         );
         Ok(Ok(secret))
     }
 
     /// Claims the session of `secret` for a connection whose `Origin` header is `origin`.
-    /// A session is claimed once; a wrong origin leaves it unclaimed.
+    /// A page session is claimed once; an app session by up to [`APP_CONNECTIONS`] at
+    /// once. A wrong origin claims nothing.
     pub(crate) fn claim(&self, secret: &str, origin: Option<&str>) -> Result<Claimed, Refused> {
         if secret.is_empty() {
             return Err(Refused::NoSecret);
@@ -115,16 +162,24 @@ impl Sessions {
         let key = key_of(secret);
         let mut table = self.lock();
         let session = table.get_mut(&key).ok_or(Refused::Unknown)?;
-        if session.connected.is_some() {
+        if session.claimed {
             return Err(Refused::Reused);
         }
         if origin.unwrap_or("") != session.origin {
             return Err(Refused::WrongOrigin);
         }
+        if session.connections.len() >= APP_CONNECTIONS {
+            return Err(Refused::Busy);
+        }
+        session.claimed = session.kind == Kind::Page;
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (sender, closed) = oneshot::channel();
-        session.connected = Some(sender);
+        session.connections.push((connection, sender));
         Ok(Claimed {
-            key,
+            key: ConnectionKey {
+                session: key,
+                connection,
+            },
             app_id: session.app_id.clone(),
             closed,
         })
@@ -152,9 +207,19 @@ impl Sessions {
         before - table.len()
     }
 
-    /// The connection of `key` ended: the session is over.
-    pub(crate) fn ended(&self, key: &SessionKey) {
-        self.lock().remove(key);
+    /// The connection of `key` ended: a page session is over; an app session admits the
+    /// app's next page.
+    pub(crate) fn ended(&self, key: &ConnectionKey) {
+        let mut table = self.lock();
+        let Some(session) = table.get_mut(&key.session) else {
+            return;
+        };
+        match session.kind {
+            Kind::Page => {
+                table.remove(&key.session);
+            }
+            Kind::App => session.connections.retain(|(c, _)| *c != key.connection),
+        }
     }
 
     /// How many sessions are open (claimed or not).
@@ -183,7 +248,7 @@ mod tests {
     fn a_secret_is_claimed_once_from_its_origin() {
         let sessions = Sessions::new(4);
         let secret = sessions
-            .open("com.example.a", "http://a.test", ":1.1")
+            .open(Kind::Page, "com.example.a", "http://a.test", ":1.1")
             .unwrap()
             .unwrap();
         assert_eq!(secret.len(), 43);
@@ -216,7 +281,10 @@ mod tests {
     #[test]
     fn closing_ends_the_connection_and_only_the_owner_may() {
         let sessions = Sessions::new(4);
-        let secret = sessions.open("a.b", "", ":1.1").unwrap().unwrap();
+        let secret = sessions
+            .open(Kind::Page, "a.b", "", ":1.1")
+            .unwrap()
+            .unwrap();
         let mut claimed = sessions.claim(&secret, None).unwrap();
         assert!(claimed
             .closed
@@ -234,13 +302,69 @@ mod tests {
     #[test]
     fn an_owner_leaving_closes_its_sessions_and_the_table_has_a_limit() {
         let sessions = Sessions::new(2);
-        sessions.open("a.b", "", ":1.1").unwrap().unwrap();
-        sessions.open("a.c", "", ":1.2").unwrap().unwrap();
-        assert_eq!(sessions.open("a.d", "", ":1.2").unwrap(), Err(Full));
+        sessions
+            .open(Kind::Page, "a.b", "", ":1.1")
+            .unwrap()
+            .unwrap();
+        sessions
+            .open(Kind::Page, "a.c", "", ":1.2")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            sessions.open(Kind::Page, "a.d", "", ":1.2").unwrap(),
+            Err(Full)
+        );
         assert_eq!(sessions.close_owner(":1.2"), 1);
         assert_eq!(sessions.len(), 1);
-        let again = sessions.open("a.e", "", ":1.3").unwrap().unwrap();
+        let again = sessions
+            .open(Kind::Page, "a.e", "", ":1.3")
+            .unwrap()
+            .unwrap();
         assert!(sessions.claim(&again, None).is_ok());
+    }
+
+    #[test]
+    fn an_app_session_admits_each_page_load_of_its_origin_until_closed() {
+        let sessions = Sessions::new(4);
+        let secret = sessions
+            .open(Kind::App, "com.example.a", "https://a.test", ":1.1")
+            .unwrap()
+            .unwrap();
+        // One page, then the next one of a navigation before the first has gone.
+        let first = sessions.claim(&secret, Some("https://a.test")).unwrap();
+        let mut second = sessions.claim(&secret, Some("https://a.test")).unwrap();
+        assert_eq!(second.app_id, "com.example.a");
+        sessions.ended(&first.key);
+        assert_eq!(
+            sessions.claim(&secret, Some("https://b.test")).unwrap_err(),
+            Refused::WrongOrigin
+        );
+        assert_eq!(
+            sessions.claim(&secret, None).unwrap_err(),
+            Refused::WrongOrigin
+        );
+        // Bounded at once, not in total.
+        let more: Vec<_> = (1..APP_CONNECTIONS)
+            .map(|_| sessions.claim(&secret, Some("https://a.test")).unwrap())
+            .collect();
+        assert_eq!(
+            sessions.claim(&secret, Some("https://a.test")).unwrap_err(),
+            Refused::Busy
+        );
+        sessions.ended(&more[0].key);
+        let reload = sessions.claim(&secret, Some("https://a.test")).unwrap();
+        assert_eq!(sessions.len(), 1);
+        // Closing it ends every connection and the endpoint.
+        assert!(sessions.close(&secret, ":1.1", false));
+        assert!(second
+            .closed
+            .try_recv()
+            .is_err_and(|e| e == oneshot::error::TryRecvError::Closed));
+        sessions.ended(&reload.key);
+        assert_eq!(
+            sessions.claim(&secret, Some("https://a.test")).unwrap_err(),
+            Refused::Unknown
+        );
     }
 
     #[test]

@@ -154,6 +154,22 @@ impl AppRig {
         endpoint
     }
 
+    /// Opens an app session for `app` at `origin` (`OpenAppSession`: every page load of
+    /// the app), as a runtime launching an app of several pages; its secret joins the
+    /// strings no log may hold.
+    pub async fn open_app(&self, app: &str, origin: &str) -> String {
+        let endpoint = self
+            .sessions()
+            .await
+            .open_app_session(app, origin)
+            .await
+            .expect("OpenAppSession");
+        let secret = endpoint.rsplit('/').next().unwrap_or_default();
+        assert_eq!(secret.len(), 43, "a 256-bit secret");
+        remember_secret(secret.to_owned());
+        endpoint
+    }
+
     /// `com.uid2.Broker1` on the UID2 object, for this rig's root connection.
     pub async fn broker(&self) -> uid2d::client::Broker1Proxy<'static> {
         uid2d::client::Broker1Proxy::new(&self.conn)

@@ -1,244 +1,13 @@
-//! HTML5 apps end to end, in a real browser: headless Chromium runs `web/uid2-tv-sdk.js`
-//! (`__uid2`, `__euid`) and `web/uid2-secure-signals.js` in a page, against the real
-//! `uid2-gateway` → the real `uid2d` → the local operator over TLS, on a private bus.
-//!
-//! Each page is served by its own small HTTP server (so each has its own origin), reports
-//! its SDK events, and runs the scripts the test hands it (`web/test/tv-sdk.html`).
-//!
-//! These tests need `chromium`: they are `#[ignore]`d in a plain `cargo test` and run by
-//! `scripts/test-web.sh` (the README's test command), which installs it.
-
-#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
-
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Arc;
+//! The TV SDK's `__uid2`/`__euid` against the real gateway and uid2d: identities per app,
+//! refresh while closed, refusals, secure signals.
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Child;
-use tokio::sync::{mpsc, Mutex};
 use uid2_operator_sim::{Endpoint, Fault};
 use uid2d::gateway::Gateway1Proxy;
 use uid2d_testkit::*;
 
-const NEWS: &str = "com.example.news";
-const MAPS: &str = "com.example.maps";
-
-async fn rig(refresh_after: u64) -> AppRig {
-    AppRig::start(&binaries!(), &[], refresh_after).await
-}
-
-/// What the runtime does when it launches `app`'s page: a session for the page's origin,
-/// then the page with its endpoint.
-async fn launch(rig: &AppRig, app: &str) -> Page {
-    let server = PageServer::start().await;
-    let endpoint = rig.open(app, &server.origin).await;
-    Page::open(server, &endpoint).await
-}
-
-/// One page's HTTP server: `web/` as files, `GET /next` hands out the test's scripts,
-/// `POST /report` takes the page's messages.
-struct PageServer {
-    origin: String,
-    scripts: mpsc::UnboundedSender<Value>,
-    reports: mpsc::UnboundedReceiver<Value>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl PageServer {
-    async fn start() -> PageServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        let (scripts, scripts_rx) = mpsc::unbounded_channel();
-        let (reports_tx, reports) = mpsc::unbounded_channel();
-        let scripts_rx = Arc::new(Mutex::new(scripts_rx));
-        let task = tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let (scripts_rx, reports_tx) = (scripts_rx.clone(), reports_tx.clone());
-                tokio::spawn(serve_http(stream, scripts_rx, reports_tx));
-            }
-        });
-        PageServer {
-            origin,
-            scripts,
-            reports,
-            task,
-        }
-    }
-}
-
-impl Drop for PageServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
-}
-
-/// One HTTP/1.1 request, answered with `Connection: close`.
-async fn serve_http(
-    stream: TcpStream,
-    scripts: Arc<Mutex<mpsc::UnboundedReceiver<Value>>>,
-    reports: mpsc::UnboundedSender<Value>,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-        return;
-    }
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).await.unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).await.unwrap();
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap(), parts.next().unwrap());
-    let path = path.split('?').next().unwrap();
-    let (status, content_type, content) = match (method, path) {
-        ("GET", "/next") => match scripts.lock().await.recv().await {
-            Some(script) => (
-                "200 OK",
-                "application/json",
-                script.to_string().into_bytes(),
-            ),
-            None => ("404 Not Found", "text/plain", Vec::new()),
-        },
-        ("POST", "/report") => {
-            let _ = reports.send(serde_json::from_slice(&body).unwrap());
-            ("204 No Content", "text/plain", Vec::new())
-        }
-        ("GET", path) if path.starts_with("/web/") && !path.contains("..") => {
-            match std::fs::read(web_dir().join(&path[5..])) {
-                Ok(file) if path.ends_with(".html") => ("200 OK", "text/html", file),
-                Ok(file) => ("200 OK", "text/javascript", file),
-                Err(_) => ("404 Not Found", "text/plain", Vec::new()),
-            }
-        }
-        _ => ("404 Not Found", "text/plain", Vec::new()),
-    };
-    let mut stream = reader.into_inner();
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
-         cache-control: no-store\r\nconnection: close\r\n\r\n",
-        content.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(&content).await;
-}
-
-/// A page in headless Chromium, driven by scripts.
-struct Page {
-    server: PageServer,
-    chromium: Child,
-    _profile: tempfile::TempDir,
-    next_id: u64,
-    /// SDK events reported while waiting for a script's result.
-    events: VecDeque<Value>,
-}
-
-impl Page {
-    async fn open(server: PageServer, endpoint: &str) -> Page {
-        let profile = tempfile::tempdir().unwrap();
-        let url = format!(
-            "{}/web/test/tv-sdk.html?endpoint={}",
-            server.origin,
-            endpoint.replace('/', "%2F").replace(':', "%3A")
-        );
-        let chromium = tokio::process::Command::new(
-            std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned()),
-        )
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-        ])
-        .args(["--disable-sync", "--disable-quic"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium: scripts/test-web.sh installs it");
-        Page {
-            server,
-            chromium,
-            _profile: profile,
-            next_id: 1,
-            events: VecDeque::new(),
-        }
-    }
-
-    async fn report(&mut self) -> Value {
-        within("a report from the page", self.server.reports.recv())
-            .await
-            .expect("the page's server stopped")
-    }
-
-    /// Runs `script` (an async function body) in the page: its result, or its error
-    /// (`{name, message, code}`).
-    async fn run(&mut self, script: &str) -> Result<Value, Value> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.server
-            .scripts
-            .send(json!({ "id": id, "script": script }))
-            .unwrap();
-        loop {
-            let report = self.report().await;
-            if report.get("event").is_some() {
-                self.events.push_back(report);
-            } else if report["id"] == id {
-                return match report.get("error") {
-                    Some(error) => Err(error.clone()),
-                    None => Ok(report["result"].clone()),
-                };
-            }
-        }
-    }
-
-    /// The next SDK event `name` of `product` (earlier others are dropped).
-    async fn event(&mut self, product: &str, name: &str) -> Value {
-        loop {
-            let report = match self.events.pop_front() {
-                Some(report) => report,
-                None => self.report().await,
-            };
-            if report["event"] == name && report["product"] == product {
-                return report;
-            }
-        }
-    }
-
-    /// Closes the page: its WebSocket, and so its session, end with the browser.
-    async fn close(mut self) {
-        self.chromium.kill().await.unwrap();
-    }
-}
-
-/// `__uid2.init()` and its callback's state.
-const INIT: &str = "return await new Promise((resolve) => __uid2.init({ callback: resolve }));";
+use crate::browser::{Page, PageServer};
+use crate::{launch, rig, INIT, MAPS, NEWS};
 
 #[tokio::test]
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
@@ -246,15 +15,15 @@ async fn two_pages_of_two_apps_get_two_identities_through_the_web_sdk_api() {
     let rig = rig(3600).await;
     let mut news = launch(&rig, NEWS).await;
     let mut maps = launch(&rig, MAPS).await;
-    // Before init, as the web SDK: nothing known yet.
+    // Before init, once loaded, as the web SDK with nothing stored: login required.
+    news.event("uid2", "SdkLoaded").await;
     assert_eq!(
-        news.run("return __uid2.isLoginRequired() ?? 'undefined';")
+        news.run("return [__uid2.isLoginRequired(), __uid2.hasOptedOut() ?? 'undefined'];")
             .await,
-        Ok(json!("undefined"))
+        Ok(json!([true, "undefined"]))
     );
     let state = news.run(INIT).await.unwrap();
     assert_eq!(state["status"], -1, "no identity yet: {state}");
-    news.event("uid2", "SdkLoaded").await;
     news.event("uid2", "InitCompleted").await;
     assert_eq!(
         news.run("return __uid2.isLoginRequired();").await,
@@ -396,6 +165,11 @@ async fn a_refresh_while_the_page_is_closed_is_seen_on_reopening_and_live_ones_a
             break;
         }
     }
+    // No more refreshes on uid2d's own schedule from here on: those below are the test's.
+    broker
+        .set_automatic_refresh_enabled(NEWS, false)
+        .await
+        .unwrap();
     let refreshed = broker.get_advertising_token(NEWS).await.unwrap();
     assert_ne!(json!(refreshed), first);
 

@@ -98,6 +98,7 @@ web=$(mktemp)
 scripts/test-web.sh 2>&1 | tee "$web" || true
 count web "$web"
 rm -f "$web"
+prune target/web-test
 # The booted system: x86_64 every run (4 min on 2 cores, 7 with a fresh image); arm64
 # only with UID2D_VM_ARM64=1 (its image and release cross build add 17-35 min to a fresh
 # run, past CI's budget; docs/testing.md). Needs root (mmdebstrap,

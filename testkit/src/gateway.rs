@@ -148,10 +148,7 @@ impl AppRig {
             .open_session(app, origin)
             .await
             .expect("OpenSession");
-        let secret = endpoint.rsplit('/').next().unwrap_or_default();
-        assert_eq!(secret.len(), 43, "a 256-bit secret");
-        remember_secret(secret.to_owned());
-        endpoint
+        remembered(endpoint)
     }
 
     /// Opens an app session for `app` at `origin` (`OpenAppSession`: every page load of
@@ -164,10 +161,7 @@ impl AppRig {
             .open_app_session(app, origin)
             .await
             .expect("OpenAppSession");
-        let secret = endpoint.rsplit('/').next().unwrap_or_default();
-        assert_eq!(secret.len(), 43, "a 256-bit secret");
-        remember_secret(secret.to_owned());
-        endpoint
+        remembered(endpoint)
     }
 
     /// `com.uid2.Broker1` on the UID2 object, for this rig's root connection.
@@ -176,6 +170,14 @@ impl AppRig {
             .await
             .expect("a Broker1 proxy")
     }
+}
+
+/// `endpoint`, its secret checked and joined to the strings no log may hold.
+fn remembered(endpoint: String) -> String {
+    let secret = endpoint.rsplit('/').next().unwrap_or_default();
+    assert_eq!(secret.len(), 43, "a 256-bit secret");
+    remember_secret(secret.to_owned());
+    endpoint
 }
 
 impl Drop for AppRig {

@@ -22,7 +22,7 @@ mod sdk;
 
 use uid2d_testkit::*;
 
-use browser::{Page, PageServer};
+use browser::{Launch, Page, PageServer};
 
 const NEWS: &str = "com.example.news";
 const MAPS: &str = "com.example.maps";
@@ -41,3 +41,29 @@ async fn launch(rig: &AppRig, app: &str) -> Page {
 
 /// `__uid2.init()` and its callback's state.
 const INIT: &str = "return await new Promise((resolve) => __uid2.init({ callback: resolve }));";
+
+/// An identity the operator issued for `email`, stored in uid2d for `app` (as if the app
+/// had set it before): the identity's JSON.
+async fn stored_identity(rig: &AppRig, app: &str, email: &str) -> String {
+    let identity = rig.operator.identity(email);
+    rig.broker()
+        .await
+        .set_identity(app, &identity)
+        .await
+        .unwrap();
+    identity
+}
+
+/// What a runtime does for a page: Chromium started as `launch` says, `script` run in
+/// each document before the page's own, then `path` loaded from the page's server.
+async fn start_with(server: PageServer, launch: &Launch, script: &str, path: &str) -> Page {
+    let page = Page::start(server, launch).await;
+    page.browser.cdp.before_each_document(script).await;
+    page.goto(path).await;
+    page
+}
+
+/// The runtime's script that hands each document the gateway `endpoint`.
+fn config_for(endpoint: &str) -> String {
+    format!("window.__uid2TvConfig = {{ endpoint: {endpoint:?} }};")
+}

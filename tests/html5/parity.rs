@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 use uid2_operator_sim::{Endpoint, Fault};
 use uid2d_testkit::*;
 
-use crate::browser::{Launch, Page, PageServer};
-use crate::{launch, rig, INIT, NEWS};
+use crate::browser::{Launch, PageServer};
+use crate::{config_for, launch, rig, start_with, stored_identity, INIT, NEWS};
 
 /// What the page's `__uid2` answers now: `[token, isLoginRequired, isIdentityAvailable,
 /// hasOptedOut, isInitComplete, getIdentity() !== null]`, `undefined` as "undefined".
@@ -69,9 +69,7 @@ async fn an_opted_out_user_needs_no_login_and_gets_no_token() {
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn before_init_the_sdk_answers_from_what_it_holds() {
     let rig = rig(3600).await;
-    let identity = rig.operator.identity("news@example.com");
-    let broker = rig.broker().await;
-    broker.set_identity(NEWS, &identity).await.unwrap();
+    let identity = stored_identity(&rig, NEWS, "news@example.com").await;
     let mut page = launch(&rig, NEWS).await;
     page.event("uid2", "SdkLoaded").await;
     assert_eq!(
@@ -149,12 +147,7 @@ async fn init_may_run_again_and_its_callbacks_hear_every_identity_change() {
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn disconnect_serves_no_token_at_once() {
     let rig = rig(3600).await;
-    let identity = rig.operator.identity("news@example.com");
-    rig.broker()
-        .await
-        .set_identity(NEWS, &identity)
-        .await
-        .unwrap();
+    stored_identity(&rig, NEWS, "news@example.com").await;
     let mut page = launch(&rig, NEWS).await;
     page.run(INIT).await.unwrap();
     let seen = page
@@ -192,9 +185,8 @@ async fn disconnect_serves_no_token_at_once() {
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn uid2d_refresh_to_an_opt_out_reaches_the_page_as_on_the_web() {
     let rig = rig(3600).await;
-    let identity = rig.operator.identity("news@example.com");
+    stored_identity(&rig, NEWS, "news@example.com").await;
     let broker = rig.broker().await;
-    broker.set_identity(NEWS, &identity).await.unwrap();
     let mut page = launch(&rig, NEWS).await;
     page.run("window.calls = []; await __uid2.init({ callback: (s) => calls.push([s.status, s.statusText]) });")
         .await
@@ -214,23 +206,17 @@ async fn uid2d_refresh_to_an_opt_out_reaches_the_page_as_on_the_web() {
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn a_classic_script_page_uses_uid2_right_after_the_script_tag() {
     let rig = rig(3600).await;
-    let identity = rig.operator.identity("news@example.com");
-    rig.broker()
-        .await
-        .set_identity(NEWS, &identity)
-        .await
-        .unwrap();
+    let identity = stored_identity(&rig, NEWS, "news@example.com").await;
     let server = PageServer::start().await;
     let endpoint = rig.open(NEWS, &server.origin).await;
-    let mut page = Page::start(server, &Launch::default()).await;
     // The runtime hands the page its endpoint before the page's scripts run.
-    page.browser
-        .cdp
-        .before_each_document(&format!(
-            "window.__uid2TvConfig = {{ endpoint: {endpoint:?} }};"
-        ))
-        .await;
-    page.goto("/web/test/classic.html").await;
+    let mut page = start_with(
+        server,
+        &Launch::default(),
+        &config_for(&endpoint),
+        "/web/test/classic.html",
+    )
+    .await;
     let inline = page.next_report(|r| r["id"] == "inline").await;
     assert_eq!(inline["result"]["installed"], true, "{inline}");
     assert_eq!(

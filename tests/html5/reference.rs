@@ -14,7 +14,7 @@ use uid2_operator_sim::{Endpoint, Fault};
 use uid2d_testkit::*;
 
 use crate::browser::{file_under, web_deps, Files, Launch, Page, PageServer};
-use crate::NEWS;
+use crate::{config_for, start_with, stored_identity, NEWS};
 
 fn dir_of(variable: &str) -> PathBuf {
     PathBuf::from(std::env::var_os(variable).unwrap_or_else(|| {
@@ -66,22 +66,18 @@ async fn both(rig: &AppRig, scenario: &str, app: &str) -> (String, String) {
         "optout" => json!({ "status": "optout", "identity_expires": 4_102_444_800_000_u64,
                             "refresh_expires": 4_102_444_800_000_u64 })
         .to_string(),
-        _ => String::new(),
+        _ => "null".to_owned(),
     };
-    let web = Page::start(
+    // The web SDK's state is what its last page left in localStorage.
+    let web = start_with(
         PageServer::with_files(reference_files()).await,
         &Launch::default(),
+        &format!(
+            "if ({stored:?} !== 'null') localStorage.setItem('UID2-sdk-identity', {stored:?});"
+        ),
+        "/web/test/parity.html?sdk=web",
     )
     .await;
-    if !stored.is_empty() {
-        web.browser
-            .cdp
-            .before_each_document(&format!(
-                "localStorage.setItem('UID2-sdk-identity', {stored:?});"
-            ))
-            .await;
-    }
-    web.goto("/web/test/parity.html?sdk=web").await;
     let web_record = web
         .browser
         .cdp
@@ -114,14 +110,13 @@ async fn both(rig: &AppRig, scenario: &str, app: &str) -> (String, String) {
     }
     let server = PageServer::start().await;
     let endpoint = rig.open(app, &server.origin).await;
-    let tv = Page::start(server, &Launch::default()).await;
-    tv.browser
-        .cdp
-        .before_each_document(&format!(
-            "window.__uid2TvConfig = {{ endpoint: {endpoint:?} }};"
-        ))
-        .await;
-    tv.goto("/web/test/parity.html?sdk=tv").await;
+    let tv = start_with(
+        server,
+        &Launch::default(),
+        &config_for(&endpoint),
+        "/web/test/parity.html?sdk=tv",
+    )
+    .await;
     let tv_record = tv
         .browser
         .cdp
@@ -156,12 +151,7 @@ async fn reference_the_web_sdk_and_the_tv_sdk_answer_alike() {
 #[ignore = "needs chromium and UID2_WEB_SDK_DIR: scripts/test-web.sh runs it when set"]
 async fn reference_uid2s_secure_signals_script_collects_the_tv_sdk_token() {
     let rig = AppRig::start(&binaries!(), &[], 3600).await;
-    let identity = rig.operator.identity("news@example.com");
-    rig.broker()
-        .await
-        .set_identity(NEWS, &identity)
-        .await
-        .unwrap();
+    let identity = stored_identity(&rig, NEWS, "news@example.com").await;
     let server = PageServer::with_files(reference_files()).await;
     let endpoint = rig.open(NEWS, &server.origin).await;
     let mut page = Page::open(server, &endpoint).await;
@@ -239,10 +229,7 @@ async fn reference_the_web_sdks_sample_page_runs_on_the_tv_sdk() {
     let endpoint = rig.open_app(NEWS, &server.origin).await;
     let page = Page::start(server, &Launch::default()).await;
     let cdp = page.browser.cdp.clone();
-    cdp.before_each_document(&format!(
-        "window.__uid2TvConfig = {{ endpoint: {endpoint:?} }};"
-    ))
-    .await;
+    cdp.before_each_document(&config_for(&endpoint)).await;
     // The page's jQuery tag stays as it is: its request is answered with the same
     // jQuery from npm (there is no network here).
     cdp.call(

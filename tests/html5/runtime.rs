@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use uid2d_testkit::*;
 
 use crate::browser::{encode, Launch, Page, PageServer};
-use crate::{INIT, NEWS};
+use crate::{stored_identity, INIT, NEWS};
 
 /// The runtime's script before each document: the app's endpoint, for the app's origin
 /// only.
@@ -173,13 +173,30 @@ async fn a_bridge_the_runtime_injects_needs_no_network() {
     page.close().await;
 }
 
-/// Chromium told to treat the page's own server as a public address: the page is then,
-/// to Local Network Access, an app hosted on the internet.
-fn public_page(server: &PageServer) -> Vec<String> {
-    vec![format!(
-        "--ip-address-space-overrides=127.0.0.1:{}=public",
-        server.port
-    )]
+/// A page of the app at `server`'s origin, which Chromium is told is a public address (to
+/// Local Network Access, an app hosted on the internet), with `preferences` in its
+/// profile; it calls init(). The page and the init callback's state.
+async fn public_page(
+    rig: &AppRig,
+    server: PageServer,
+    preferences: Option<Value>,
+) -> (Page, Value, String) {
+    let launch = Launch {
+        args: vec![format!(
+            "--ip-address-space-overrides=127.0.0.1:{}=public",
+            server.port
+        )],
+        preferences,
+    };
+    let endpoint = rig.open(NEWS, &server.origin).await;
+    let mut page = Page::start(server, &launch).await;
+    page.goto(&format!(
+        "/web/test/tv-sdk.html?endpoint={}",
+        encode(&endpoint)
+    ))
+    .await;
+    let state = page.run(INIT).await.unwrap();
+    (page, state, endpoint)
 }
 
 /// A managed Chromium policy file, removed when dropped.
@@ -195,27 +212,10 @@ impl Drop for Policy {
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn a_public_page_reaches_the_gateway_only_with_local_network_access() {
     let rig = AppRig::start(&binaries!(), &[], 3600).await;
-    let identity = rig.operator.identity("news@example.com");
-    rig.broker()
-        .await
-        .set_identity(NEWS, &identity)
-        .await
-        .unwrap();
+    stored_identity(&rig, NEWS, "news@example.com").await;
 
     // Without the grant: blocked, and the page is told why (callback and console).
-    let server = PageServer::start().await;
-    let launch = Launch {
-        args: public_page(&server),
-        ..Launch::default()
-    };
-    let endpoint = rig.open(NEWS, &server.origin).await;
-    let mut page = Page::start(server, &launch).await;
-    page.goto(&format!(
-        "/web/test/tv-sdk.html?endpoint={}",
-        encode(&endpoint)
-    ))
-    .await;
-    let state = page.run(INIT).await.unwrap();
+    let (mut page, state, endpoint) = public_page(&rig, PageServer::start().await, None).await;
     assert_eq!(state["status"], -1, "{state}");
     let text = state["statusText"].as_str().unwrap();
     assert!(
@@ -234,20 +234,10 @@ async fn a_public_page_reaches_the_gateway_only_with_local_network_access() {
 
     // The runtime grants the app's origin the loopback-network permission in its profile.
     let server = PageServer::start().await;
-    let launch = Launch {
-        args: public_page(&server),
-        preferences: Some(json!({ "profile": { "content_settings": { "exceptions": {
-            "loopback_network": { format!("{},*", server.origin): { "setting": 1 } }
-        } } } })),
-    };
-    let endpoint = rig.open(NEWS, &server.origin).await;
-    let mut page = Page::start(server, &launch).await;
-    page.goto(&format!(
-        "/web/test/tv-sdk.html?endpoint={}",
-        encode(&endpoint)
-    ))
-    .await;
-    let state = page.run(INIT).await.unwrap();
+    let granted = json!({ "profile": { "content_settings": { "exceptions": {
+        "loopback_network": { format!("{},*", server.origin): { "setting": 1 } }
+    } } } });
+    let (page, state, _) = public_page(&rig, server, Some(granted)).await;
     assert_eq!(state["status"], 0, "granted by permission: {state}");
     page.close().await;
 
@@ -265,18 +255,7 @@ async fn a_public_page_reaches_the_gateway_only_with_local_network_access() {
         json!({ "LoopbackNetworkAllowedForUrls": [server.origin] }).to_string(),
     )
     .unwrap();
-    let launch = Launch {
-        args: public_page(&server),
-        ..Launch::default()
-    };
-    let endpoint = rig.open(NEWS, &server.origin).await;
-    let mut page = Page::start(server, &launch).await;
-    page.goto(&format!(
-        "/web/test/tv-sdk.html?endpoint={}",
-        encode(&endpoint)
-    ))
-    .await;
-    let state = page.run(INIT).await.unwrap();
+    let (page, state, _) = public_page(&rig, server, None).await;
     assert_eq!(state["status"], 0, "granted by policy: {state}");
     page.close().await;
     drop(policy);

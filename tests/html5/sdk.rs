@@ -7,7 +7,7 @@ use uid2d::gateway::Gateway1Proxy;
 use uid2d_testkit::*;
 
 use crate::browser::{Page, PageServer};
-use crate::{launch, rig, INIT, MAPS, NEWS};
+use crate::{launch, rig, stored_identity, INIT, MAPS, NEWS};
 
 #[tokio::test]
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
@@ -213,12 +213,7 @@ async fn a_refresh_while_the_page_is_closed_is_seen_on_reopening_and_live_ones_a
 #[ignore = "needs chromium: scripts/test-web.sh runs it"]
 async fn a_page_without_its_own_live_session_learns_nothing() {
     let mut rig = rig(3600).await;
-    let identity = rig.operator.identity("news@example.com");
-    rig.broker()
-        .await
-        .set_identity(NEWS, &identity)
-        .await
-        .unwrap();
+    stored_identity(&rig, NEWS, "news@example.com").await;
     let other = PageServer::start().await;
     let session_of_another_origin = rig.open(NEWS, &other.origin).await;
     let mut forged = session_of_another_origin.clone();

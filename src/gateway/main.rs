@@ -11,7 +11,7 @@ use crate::daemon::{self, Bus};
 use crate::gateway::{self, Options};
 use clap::Parser;
 
-/// Serves each HTML5 app its UID2 identity as JSON-RPC over a one-time WebSocket session,
+/// Serves each HTML5 app its UID2 identity as JSON-RPC over a WebSocket session,
 /// through uid2d's com.uid2.Broker1; sessions are opened on D-Bus as com.uid2.Gateway.
 #[derive(Debug, Parser)]
 #[command(name = "uid2-gateway", version, args_override_self = true)]

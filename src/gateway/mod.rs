@@ -1,8 +1,9 @@
 //! `uid2-gateway`: the UID2 identity of HTML5 apps, for pages that cannot reach D-Bus.
 //!
 //! A runtime or app manager asks for a session for the app it launches
-//! (`com.uid2.Gateway1.OpenSession(app_id, origin)` on the bus name `com.uid2.Gateway`) and
-//! hands the page the one-time WebSocket endpoint it gets back. The page speaks JSON-RPC 2.0
+//! (`com.uid2.Gateway1.OpenAppSession` or, for one page load, `OpenSession(app_id, origin)`
+//! on the bus name `com.uid2.Gateway`) and hands the app's pages the WebSocket endpoint it
+//! gets back. The page speaks JSON-RPC 2.0
 //! there (see [`rpc`]); the gateway calls uid2d's `com.uid2.Broker1` for that app only and
 //! forwards the app's `IdentityStatusChanged` as `identityStatusChanged` notifications.
 //! Design and security model: `docs/html5.md`.

@@ -532,7 +532,11 @@ async fn slow_operator_times_out_and_the_identity_is_kept() {
 
 /// uid2d holding an identity for the caller, and the caller's bus connection.
 async fn daemon_with_identity(rig: &Rig) -> (Daemon, zbus::Connection) {
-    let daemon = rig.daemon().await;
+    holding_an_identity(rig, rig.daemon().await).await
+}
+
+/// `daemon` after the caller set an identity, and the caller's bus connection.
+async fn holding_an_identity(rig: &Rig, daemon: Daemon) -> (Daemon, zbus::Connection) {
     let conn = rig.bus.connect().await;
     manager(&conn)
         .await
@@ -612,12 +616,7 @@ async fn daemon_on_a_fifo_store(rig: &Rig) -> (Daemon, zbus::Connection, std::pa
     let start_up = tokio::spawn(async move { drop(writer.await) });
     let daemon = Daemon::start(spec).await;
     start_up.await.unwrap();
-    let conn = rig.bus.connect().await;
-    manager(&conn)
-        .await
-        .set_identity(&rig.operator.identity("user@example.com"))
-        .await
-        .unwrap();
+    let (daemon, conn) = holding_an_identity(rig, daemon).await;
     (daemon, conn, fifo)
 }
 

@@ -128,8 +128,17 @@ struct Page {
 
 impl Page {
     async fn connect(endpoint: &str, origin: &str) -> Page {
+        Page::over(handshake(endpoint, Some(origin)).await.unwrap())
+    }
+
+    /// A native client's session: no Origin header.
+    async fn native(endpoint: &str) -> Page {
+        Page::over(handshake(endpoint, None).await.unwrap())
+    }
+
+    fn over(ws: Ws) -> Page {
         Page {
-            ws: handshake(endpoint, Some(origin)).await.unwrap(),
+            ws,
             next_id: 1,
             notifications: VecDeque::new(),
         }
@@ -304,11 +313,7 @@ async fn a_native_runtime_connects_over_the_unix_socket() {
         "an Origin the session was not opened for",
     )
     .await;
-    let mut native = Page {
-        ws: handshake(&endpoint, None).await.unwrap(),
-        next_id: 1,
-        notifications: VecDeque::new(),
-    };
+    let mut native = Page::native(&endpoint).await;
     assert_eq!(
         native.call("getIdentityStatus", json!({})).await,
         Ok(json!("no_identity"))
@@ -686,11 +691,7 @@ async fn a_flood_of_silent_connections_leaves_pages_served() {
         Ok(json!("no_identity"))
     );
     let over_unix = format!("ws+unix:{}:/session/{secret}", socket.display());
-    let mut native = Page {
-        ws: handshake(&over_unix, None).await.unwrap(),
-        next_id: 1,
-        notifications: VecDeque::new(),
-    };
+    let mut native = Page::native(&over_unix).await;
     assert_eq!(
         native.call("getIdentityStatus", json!({})).await,
         Ok(json!("no_identity"))

@@ -276,14 +276,7 @@ mod tests {
         ];
         for (what, content) in cases {
             for in_credentials in [true, false] {
-                let state = tempdir();
-                let creds = tempdir();
-                let key_dir = if in_credentials {
-                    creds.path()
-                } else {
-                    state.path()
-                };
-                let key_path = key_dir.join(KEY_FILE_NAME);
+                let (state, creds, key_path) = key_dirs(in_credentials);
                 fs::write(&key_path, &content).expect("write key");
                 let err = Store::open(state.path(), Some(creds.path())).expect_err(what);
                 match &err {
@@ -302,18 +295,21 @@ mod tests {
         }
     }
 
+    /// A state directory, a credentials directory, and the key's path in the one the key
+    /// is read from.
+    fn key_dirs(in_credentials: bool) -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+        let state = tempdir();
+        let creds = tempdir();
+        let key_dir = if in_credentials { &creds } else { &state };
+        let key_path = key_dir.path().join(KEY_FILE_NAME);
+        (state, creds, key_path)
+    }
+
     #[test]
     fn a_key_path_that_is_no_regular_file_is_refused_unopened() {
         for in_credentials in [true, false] {
-            let state = tempdir();
-            let creds = tempdir();
-            let key_dir = if in_credentials {
-                creds.path()
-            } else {
-                state.path()
-            };
+            let (state, creds, key_path) = key_dirs(in_credentials);
             // Without a writer, opening the FIFO to read it would block for ever.
-            let key_path = key_dir.join(KEY_FILE_NAME);
             nix::unistd::mkfifo(&key_path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
             match Store::open(state.path(), Some(creds.path())) {
                 Err(StoreError::BadKey {

@@ -9,6 +9,7 @@
 
 pub(crate) mod access;
 pub mod apps;
+pub mod bounded_file;
 pub mod cli;
 pub mod client;
 pub mod clock;

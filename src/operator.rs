@@ -21,10 +21,12 @@ const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
+    /// `ca_file` cannot be read: missing, the system's error, not a regular file, or
+    /// larger than [`crate::trust::MAX_CA_FILE_LEN`].
     #[error("cannot read ca_file {path}: {source}")]
     CaFile {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        source: crate::bounded_file::FileError,
     },
     #[error("ca_file {0} holds no usable PEM certificate")]
     CaPem(std::path::PathBuf),

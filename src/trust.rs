@@ -24,6 +24,10 @@ use crate::operator::OperatorError;
 /// Whether this build carries Mozilla's root list (the `bundled-roots` feature).
 pub const BUNDLED: bool = cfg!(feature = "bundled-roots");
 
+/// The most `ca_file` may hold, in bytes: a whole distribution bundle is a few hundred KiB
+/// (Debian 12's: 215 KiB). No more than this is read of a larger file.
+pub const MAX_CA_FILE_LEN: u64 = 4 * 1024 * 1024;
+
 /// The roots of one config load: the system store (and the bundled roots) parsed once,
 /// and each `ca_file`'s store built on it once.
 #[derive(Debug)]
@@ -112,12 +116,16 @@ fn system_store_ders() -> Vec<CertificateDer<'static>> {
     found.certs
 }
 
-/// The PEM certificates of `ca_file`: an error when it cannot be read or holds none.
+/// The PEM certificates of `ca_file`: an error when it cannot be read (also when it is
+/// not a regular file or larger than [`MAX_CA_FILE_LEN`]) or holds none.
 fn ca_file_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, OperatorError> {
-    let pem = std::fs::read(path).map_err(|source| OperatorError::CaFile {
+    let error = |source| OperatorError::CaFile {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let pem = crate::bounded_file::read(path, MAX_CA_FILE_LEN)
+        .map_err(error)?
+        .ok_or_else(|| error(std::io::Error::from_raw_os_error(nix::libc::ENOENT).into()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| OperatorError::CaPem(path.to_owned()))?;

@@ -98,7 +98,13 @@ impl Rig {
         nobody: bool,
         args: &[&str],
     ) -> (bool, String, String) {
-        let mut argv = our_binary(binaries!().uid2ctl);
+        let bins = binaries!();
+        let uid2ctl = if nobody {
+            bins.for_other_users().uid2ctl
+        } else {
+            bins.uid2ctl
+        };
+        let mut argv = our_binary(uid2ctl);
         argv.extend(["--bus".to_owned(), self.bus.address.clone()]);
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         let mut command = if nobody {

@@ -101,7 +101,7 @@ async fn shipped_policy_allows_the_interface_and_denies_the_rest() {
     let address = bus.address.as_str();
 
     // Allowed: the interface's methods and property reads, as another user.
-    let uid2ctl = our_binary(binaries!().uid2ctl);
+    let uid2ctl = our_binary(binaries!().for_other_users().uid2ctl);
     let mut argv: Vec<&str> = uid2ctl.iter().map(String::as_str).collect();
     argv.extend(["--bus", address, "status"]);
     let ok = nobody(&argv).output().await.unwrap();

@@ -107,7 +107,7 @@ async fn counters_after_a_scripted_sequence_of_operator_faults() {
     );
     // Anyone else is refused.
     if is_root() {
-        let mut argv = our_binary(&bins.uid2ctl);
+        let mut argv = our_binary(bins.for_other_users().uid2ctl);
         argv.extend(["--bus".into(), bus.address.clone(), "stats".into()]);
         let denied = as_nobody(&[]).args(&argv).output().await.unwrap();
         assert!(!denied.status.success());

@@ -532,7 +532,11 @@ async fn slow_operator_times_out_and_the_identity_is_kept() {
 
 /// uid2d holding an identity for the caller, and the caller's bus connection.
 async fn daemon_with_identity(rig: &Rig) -> (Daemon, zbus::Connection) {
-    let daemon = rig.daemon().await;
+    holding_an_identity(rig, rig.daemon().await).await
+}
+
+/// `daemon` after the caller set an identity, and the caller's bus connection.
+async fn holding_an_identity(rig: &Rig, daemon: Daemon) -> (Daemon, zbus::Connection) {
     let conn = rig.bus.connect().await;
     manager(&conn)
         .await
@@ -594,16 +598,26 @@ async fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     );
 }
 
-/// A FIFO as the last drop-in of `daemon`'s config: a reload's read of it waits until
-/// something opens it for writing, as a read on a hung file system would.
-fn fifo_dropin(daemon: &Daemon) -> std::path::PathBuf {
-    let mut dropins = daemon.config.clone().into_os_string();
-    dropins.push(".d");
-    let dropins = std::path::PathBuf::from(dropins);
-    std::fs::create_dir_all(&dropins).unwrap();
-    let fifo = dropins.join("zz-slow.toml");
+/// uid2d holding an identity for the caller, with a FIFO as its system CA store
+/// (`SSL_CERT_FILE`): each reload's read of the store waits until something opens the FIFO
+/// for writing, as a read on a hung file system would. (A FIFO as a config file or
+/// `ca_file` is refused unopened, tests/file_reads.rs; the system store is read by
+/// rustls-native-certs as it finds it.) Start-up's read gets an empty store: the
+/// operator's root is in `ca_file`. Returns the FIFO too.
+async fn daemon_on_a_fifo_store(rig: &Rig) -> (Daemon, zbus::Connection, std::path::PathBuf) {
+    let fifo = rig.state.path().join("system-store.pem");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    fifo
+    let mut spec = rig
+        .operator
+        .spec(&binaries!(), &rig.bus, rig.state.path(), "");
+    spec.env = vec![("SSL_CERT_FILE".into(), fifo.display().to_string())];
+    // Opened once uid2d opens it for reading, and closed at once: an empty store.
+    let writer = open_writer(fifo.clone());
+    let start_up = tokio::spawn(async move { drop(writer.await) });
+    let daemon = Daemon::start(spec).await;
+    start_up.await.unwrap();
+    let (daemon, conn) = holding_an_identity(rig, daemon).await;
+    (daemon, conn, fifo)
 }
 
 /// Opens `fifo` for writing, which returns once uid2d has opened it for reading. On a
@@ -616,7 +630,7 @@ async fn open_writer(fifo: std::path::PathBuf) -> std::fs::File {
     });
     tokio::time::timeout(PATIENCE, open)
         .await
-        .expect("uid2d opens the drop-in")
+        .expect("uid2d opens the FIFO")
         .unwrap()
         .unwrap()
 }
@@ -626,9 +640,8 @@ async fn open_writer(fifo: std::path::PathBuf) -> std::fs::File {
 #[tokio::test]
 async fn a_reload_waiting_on_a_slow_file_does_not_stop_calls() {
     let rig = quiet_rig().await;
-    let (mut daemon, conn) = daemon_with_identity(&rig).await;
+    let (mut daemon, conn, fifo) = daemon_on_a_fifo_store(&rig).await;
     let manager = manager(&conn).await;
-    let fifo = fifo_dropin(&daemon);
 
     daemon.messages.clear();
     sighup(&daemon);
@@ -639,7 +652,7 @@ async fn a_reload_waiting_on_a_slow_file_does_not_stop_calls() {
         matches!(answered, Ok(Ok(ref token)) if !token.is_empty()),
         "no answer while the reload waited on a file: {answered:?}"
     );
-    // An empty drop-in: the reload then completes with the config unchanged.
+    // An empty store (the roots are in `ca_file`): the reload then completes.
     drop(writer);
     let status = daemon.wait_for_notify("Configuration reloaded").await;
     assert!(!status.contains("restart"), "{status}");
@@ -651,10 +664,9 @@ async fn a_reload_waiting_on_a_slow_file_does_not_stop_calls() {
 #[tokio::test]
 async fn a_stuck_reload_is_refused_in_time_and_sigterm_still_stops_uid2d() {
     let rig = quiet_rig().await;
-    let (mut daemon, conn) = daemon_with_identity(&rig).await;
+    let (mut daemon, conn, _fifo) = daemon_on_a_fifo_store(&rig).await;
     let manager = manager(&conn).await;
     let token = manager.get_advertising_token().await.unwrap();
-    let _fifo = fifo_dropin(&daemon);
 
     daemon.messages.clear();
     sighup(&daemon);

@@ -128,8 +128,17 @@ struct Page {
 
 impl Page {
     async fn connect(endpoint: &str, origin: &str) -> Page {
+        Page::over(handshake(endpoint, Some(origin)).await.unwrap())
+    }
+
+    /// A native client's session: no Origin header.
+    async fn native(endpoint: &str) -> Page {
+        Page::over(handshake(endpoint, None).await.unwrap())
+    }
+
+    fn over(ws: Ws) -> Page {
         Page {
-            ws: handshake(endpoint, Some(origin)).await.unwrap(),
+            ws,
             next_id: 1,
             notifications: VecDeque::new(),
         }
@@ -304,11 +313,7 @@ async fn a_native_runtime_connects_over_the_unix_socket() {
         "an Origin the session was not opened for",
     )
     .await;
-    let mut native = Page {
-        ws: handshake(&endpoint, None).await.unwrap(),
-        next_id: 1,
-        notifications: VecDeque::new(),
-    };
+    let mut native = Page::native(&endpoint).await;
     assert_eq!(
         native.call("getIdentityStatus", json!({})).await,
         Ok(json!("no_identity"))
@@ -707,6 +712,60 @@ async fn limits_end_one_session_and_leave_the_others() {
         page.call("getIdentityStatus", json!({})).await,
         Ok(json!("no_identity"))
     );
+}
+
+/// Slowloris: more silent connections than the gateway used to hold in all (144), on
+/// both listeners, sending nothing and never closing. Each new one evicts the oldest
+/// pending one; pages connecting after them all still get in and are answered.
+#[tokio::test]
+async fn a_flood_of_silent_connections_leaves_pages_served() {
+    const SILENT: usize = 160;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("gateway.sock");
+    let mut rig = rig(&["--listen-unix", socket.to_str().unwrap()]).await;
+    let endpoint = rig.open(NEWS, NEWS_ORIGIN).await;
+    let secret = rig
+        .open(MAPS, "")
+        .await
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let host = endpoint.split('/').nth(2).unwrap().to_owned();
+    let mut tcp = Vec::new();
+    let mut unix = Vec::new();
+    for _ in 0..SILENT {
+        tcp.push(TcpStream::connect(&host).await.unwrap());
+        unix.push(tokio::net::UnixStream::connect(&socket).await.unwrap());
+    }
+    // The pages connect after them all: the gateway accepts them last.
+    let mut page = Page::connect(&endpoint, NEWS_ORIGIN).await;
+    assert_eq!(
+        page.call("getIdentityStatus", json!({})).await,
+        Ok(json!("no_identity"))
+    );
+    let over_unix = format!("ws+unix:{}:/session/{secret}", socket.display());
+    let mut native = Page::native(&over_unix).await;
+    assert_eq!(
+        native.call("getIdentityStatus", json!({})).await,
+        Ok(json!("no_identity"))
+    );
+    // The oldest silent connection was the one dropped for the newer ones.
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        within(
+            "the oldest silent connection dropped",
+            tcp[0].read(&mut byte)
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    assert_eq!(
+        page.call("getAdvertisingToken", json!({})).await,
+        Ok(json!(""))
+    );
+    rig.gateway.assert_running();
 }
 
 #[tokio::test]

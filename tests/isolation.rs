@@ -26,7 +26,7 @@ macro_rules! require_root {
 fn uid2ctl_as_nobody(bus: &Bus, groups: &[u32], args: &[&str]) -> tokio::process::Command {
     let mut command = as_nobody(groups);
     command
-        .args(our_binary(binaries!().uid2ctl))
+        .args(our_binary(binaries!().for_other_users().uid2ctl))
         .arg("--bus")
         .arg(&bus.address)
         .args(args);
@@ -56,6 +56,33 @@ async fn rig(config_extra: &str) -> (Bus, Operator, tempfile::TempDir, Daemon) {
     let state = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), config_extra)).await;
     (bus, operator, state, daemon)
+}
+
+/// The test kit runs a client as another user wherever the build lives, also under a
+/// directory no other user may enter (a clone in `/root`, under a `mktemp -d`) and behind
+/// a runner that opens the binary as that user (qemu-user in the aarch64 suite; `env`
+/// here, whose exec as `nobody` fails the same way).
+#[tokio::test]
+async fn clients_of_another_user_run_from_a_build_no_one_else_may_enter() {
+    require_root!();
+    let private = tempfile::tempdir().unwrap();
+    set_mode(private.path(), 0o700);
+    let uid2d = private.path().join("uid2d");
+    std::fs::copy(binaries!().uid2d, &uid2d).unwrap();
+    let bins = Binaries::of(uid2d).for_other_users();
+    let (bus, _operator, _state, _daemon) = rig("").await;
+    let out = within(
+        "uid2ctl as nobody",
+        as_nobody(&[])
+            .arg("env")
+            .args(our_binary(&bins.uid2ctl))
+            .args(["--bus", &bus.address, "status"])
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "no_identity");
 }
 
 #[tokio::test]

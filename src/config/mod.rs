@@ -25,6 +25,13 @@ use serde::Deserialize;
 
 pub use paths::ConfigPaths;
 
+use crate::bounded_file::{self, FileError};
+
+/// The most one config file may hold, in bytes: a config with a UID map of thousands of
+/// apps is tens of KiB. A larger file is [`ConfigError::Read`] with
+/// [`FileError::TooLarge`], and no more than this is read of it.
+pub const MAX_CONFIG_FILE_LEN: u64 = 1024 * 1024;
+
 /// The UID2/EUID operator environments of the SDKs and the UID2 docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -294,12 +301,11 @@ impl Default for Reloadable {
 /// A config that cannot be used; each names the file (and the key, where there is one).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A file or the drop-in directory exists but cannot be read (a missing one is fine).
+    /// A file or the drop-in directory exists but cannot be read (a missing one is fine):
+    /// the system's error, a file that is not a regular one (a FIFO, `/dev/zero`), or one
+    /// larger than [`MAX_CONFIG_FILE_LEN`].
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: FileError },
     /// Not TOML; toml's message names the line.
     #[error("{path}: {}", one_line(.source))]
     Syntax {
@@ -365,13 +371,23 @@ fn one_line(error: &toml::de::Error) -> String {
 
 impl Config {
     /// Reads every layer of `paths` in order; missing files (and a missing drop-in
-    /// directory) are skipped, so nothing at all gives the defaults.
+    /// directory) are skipped, so nothing at all gives the defaults. Each file must be a
+    /// regular one of at most [`MAX_CONFIG_FILE_LEN`] bytes ([`bounded_file`]).
     pub fn load(paths: &ConfigPaths) -> Result<Self, ConfigError> {
         let mut layer = keys::Layer::default();
         for path in paths.files()? {
-            match std::fs::read_to_string(&path) {
-                Ok(text) => keys::apply(&mut layer, &text, &path)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            match bounded_file::read(&path, MAX_CONFIG_FILE_LEN) {
+                Ok(Some(bytes)) => {
+                    let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read {
+                        path: path.clone(),
+                        source: FileError::Io(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            e.utf8_error(),
+                        )),
+                    })?;
+                    keys::apply(&mut layer, &text, &path)?;
+                }
+                Ok(None) => {}
                 Err(source) => return Err(ConfigError::Read { path, source }),
             }
         }

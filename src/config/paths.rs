@@ -47,9 +47,9 @@ impl ConfigPaths {
     /// # Errors
     /// [`ConfigError::Read`] when the drop-in directory exists but cannot be listed.
     pub fn files(&self) -> Result<Vec<PathBuf>, ConfigError> {
-        let unreadable = |source| ConfigError::Read {
+        let unreadable = |source: std::io::Error| ConfigError::Read {
             path: self.dropins.clone(),
-            source,
+            source: source.into(),
         };
         let mut dropins = Vec::new();
         match std::fs::read_dir(&self.dropins) {

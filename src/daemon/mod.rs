@@ -102,7 +102,8 @@ pub enum DaemonError {
     #[error("internal task `{0}` stopped")]
     TaskEnded(&'static str),
     /// A reload's reading of the config files and the CA store did not end in time (a
-    /// hung mount, a FIFO); the reload is refused and the running config kept.
+    /// hung mount, a FIFO as the system store); the reload is refused and the running
+    /// config kept.
     #[error("reading the configuration and the CA store did not finish within {0} s")]
     ReloadTimeout(u64),
 }

@@ -46,8 +46,10 @@ pub(super) fn operator_clients(
 }
 
 /// How long a reload may take to read the config files and the CA store. They are a few
-/// KB to a few hundred KB on local storage; far longer means a hung file system, and then
-/// the reload is refused instead of leaving systemd in RELOADING=1.
+/// KB to a few hundred KB on local storage; far longer means a hung file system (or a
+/// FIFO as the system store: config files and `ca_file` are never opened when they are
+/// not regular files, see [`crate::bounded_file`]), and then the reload is refused
+/// instead of leaving systemd in RELOADING=1.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// SIGHUP: re-read the config; keep the running one if the new one is bad, and the

@@ -1,7 +1,8 @@
 //! One WebSocket connection: the handshake claims a session (or is refused with 403),
 //! then JSON-RPC requests are answered in order and the app's status changes are sent as
 //! notifications, until either side closes, the session is closed, or the client stops
-//! reading.
+//! reading. Until its secret is accepted the connection is pending ([`super::admission`]): it has
+//! `handshake_timeout` from its accept, and a newer connection may evict it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info};
 
+use super::admission::Ticket;
 use super::methods::{self, Product};
 use super::rpc::{self, Parsed};
 use super::sessions::{Claimed, Sessions};
@@ -55,11 +57,15 @@ impl Context {
     }
 }
 
-/// Serves one connection (TCP or Unix socket) to its end.
-pub(crate) async fn serve<S>(stream: S, context: Context)
+/// Serves one connection (TCP or Unix socket), admitted as `ticket`, to its end.
+pub(crate) async fn serve<S>(stream: S, context: Context, ticket: Ticket)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Ticket {
+        place,
+        mut eviction,
+    } = ticket;
     let mut claimed: Option<Claimed> = None;
     let sessions = context.sessions.clone();
     // tungstenite's callback type fixes the error type (an HTTP response).
@@ -76,6 +82,8 @@ where
             .map(|o| o.to_str().unwrap_or("\u{fffd}"));
         match sessions.claim(secret, origin) {
             Ok(session) => {
+                // A page that got in no longer counts as pending: no flood can evict it.
+                place.admitted();
                 claimed = Some(session);
                 Ok(response)
             }
@@ -88,19 +96,29 @@ where
     };
     let handshake =
         tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(context.config));
-    let ws = tokio::time::timeout(context.handshake_timeout, handshake).await;
+    // Timed from the accept: before the first byte too.
+    let handshake = tokio::time::timeout(context.handshake_timeout, handshake);
+    let ws = tokio::select! {
+        ws = handshake => ws.ok().and_then(Result::ok),
+        () = eviction.evicted() => {
+            // Not `info`: a flood would fill the log.
+            debug!("a pending connection was dropped for a newer one");
+            None
+        }
+    };
+    drop(place);
     let Some(session) = claimed else {
         return;
     };
     match ws {
-        Ok(Ok(ws)) => {
+        Some(ws) => {
             info!(app_id = session.app_id, "session connected");
             let key = session.key;
             run(ws, session, &context).await;
             context.sessions.ended(&key);
             info!(sessions = context.sessions.len(), "session ended");
         }
-        _ => context.sessions.ended(&session.key),
+        None => context.sessions.ended(&session.key),
     }
 }
 

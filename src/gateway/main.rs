@@ -32,10 +32,14 @@ struct Args {
     /// Sessions open at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_sessions: usize,
+    /// Connections at once that have not yet presented a valid session secret (both
+    /// listeners); one more drops the oldest of them.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_handshakes: usize,
     /// The largest WebSocket message accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 65536)]
     max_message_size: usize,
-    /// Seconds a new connection has for its WebSocket handshake.
+    /// Seconds a new connection has, from its accept, for its WebSocket handshake.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     handshake_timeout: u64,
     /// Seconds one frame to a client may take before the client is dropped.
@@ -86,6 +90,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         listen_unix: args.listen_unix,
         session_gid,
         max_sessions: args.max_sessions.max(1),
+        max_handshakes: args.max_handshakes.max(1),
         max_message_size: args.max_message_size.max(1024),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         send_timeout: Duration::from_secs(args.send_timeout.max(1)),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, warn};
 use zbus::fdo::RequestNameFlags;
@@ -26,6 +26,7 @@ use crate::client::broker::Broker1Proxy;
 use crate::daemon::Bus;
 use methods::Product;
 
+mod admission;
 mod connection;
 mod dbus;
 mod main;
@@ -50,12 +51,17 @@ pub struct Options {
     pub listen_unix: Option<PathBuf>,
     /// Besides root, the members of this group may open and close sessions.
     pub session_gid: Option<u32>,
-    /// Sessions open at once (claimed or not); one more is `SessionLimit`.
+    /// Sessions open at once (claimed or not); one more is `SessionLimit`. A claimed
+    /// session holds one connection.
     pub max_sessions: usize,
+    /// Connections at once, over both listeners, that have not yet presented a valid
+    /// session secret; one more drops the oldest of them (see `admission`).
+    pub max_handshakes: usize,
     /// The largest WebSocket message and frame accepted, in bytes; a bigger one closes the
     /// connection with 1009.
     pub max_message_size: usize,
-    /// How long a new TCP connection has to complete its WebSocket handshake.
+    /// How long a new connection has, from its accept, to complete its WebSocket
+    /// handshake with a valid session secret.
     pub handshake_timeout: Duration,
     /// How long one frame to a client may take to send before the client is dropped.
     pub send_timeout: Duration,
@@ -70,6 +76,7 @@ impl Options {
             listen_unix: None,
             session_gid: None,
             max_sessions: 64,
+            max_handshakes: 64,
             max_message_size: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(10),
@@ -195,9 +202,9 @@ pub async fn run(
         handshake_timeout: options.handshake_timeout,
         send_timeout: options.send_timeout,
     };
-    // Connections still in their handshake count too: a flood of silent ones cannot
-    // take more than this.
-    let connections = Arc::new(Semaphore::new(options.max_sessions * 2 + 16));
+    // Connections without a valid secret yet, apart from the sessions: a flood of silent
+    // ones evicts its own oldest, never a page that got in.
+    let pending = admission::Pending::new(options.max_handshakes);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -220,17 +227,13 @@ pub async fn run(
             }
             accepted = accept(&tcp, &unix) => match accepted {
                 Ok(stream) => {
-                    let Ok(permit) = connections.clone().try_acquire_owned() else {
-                        drop(stream);
-                        continue;
-                    };
+                    let ticket = pending.admit();
                     let context = context.clone();
                     tokio::spawn(async move {
                         match stream {
-                            Stream::Tcp(stream) => connection::serve(stream, context).await,
-                            Stream::Unix(stream) => connection::serve(stream, context).await,
+                            Stream::Tcp(stream) => connection::serve(stream, context, ticket).await,
+                            Stream::Unix(stream) => connection::serve(stream, context, ticket).await,
                         }
-                        drop(permit);
                     });
                 }
                 Err(e) => {

@@ -2,8 +2,9 @@
 //! files aside (renamed, never deleted).
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -81,7 +82,12 @@ pub(super) fn read_state_file(path: &Path) -> Result<ReadOutcome, StoreError> {
             .map(Errno::from_raw)
             .filter(|errno| matches!(errno, Errno::EIO | Errno::EUCLEAN | Errno::EBADMSG))
     };
-    let file = match File::open(path) {
+    // O_NONBLOCK: a FIFO under a state file's name is not waited on but ignored below.
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+    {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ReadOutcome::Gone),
         Err(e) => {
@@ -206,6 +212,19 @@ mod tests {
         let store = open(dir.path());
         store.save(scope, content).expect("save");
         fs::read(dir.path().join(format!("{scope}.state"))).expect("read")
+    }
+
+    #[test]
+    fn a_fifo_under_a_state_file_name_is_ignored_not_waited_on() {
+        let dir = tempdir();
+        let store = open(dir.path());
+        store.save("uid-1", b"one").expect("save");
+        let fifo = dir.path().join("uid-2.state");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let loaded = store.load_all().expect("load");
+        assert_eq!(loaded.scopes.len(), 1);
+        assert!(loaded.set_aside.is_empty());
+        assert!(fifo.exists());
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! missing.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +16,7 @@ use zeroize::Zeroizing;
 
 use super::durable::{write_durably, Plan, Publish};
 use super::{io_error, StoreError};
+use crate::bounded_file::{self, FileError};
 
 /// Name of the device key, both as a systemd credential and in the state dir.
 pub const KEY_FILE_NAME: &str = "uid2d.key";
@@ -61,6 +61,9 @@ pub enum BadKey {
     NotBase64(usize),
     #[error("the cipher refused the key")]
     Refused,
+    /// A FIFO, a device, a directory: never opened for reading, so start-up cannot hang on it.
+    #[error("not a regular file but a {0}")]
+    NotRegular(&'static str),
 }
 
 /// The cipher under the device key, where the key came from, and its path.
@@ -116,15 +119,22 @@ fn load_key(
     }
 }
 
-/// Reads and parses a key file; `Ok(None)` when it does not exist.
+/// Reads and parses a key file (a regular file only, see [`bounded_file`]); `Ok(None)`
+/// when it does not exist.
 fn read_key_file(
     path: &Path,
     check_mode: bool,
 ) -> Result<Option<Zeroizing<[u8; KEY_LEN]>>, StoreError> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error("open key file", path)(e)),
+    let bad_key = |reason| StoreError::BadKey {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut file = match bounded_file::open(path) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(None),
+        Err(FileError::NotRegular(kind)) => return Err(bad_key(BadKey::NotRegular(kind))),
+        Err(FileError::TooLarge { .. }) => return Err(bad_key(BadKey::TooLong)),
+        Err(FileError::Io(e)) => return Err(io_error("open key file", path)(e)),
     };
     if check_mode {
         let meta = file.metadata().map_err(io_error("stat key file", path))?;
@@ -147,12 +157,7 @@ fn read_key_file(
             Err(e) => return Err(io_error("read key file", path)(e)),
         }
     }
-    parse_key(&buf[..len])
-        .map(Some)
-        .map_err(|reason| StoreError::BadKey {
-            path: path.to_owned(),
-            reason,
-        })
+    parse_key(&buf[..len]).map(Some).map_err(bad_key)
 }
 
 /// 32 raw bytes, or the standard Base64 of 32 bytes with an optional trailing newline. The error
@@ -271,14 +276,7 @@ mod tests {
         ];
         for (what, content) in cases {
             for in_credentials in [true, false] {
-                let state = tempdir();
-                let creds = tempdir();
-                let key_dir = if in_credentials {
-                    creds.path()
-                } else {
-                    state.path()
-                };
-                let key_path = key_dir.join(KEY_FILE_NAME);
+                let (state, creds, key_path) = key_dirs(in_credentials);
                 fs::write(&key_path, &content).expect("write key");
                 let err = Store::open(state.path(), Some(creds.path())).expect_err(what);
                 match &err {
@@ -293,6 +291,32 @@ mod tests {
                 assert!(!text.contains("ZZZ"), "{what}: {text}"); // 0x5a as text
                                                                   // A bad credential never silently falls back to generating a key.
                 assert!(!state.path().join(KEY_FILE_NAME).exists() || !in_credentials);
+            }
+        }
+    }
+
+    /// A state directory, a credentials directory, and the key's path in the one the key
+    /// is read from.
+    fn key_dirs(in_credentials: bool) -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+        let state = tempdir();
+        let creds = tempdir();
+        let key_dir = if in_credentials { &creds } else { &state };
+        let key_path = key_dir.path().join(KEY_FILE_NAME);
+        (state, creds, key_path)
+    }
+
+    #[test]
+    fn a_key_path_that_is_no_regular_file_is_refused_unopened() {
+        for in_credentials in [true, false] {
+            let (state, creds, key_path) = key_dirs(in_credentials);
+            // Without a writer, opening the FIFO to read it would block for ever.
+            nix::unistd::mkfifo(&key_path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+            match Store::open(state.path(), Some(creds.path())) {
+                Err(StoreError::BadKey {
+                    path,
+                    reason: BadKey::NotRegular("FIFO"),
+                }) => assert_eq!(path, key_path),
+                other => panic!("in credentials {in_credentials}: {other:?}"),
             }
         }
     }

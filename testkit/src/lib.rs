@@ -101,6 +101,16 @@ impl Binaries {
     pub fn uid2ctl_command(&self) -> Command {
         our_command(&self.uid2ctl)
     }
+
+    /// These binaries where another user (a client run [`as_nobody`]) can run them,
+    /// wherever the build lives: as they are when others can reach them, else linked (or
+    /// copied) into a world-readable directory of this test process. Natively `setpriv`
+    /// could exec them anyway (it execs with root's capabilities still on), but a runner
+    /// (`UID2D_TEST_RUNNER`, qemu-user) opens the binary as that user, which fails for a
+    /// clone in `/root` or under a `mktemp -d`.
+    pub fn for_other_users(&self) -> Binaries {
+        Binaries::of(host::reachable_by_others(&self.uid2d))
+    }
 }
 
 /// Makes `link` a relative symlink to `uid2d` in its directory unless it already is one.

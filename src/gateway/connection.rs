@@ -40,14 +40,14 @@ pub(crate) struct Context {
     pub(crate) send_timeout: Duration,
 }
 
-fn forbidden() -> ErrorResponse {
+pub(crate) fn forbidden() -> ErrorResponse {
     let mut response = ErrorResponse::new(Some("Forbidden\n".to_owned()));
     *response.status_mut() = StatusCode::FORBIDDEN;
     response
 }
 
 impl Context {
-    fn broker(&self, product: Product) -> &Broker1Proxy<'static> {
+    pub(crate) fn broker(&self, product: Product) -> &Broker1Proxy<'static> {
         match product {
             Product::Uid2 => &self.broker,
             Product::Euid => &self.euid_broker,

@@ -16,14 +16,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
 use super::calls::{self, Job, Work};
 use crate::client::broker::Broker1Proxy;
-use crate::gateway::connection::Context;
+use crate::gateway::connection::{finish, frame, Context, End, Frame};
 use crate::gateway::methods::{self, Product};
 use crate::gateway::rpc::{self, RpcError, BUSY};
 
@@ -150,12 +149,6 @@ async fn run(job: Job, broker: Broker1Proxy<'static>) -> Done {
     }
 }
 
-/// Why the loop ended.
-enum End {
-    Peer,
-    Close(CloseCode, &'static str),
-}
-
 /// Serves a platform's connection until either side closes it.
 pub(crate) async fn run_connection<S>(mut ws: WebSocketStream<S>, context: &Context)
 where
@@ -209,16 +202,8 @@ where
                     break End::Close(CloseCode::Away, "gateway stopping")
                 }
             },
-            incoming = ws.next() => match incoming {
-                None | Some(Ok(Message::Close(_))) => break End::Peer,
-                Some(Err(WsError::Capacity(_))) => {
-                    break End::Close(CloseCode::Size, "message too big")
-                }
-                Some(Err(e)) => {
-                    debug!("WebSocket error: {e}");
-                    break End::Peer;
-                }
-                Some(Ok(Message::Text(text))) => {
+            incoming = ws.next() => match frame(incoming) {
+                Frame::Text(text) => {
                     debug!(bytes = text.len(), "request");
                     match calls::parse(text.as_str()) {
                         Ok(job) => {
@@ -245,27 +230,15 @@ where
                         Err((id, error)) => vec![rpc::response(id, Err(error))],
                     }
                 }
-                Some(Ok(Message::Binary(_))) => {
-                    break End::Close(CloseCode::Unsupported, "JSON-RPC is sent as text")
-                }
-                // Pings are answered by tungstenite on the next read or write.
-                Some(Ok(_)) => continue,
+                Frame::Skip => continue,
+                Frame::End(end) => break end,
             },
         };
         if let Err(end) = send_all(&mut ws, outgoing, context).await {
             break end;
         }
     };
-    match end {
-        End::Close(code, reason) => {
-            let frame = CloseFrame {
-                code,
-                reason: reason.into(),
-            };
-            let _ = tokio::time::timeout(context.send_timeout, ws.close(Some(frame))).await;
-        }
-        End::Peer => {}
-    }
+    finish(&mut ws, end, context.send_timeout).await;
     info!(
         subscriptions = subscriptions.len(),
         "the platform's broker connection ended"

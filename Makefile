@@ -36,6 +36,11 @@ sysusersdir ?= $(prefix)/lib/sysusers.d
 dbuspolicydir ?= $(datadir)/dbus-1/system.d
 dbusservicedir ?= $(datadir)/dbus-1/system-services
 dbusinterfacedir ?= $(datadir)/dbus-1/interfaces
+# The Ripple (RDK Firebolt) pack: rules, OpenRPC and unit drop-ins for the OEM to put in
+# place (docs/firebolt.md).
+ripplepackdir ?= $(datadir)/uid2d/rdk/ripple
+RIPPLE_PACK = uid2.rules.json.in uid2.extn-sdk.json uid2.openrpc.json \
+	uid2-gateway.service.d/ripple.conf ripple.service.d/uid2-gateway.conf
 
 INSTALL ?= install
 
@@ -79,6 +84,8 @@ install:
 	$(INSTALL) -D -m 0644 systemd/uid2-gateway.sysusers $(DESTDIR)$(sysusersdir)/uid2-gateway.conf
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Gateway.conf $(DESTDIR)$(dbuspolicydir)/com.uid2.Gateway.conf
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Gateway1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Gateway1.xml
+	@# The Ripple pack: examples and templates, nothing active (no unit is changed).
+	for f in $(RIPPLE_PACK); do $(INSTALL) -D -m 0644 packaging/rdk/ripple/$$f $(DESTDIR)$(ripplepackdir)/$$f || exit 1; done
 	@# The vendor defaults (as shipped, every key commented out). Nothing goes to
 	@# $(sysconfdir): /etc/uid2d/uid2d.toml and its drop-ins are the device's own.
 	$(INSTALL) -D -m 0644 dist/uid2d.toml $(DESTDIR)$(vendorconfdir)/uid2d.toml
@@ -94,6 +101,9 @@ uninstall:
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Diagnostics1.xml
 	rm -f $(DESTDIR)$(unitdir)/uid2-gateway.service $(DESTDIR)$(sysusersdir)/uid2-gateway.conf
 	rm -f $(DESTDIR)$(dbuspolicydir)/com.uid2.Gateway.conf $(DESTDIR)$(dbusinterfacedir)/com.uid2.Gateway1.xml
+	rm -f $(addprefix $(DESTDIR)$(ripplepackdir)/,$(RIPPLE_PACK))
+	rmdir $(DESTDIR)$(ripplepackdir)/uid2-gateway.service.d $(DESTDIR)$(ripplepackdir)/ripple.service.d \
+		$(DESTDIR)$(ripplepackdir) $(DESTDIR)$(datadir)/uid2d/rdk $(DESTDIR)$(datadir)/uid2d 2>/dev/null || true
 	rm -f $(DESTDIR)$(vendorconfdir)/uid2d.toml
 	rmdir $(DESTDIR)$(vendorconfdir) 2>/dev/null || true
 	@echo "kept $(DESTDIR)$(sysconfdir)/uid2d/ (the device's config) and the state in /var/lib/uid2d"

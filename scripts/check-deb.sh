@@ -86,6 +86,11 @@ expected=$(sort -k2 <<'EOF'
 -rw-r--r-- /usr/lib/sysusers.d/uid2-gateway.conf
 -rw-r--r-- /usr/share/dbus-1/system.d/com.uid2.Gateway.conf
 -rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Gateway1.xml
+-rw-r--r-- /usr/share/uid2d/rdk/ripple/uid2.rules.json.in
+-rw-r--r-- /usr/share/uid2d/rdk/ripple/uid2.extn-sdk.json
+-rw-r--r-- /usr/share/uid2d/rdk/ripple/uid2.openrpc.json
+-rw-r--r-- /usr/share/uid2d/rdk/ripple/uid2-gateway.service.d/ripple.conf
+-rw-r--r-- /usr/share/uid2d/rdk/ripple/ripple.service.d/uid2-gateway.conf
 EOF
 )
 if [ "$actual" != "$expected" ]; then
@@ -109,6 +114,11 @@ for pair in \
   systemd/uid2-gateway.sysusers:usr/lib/sysusers.d/uid2-gateway.conf \
   dbus/com.uid2.Gateway.conf:usr/share/dbus-1/system.d/com.uid2.Gateway.conf \
   dbus/com.uid2.Gateway1.xml:usr/share/dbus-1/interfaces/com.uid2.Gateway1.xml \
+  packaging/rdk/ripple/uid2.rules.json.in:usr/share/uid2d/rdk/ripple/uid2.rules.json.in \
+  packaging/rdk/ripple/uid2.extn-sdk.json:usr/share/uid2d/rdk/ripple/uid2.extn-sdk.json \
+  packaging/rdk/ripple/uid2.openrpc.json:usr/share/uid2d/rdk/ripple/uid2.openrpc.json \
+  packaging/rdk/ripple/uid2-gateway.service.d/ripple.conf:usr/share/uid2d/rdk/ripple/uid2-gateway.service.d/ripple.conf \
+  packaging/rdk/ripple/ripple.service.d/uid2-gateway.conf:usr/share/uid2d/rdk/ripple/ripple.service.d/uid2-gateway.conf \
   dist/uid2d.toml:usr/lib/uid2d/uid2d.toml; do
   cmp -s "${pair%%:*}" "$tmp/root/${pair#*:}" || fail "/${pair#*:} in the .deb differs from ${pair%%:*}"
 done

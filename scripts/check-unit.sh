@@ -3,7 +3,8 @@
 #
 # CI gate for the OS integration files: the systemd unit, the sysusers.d entry,
 # the D-Bus policy, activation file and interface XML, and `make install` (with
-# the vendor config in /usr/lib/uid2d and nothing in /etc).
+# the vendor config in /usr/lib/uid2d and nothing in /etc), and the Ripple pack's unit
+# drop-ins applied to uid2-gateway's unit and a stand-in for Ripple's.
 #
 #   scripts/check-unit.sh
 #
@@ -176,6 +177,11 @@ link uid2d /usr/bin/uid2-gateway
 644 /usr/lib/sysusers.d/uid2-gateway.conf
 644 /usr/share/dbus-1/system.d/com.uid2.Gateway.conf
 644 /usr/share/dbus-1/interfaces/com.uid2.Gateway1.xml
+644 /usr/share/uid2d/rdk/ripple/uid2.rules.json.in
+644 /usr/share/uid2d/rdk/ripple/uid2.extn-sdk.json
+644 /usr/share/uid2d/rdk/ripple/uid2.openrpc.json
+644 /usr/share/uid2d/rdk/ripple/uid2-gateway.service.d/ripple.conf
+644 /usr/share/uid2d/rdk/ripple/ripple.service.d/uid2-gateway.conf
 EOF
 )
 if [ "$actual" != "$expected" ]; then
@@ -206,14 +212,19 @@ echo "== uid2-gateway"
 GW_UNIT=systemd/uid2-gateway.service
 GW_SYSUSERS=systemd/uid2-gateway.sysusers
 GW_POLICY=dbus/com.uid2.Gateway.conf
+# The exposure line of uid2-gateway.service in directory $1 (with any drop-ins there);
+# fails, naming $2, above MAX_EXPOSURE.
+gateway_exposure() {
+  local out=$1/security.out rc=0 line
+  (cd "$1" && systemd-analyze security --offline=true --no-pager \
+    --threshold="$MAX_EXPOSURE" ./uid2-gateway.service) >"$out" 2>&1 || rc=$?
+  line=$(grep -a 'Overall exposure level' "$out" || true)
+  [ -n "$line" ] && [ "$rc" -eq 0 ] || { cat "$out" >&2; fail "$2: exposure above $MAX_EXPOSURE/10"; }
+  echo "$line"
+}
 mkdir "$tmp/gw"
 cp "$GW_UNIT" "$tmp/gw/uid2-gateway.service"
-rc=0
-(cd "$tmp/gw" && systemd-analyze security --offline=true --no-pager \
-  --threshold="$MAX_EXPOSURE" ./uid2-gateway.service) >"$tmp/gw-security.out" 2>&1 || rc=$?
-gw_score=$(grep -a 'Overall exposure level' "$tmp/gw-security.out" || true)
-[ -n "$gw_score" ] && [ "$rc" -eq 0 ] || { cat "$tmp/gw-security.out" >&2; fail "$GW_UNIT: exposure above $MAX_EXPOSURE/10"; }
-echo "$gw_score"
+gateway_exposure "$tmp/gw" "$GW_UNIT"
 gw_bin=/bin/true
 [ -x target/debug/uid2d ] && ln -sfn uid2d target/debug/uid2-gateway && gw_bin=$PWD/target/debug/uid2-gateway
 grep -q '^ExecStart=/usr/bin/uid2-gateway ' "$GW_UNIT" || fail "$GW_UNIT: ExecStart= must run /usr/bin/uid2-gateway"
@@ -247,5 +258,26 @@ for who in "group=\"$runtime_group\"" 'user="root"'; do
   [ "$xml_methods" = "$policy_methods" ] || fail "$GW_POLICY: the methods allowed to $who are not those of com.uid2.Gateway1"
 done
 echo "ok"
+
+# ---- 8. the Ripple pack: its unit drop-ins ------------------------------------------
+echo "== the Ripple pack (packaging/rdk/ripple)"
+PACK=packaging/rdk/ripple
+mkdir -p "$tmp/rp/uid2-gateway.service.d" "$tmp/rp/ripple.service.d"
+sed "s|^ExecStart=/usr/bin/uid2-gateway |ExecStart=$gw_bin |" "$GW_UNIT" >"$tmp/rp/uid2-gateway.service"
+cp "$PACK/uid2-gateway.service.d/ripple.conf" "$tmp/rp/uid2-gateway.service.d/"
+cp "$PACK/ripple.service.d/uid2-gateway.conf" "$tmp/rp/ripple.service.d/"
+# Ripple's own unit is the OEM's: a stand-in of its shape (Type=notify, like Ripple's).
+printf '[Unit]\nDescription=Ripple stand-in\n[Service]\nType=notify\nExecStart=/bin/true\n' >"$tmp/rp/ripple.service"
+grep -q '^ExecStart=.* \$BROKER_ARGS$' "$GW_UNIT" || fail "$GW_UNIT: ExecStart= must end with \$BROKER_ARGS (the pack's drop-in sets it)"
+rc=0
+(cd "$tmp/rp" && systemd-analyze verify --man=no uid2-gateway.service ripple.service) >"$tmp/rp-verify.out" 2>&1 || rc=$?
+grep -v 'uid2d.service' "$tmp/rp-verify.out" >"$tmp/rp-verify.rest" || true
+if [ "$rc" -ne 0 ] || [ -s "$tmp/rp-verify.rest" ]; then
+  cat "$tmp/rp-verify.out" >&2
+  fail "systemd-analyze verify of the units with the pack's drop-ins: rc $rc, or it printed something (above)"
+fi
+rp_score=$(gateway_exposure "$tmp/rp" "the gateway with the Ripple drop-in")
+# The JSON files are checked against the live endpoint by tests/firebolt.rs.
+echo "drop-ins verified with the units; with the broker drop-in: ${rp_score#*: }"
 
 echo "check-unit: OK (${score#*: })"

@@ -103,6 +103,10 @@ FILES:${PN} += " \
     ${datadir}/dbus-1/system.d/com.uid2.Gateway.conf \
     ${systemd_system_unitdir}/uid2-gateway.service \
 "
+# The Ripple (RDK Firebolt) pack: rules and OpenRPC templates and unit drop-ins that an
+# RDK image puts in place (docs/firebolt.md); its own package, so other images leave it out.
+PACKAGES =+ "${PN}-ripple"
+FILES:${PN}-ripple = "${datadir}/uid2d/rdk"
 # The interface XML is for developers (bindings, gdbus-codegen): SDK, not image.
 FILES:${PN}-dev += "${datadir}/dbus-1/interfaces/com.uid2.Manager1.xml ${datadir}/dbus-1/interfaces/com.uid2.Broker1.xml ${datadir}/dbus-1/interfaces/com.uid2.Diagnostics1.xml ${datadir}/dbus-1/interfaces/com.uid2.Gateway1.xml"
 

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info};
 
@@ -42,14 +42,14 @@ pub(crate) struct Context {
     pub(crate) send_timeout: Duration,
 }
 
-fn forbidden() -> ErrorResponse {
+pub(crate) fn forbidden() -> ErrorResponse {
     let mut response = ErrorResponse::new(Some("Forbidden\n".to_owned()));
     *response.status_mut() = StatusCode::FORBIDDEN;
     response
 }
 
 impl Context {
-    fn broker(&self, product: Product) -> &Broker1Proxy<'static> {
+    pub(crate) fn broker(&self, product: Product) -> &Broker1Proxy<'static> {
         match product {
             Product::Uid2 => &self.broker,
             Product::Euid => &self.euid_broker,
@@ -122,12 +122,58 @@ where
     }
 }
 
-/// Why a session's loop ended.
-enum End {
+/// Why a connection's loop ended (a page's session, or a platform's on the broker
+/// endpoint).
+pub(crate) enum End {
     /// The peer closed, or went away.
     Peer,
     /// Close with this code and reason.
     Close(CloseCode, &'static str),
+}
+
+/// What a connection's loop does with what the peer sent.
+pub(crate) enum Frame {
+    /// A JSON-RPC message to answer.
+    Text(Utf8Bytes),
+    /// Nothing to do (pings are answered by tungstenite on the next read or write).
+    Skip,
+    End(End),
+}
+
+/// Sorts what the peer sent: JSON-RPC is text; a binary frame, an oversized message, an
+/// error or the end of the stream ends the connection.
+pub(crate) fn frame(incoming: Option<Result<Message, WsError>>) -> Frame {
+    match incoming {
+        None | Some(Ok(Message::Close(_))) => Frame::End(End::Peer),
+        Some(Err(WsError::Capacity(_))) => {
+            Frame::End(End::Close(CloseCode::Size, "message too big"))
+        }
+        Some(Err(e)) => {
+            debug!("WebSocket error: {e}");
+            Frame::End(End::Peer)
+        }
+        Some(Ok(Message::Text(text))) => Frame::Text(text),
+        Some(Ok(Message::Binary(_))) => Frame::End(End::Close(
+            CloseCode::Unsupported,
+            "JSON-RPC is sent as text",
+        )),
+        Some(Ok(_)) => Frame::Skip,
+    }
+}
+
+/// Ends a connection as `end` says: a close frame (sent within `timeout`), or nothing when
+/// the peer has gone.
+pub(crate) async fn finish<S>(ws: &mut WebSocketStream<S>, end: End, timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if let End::Close(code, reason) = end {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(timeout, ws.close(Some(frame))).await;
+    }
 }
 
 async fn run<S>(mut ws: WebSocketStream<S>, session: Claimed, context: &Context)
@@ -160,24 +206,13 @@ where
                     break End::Close(CloseCode::Away, "gateway stopping")
                 }
             },
-            incoming = ws.next() => match incoming {
-                None | Some(Ok(Message::Close(_))) => break End::Peer,
-                Some(Err(WsError::Capacity(_))) => {
-                    break End::Close(CloseCode::Size, "message too big")
-                }
-                Some(Err(e)) => {
-                    debug!("WebSocket error: {e}");
-                    break End::Peer;
-                }
-                Some(Ok(Message::Text(text))) => match answer(text.as_str(), &app_id, context).await {
+            incoming = ws.next() => match frame(incoming) {
+                Frame::Text(text) => match answer(text.as_str(), &app_id, context).await {
                     Some(reply) => vec![reply],
                     None => continue,
                 },
-                Some(Ok(Message::Binary(_))) => {
-                    break End::Close(CloseCode::Unsupported, "JSON-RPC is sent as text")
-                }
-                // Pings are answered by tungstenite on the next read or write.
-                Some(Ok(_)) => continue,
+                Frame::Skip => continue,
+                Frame::End(end) => break end,
             },
         };
         for frame in outgoing {
@@ -192,13 +227,7 @@ where
             }
         }
     };
-    if let End::Close(code, reason) = end {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let _ = tokio::time::timeout(context.send_timeout, ws.close(Some(frame))).await;
-    }
+    finish(&mut ws, end, context.send_timeout).await;
 }
 
 /// The reply to one text frame, `None` for a notification.

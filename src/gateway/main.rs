@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use crate::config::LogLevel;
 use crate::daemon::{self, Bus};
+use crate::gateway::broker::BrokerOptions;
 use crate::gateway::{self, Options};
 use clap::Parser;
 
 /// Serves each HTML5 app its UID2 identity as JSON-RPC over a WebSocket session,
 /// through uid2d's com.uid2.Broker1; sessions are opened on D-Bus as com.uid2.Gateway.
+/// With --broker-listen, also serves app platforms (Firebolt's Ripple) that name the app
+/// in each call.
 #[derive(Debug, Parser)]
 #[command(name = "uid2-gateway", version, args_override_self = true)]
 struct Args {
@@ -45,6 +48,14 @@ struct Args {
     /// Seconds one frame to a client may take before the client is dropped.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     send_timeout: u64,
+    /// The broker endpoint for app platforms (Ripple): a loopback ADDRESS:PORT or the
+    /// absolute path of a Unix socket; off unless given.
+    #[arg(long, value_name = "ADDR|PATH", requires = "broker_secret_file")]
+    broker_listen: Option<String>,
+    /// The file holding the broker endpoint's secret (no access for group or others, e.g.
+    /// a systemd credential): the platform connects to /broker/<secret>.
+    #[arg(long, value_name = "PATH", requires = "broker_listen")]
+    broker_secret_file: Option<std::path::PathBuf>,
     /// `error`, `warn`, `info` or `debug`.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -85,6 +96,20 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             }
         },
     };
+    let broker = match (args.broker_listen.as_deref(), args.broker_secret_file) {
+        (Some(listen), Some(secret_file)) => match listen.parse() {
+            Ok(listen) => Some(BrokerOptions {
+                listen,
+                secret_file,
+            }),
+            Err(why) => {
+                eprintln!("uid2-gateway: --broker-listen: {why}");
+                return ExitCode::FAILURE;
+            }
+        },
+        // clap requires both or neither.
+        _ => None,
+    };
     let options = Options {
         listen,
         listen_unix: args.listen_unix,
@@ -94,6 +119,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         max_message_size: args.max_message_size.max(1024),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         send_timeout: Duration::from_secs(args.send_timeout.max(1)),
+        broker,
         ..Options::new(args.bus, SocketAddr::from(([127, 0, 0, 1], 0)))
     };
     crate::roles::serve("uid2-gateway", |shutdown| gateway::run(options, shutdown))

@@ -11,7 +11,7 @@ use super::rpc::{bad_params, from_dbus, Params, RpcError, METHOD_NOT_FOUND};
 use crate::client::broker::Broker1Proxy;
 
 /// Which of uid2d's objects a request goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Product {
     /// `/com/uid2/Manager`: methods without a prefix.
     Uid2,
@@ -52,74 +52,118 @@ pub(crate) enum Call {
     GetAdvertisingTokenValidFor(u32),
 }
 
-/// Every method name, and the parameter names it takes.
-const METHODS: &[(&str, &[&str])] = &[
-    ("getAdvertisingToken", &[]),
-    ("getIdentity", &[]),
-    ("getIdentityStatus", &[]),
-    ("refreshIdentity", &[]),
-    ("resetIdentity", &[]),
-    ("getAutomaticRefreshEnabled", &[]),
-    ("getTokenInfo", &[]),
-    ("getEids", &[]),
-    ("setIdentity", &["identity"]),
-    (
-        "generateIdentity",
-        &["kind", "value", "subscriptionId", "serverPublicKey"],
-    ),
-    ("setAutomaticRefreshEnabled", &["enabled"]),
-    ("getAdvertisingTokenValidFor", &["seconds"]),
+/// One JSON-RPC method: its name, the parameter names it takes, and how its params become
+/// a [`Call`]. Every transport (a page's session, the platforms' broker endpoint) serves
+/// exactly the methods of [`METHODS`], so a new method is one entry there (and its arm in
+/// [`execute`]).
+#[derive(Debug)]
+pub(crate) struct Method {
+    pub(crate) name: &'static str,
+    params: &'static [&'static str],
+    call: fn(&Params<'_>) -> Result<Call, RpcError>,
+}
+
+/// Every method, for both products (the `euid.` prefix is the transport's).
+pub(crate) const METHODS: &[Method] = &[
+    Method {
+        name: "getAdvertisingToken",
+        params: &[],
+        call: |_| Ok(Call::GetAdvertisingToken),
+    },
+    Method {
+        name: "getIdentity",
+        params: &[],
+        call: |_| Ok(Call::GetIdentity),
+    },
+    Method {
+        name: "getIdentityStatus",
+        params: &[],
+        call: |_| Ok(Call::GetIdentityStatus),
+    },
+    Method {
+        name: "refreshIdentity",
+        params: &[],
+        call: |_| Ok(Call::RefreshIdentity),
+    },
+    Method {
+        name: "resetIdentity",
+        params: &[],
+        call: |_| Ok(Call::ResetIdentity),
+    },
+    Method {
+        name: "getAutomaticRefreshEnabled",
+        params: &[],
+        call: |_| Ok(Call::GetAutomaticRefreshEnabled),
+    },
+    Method {
+        name: "getTokenInfo",
+        params: &[],
+        call: |_| Ok(Call::GetTokenInfo),
+    },
+    Method {
+        name: "getEids",
+        params: &[],
+        call: |_| Ok(Call::GetEids),
+    },
+    Method {
+        name: "setIdentity",
+        params: &["identity"],
+        call: |params| match params.get("identity") {
+            Some(Value::String(s)) => Ok(Call::SetIdentity(s.clone())),
+            Some(identity @ Value::Object(_)) => Ok(Call::SetIdentity(identity.to_string())),
+            _ => Err(bad_params("identity (an object) is required")),
+        },
+    },
+    Method {
+        name: "generateIdentity",
+        params: &["kind", "value", "subscriptionId", "serverPublicKey"],
+        call: |params| {
+            Ok(Call::GenerateIdentity {
+                kind: params.string("kind")?,
+                value: params.string("value")?,
+                subscription_id: params.optional_string("subscriptionId")?,
+                public_key: params.optional_string("serverPublicKey")?,
+            })
+        },
+    },
+    Method {
+        name: "setAutomaticRefreshEnabled",
+        params: &["enabled"],
+        call: |params| match params.get("enabled") {
+            Some(Value::Bool(b)) => Ok(Call::SetAutomaticRefreshEnabled(*b)),
+            _ => Err(bad_params("enabled (a boolean) is required")),
+        },
+    },
+    Method {
+        name: "getAdvertisingTokenValidFor",
+        params: &["seconds"],
+        call: |params| match params
+            .get("seconds")
+            .and_then(Value::as_u64)
+            .map(u32::try_from)
+        {
+            Some(Ok(seconds)) => Ok(Call::GetAdvertisingTokenValidFor(seconds)),
+            _ => Err(bad_params("seconds (a whole number) is required")),
+        },
+    },
 ];
 
 /// The call `method` with `params` names, or the JSON-RPC error to answer.
 pub(crate) fn call_of(method: &str, params: &Params<'_>) -> Result<Call, RpcError> {
-    let Some((_, allowed)) = METHODS.iter().find(|(name, _)| *name == method) else {
+    let Some(entry) = METHODS.iter().find(|m| m.name == method) else {
         return Err(RpcError::new(METHOD_NOT_FOUND, "Method not found"));
     };
     // Names a method does not take are refused, not ignored: e.g. a page cannot pick
     // the app name a CSTG request is sent under.
     if let Params::Named(map) = params {
-        if let Some(name) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        if let Some(name) = map.keys().find(|k| !entry.params.contains(&k.as_str())) {
             return Err(bad_params(&format!("unknown parameter {name:?}")));
         }
     }
     if matches!(params, Params::Positional) {
         return Err(bad_params("parameters are passed by name (an object)"));
     }
-    Ok(match method {
-        "getAdvertisingToken" => Call::GetAdvertisingToken,
-        "getIdentity" => Call::GetIdentity,
-        "getIdentityStatus" => Call::GetIdentityStatus,
-        "refreshIdentity" => Call::RefreshIdentity,
-        "resetIdentity" => Call::ResetIdentity,
-        "getAutomaticRefreshEnabled" => Call::GetAutomaticRefreshEnabled,
-        "getTokenInfo" => Call::GetTokenInfo,
-        "getEids" => Call::GetEids,
-        "setIdentity" => match params.get("identity") {
-            Some(Value::String(s)) => Call::SetIdentity(s.clone()),
-            Some(identity @ Value::Object(_)) => Call::SetIdentity(identity.to_string()),
-            _ => return Err(bad_params("identity (an object) is required")),
-        },
-        "generateIdentity" => Call::GenerateIdentity {
-            kind: params.string("kind")?,
-            value: params.string("value")?,
-            subscription_id: params.optional_string("subscriptionId")?,
-            public_key: params.optional_string("serverPublicKey")?,
-        },
-        "setAutomaticRefreshEnabled" => match params.get("enabled") {
-            Some(Value::Bool(b)) => Call::SetAutomaticRefreshEnabled(*b),
-            _ => return Err(bad_params("enabled (a boolean) is required")),
-        },
-        "getAdvertisingTokenValidFor" => match params
-            .get("seconds")
-            .and_then(Value::as_u64)
-            .map(u32::try_from)
-        {
-            Some(Ok(seconds)) => Call::GetAdvertisingTokenValidFor(seconds),
-            _ => return Err(bad_params("seconds (a whole number) is required")),
-        },
-        _ => return Err(RpcError::new(METHOD_NOT_FOUND, "Method not found")),
-    })
+    (entry.call)(params)
 }
 
 /// Runs `call` for `app_id` through uid2d's broker interface; the JSON-RPC result.

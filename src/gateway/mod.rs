@@ -6,7 +6,8 @@
 //! gets back. The page speaks JSON-RPC 2.0
 //! there (see [`rpc`]); the gateway calls uid2d's `com.uid2.Broker1` for that app only and
 //! forwards the app's `IdentityStatusChanged` as `identityStatusChanged` notifications.
-//! Design and security model: `docs/html5.md`.
+//! Design and security model: `docs/html5.md`. The same methods are served to app
+//! platforms (Firebolt's Ripple) on the [`broker`] endpoint: `docs/firebolt.md`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use crate::daemon::Bus;
 use methods::Product;
 
 mod admission;
+pub mod broker;
 mod connection;
 mod dbus;
 mod main;
@@ -65,6 +67,8 @@ pub struct Options {
     pub handshake_timeout: Duration,
     /// How long one frame to a client may take to send before the client is dropped.
     pub send_timeout: Duration,
+    /// The broker endpoint for app platforms; `None`: off.
+    pub broker: Option<broker::BrokerOptions>,
 }
 
 impl Options {
@@ -80,6 +84,7 @@ impl Options {
             max_message_size: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(10),
+            broker: None,
         }
     }
 }
@@ -103,6 +108,12 @@ pub enum GatewayRunError {
     NameTaken,
     #[error("the bus connection closed")]
     BusGone,
+    #[error("the secret file {0}: {1}")]
+    BrokerSecret(PathBuf, broker::SecretError),
+    #[error("the broker endpoint: {0}")]
+    Broker(Box<GatewayRunError>),
+    #[error("the broker endpoint stopped")]
+    BrokerStopped,
 }
 
 /// Serves until `shutdown` resolves or the bus goes away.
@@ -129,12 +140,27 @@ pub async fn run(
         Some(path) => Some(bind_unix(path)?),
         None => None,
     };
+    let broker_endpoint = match &options.broker {
+        Some(broker) => Some(
+            broker::Endpoint::bind(broker)
+                .await
+                .map_err(|e| GatewayRunError::Broker(Box::new(e)))?,
+        ),
+        None => None,
+    };
     // The endpoint a session hands out: the TCP one, which browsers reach; with only a
     // Unix socket, the `ws+unix:` form native WebSocket clients take.
     let endpoint_base = match (&tcp, &options.listen_unix) {
         (Some((_, local)), _) => format!("ws://{local}{}", connection::SESSION_PATH),
         (None, Some(path)) => format!("ws+unix:{}:{}", path.display(), connection::SESSION_PATH),
         (None, None) => return Err(GatewayRunError::NoListener),
+    };
+    let status = match &broker_endpoint {
+        Some(endpoint) => format!(
+            "serving pages at {endpoint_base}, platforms at {}",
+            endpoint.url()
+        ),
+        None => format!("serving pages at {endpoint_base}"),
     };
 
     let builder = match &options.bus {
@@ -187,7 +213,11 @@ pub async fn run(
             .map(|p| p.display().to_string()),
         "serving"
     );
-    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+    let ready = [
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ];
+    if let Err(e) = sd_notify::notify(false, &ready) {
         warn!("sd_notify failed: {e}");
     }
 
@@ -205,10 +235,13 @@ pub async fn run(
     // Connections without a valid secret yet, apart from the sessions: a flood of silent
     // ones evicts its own oldest, never a page that got in.
     let pending = admission::Pending::new(options.max_handshakes);
+    let mut broker_task = broker_endpoint
+        .map(|endpoint| tokio::spawn(endpoint.serve(context.clone(), options.max_handshakes)));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return Ok(()),
+            () = ended(&mut broker_task) => return Err(GatewayRunError::BrokerStopped),
             change = owners.next() => {
                 let Some(change) = change else { return Err(GatewayRunError::BusGone) };
                 let Ok(args) = change.args() else { continue };
@@ -243,6 +276,16 @@ pub async fn run(
                 }
             },
         }
+    }
+}
+
+/// Resolves when `task`, if any, has ended (the broker endpoint serves for ever).
+async fn ended(task: &mut Option<tokio::task::JoinHandle<()>>) {
+    match task {
+        Some(task) => {
+            let _ = task.await;
+        }
+        None => std::future::pending().await,
     }
 }
 

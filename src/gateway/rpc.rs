@@ -21,6 +21,9 @@ pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 /// uid2d could not be reached, or answered something the gateway did not expect.
 pub const UNAVAILABLE: i64 = -32010;
+/// The broker endpoint has too many calls of this app (or in all) waiting; nothing was
+/// done, the call may be sent again.
+pub const BUSY: i64 = -32011;
 
 /// The application error code of each `com.uid2.Manager1.Error.<Name>` uid2d answers
 /// (in JSON-RPC's range for server errors, -32000 to -32099). The error's `message` is the
@@ -72,54 +75,107 @@ pub(crate) enum Parsed {
     },
 }
 
-/// Parses one text frame.
-pub(crate) fn parse(text: &str) -> Parsed {
-    let value: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(_) => {
-            return Parsed::Error {
-                id: Value::Null,
-                error: RpcError::new(PARSE_ERROR, "Parse error"),
-            }
+/// A request object whose envelope is valid, its method not yet looked up: what every
+/// transport reads first (the broker endpoint takes `appId` out of `params` before the
+/// method sees them).
+#[derive(Debug, PartialEq)]
+pub(crate) struct Request {
+    /// `None` for a notification.
+    pub(crate) id: Option<Value>,
+    pub(crate) method: String,
+    /// An object or an array; `None` when absent.
+    pub(crate) params: Option<Value>,
+}
+
+impl Request {
+    /// The id to answer with: `null` for a notification.
+    pub(crate) fn reply_id(&self) -> Value {
+        self.id.clone().unwrap_or(Value::Null)
+    }
+
+    /// The params as the methods read them.
+    pub(crate) fn params(&self) -> Params<'_> {
+        match &self.params {
+            Some(Value::Object(map)) => Params::Named(map),
+            Some(Value::Array(a)) if !a.is_empty() => Params::Positional,
+            _ => Params::None,
         }
+    }
+
+    /// The call this request names, or the error to answer.
+    pub(crate) fn call(&self) -> Parsed {
+        let (product, method) = product_of(&self.method);
+        match call_of(method, &self.params()) {
+            Ok(call) => Parsed::Call {
+                id: self.id.clone(),
+                product,
+                call,
+            },
+            Err(error) => Parsed::Error {
+                id: self.reply_id(),
+                error,
+            },
+        }
+    }
+}
+
+/// Reads one text frame's envelope; the error to answer (and the id to answer it with,
+/// `null` when it could not be read) when it is not a JSON-RPC 2.0 request object.
+pub(crate) fn request(text: &str) -> Result<Request, (Value, RpcError)> {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return Err((Value::Null, RpcError::new(PARSE_ERROR, "Parse error")));
     };
-    let invalid = |id: Value, why: &str| Parsed::Error {
-        id,
-        error: RpcError::new(INVALID_REQUEST, format!("Invalid Request: {why}")),
+    let invalid = |id: Value, why: &str| {
+        (
+            id,
+            RpcError::new(INVALID_REQUEST, format!("Invalid Request: {why}")),
+        )
     };
-    let Value::Object(request) = value else {
-        return invalid(Value::Null, "not an object (batches are not supported)");
+    let Value::Object(mut request) = value else {
+        return Err(invalid(
+            Value::Null,
+            "not an object (batches are not supported)",
+        ));
     };
-    let id = match request.get("id") {
+    let id = match request.remove("id") {
         None => None,
-        Some(id @ (Value::Null | Value::Number(_) | Value::String(_))) => Some(id.clone()),
-        Some(_) => return invalid(Value::Null, "id must be a string, a number or null"),
+        Some(id @ (Value::Null | Value::Number(_) | Value::String(_))) => Some(id),
+        Some(_) => {
+            return Err(invalid(
+                Value::Null,
+                "id must be a string, a number or null",
+            ))
+        }
     };
     let reply_id = id.clone().unwrap_or(Value::Null);
     if request.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return invalid(reply_id, "jsonrpc must be \"2.0\"");
+        return Err(invalid(reply_id, "jsonrpc must be \"2.0\""));
     }
-    let Some(method) = request.get("method").and_then(Value::as_str) else {
-        return invalid(reply_id, "method must be a string");
+    let Some(Value::String(method)) = request.remove("method") else {
+        return Err(invalid(reply_id, "method must be a string"));
     };
-    let params = match request.get("params") {
-        None => Params::None,
-        Some(Value::Array(a)) if a.is_empty() => Params::None,
-        Some(Value::Object(o)) => Params::Named(o),
-        Some(Value::Array(_)) => Params::Positional,
-        Some(_) => return invalid(reply_id, "params must be an object or an array"),
+    let params = match request.remove("params") {
+        None => None,
+        Some(params @ (Value::Object(_) | Value::Array(_))) => Some(params),
+        Some(_) => return Err(invalid(reply_id, "params must be an object or an array")),
     };
-    // `euid.<method>`: the same method on uid2d's EUID object (the `__euid` twin).
-    let (product, method) = match method.strip_prefix("euid.") {
+    Ok(Request { id, method, params })
+}
+
+/// Parses one text frame of a page's session.
+pub(crate) fn parse(text: &str) -> Parsed {
+    match request(text) {
+        Ok(request) => request.call(),
+        Err((id, error)) => Parsed::Error { id, error },
+    }
+}
+
+/// The product a method name is for, and the name without its prefix: `euid.<method>` is
+/// the same method on uid2d's EUID object (the `__euid` twin), any other name UID2's.
+pub(crate) fn product_of(method: &str) -> (Product, &str) {
+    match method.strip_prefix("euid.") {
         Some(method) => (Product::Euid, method),
         None => (Product::Uid2, method),
-    };
-    match call_of(method, &params) {
-        Ok(call) => Parsed::Call { id, product, call },
-        Err(error) => Parsed::Error {
-            id: reply_id,
-            error,
-        },
     }
 }
 
@@ -162,11 +218,7 @@ pub(crate) fn bad_params(why: &str) -> RpcError {
 pub(crate) fn from_dbus(error: &zbus::Error) -> RpcError {
     match crate::client::error_parts(error) {
         Some((name, message)) => match ErrorName::from_dbus_name(&name) {
-            Some(known) => RpcError {
-                code: error_code(known),
-                message: known.as_str().to_owned(),
-                data: Some(json!({ "name": name, "detail": message })),
-            },
+            Some(known) => named_error(known, &message),
             None => RpcError {
                 code: UNAVAILABLE,
                 message: "Unavailable".to_owned(),
@@ -178,6 +230,15 @@ pub(crate) fn from_dbus(error: &zbus::Error) -> RpcError {
             message: "Unavailable".to_owned(),
             data: None,
         },
+    }
+}
+
+/// uid2d's error `name` with its message `detail`, as the gateway answers it.
+pub(crate) fn named_error(name: ErrorName, detail: &str) -> RpcError {
+    RpcError {
+        code: error_code(name),
+        message: name.as_str().to_owned(),
+        data: Some(json!({ "name": name.dbus_name(), "detail": detail })),
     }
 }
 
@@ -353,6 +414,6 @@ mod tests {
         assert_eq!(codes.len(), ErrorName::ALL.len());
         assert!(codes
             .iter()
-            .all(|c| (-32099..=-32000).contains(c) && *c != UNAVAILABLE));
+            .all(|c| (-32099..=-32000).contains(c) && ![UNAVAILABLE, BUSY].contains(c)));
     }
 }

@@ -16,6 +16,7 @@ use crate::{
 pub struct Gateway {
     child: Child,
     log: PathBuf,
+    status: String,
     _dir: tempfile::TempDir,
 }
 
@@ -39,7 +40,7 @@ impl Gateway {
             .spawn()
             .expect("uid2-gateway starts");
         let mut buf = [0u8; 512];
-        loop {
+        let status = loop {
             let n = tokio::select! {
                 n = notify.recv(&mut buf) => n.expect("the notify socket"),
                 status = child.wait() => panic!(
@@ -48,15 +49,39 @@ impl Gateway {
                 ),
                 () = tokio::time::sleep(PATIENCE) => panic!("no READY=1 from uid2-gateway"),
             };
-            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-                break;
+            let message = String::from_utf8_lossy(&buf[..n]);
+            if message.lines().any(|line| line == "READY=1") {
+                let status = message
+                    .lines()
+                    .find_map(|line| line.strip_prefix("STATUS="));
+                break status.unwrap_or_default().to_owned();
             }
-        }
+        };
         Gateway {
             child,
             log,
+            status,
             _dir: dir,
         }
+    }
+
+    /// The STATUS= it sent with READY=1: where it serves pages (and platforms).
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+
+    /// The broker endpoint's URL without its secret (`ws://127.0.0.1:<port>/broker/`), as
+    /// STATUS= names it; panics when the gateway has none.
+    pub fn broker_url(&self) -> &str {
+        self.status
+            .split("platforms at ")
+            .nth(1)
+            .expect("a broker endpoint in STATUS=")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Asserts it is still running: it did not stop on whatever the test threw at it.

@@ -30,8 +30,9 @@ UID2D_BIN_DIR = target/$(RUSTC_TARGET_NAME)/$(if $(BR2_ENABLE_DEBUG),debug,relea
 # files and modes of every other install (scripts/check-unit.sh checks that
 # list): uid2d in /usr/bin with its role links uid2ctl and uid2-gateway, the
 # units (uid2-gateway.service installed, not enabled), the sysusers.d entries,
-# the D-Bus policies, activation file and interface XML, and the vendor config
-# /usr/lib/uid2d/uid2d.toml (every key commented out; nothing in /etc).
+# the D-Bus policies, activation file and interface XML, the vendor config
+# /usr/lib/uid2d/uid2d.toml (every key commented out; nothing in /etc), and the
+# Ripple pack in /usr/share/uid2d/rdk/ripple (templates, nothing active).
 # TARGET_DIR= on the command line is the Makefile's "where the binaries are";
 # it must be given, because Buildroot exports its own TARGET_DIR (the rootfs)
 # and the Makefile would otherwise take that. `make install` never builds.

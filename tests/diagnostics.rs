@@ -236,6 +236,32 @@ async fn each_operator_refusal_is_counted_and_logged_by_name() {
     assert_eq!(count(&stats, "euid_generate_invalid_app_name"), 0);
     assert_eq!(count(&stats, "euid_refresh_error"), 0);
 
+    // uid2ctl doctor: a hinted line per refused status, the most frequent first.
+    let doctor = binaries!()
+        .uid2ctl_command()
+        .args(["--bus", &bus.address, "doctor"])
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    let refusals: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("WARN refusals: "))
+        .collect();
+    assert_eq!(refusals.len(), expected.len(), "{report}");
+    assert!(
+        refusals[0].starts_with("WARN refusals: generate other (2 since start): "),
+        "{report}"
+    );
+    assert!(
+        report.lines().any(|l| l
+            == "WARN refusals: generate invalid_app_name (1 since start): the app name sent is not \
+                registered for this subscription's site: register it with UID2 for these CSTG \
+                settings ([apps] cstg_app_names maps an app id to its registered name) (fix: publisher)"),
+        "{report}"
+    );
+    check_log_for_secrets(&report);
+
     // The text file: one family per endpoint, labelled by the operator's status.
     let text = within("the refusals in the text file", async {
         loop {

@@ -12,6 +12,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::StreamExt as _;
 use zbus::zvariant::Value;
 
+mod dii;
 mod target;
 use target::Target;
 
@@ -78,6 +79,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the normalised email or phone and the hash client-side generation sends for
+    /// it (`normalized=`, `sha256_hex=`, `email_hash=`|`phone_hash=`). Local: no daemon,
+    /// no request. Exit 2 when the value is not a valid email or E.164 phone.
+    Dii(DiiCheck),
     /// Check the device as a support engineer would (root or admin_group): one
     /// `OK|WARN|FAIL <check>: <reason>` line each, or JSON with `--json`; exits non-zero
     /// on any FAIL.
@@ -112,6 +117,17 @@ struct Dii {
 }
 
 #[derive(Debug, ClapArgs)]
+#[group(required = true, multiple = false, id = "value")]
+struct DiiCheck {
+    /// An email address, as a person would type it.
+    #[arg(long, group = "value")]
+    email: Option<String>,
+    /// A phone number in E.164 form (`+` and 10 to 15 digits).
+    #[arg(long, group = "value")]
+    phone: Option<String>,
+}
+
+#[derive(Debug, ClapArgs)]
 struct Generate {
     #[command(flatten)]
     dii: Dii,
@@ -138,6 +154,19 @@ enum CliError {
 /// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let args = Args::parse_from(std::iter::once("uid2ctl".into()).chain(args));
+    if let Command::Dii(check) = &args.command {
+        return match dii::lines(check.email.as_deref(), check.phone.as_deref()) {
+            Ok(lines) => {
+                lines.iter().for_each(|line| say(line));
+                ExitCode::SUCCESS
+            }
+            // The message names the rule, never the value.
+            Err(e) => {
+                eprintln!("uid2ctl: dii: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -307,6 +336,8 @@ async fn run(args: Args) -> Result<(), CliError> {
                 }
             }
         }
+        // Answered in `main`, without the bus.
+        Command::Dii(_) => {}
         Command::Doctor { json, unit } => {
             let (report, failed) = crate::doctor::report(&conn, &unit, json).await;
             say(&report);

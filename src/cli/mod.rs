@@ -13,6 +13,7 @@ use futures_util::StreamExt as _;
 use zbus::zvariant::Value;
 
 mod dii;
+mod human_time;
 mod target;
 use target::Target;
 
@@ -44,9 +45,13 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         valid_for: Option<u32>,
     },
-    /// Print the token info (status, product, source, environment, times in ms since
-    /// the epoch, automatic refresh), one `key=value` a line; never a token.
-    Info,
+    /// Print the token info (status, product, source, environment, automatic refresh,
+    /// and the identity's times as a UTC date and how far from now), one `key=value` a
+    /// line; never a token. `--json`: one JSON object, times in ms since the epoch.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the OpenRTB 2.6 `user.eids` JSON for the token (`[]` without one).
     Eids,
     /// Print the stored identity JSON.
@@ -208,13 +213,40 @@ async fn connect(bus: &Bus) -> zbus::Result<zbus::Connection> {
     }
 }
 
-/// A variant's value as plain text: strings without quotes, numbers and booleans as
-/// they are.
-fn plain(value: &Value<'_>) -> String {
+/// A `GetTokenInfo` value for a person: strings without quotes, numbers and booleans
+/// without GVariant type words, and `x` values — the interface's times, Unix ms — as
+/// `2026-12-10T11:43:14Z (in 2 h 59 min)`.
+fn for_people(value: &Value<'_>, now_ms: i64) -> String {
     match value {
         Value::Str(s) => s.to_string(),
-        Value::Value(inner) => plain(inner),
-        other => other.to_string(),
+        Value::Value(inner) => for_people(inner, now_ms),
+        Value::I64(ms) => format!(
+            "{} ({})",
+            human_time::rfc3339(*ms),
+            human_time::relative(*ms, now_ms)
+        ),
+        other => match json_value(other) {
+            serde_json::Value::Null => other.to_string(),
+            plain => plain.to_string(),
+        },
+    }
+}
+
+/// A variant of a basic type as JSON (`null` for any other).
+fn json_value(value: &Value<'_>) -> serde_json::Value {
+    match value {
+        Value::Str(s) => s.as_str().into(),
+        Value::Bool(b) => (*b).into(),
+        Value::U8(n) => (*n).into(),
+        Value::I16(n) => (*n).into(),
+        Value::U16(n) => (*n).into(),
+        Value::I32(n) => (*n).into(),
+        Value::U32(n) => (*n).into(),
+        Value::I64(n) => (*n).into(),
+        Value::U64(n) => (*n).into(),
+        Value::F64(n) => (*n).into(),
+        Value::Value(inner) => json_value(inner),
+        _ => serde_json::Value::Null,
     }
 }
 
@@ -255,10 +287,19 @@ async fn run(args: Args) -> Result<(), CliError> {
         Command::Token {
             valid_for: Some(seconds),
         } => say(&target.token_valid_for(seconds).await?),
-        Command::Info => {
+        Command::Info { json } => {
             let info: std::collections::BTreeMap<_, _> = target.info().await?.into_iter().collect();
-            for (key, value) in info {
-                say(&format!("{key}={}", plain(&value)));
+            if json {
+                let object: serde_json::Map<String, serde_json::Value> = info
+                    .iter()
+                    .map(|(key, value)| (key.clone(), json_value(value)))
+                    .collect();
+                say(&serde_json::Value::from(object).to_string());
+            } else {
+                let now = crate::clock::wall_now();
+                for (key, value) in info {
+                    say(&format!("{key}={}", for_people(&value, now)));
+                }
             }
         }
         Command::Eids => say(&target.eids().await?),

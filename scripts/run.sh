@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs uid2d for real on this machine, without touching the system: a private D-Bus bus,
-# the local UID2 operator simulator (real TLS, real UID2 crypto) and uid2d, whose log
-# shows here. Ctrl-C stops all three.
+# the local UID2 operator simulator (real TLS, real UID2 crypto; it is the EUID operator
+# too) and uid2d, whose log shows here. Ctrl-C stops all three.
 #
 #   ./scripts/run.sh [--refresh-after SECS]   (default 60: the identities the simulator
 #                                              hands out are due for refresh after SECS)
@@ -80,6 +80,16 @@ ca_file = "$run/ca.pem"
 log_level = "debug"
 
 [generate]
+subscription_id = "$(value cstg_subscription_id)"
+public_key = "$(value cstg_public_key)"
+app_name = "com.example.tv"
+
+# EUID from the same simulator (EUID bases end in /v2), so that nothing here talks to
+# prod.euid.eu and uid2ctl doctor checks the operator this setup really uses.
+[euid]
+base_url = "$(value base_url)/v2"
+
+[euid.generate]
 subscription_id = "$(value cstg_subscription_id)"
 public_key = "$(value cstg_public_key)"
 app_name = "com.example.tv"

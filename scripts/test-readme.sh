@@ -14,6 +14,7 @@
 # A shorter refresh than run.sh's 60 s keeps the `watch` step short; it is still far
 # longer than the two commands between setting the identity and starting to watch.
 # Uses target/run like scripts/run.sh (which refuses to start while another serves there).
+# Then `uid2ctl doctor` in the same setup must print no FAIL line (one more test).
 # The last line printed is "N passed, N failed"; exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -141,6 +142,21 @@ for i in $(seq "$count"); do
     failed=$((failed + 1))
   fi
 done
+
+# ---- uid2ctl doctor in the same setup -----------------------------------------------
+# The README's own setup must not cry wolf: no FAIL line (WARNs are expected here: no
+# systemd, a device key generated at this start; and without root the daemon's facts are
+# not readable, which is a WARN too).
+n=$((count + 1))
+if doctor=$(bash -c 'source target/run/env && uid2ctl --bus "$BUS" doctor' 2>&1) &&
+  ! grep -q '^FAIL ' <<<"$doctor"; then
+  echo "ok $n - uid2ctl doctor in scripts/run.sh's setup: no FAIL"
+  passed=$((passed + 1))
+else
+  echo "not ok $n - uid2ctl doctor in scripts/run.sh's setup: a FAIL"
+  sed 's/^/    /' <<<"$doctor"
+  failed=$((failed + 1))
+fi
 
 stop_run
 wait "$drain" 2>/dev/null || true

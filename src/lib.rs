@@ -22,6 +22,7 @@ pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod gateway;
+pub mod hints;
 pub mod identity;
 pub mod network;
 pub mod operator;

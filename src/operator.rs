@@ -13,6 +13,9 @@ use crate::crypto::{self, OperatorReply};
 use crate::engine::RefreshOutcome;
 use crate::identity::Identity;
 
+mod status;
+pub use status::OperatorStatus;
+
 /// Sent as `X-UID2-Client-Version`, as the SDKs send `Android-…`/`ios-…`.
 pub const CLIENT_VERSION: &str = concat!("linux-", env!("CARGO_PKG_VERSION"));
 
@@ -48,6 +51,8 @@ pub enum Failure {
     Http {
         status: u16,
         message: Option<String>,
+        /// The body's status, by name ([`OperatorStatus::Other`] for any other body).
+        operator_status: OperatorStatus,
     },
     #[error("the operator's response could not be decrypted or parsed ({0})")]
     BadResponse(String),
@@ -56,6 +61,23 @@ pub enum Failure {
     /// The request task ended without an answer (it panicked or was cancelled).
     #[error("no answer from the operator (the request was cut short)")]
     NoAnswer,
+}
+
+impl Failure {
+    /// The operator's refusal, by name: the status of an HTTP 4xx answer (429, "slow
+    /// down", is not a refusal), or a decrypted status that is neither `success` nor
+    /// `optout`. `None` for every other failure (no answer, 5xx, garbage).
+    pub fn refusal(&self) -> Option<OperatorStatus> {
+        match self {
+            Failure::Http {
+                status,
+                operator_status,
+                ..
+            } if (400..500).contains(status) && *status != 429 => Some(*operator_status),
+            Failure::UnexpectedStatus(status) => Some(OperatorStatus::of(status, None)),
+            _ => None,
+        }
+    }
 }
 
 /// One refresh: the outcome the engine needs, and why it failed, for the log.
@@ -130,10 +152,7 @@ impl Operator {
             Err(failure) => return failed(failure, None),
         };
         if status != StatusCode::OK {
-            let failure = Failure::Http {
-                status: status.as_u16(),
-                message: error_message(&body),
-            };
+            let failure = http_failure(status, &body);
             return if matches!(status.as_u16(), 400 | 401) {
                 report(RefreshOutcome::Rejected, failure)
             } else {
@@ -176,10 +195,7 @@ impl Operator {
             .await;
         let (status, _, body) = read(response).await?;
         if status != StatusCode::OK {
-            return Err(Failure::Http {
-                status: status.as_u16(),
-                message: error_message(&body),
-            });
+            return Err(http_failure(status, &body));
         }
         match open(&body, request.shared_secret.as_slice())? {
             OperatorReply::Success(identity) => Ok(Generated::Identity(identity)),
@@ -252,6 +268,14 @@ fn open(body: &[u8], key: &[u8]) -> Result<OperatorReply, Failure> {
     let plain =
         crypto::open_envelope(text, key).map_err(|e| Failure::BadResponse(e.to_string()))?;
     crypto::parse_reply(&plain).map_err(|e| Failure::BadResponse(e.to_string()))
+}
+
+fn http_failure(status: StatusCode, body: &[u8]) -> Failure {
+    Failure::Http {
+        status: status.as_u16(),
+        message: error_message(body),
+        operator_status: OperatorStatus::of_body(body),
+    }
 }
 
 /// The `message` of an operator error body (`{"status":…,"message":…}`), if printable.
@@ -349,6 +373,26 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(60_000));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn refusals_are_4xx_answers_and_decrypted_statuses() {
+        let http =
+            |status: u16, body: &[u8]| http_failure(StatusCode::from_u16(status).unwrap(), body);
+        let app_name = br#"{"status":"invalid_app_name","message":"unexpected app name"}"#;
+        assert_eq!(
+            http(403, app_name).refusal(),
+            Some(OperatorStatus::InvalidAppName)
+        );
+        assert_eq!(http(400, b"<html>").refusal(), Some(OperatorStatus::Other));
+        assert_eq!(http(429, br#"{"status":"unknown"}"#).refusal(), None);
+        assert_eq!(http(500, br#"{"status":"unknown"}"#).refusal(), None);
+        assert_eq!(
+            Failure::UnexpectedStatus("expired_token".into()).refusal(),
+            Some(OperatorStatus::ExpiredToken)
+        );
+        assert_eq!(Failure::NoAnswer.refusal(), None);
+        assert_eq!(Failure::Network("timed out".into()).refusal(), None);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!
 //! Metric names (docs/fleet.md lists them): `uid2d_<key>_total` for counts since start,
 //! `uid2d_<key>` gauges for states, each with a `product` label (`uid2`, `euid`); the
-//! failure counters have a `class` label and `uid2d_scopes` a `status` label.
+//! failure counters have a `class` label, the operator's refusals (`refresh_refused`,
+//! `generate_refused`) an `operator_status` label and `uid2d_scopes` a `status` label.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -20,6 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::warn;
 
+use crate::operator::OperatorStatus;
 use crate::runtime::{Runtime, StatValue};
 
 type Labels = Vec<(String, String)>;
@@ -34,6 +36,19 @@ fn metric_of(key: &str) -> (String, bool, Option<(&'static str, String)>) {
             return (family.to_owned(), true, Some(("class", class.to_owned())));
         }
     }
+    // `refresh_<operator status>`, `generate_<operator status>`: the named refusals.
+    for (prefix, family) in [
+        ("refresh_", "refresh_refused"),
+        ("generate_", "generate_refused"),
+    ] {
+        if let Some(status) = key.strip_prefix(prefix).and_then(OperatorStatus::from_name) {
+            return (
+                family.to_owned(),
+                true,
+                Some(("operator_status", status.as_str().to_owned())),
+            );
+        }
+    }
     if let Some(status) = key.strip_prefix("scopes_") {
         return (
             "scopes".to_owned(),
@@ -43,7 +58,12 @@ fn metric_of(key: &str) -> (String, bool, Option<(&'static str, String)>) {
     }
     let counter = matches!(
         key,
-        "refresh_ok" | "refresh_opt_out" | "generate_ok" | "generate_opt_out" | "storage_errors"
+        "refresh_ok"
+            | "refresh_opt_out"
+            | "generate_ok"
+            | "generate_opt_out"
+            | "storage_errors"
+            | "insufficient_user_consent"
     );
     (key.to_owned(), counter, None)
 }
@@ -56,6 +76,11 @@ fn help(family: &str) -> &'static str {
         "generate_ok" => "Client-side generations that stored an identity since start",
         "generate_opt_out" => "Client-side generations answered with opt-out since start",
         "generate_failed" => "Failed client-side generations since start, by class",
+        "refresh_refused" => "Refreshes the operator refused since start, by its status",
+        "generate_refused" => {
+            "Client-side generations the operator refused since start, by its status"
+        }
+        "insufficient_user_consent" => "Operator answers insufficient_user_consent since start",
         "storage_errors" => "Failed writes of a scope's file since start",
         "last_refresh_ok_timestamp_seconds" => "Unix time of the last successful refresh (0: none)",
         "scopes" => "Identities held now, by status",
@@ -196,6 +221,9 @@ mod tests {
         let stats = vec![
             ("refresh_ok".to_owned(), StatValue::Count(2)),
             ("refresh_failed_http_5xx".to_owned(), StatValue::Count(1)),
+            ("generate_invalid_app_name".to_owned(), StatValue::Count(3)),
+            ("refresh_error".to_owned(), StatValue::Count(1)),
+            ("insufficient_user_consent".to_owned(), StatValue::Count(0)),
             ("scopes_refreshed".to_owned(), StatValue::Count(1)),
             ("offline".to_owned(), StatValue::Flag(true)),
             (
@@ -209,6 +237,10 @@ mod tests {
             "uid2d_refresh_ok_total{product=\"uid2\"} 2",
             "uid2d_refresh_ok_total{product=\"euid\"} 2",
             "uid2d_refresh_failed_total{product=\"uid2\",class=\"http_5xx\"} 1",
+            "# TYPE uid2d_generate_refused counter",
+            "uid2d_generate_refused_total{product=\"uid2\",operator_status=\"invalid_app_name\"} 3",
+            "uid2d_refresh_refused_total{product=\"euid\",operator_status=\"error\"} 1",
+            "uid2d_insufficient_user_consent_total{product=\"uid2\"} 0",
             "# TYPE uid2d_scopes gauge",
             "uid2d_scopes{product=\"uid2\",status=\"refreshed\"} 1",
             "uid2d_offline{product=\"euid\"} 1",

@@ -87,6 +87,7 @@ async fn a_healthy_device() {
         "OK clock: the wall clock is trusted"
     );
     assert_eq!(line(&report, "identities"), "OK identities: 1 held");
+    assert_eq!(line(&report, "refusals"), "OK refusals: none since start");
     assert_eq!(
         line(&report, "refreshes"),
         "OK refreshes: 0 ok, 0 failed since start"

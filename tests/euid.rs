@@ -316,6 +316,25 @@ async fn uid2ctl_reaches_the_euid_object_and_prints_info_and_eids() {
         assert!(info.lines().any(|l| l == line), "{line} in {info}");
     }
     assert_no_secrets("uid2ctl info", info.as_bytes(), &secrets_of(&identity));
+    // Times for a person: a UTC date and how far from now, no GVariant type word.
+    let date = regex_lite::Regex::new(
+        r"^(identity_expires|refresh_from|refresh_expires)=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \((in [0-9a-z ]+|[0-9a-z ]+ ago|now)\)$",
+    )
+    .unwrap();
+    let times: Vec<&str> = info.lines().filter(|l| date.is_match(l)).collect();
+    assert_eq!(times.len(), 3, "{info}");
+    assert!(!info.contains("int64"), "{info}");
+    // The machine form: the interface's values, times in ms.
+    let out = ctl(&["--euid", "info", "--json"]).output().await.unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&identity).unwrap();
+    for key in ["identity_expires", "refresh_from", "refresh_expires"] {
+        assert_eq!(json[key], stored[key], "{key}");
+    }
+    assert_eq!(json["product"], "euid");
+    assert_eq!(json["automatic_refresh"], true);
+    assert_no_secrets("uid2ctl info --json", &out.stdout, &secrets_of(&identity));
 
     let out = ctl(&["--euid", "token", "--valid-for", "0"])
         .output()

@@ -4,26 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use std::path::Path;
-use std::time::Duration;
-
 use uid2d_testkit::*;
-
-/// Waits until `path` holds a text `accept` takes. There is no event to await for
-/// another process's rename, so this polls (a safety net, never a timing assertion).
-async fn file_where(path: &Path, what: &str, accept: impl Fn(&str) -> bool) -> String {
-    within(what, async {
-        loop {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                if accept(&text) {
-                    return text;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
 
 /// Checks every line against the text exposition format: `# HELP/TYPE/UNIT name …`,
 /// `# EOF`, or `name{label="value",…} number`, each sample of a family that has a TYPE.

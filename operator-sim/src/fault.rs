@@ -87,9 +87,128 @@ pub enum Fault {
     /// request that would otherwise succeed (a live refresh token, a decryptable payload);
     /// a refresh token answered this way is consumed.
     OptOut,
-    /// Like [`Fault::OptOut`] with any status string, e.g. `expired_token`, or `success`
-    /// without a body.
+    /// Like [`Fault::OptOut`] with any status string, e.g. `expired_token`,
+    /// `insufficient_user_consent` (as the EUID operator's generate answers it), or
+    /// `success` without a body.
     EncryptedStatus(String),
+    /// Refuse the request as the real operator does, with its HTTP status and body.
+    Refuse(Refusal),
+}
+
+/// A refusal of the real operator (IABTechLab/uid2-operator v5.70.250,
+/// `UIDOperatorVerticle`): its HTTP status, `status` and `message`, unencrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 403 `invalid_app_name` "unexpected app name" (client-generate: the app name is
+    /// not registered for the subscription's site).
+    InvalidAppName,
+    /// 403 `invalid_http_origin` "unexpected http origin" (client-generate without an
+    /// app name, from an origin not registered).
+    InvalidHttpOrigin,
+    /// 400 `client_error` "bad subscription_id" (client-generate: no such key pair).
+    BadSubscriptionId,
+    /// 400 `client_error` "payload decryption failed" (client-generate: the public key
+    /// is not the subscription's).
+    PayloadDecryptionFailed,
+    /// 400 `client_error` "required parameters: payload, iv, public_key".
+    ClientError,
+    /// 401 `unauthorized` "Unauthorized" (client-generate: the key pair is disabled).
+    Unauthorized,
+    /// 400 `error` "Error refreshing token" (refresh, to a caller without an API key).
+    Error,
+    /// 400 `invalid_token` "Invalid Token presented" (refresh, to an API-key caller).
+    InvalidToken,
+    /// 400 `expired_token` "Expired Token presented" (refresh, to an API-key caller).
+    ExpiredToken,
+    /// 500 `unknown` "Unknown State".
+    Unknown,
+}
+
+impl Refusal {
+    /// Every refusal, for tests that drive each one.
+    pub const ALL: [Refusal; 10] = [
+        Refusal::InvalidAppName,
+        Refusal::InvalidHttpOrigin,
+        Refusal::BadSubscriptionId,
+        Refusal::PayloadDecryptionFailed,
+        Refusal::ClientError,
+        Refusal::Unauthorized,
+        Refusal::Error,
+        Refusal::InvalidToken,
+        Refusal::ExpiredToken,
+        Refusal::Unknown,
+    ];
+
+    /// The name in `refuse:NAME`: the status, except `bad_subscription_id` and
+    /// `payload_decryption_failed` (two `client_error`s).
+    pub fn name(self) -> &'static str {
+        self.answer().0
+    }
+
+    /// `(name, HTTP status, status, message)`.
+    pub(crate) fn answer(self) -> (&'static str, u16, &'static str, &'static str) {
+        match self {
+            Refusal::InvalidAppName => (
+                "invalid_app_name",
+                403,
+                "invalid_app_name",
+                "unexpected app name",
+            ),
+            Refusal::InvalidHttpOrigin => (
+                "invalid_http_origin",
+                403,
+                "invalid_http_origin",
+                "unexpected http origin",
+            ),
+            Refusal::BadSubscriptionId => (
+                "bad_subscription_id",
+                400,
+                "client_error",
+                "bad subscription_id",
+            ),
+            Refusal::PayloadDecryptionFailed => (
+                "payload_decryption_failed",
+                400,
+                "client_error",
+                "payload decryption failed",
+            ),
+            Refusal::ClientError => (
+                "client_error",
+                400,
+                "client_error",
+                "required parameters: payload, iv, public_key",
+            ),
+            Refusal::Unauthorized => ("unauthorized", 401, "unauthorized", "Unauthorized"),
+            Refusal::Error => ("error", 400, "error", "Error refreshing token"),
+            Refusal::InvalidToken => (
+                "invalid_token",
+                400,
+                "invalid_token",
+                "Invalid Token presented",
+            ),
+            Refusal::ExpiredToken => (
+                "expired_token",
+                400,
+                "expired_token",
+                "Expired Token presented",
+            ),
+            Refusal::Unknown => ("unknown", 500, "unknown", "Unknown State"),
+        }
+    }
+}
+
+impl FromStr for Refusal {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Refusal::ALL
+            .into_iter()
+            .find(|r| r.name() == s.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = Refusal::ALL.iter().map(|r| r.name()).collect();
+                format!("unknown refusal `{s}` ({})", names.join(", "))
+            })
+    }
 }
 
 impl fmt::Display for Fault {
@@ -104,19 +223,20 @@ impl fmt::Display for Fault {
             Fault::SlowAnswer(d) => write!(f, "slow:{}", d.as_secs_f64()),
             Fault::OptOut => write!(f, "optout"),
             Fault::EncryptedStatus(s) => write!(f, "encrypted:{s}"),
+            Fault::Refuse(refusal) => write!(f, "refuse:{}", refusal.name()),
         }
     }
 }
 
 /// Parses `none`, `drop`, `garbage`, `optout`, `delay:<secs>`, `slow:<secs>` (fractions allowed),
-/// `<code>`, `<code>:<retry-after secs>`, `encrypted:<status>`.
+/// `<code>`, `<code>:<retry-after secs>`, `encrypted:<status>`, `refuse:<refusal>`.
 impl FromStr for Fault {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let bad = || {
-            format!("bad fault `{s}` (none, drop, garbage, optout, delay:SECS, slow:SECS, CODE, CODE:RETRY_AFTER_SECS, encrypted:STATUS)")
+            format!("bad fault `{s}` (none, drop, garbage, optout, delay:SECS, slow:SECS, CODE, CODE:RETRY_AFTER_SECS, encrypted:STATUS, refuse:REFUSAL)")
         };
         match s.to_ascii_lowercase().as_str() {
             "none" => return Ok(Fault::None),
@@ -136,6 +256,9 @@ impl FromStr for Fault {
             return Duration::try_from_secs_f64(secs)
                 .map(Fault::SlowAnswer)
                 .map_err(|_| bad());
+        }
+        if let Some(refusal) = s.strip_prefix("refuse:") {
+            return refusal.parse().map(Fault::Refuse);
         }
         if let Some(status) = s.strip_prefix("encrypted:") {
             return Ok(Fault::EncryptedStatus(status.to_owned()));
@@ -200,6 +323,8 @@ mod tests {
             "delay:1.5",
             "slow:2",
             "encrypted:expired_token",
+            "refuse:invalid_http_origin",
+            "refuse:bad_subscription_id",
         ] {
             let fault: Fault = text.parse().unwrap();
             assert_eq!(fault.to_string(), text);
@@ -208,6 +333,11 @@ mod tests {
         assert!("delay:x".parse::<Fault>().is_err());
         assert!("delay:-1".parse::<Fault>().is_err());
         assert!("banana".parse::<Fault>().is_err());
+        assert!("refuse:banana".parse::<Fault>().is_err());
+        for refusal in Refusal::ALL {
+            let fault: Fault = format!("refuse:{}", refusal.name()).parse().unwrap();
+            assert_eq!(fault, Fault::Refuse(refusal));
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ mod server;
 mod state;
 mod tls;
 
-pub use fault::{Endpoint, Fault};
+pub use fault::{Endpoint, Fault, Refusal};
 
 use state::{lock, millis, Dii, Shared};
 

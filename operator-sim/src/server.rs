@@ -185,6 +185,10 @@ async fn handle(shared: &Shared, drop_now: &Notify, request: Request<Incoming>) 
         }
         Fault::Status(code) => return fault_reply(endpoint, code, None),
         Fault::StatusRetryAfter(code, secs) => return fault_reply(endpoint, code, Some(secs)),
+        Fault::Refuse(refusal) => {
+            let (_, code, status, message) = refusal.answer();
+            return json_reply(code, &json!({"status": status, "message": message}));
+        }
         Fault::Drop => {
             drop_now.notify_one();
             // The connection task drops this future along with the connection.

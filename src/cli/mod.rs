@@ -12,6 +12,8 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::StreamExt as _;
 use zbus::zvariant::Value;
 
+mod dii;
+mod human_time;
 mod target;
 use target::Target;
 
@@ -43,9 +45,13 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         valid_for: Option<u32>,
     },
-    /// Print the token info (status, product, source, environment, times in ms since
-    /// the epoch, automatic refresh), one `key=value` a line; never a token.
-    Info,
+    /// Print the token info (status, product, source, environment, automatic refresh,
+    /// and the identity's times as a UTC date and how far from now), one `key=value` a
+    /// line; never a token. `--json`: one JSON object, times in ms since the epoch.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the OpenRTB 2.6 `user.eids` JSON for the token (`[]` without one).
     Eids,
     /// Print the stored identity JSON.
@@ -78,6 +84,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the normalised email or phone and the hash client-side generation sends for
+    /// it (`normalized=`, `sha256_hex=`, `email_hash=`|`phone_hash=`). Local: no daemon,
+    /// no request. Exit 2 when the value is not a valid email or E.164 phone.
+    Dii(DiiCheck),
     /// Check the device as a support engineer would (root or admin_group): one
     /// `OK|WARN|FAIL <check>: <reason>` line each, or JSON with `--json`; exits non-zero
     /// on any FAIL.
@@ -112,6 +122,17 @@ struct Dii {
 }
 
 #[derive(Debug, ClapArgs)]
+#[group(required = true, multiple = false, id = "value")]
+struct DiiCheck {
+    /// An email address, as a person would type it.
+    #[arg(long, group = "value")]
+    email: Option<String>,
+    /// A phone number in E.164 form (`+` and 10 to 15 digits).
+    #[arg(long, group = "value")]
+    phone: Option<String>,
+}
+
+#[derive(Debug, ClapArgs)]
 struct Generate {
     #[command(flatten)]
     dii: Dii,
@@ -138,6 +159,19 @@ enum CliError {
 /// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let args = Args::parse_from(std::iter::once("uid2ctl".into()).chain(args));
+    if let Command::Dii(check) = &args.command {
+        return match dii::lines(check.email.as_deref(), check.phone.as_deref()) {
+            Ok(lines) => {
+                lines.iter().for_each(|line| say(line));
+                ExitCode::SUCCESS
+            }
+            // The message names the rule, never the value.
+            Err(e) => {
+                eprintln!("uid2ctl: dii: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -179,13 +213,40 @@ async fn connect(bus: &Bus) -> zbus::Result<zbus::Connection> {
     }
 }
 
-/// A variant's value as plain text: strings without quotes, numbers and booleans as
-/// they are.
-fn plain(value: &Value<'_>) -> String {
+/// A `GetTokenInfo` value for a person: strings without quotes, numbers and booleans
+/// without GVariant type words, and `x` values — the interface's times, Unix ms — as
+/// `2026-12-10T11:43:14Z (in 2 h 59 min)`.
+fn for_people(value: &Value<'_>, now_ms: i64) -> String {
     match value {
         Value::Str(s) => s.to_string(),
-        Value::Value(inner) => plain(inner),
-        other => other.to_string(),
+        Value::Value(inner) => for_people(inner, now_ms),
+        Value::I64(ms) => format!(
+            "{} ({})",
+            human_time::rfc3339(*ms),
+            human_time::relative(*ms, now_ms)
+        ),
+        other => match json_value(other) {
+            serde_json::Value::Null => other.to_string(),
+            plain => plain.to_string(),
+        },
+    }
+}
+
+/// A variant of a basic type as JSON (`null` for any other).
+fn json_value(value: &Value<'_>) -> serde_json::Value {
+    match value {
+        Value::Str(s) => s.as_str().into(),
+        Value::Bool(b) => (*b).into(),
+        Value::U8(n) => (*n).into(),
+        Value::I16(n) => (*n).into(),
+        Value::U16(n) => (*n).into(),
+        Value::I32(n) => (*n).into(),
+        Value::U32(n) => (*n).into(),
+        Value::I64(n) => (*n).into(),
+        Value::U64(n) => (*n).into(),
+        Value::F64(n) => (*n).into(),
+        Value::Value(inner) => json_value(inner),
+        _ => serde_json::Value::Null,
     }
 }
 
@@ -226,10 +287,19 @@ async fn run(args: Args) -> Result<(), CliError> {
         Command::Token {
             valid_for: Some(seconds),
         } => say(&target.token_valid_for(seconds).await?),
-        Command::Info => {
+        Command::Info { json } => {
             let info: std::collections::BTreeMap<_, _> = target.info().await?.into_iter().collect();
-            for (key, value) in info {
-                say(&format!("{key}={}", plain(&value)));
+            if json {
+                let object: serde_json::Map<String, serde_json::Value> = info
+                    .iter()
+                    .map(|(key, value)| (key.clone(), json_value(value)))
+                    .collect();
+                say(&serde_json::Value::from(object).to_string());
+            } else {
+                let now = crate::clock::wall_now();
+                for (key, value) in info {
+                    say(&format!("{key}={}", for_people(&value, now)));
+                }
             }
         }
         Command::Eids => say(&target.eids().await?),
@@ -307,6 +377,8 @@ async fn run(args: Args) -> Result<(), CliError> {
                 }
             }
         }
+        // Answered in `main`, without the bus.
+        Command::Dii(_) => {}
         Command::Doctor { json, unit } => {
             let (report, failed) = crate::doctor::report(&conn, &unit, json).await;
             say(&report);

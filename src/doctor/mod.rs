@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 pub use gather::{gather, report};
 pub use probe::handshake;
 
+use crate::hints::{self, EventKind};
+use crate::operator::OperatorStatus;
 use crate::runtime::StatValue;
 
 /// How one check came out. Ordered: the worst of a run is its maximum.
@@ -40,7 +42,8 @@ impl Level {
 pub struct Check {
     pub level: Level,
     /// A fixed name: `bus name`, `unit`, `clock`, `operator`, `euid operator`,
-    /// `state directory`, `key source`, `refreshes`, `identities`.
+    /// `state directory`, `key source`, `refreshes`, `identities`, `refusals` (one line
+    /// per operator status refused since start, with its hint, or one OK line).
     pub name: &'static str,
     /// Why, in one sentence.
     pub reason: String,
@@ -134,6 +137,7 @@ pub fn checks(facts: &Facts) -> Vec<Check> {
         Ok(stats) => {
             out.push(refreshes(stats));
             out.push(identities(stats));
+            out.extend(refusals(stats));
         }
         Err(e) => out.push(warn("refreshes", not_checked(e))),
     }
@@ -337,6 +341,48 @@ fn identities(stats: &BTreeMap<String, StatValue>) -> Check {
     } else {
         line(Level::Ok, "identities", format!("{held} held{lat}"))
     }
+}
+
+/// The operator's refusals since start (`refresh_STATUS`, `generate_STATUS`,
+/// `insufficient_user_consent`, and their `euid_` twins): a WARN line for each with its
+/// count and the support hint, most frequent first; one OK line when there are none.
+fn refusals(stats: &BTreeMap<String, StatValue>) -> Vec<Check> {
+    let mut found: Vec<(u64, String, hints::Hint)> = stats
+        .iter()
+        .filter_map(|(key, value)| {
+            let StatValue::Count(n @ 1..) = value else {
+                return None;
+            };
+            let (product, key) = match key.strip_prefix("euid_") {
+                Some(rest) => ("EUID ", rest),
+                None => ("", key.as_str()),
+            };
+            let (kind, status) = if key == "insufficient_user_consent" {
+                (EventKind::Generate, OperatorStatus::InsufficientUserConsent)
+            } else {
+                let (kind, status) = key.split_once('_')?;
+                (
+                    EventKind::from_name(kind)
+                        .filter(|k| matches!(k, EventKind::Refresh | EventKind::Generate))?,
+                    OperatorStatus::from_name(status)?,
+                )
+            };
+            let what = if status == OperatorStatus::InsufficientUserConsent {
+                format!("{product}{status}")
+            } else {
+                format!("{product}{} {status}", kind.as_str())
+            };
+            Some((*n, what, hints::for_operator(kind, status)))
+        })
+        .collect();
+    if found.is_empty() {
+        return vec![line(Level::Ok, "refusals", "none since start".into())];
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    found
+        .into_iter()
+        .map(|(n, what, hint)| warn("refusals", format!("{what} ({n} since start): {hint}")))
+        .collect()
 }
 
 #[cfg(test)]

@@ -68,7 +68,8 @@ fn a_healthy_device_is_all_ok() {
             "state directory",
             "key source",
             "refreshes",
-            "identities"
+            "identities",
+            "refusals"
         ]
     );
     assert_eq!(
@@ -150,4 +151,50 @@ fn json_names_each_check_and_the_worst() {
     assert_eq!(json["worst"], "WARN");
     assert_eq!(json["checks"][1]["check"], "unit");
     assert_eq!(json["checks"][1]["level"], "WARN");
+}
+
+#[test]
+fn refusals_are_one_ok_line_or_a_hinted_warning_each() {
+    let mut facts = healthy();
+    set(&mut facts, "generate_invalid_app_name", StatValue::Count(0));
+    assert_eq!(line_of(&facts, "refusals"), "OK refusals: none since start");
+
+    set(&mut facts, "generate_invalid_app_name", StatValue::Count(2));
+    set(
+        &mut facts,
+        "euid_refresh_expired_token",
+        StatValue::Count(5),
+    );
+    set(&mut facts, "insufficient_user_consent", StatValue::Count(1));
+    // Counters that are not refusals are not read as ones.
+    set(&mut facts, "refresh_ok", StatValue::Count(9));
+    set(
+        &mut facts,
+        "refresh_failed_rejected_4xx",
+        StatValue::Count(9),
+    );
+    let lines: Vec<String> = checks(&facts)
+        .iter()
+        .filter(|c| c.name == "refusals")
+        .map(ToString::to_string)
+        .collect();
+    let hint = |kind, status| hints::for_operator(kind, status).to_string();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "WARN refusals: EUID refresh expired_token (5 since start): {}",
+                hint(EventKind::Refresh, OperatorStatus::ExpiredToken)
+            ),
+            format!(
+                "WARN refusals: generate invalid_app_name (2 since start): {}",
+                hint(EventKind::Generate, OperatorStatus::InvalidAppName)
+            ),
+            format!(
+                "WARN refusals: insufficient_user_consent (1 since start): {}",
+                hint(EventKind::Generate, OperatorStatus::InsufficientUserConsent)
+            ),
+        ]
+    );
+    assert_eq!(worst(&checks(&facts)), Level::Warn);
 }

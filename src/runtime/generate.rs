@@ -10,7 +10,7 @@ use crate::dii::{Dii, DiiKind};
 use crate::engine::{Event, SetError};
 use crate::error::{Denied, Error, GenerateFailed, InvalidArgument, InvalidIdentity};
 use crate::identity::Status;
-use crate::operator::Generated;
+use crate::operator::{Generated, OperatorStatus};
 
 /// Options of one `GenerateIdentity` call; `None` falls back to the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -144,6 +144,7 @@ impl Runtime {
                     uid2d_product = self.product().as_str(),
                     uid2d_outcome = "failed",
                     uid2d_failure_class = super::FailureClass::of(&failure).as_str(),
+                    uid2d_operator_status = failure.refusal().map(OperatorStatus::as_str),
                     "generate failed: {failure}"
                 );
                 Err(GenerateFailed::Operator(failure).into())

@@ -10,7 +10,7 @@ use super::{lock, Durability, FailureClass, Runtime, ScopeKey};
 use crate::engine::{Event, RefreshAnswer, RefreshOutcome, RequestId};
 use crate::error::{Error, RefreshFailed};
 use crate::identity::{Identity, Status};
-use crate::operator::{Failure, RefreshReport};
+use crate::operator::{Failure, OperatorStatus, RefreshReport};
 
 impl Runtime {
     /// `RefreshIdentity`: one refresh attempt now (or the one already under way); the
@@ -126,7 +126,8 @@ impl Runtime {
 
 /// The refresh outcome's log line, with its journal fields: `UID2D_PRODUCT`,
 /// `UID2D_OUTCOME` (`ok`, `opt_out`, `rejected`, `offline`, `failed`) and, on a failure,
-/// `UID2D_FAILURE_CLASS` (see [`FailureClass::as_str`]).
+/// `UID2D_FAILURE_CLASS` (see [`FailureClass::as_str`]) and, on a refusal,
+/// `UID2D_OPERATOR_STATUS` (see [`OperatorStatus::as_str`]).
 fn log_report(key: &ScopeKey, report: &RefreshReport, offline: bool, product: &'static str) {
     let why = report
         .failure
@@ -137,6 +138,11 @@ fn log_report(key: &ScopeKey, report: &RefreshReport, offline: bool, product: &'
         .failure
         .as_ref()
         .map_or("network", |f| FailureClass::of(f).as_str());
+    let operator_status = report
+        .failure
+        .as_ref()
+        .and_then(Failure::refusal)
+        .map(OperatorStatus::as_str);
     match &report.outcome {
         RefreshOutcome::Success(_) => info!(
             scope = %key,
@@ -156,6 +162,7 @@ fn log_report(key: &ScopeKey, report: &RefreshReport, offline: bool, product: &'
             uid2d_product = product,
             uid2d_outcome = "rejected",
             uid2d_failure_class = report.failure.as_ref().map_or("rejected_4xx", |f| FailureClass::of(f).as_str()),
+            uid2d_operator_status = operator_status,
             "the operator rejected the refresh token; not retrying it: {why}"
         ),
         // Not the operator's fault, and not retried until the route returns.
@@ -164,6 +171,7 @@ fn log_report(key: &ScopeKey, report: &RefreshReport, offline: bool, product: &'
             uid2d_product = product,
             uid2d_outcome = "offline",
             uid2d_failure_class = class,
+            uid2d_operator_status = operator_status,
             "refresh failed while offline; retrying when the network returns: {why}"
         ),
         RefreshOutcome::Failed { .. } => warn!(
@@ -172,6 +180,7 @@ fn log_report(key: &ScopeKey, report: &RefreshReport, offline: bool, product: &'
             uid2d_product = product,
             uid2d_outcome = "failed",
             uid2d_failure_class = class,
+            uid2d_operator_status = operator_status,
             "refresh failed, will retry: {why}"
         ),
     }

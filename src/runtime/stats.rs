@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{lock, Runtime};
 use crate::identity::Status;
-use crate::operator::Failure;
+use crate::operator::{Failure, OperatorStatus};
 
 /// Why an operator request failed, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,38 @@ impl FailureClass {
     ];
 }
 
+/// The refusals of `/v2/token/refresh` counted by name, as `refresh_<status>`: what the
+/// operator answers a device (src/operator/status.rs). Any other refusal counts as
+/// `other`.
+const REFRESH_REFUSALS: [OperatorStatus; 6] = [
+    OperatorStatus::Error,
+    OperatorStatus::InvalidToken,
+    OperatorStatus::ExpiredToken,
+    OperatorStatus::Unauthorized,
+    OperatorStatus::ClientError,
+    OperatorStatus::Other,
+];
+
+/// The refusals of `/v2/token/client-generate` counted by name, as
+/// `generate_<status>`; any other counts as `other`.
+const GENERATE_REFUSALS: [OperatorStatus; 7] = [
+    OperatorStatus::InvalidAppName,
+    OperatorStatus::InvalidHttpOrigin,
+    OperatorStatus::Unauthorized,
+    OperatorStatus::BadSubscriptionId,
+    OperatorStatus::PayloadDecryptionFailed,
+    OperatorStatus::ClientError,
+    OperatorStatus::Other,
+];
+
+/// The slot of `refusal` in `names`: its own, else `other` (the last).
+fn slot(names: &[OperatorStatus], refusal: OperatorStatus) -> usize {
+    names
+        .iter()
+        .position(|s| *s == refusal)
+        .unwrap_or(names.len() - 1)
+}
+
 /// The counters, updated where outcomes are known (refresh, generate, persist).
 #[derive(Debug, Default)]
 pub(super) struct Counters {
@@ -66,6 +98,11 @@ pub(super) struct Counters {
     generate_ok: AtomicU64,
     generate_opt_out: AtomicU64,
     generate_failed: [AtomicU64; 5],
+    /// By [`REFRESH_REFUSALS`] and [`GENERATE_REFUSALS`]; `insufficient_user_consent`
+    /// from either endpoint is counted on its own.
+    refresh_refused: [AtomicU64; REFRESH_REFUSALS.len()],
+    generate_refused: [AtomicU64; GENERATE_REFUSALS.len()],
+    insufficient_user_consent: AtomicU64,
     storage_errors: AtomicU64,
     /// Wall-clock ms of the last successful refresh; 0: none since start.
     last_refresh_ok: AtomicI64,
@@ -116,7 +153,20 @@ impl Runtime {
 
     pub(super) fn count_refresh_failed(&self, failure: &Failure) {
         add(&self.counters.refresh_failed[FailureClass::of(failure).index()]);
+        self.count_refusal(failure, &REFRESH_REFUSALS, &self.counters.refresh_refused);
         self.counted();
+    }
+
+    /// Counts `failure` by the operator's status when it is a refusal (also counted by
+    /// class: these counters break `rejected_4xx` and `undecryptable` down).
+    fn count_refusal(&self, failure: &Failure, names: &[OperatorStatus], counters: &[AtomicU64]) {
+        match failure.refusal() {
+            Some(OperatorStatus::InsufficientUserConsent) => {
+                add(&self.counters.insufficient_user_consent);
+            }
+            Some(refusal) => add(&counters[slot(names, refusal)]),
+            None => {}
+        }
     }
 
     pub(super) fn count_generate_ok(&self, opted_out: bool) {
@@ -130,6 +180,7 @@ impl Runtime {
 
     pub(super) fn count_generate_failed(&self, failure: &Failure) {
         add(&self.counters.generate_failed[FailureClass::of(failure).index()]);
+        self.count_refusal(failure, &GENERATE_REFUSALS, &self.counters.generate_refused);
         self.counted();
     }
 
@@ -158,6 +209,16 @@ impl Runtime {
                 get(&c.generate_failed[i]),
             ));
         }
+        for (status, counter) in REFRESH_REFUSALS.iter().zip(&c.refresh_refused) {
+            out.push((format!("refresh_{status}"), get(counter)));
+        }
+        for (status, counter) in GENERATE_REFUSALS.iter().zip(&c.generate_refused) {
+            out.push((format!("generate_{status}"), get(counter)));
+        }
+        out.push((
+            "insufficient_user_consent".into(),
+            get(&c.insufficient_user_consent),
+        ));
         out.push(("storage_errors".into(), get(&c.storage_errors)));
         out.push((
             "last_refresh_ok".into(),

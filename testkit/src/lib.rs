@@ -48,6 +48,23 @@ pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>)
     }
 }
 
+/// Waits until `path` holds a text `accept` takes, and returns it. There is no event to
+/// await for another process's rename (the daemon's Prometheus text file), so this polls:
+/// a safety net, never a timing assertion.
+pub async fn file_where(path: &Path, what: &str, accept: impl Fn(&str) -> bool) -> String {
+    within(what, async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                if accept(&text) {
+                    return text;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// Where the binaries under test are.
 #[derive(Debug, Clone)]
 pub struct Binaries {

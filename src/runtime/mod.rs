@@ -47,7 +47,7 @@ use crate::store::Store;
 
 pub use adtech::{eids_json, IdentityTimes, TokenInfo, VALID_FOR_RANGE};
 pub use device_policy::DevicePolicy;
-pub use generate::GenerateOptions;
+pub use generate::{GenerateOptions, MAX_DII_VALUE_LEN, MAX_OPTION_LEN};
 pub use load::LoadReport;
 pub use product::Product;
 pub use scope_key::ScopeKey;

@@ -45,7 +45,7 @@ struct Args {
     sans: Vec<String>,
     /// A fault, ENDPOINT=FAULT (repeatable). ENDPOINT: refresh, client-generate, generate,
     /// identity. FAULT: none, drop, garbage, optout, delay:SECS, CODE, CODE:RETRY_AFTER_SECS,
-    /// encrypted:STATUS.
+    /// encrypted:STATUS, token:TOKEN.
     #[arg(long = "fault", value_name = "ENDPOINT=FAULT", value_parser = parse_fault)]
     faults: Vec<(Endpoint, Fault)>,
 }

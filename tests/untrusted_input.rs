@@ -360,3 +360,79 @@ async fn wrong_argument_types_get_invalid_argument_on_every_interface() {
         "no_identity"
     );
 }
+
+#[tokio::test]
+async fn a_password_in_base_url_is_never_logged_or_reported() {
+    let rig = Rig::new().await;
+    let password = "Pa55wordInTheUrl";
+    remember_secret(password.to_owned());
+    let base_url = rig.operator.sim.base_url().replacen(
+        "https://",
+        &format!("https://uid2user:{password}@"),
+        1,
+    );
+    let config = format!(
+        "base_url = \"{base_url}\"\nca_file = \"{}\"\nlog_level = \"debug\"\n",
+        rig.operator.ca_file.display()
+    );
+    let mut daemon = Daemon::start(DaemonSpec {
+        uid2d: binaries!().uid2d,
+        bus: &rig.bus,
+        config: config.clone(),
+        state_dir: rig.state.path().join("state"),
+        env: Vec::new(),
+    })
+    .await;
+    let conn = rig.bus.connect().await;
+    let manager = manager(&conn).await;
+    manager
+        .set_identity(&rig.operator.identity("user@example.com"))
+        .await
+        .unwrap();
+    // The operator is reached with it; a failure's message shows the URL without it.
+    manager.refresh_identity().await.unwrap();
+    rig.operator
+        .sim
+        .set_fault_times(Endpoint::Refresh, Fault::Drop, 1);
+    let error = manager.refresh_identity().await.unwrap_err();
+    assert_eq!(error_name(&error), "RefreshFailed");
+    assert!(!error.to_string().contains(password), "{error}");
+
+    let setup = uid2d::client::Diagnostics1Proxy::new(&conn)
+        .await
+        .unwrap()
+        .get_setup()
+        .await
+        .unwrap();
+    let operator_url = String::try_from(setup["operator_url"].try_clone().unwrap()).unwrap();
+    assert_eq!(operator_url, format!("{}/", rig.operator.sim.base_url()));
+
+    let doctor = binaries!()
+        .uid2ctl_command()
+        .args(["--bus", &rig.bus.address, "doctor"])
+        .output()
+        .await
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&doctor.stdout),
+        String::from_utf8_lossy(&doctor.stderr)
+    );
+    assert!(report.contains(&rig.operator.sim.base_url()), "{report}");
+    assert!(!report.contains(password), "{report}");
+
+    // A reload logs the operator again.
+    daemon.messages.clear();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    daemon.wait_for_notify("Configuration reloaded").await;
+
+    let log = daemon.own_log();
+    assert!(log.contains("serving com.uid2.Manager"), "{log}");
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(!log.contains(password), "{log}");
+    assert!(daemon.messages.iter().all(|m| !m.contains(password)));
+}

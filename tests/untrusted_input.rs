@@ -436,3 +436,59 @@ async fn a_password_in_base_url_is_never_logged_or_reported() {
     assert!(!log.contains(password), "{log}");
     assert!(daemon.messages.iter().all(|m| !m.contains(password)));
 }
+
+/// Asserts that a call was refused with `ScopeLimit`.
+fn assert_scope_limit<T: std::fmt::Debug>(reply: zbus::Result<T>) {
+    let error = reply.unwrap_err();
+    assert_eq!(error_name(&error), "ScopeLimit", "{error}");
+}
+
+#[tokio::test]
+async fn at_the_scope_limit_an_app_can_still_switch_automatic_refresh_off() {
+    let rig = Rig::new().await;
+    let _daemon = rig
+        .daemon("scope = \"app\"\nmax_scopes = 2\n[apps]\nbroker_group = \"root\"\n")
+        .await;
+    let conn = rig.bus.connect().await;
+    let broker = Broker1Proxy::new(&conn).await.unwrap();
+    let identity = || rig.operator.identity("x@example.com");
+    let (a, c, d, e) = (
+        "com.example.a",
+        "com.example.c",
+        "com.example.d",
+        "com.example.e",
+    );
+    for app in [a, "com.example.b"] {
+        broker.set_identity(app, &identity()).await.unwrap();
+    }
+    assert_scope_limit(broker.set_identity(c, &identity()).await);
+
+    // An app holding no identity may switch automatic refresh off, and it is kept; it
+    // still gets no identity while two are held.
+    broker
+        .set_automatic_refresh_enabled(c, false)
+        .await
+        .unwrap();
+    assert!(!broker.get_automatic_refresh_enabled(c).await.unwrap());
+    assert_scope_limit(broker.set_identity(c, &identity()).await);
+    // Settings alone are bounded too: twice max_scopes scopes kept in all.
+    broker
+        .set_automatic_refresh_enabled(d, false)
+        .await
+        .unwrap();
+    assert_scope_limit(broker.set_automatic_refresh_enabled(e, false).await);
+    // Switching it on keeps nothing, so it is never refused.
+    broker.set_automatic_refresh_enabled(e, true).await.unwrap();
+    // A reset is never refused, even when it leaves a setting behind.
+    broker
+        .set_automatic_refresh_enabled(a, false)
+        .await
+        .unwrap();
+    broker.reset_identity(a).await.unwrap();
+    assert!(!broker.get_automatic_refresh_enabled(a).await.unwrap());
+    // Room again: the app whose setting was kept gets its identity.
+    assert_eq!(
+        broker.set_identity(c, &identity()).await.unwrap(),
+        "established"
+    );
+}

@@ -492,3 +492,21 @@ async fn at_the_scope_limit_an_app_can_still_switch_automatic_refresh_off() {
         "established"
     );
 }
+
+#[test]
+fn the_api_guide_says_the_status_signal_may_repeat() {
+    // The contract: IdentityStatusChanged comes on every new advertising token too, so
+    // its status string may repeat (`refreshed` after each refresh).
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let prose = guide.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        !prose.contains("is not a change")
+            && !prose.contains("only when the status really changes"),
+        "docs/api.md says a repeated status is not signalled"
+    );
+    assert!(
+        prose.matches("may repeat").count() >= 2,
+        "the table and the rule say so"
+    );
+}

@@ -176,6 +176,44 @@ async fn get_stats(conn: &zbus::Connection) -> Result<()> {
     Ok(())
 }
 
+/// `connections` clients, each with `calls` calls in flight at once, every call as large
+/// as the bus allows (31.5 MiB: `SetIdentity`, `Broker1.SetIdentity` and a
+/// `GenerateIdentity` value in turn). Returns how many were refused (all must be).
+async fn oversized_calls(bus: &Bus, connections: usize, calls: usize) -> Result<usize> {
+    let text: Arc<str> = "x".repeat(63 * 512 * 1024).into();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let conn = bus.connect().await;
+        for i in 0..calls {
+            let (conn, text) = (conn.clone(), text.clone());
+            tasks.spawn(async move {
+                let reply = match i % 3 {
+                    0 => Manager1Proxy::new(&conn).await?.set_identity(&text).await,
+                    1 => {
+                        let broker = Broker1Proxy::new(&conn).await?;
+                        broker.set_identity("com.example.big", &text).await
+                    }
+                    _ => {
+                        let options =
+                            std::collections::HashMap::<&str, zbus::zvariant::Value>::new();
+                        let manager = Manager1Proxy::new(&conn).await?;
+                        manager.generate_identity("email", &text, options).await
+                    }
+                };
+                Ok::<bool, zbus::Error>(reply.is_err())
+            });
+        }
+    }
+    let mut refused = 0;
+    while let Some(done) = tasks.join_next().await {
+        if !done?? {
+            return Err("an oversized call was accepted".into());
+        }
+        refused += 1;
+    }
+    Ok(refused)
+}
+
 async fn peer(
     conn: &zbus::Connection,
     dest: &'static str,
@@ -718,6 +756,26 @@ async fn run() -> Result<()> {
         ms(pooled),
         format!("{:.2}× pooled", first / pooled),
         "",
+    );
+
+    // ---- memory under oversized calls: what systemd's MemoryMax= must hold ----
+    eprintln!("bench: memory under oversized calls");
+    let d = ctx.start(&s1, None).await?;
+    manager.get_advertising_token().await?;
+    sleep(Duration::from_millis(200)).await;
+    let idle = mem(d.pid())?;
+    let (connections, calls) = (8, 4);
+    let refused = oversized_calls(&bus, connections, calls).await?;
+    let peak = mem(d.pid())?;
+    ctx.stop(d).await?;
+    t.row(
+        &format!(
+            "memory peak, KiB VmRSS / VmHWM / RssAnon: {connections} connections × {calls} concurrent 31.5 MiB calls ({refused} refused) vs idle"
+        ),
+        kib(peak),
+        kib(idle),
+        format!("VmHWM {}", ratio(peak[1] as f64, idle[1] as f64)),
+        "VmHWM ≤ MemoryMax= (160 MiB)",
     );
 
     // ---- the size-optimised build an OEM ships, same state, same bus ----

@@ -99,6 +99,10 @@ user=$(sed -n 's/^User=//p' "$UNIT")
 [ "$user" = uid2d ] || fail "$UNIT: User= is '$user', expected uid2d"
 grep -Eq "^u[[:space:]]+$user[[:space:]]" "$SYSUSERS" || fail "$SYSUSERS does not create user $user"
 grep -q "<policy user=\"$user\">" "$POLICY" || fail "$POLICY: no <policy user=\"$user\"> owning the name"
+# Above the measured worst case (106 MiB under maximal calls, docs/benchmarks.md) with margin.
+memory_max=$(sed -n 's/^MemoryMax=\([0-9][0-9]*\)M$/\1/p' "$UNIT")
+[ -n "$memory_max" ] || fail "$UNIT: MemoryMax=<N>M missing"
+[ "$memory_max" -ge 128 ] || fail "$UNIT: MemoryMax=${memory_max}M leaves no margin over the measured 106 MiB"
 echo "ok"
 
 # ---- 4. sysusers.d entry -------------------------------------------------------

@@ -96,6 +96,9 @@ pub enum ReplyError {
     MissingStatus,
     #[error("success reply carries a bad identity: {0}")]
     BadIdentity(ParseError),
+    /// An identity whose `refresh_response_key` could never decrypt its own refresh.
+    #[error("success reply carries an identity whose refresh_response_key is not the Base64 of a 16, 24 or 32-byte key")]
+    UnusableKey,
 }
 
 /// Longest server status/message echoed, in characters.
@@ -116,9 +119,13 @@ pub fn parse_reply(plaintext: &[u8]) -> Result<OperatorReply, ReplyError> {
             let body = object
                 .get("body")
                 .ok_or(ReplyError::BadIdentity(ParseError::Missing("body")))?;
-            Identity::from_value(body)
-                .map(OperatorReply::Success)
-                .map_err(ReplyError::BadIdentity)
+            // What the operator hands out is stored and served like what an app sets:
+            // the same rules (Base64 tokens, a usable key), or the answer is a failure.
+            let identity = Identity::from_value(body).map_err(ReplyError::BadIdentity)?;
+            if identity.response_key().is_none() {
+                return Err(ReplyError::UnusableKey);
+            }
+            Ok(OperatorReply::Success(identity))
         }
         "optout" => Ok(OperatorReply::OptOut),
         _ => Ok(OperatorReply::Other {
@@ -608,6 +615,23 @@ mod tests {
         assert!(err.to_string().contains("refresh_token"));
         let token = value["body"]["advertising_token"].as_str().unwrap();
         assert!(!err.to_string().contains(token));
+
+        // An identity uid2d could not serve or refresh is not a success.
+        let good = json("android/refresh-token-200-success-decrypted.json");
+        let mut nul = good.clone();
+        nul["body"]["advertising_token"] = "A4\u{0}B".into();
+        assert_eq!(
+            parse_reply(nul.to_string().as_bytes()),
+            Err(ReplyError::BadIdentity(ParseError::NotBase64(
+                "advertising_token"
+            )))
+        );
+        let mut short_key = good.clone();
+        short_key["body"]["refresh_response_key"] = "c2hvcnQ=".into();
+        assert_eq!(
+            parse_reply(short_key.to_string().as_bytes()),
+            Err(ReplyError::UnusableKey)
+        );
 
         let long = "x".repeat(500);
         let text = format!(r#"{{"status":"bad\u001b[31m_thing","message":"line\nbreak {long}"}}"#);

@@ -101,9 +101,15 @@ pub struct Persisted {
     /// The operator rejected this identity's refresh token (HTTP 400/401): it is not
     /// retried automatically.
     pub rejected: bool,
-    /// Hashes of DII the operator answered opt-out for in client-side generation.
+    /// Hashes of DII the operator answered opt-out for in client-side generation, oldest
+    /// first, at most [`MAX_OPTED_OUT_DII`].
     pub opted_out_dii: Vec<String>,
 }
+
+/// The most DII hashes a scope remembers as opted out; a new one pushes the oldest out.
+/// Remembering only saves a request (the operator answers opt-out again for a forgotten
+/// one), and the bound keeps a scope's record small whatever an app generates for.
+pub const MAX_OPTED_OUT_DII: usize = 64;
 
 impl Default for Persisted {
     fn default() -> Self {
@@ -419,7 +425,11 @@ impl Scope {
             Event::GenerateOptOut { dii_hash } => {
                 next.replace(Held::Nothing(Status::OptOut));
                 if !next.dii_opted_out(&dii_hash) {
-                    next.persisted.opted_out_dii.push(dii_hash);
+                    let dii = &mut next.persisted.opted_out_dii;
+                    if dii.len() >= MAX_OPTED_OUT_DII {
+                        dii.drain(..=dii.len() - MAX_OPTED_OUT_DII);
+                    }
+                    dii.push(dii_hash);
                 }
             }
             Event::RefreshRequested { request } => {

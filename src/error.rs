@@ -170,6 +170,9 @@ pub enum InvalidIdentity {
     /// Well-formed, but not usable (an empty token, an unusable key).
     #[error("{0}")]
     Refused(&'static str),
+    /// The call's arguments are this many bytes: over any identity, refused unread.
+    #[error("the call's arguments are {0} bytes; an identity JSON has at most {max}", max = crate::identity::MAX_IDENTITY_JSON)]
+    CallTooLarge(usize),
 }
 
 /// Why an argument was refused.
@@ -185,12 +188,43 @@ pub enum InvalidArgument {
     UnknownOption(String),
     #[error("option `{0}` must be a string (signature s)")]
     OptionType(&'static str),
+    #[error("option `{0}` is longer than {max} bytes", max = crate::runtime::MAX_OPTION_LEN)]
+    OptionTooLong(&'static str),
+    #[error("value is longer than {max} bytes", max = crate::runtime::MAX_DII_VALUE_LEN)]
+    ValueTooLong,
     #[error("public_key: {0}")]
     PublicKey(CstgError),
     #[error("app_id: {0}")]
     AppId(#[from] crate::apps::BadAppId),
     #[error("seconds must be between 1 and 86400 (one day)")]
     ValidFor,
+    /// A call whose arguments are larger than any method takes, refused unread.
+    #[error("the arguments of {member} are {len} bytes; uid2d's methods take at most {max}", max = crate::dbus::MAX_ARGUMENTS_LEN)]
+    TooLarge { member: &'static str, len: usize },
+    /// A call whose arguments are not of the types its method takes (the body's D-Bus
+    /// signature); `got` is the caller's signature, D-Bus signature characters only.
+    #[error("{member} expects {}, got {}", expected_args(expected), got_args(got))]
+    Signature {
+        member: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+}
+
+fn expected_args(signature: &str) -> String {
+    if signature.is_empty() {
+        "no arguments".to_owned()
+    } else {
+        format!("arguments of signature `{signature}`")
+    }
+}
+
+fn got_args(signature: &str) -> String {
+    if signature.is_empty() {
+        "none".to_owned()
+    } else {
+        format!("`{signature}`")
+    }
 }
 
 /// Why a caller was refused.

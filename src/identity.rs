@@ -14,6 +14,20 @@ use zeroize::Zeroize;
 /// Milliseconds since the Unix epoch, the unit of every UID2 timestamp.
 pub type UnixMillis = i64;
 
+/// Longest identity JSON uid2d reads, in bytes, checked before it is parsed
+/// ([`ParseError::TooLarge`]): two tokens of [`MAX_TOKEN_LEN`], the key, the times and a
+/// response envelope around them, with room for whitespace. A real identity is under
+/// 1 KiB.
+pub const MAX_IDENTITY_JSON: usize = 16 * 1024;
+
+/// Longest advertising or refresh token accepted, in bytes. Real ones are a few hundred:
+/// 388 characters for the refresh tokens of the SDKs' fixtures, 133–220 for advertising
+/// tokens; ten times that leaves room for new token versions.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Longest `refresh_response_key` accepted, in bytes: Base64 of a 32-byte key is 44.
+pub const MAX_KEY_LEN: usize = 64;
+
 /// The six fields of a UID2 identity (the `body` of a token generate/refresh response).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -64,6 +78,17 @@ pub enum ParseError {
     NotInteger(&'static str),
     #[error("response status is `{0}`, not `success`")]
     NotSuccess(String),
+    /// The text is longer than [`MAX_IDENTITY_JSON`]; it was not parsed.
+    #[error("the identity JSON is {0} bytes; at most {MAX_IDENTITY_JSON} are accepted")]
+    TooLarge(usize),
+    /// A token or the key is not Base64 text (see [`is_base64_text`]).
+    #[error(
+        "field `{0}` must be Base64 text (A-Z, a-z, 0-9, `+`, `/`, `-`, `_`, then at most two `=`)"
+    )]
+    NotBase64(&'static str),
+    /// A token or the key is longer than its limit.
+    #[error("field `{field}` is longer than {max} bytes")]
+    TooLong { field: &'static str, max: usize },
 }
 
 const FIELDS: [&str; 6] = [
@@ -79,13 +104,21 @@ impl Identity {
     /// Parses an identity object, or a whole `{"status":"success","body":{…}}` response.
     ///
     /// Times may be JSON integers or strings holding an integer (as the Android SDK and
-    /// the server SDKs' JSON accept); unknown keys are ignored.
+    /// the server SDKs' JSON accept); unknown keys are ignored. A text longer than
+    /// [`MAX_IDENTITY_JSON`] is refused before it is parsed.
     pub fn from_json(text: &str) -> Result<Self, ParseError> {
+        if text.len() > MAX_IDENTITY_JSON {
+            return Err(ParseError::TooLarge(text.len()));
+        }
         let value: Value = serde_json::from_str(text).map_err(|_| ParseError::NotJson)?;
         Self::from_value(&value)
     }
 
     /// As [`Identity::from_json`], from an already parsed value.
+    ///
+    /// Every identity uid2d holds came through here (from an app, the operator or the
+    /// store), so each can be served back: its tokens and key are Base64 text of bounded
+    /// length ([`is_base64_text`]), never a character D-Bus cannot carry.
     pub fn from_value(value: &Value) -> Result<Self, ParseError> {
         let object = value.as_object().ok_or(ParseError::NotObject)?;
         if !object.contains_key("advertising_token") {
@@ -103,12 +136,12 @@ impl Identity {
 
     fn from_object(object: &Map<String, Value>) -> Result<Self, ParseError> {
         Ok(Self {
-            advertising_token: string_field(object, FIELDS[0])?,
-            refresh_token: string_field(object, FIELDS[1])?,
+            advertising_token: base64_field(object, FIELDS[0], MAX_TOKEN_LEN)?,
+            refresh_token: base64_field(object, FIELDS[1], MAX_TOKEN_LEN)?,
             identity_expires: time_field(object, FIELDS[2])?,
             refresh_from: time_field(object, FIELDS[3])?,
             refresh_expires: time_field(object, FIELDS[4])?,
-            refresh_response_key: string_field(object, FIELDS[5])?,
+            refresh_response_key: base64_field(object, FIELDS[5], MAX_KEY_LEN)?,
         })
     }
 
@@ -149,9 +182,30 @@ fn sanitize_status(status: &str) -> String {
     }
 }
 
-fn string_field(object: &Map<String, Value>, name: &'static str) -> Result<String, ParseError> {
+/// Whether `text` is Base64 text as UID2 tokens and keys are: the characters of RFC 4648's
+/// `base64` and `base64url` alphabets (`A`–`Z`, `a`–`z`, `0`–`9`, `+`, `/`, `-`, `_`),
+/// then at most two `=` of padding. UID2 v2 tokens and refresh tokens are standard Base64
+/// (`AgAAA…==`, the SDKs' fixtures), v3/v4 advertising tokens base64url (`A4AAA…`); the
+/// empty text passes (an empty token is the SDKs' `invalid`, decided by [`validate`]).
+/// Such text is plain ASCII: D-Bus, JSON, HTTP bodies and journald carry it unchanged.
+pub fn is_base64_text(text: &str) -> bool {
+    let body = text.trim_end_matches('=');
+    text.len() - body.len() <= 2
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_'))
+}
+
+/// A token or key field: a string of Base64 text of at most `max` bytes.
+fn base64_field(
+    object: &Map<String, Value>,
+    name: &'static str,
+    max: usize,
+) -> Result<String, ParseError> {
     match object.get(name) {
         None => Err(ParseError::Missing(name)),
+        Some(Value::String(s)) if s.len() > max => Err(ParseError::TooLong { field: name, max }),
+        Some(Value::String(s)) if !is_base64_text(s) => Err(ParseError::NotBase64(name)),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(ParseError::NotString(name)),
     }
@@ -289,14 +343,100 @@ mod tests {
 
     #[test]
     fn parses_android_fixture() {
-        let id = Identity::from_json(&fixture("android/identity-valid.json")).unwrap();
+        // The fixture's made-up key `response key` is not Base64 text: uid2d has always
+        // refused it (`SetIdentity` needs a usable key), now already while parsing.
+        let text = fixture("android/identity-valid.json");
+        assert_eq!(
+            Identity::from_json(&text),
+            Err(ParseError::NotBase64("refresh_response_key"))
+        );
+        let id = Identity::from_json(&text.replace("response key", "responsekey")).unwrap();
         assert_eq!(id.advertising_token, "token");
         assert_eq!(id.refresh_token, "refresh");
         assert_eq!(id.identity_expires, 123_456);
         assert_eq!(id.refresh_from, 321);
         assert_eq!(id.refresh_expires, 654_321);
-        assert_eq!(id.refresh_response_key, "response key");
-        assert!(id.response_key().is_none(), "not Base64");
+        assert_eq!(id.refresh_response_key, "responsekey");
+        assert!(id.response_key().is_none(), "not a key's length");
+    }
+
+    #[test]
+    fn tokens_and_key_must_be_base64_text_of_bounded_length() {
+        let good = fixture("ios/uididentity.json");
+        let value: Value = serde_json::from_str(&good).unwrap();
+        // Standard and URL-safe Base64, padded or not, and the empty token (`invalid`).
+        for ok in ["AgAAA+/x==", "A4AAA-_x", "abc=", ""] {
+            let mut object = value.clone();
+            object["advertising_token"] = ok.into();
+            assert!(Identity::from_value(&object).is_ok(), "{ok:?}");
+        }
+        let long_token = "A".repeat(MAX_TOKEN_LEN + 1);
+        let long_key = "A".repeat(MAX_KEY_LEN + 1);
+        for (field, max) in [
+            ("advertising_token", MAX_TOKEN_LEN),
+            ("refresh_token", MAX_TOKEN_LEN),
+            ("refresh_response_key", MAX_KEY_LEN),
+        ] {
+            // NUL is what D-Bus cannot carry; the rest is not Base64 either.
+            for bad in [r"A4\u0000B", "A4 B", r"A4\u00e9", r"A4\nB", "a=b", "abc==="] {
+                let text = good.replacen(
+                    &format!("\"{}\"", value[field].as_str().unwrap()),
+                    &format!("\"{bad}\""),
+                    1,
+                );
+                assert_eq!(
+                    Identity::from_json(&text),
+                    Err(ParseError::NotBase64(field)),
+                    "{field} = {bad:?}"
+                );
+            }
+            let mut object = value.clone();
+            object[field] = if max == MAX_KEY_LEN {
+                &long_key
+            } else {
+                &long_token
+            }
+            .as_str()
+            .into();
+            assert_eq!(
+                Identity::from_value(&object),
+                Err(ParseError::TooLong { field, max })
+            );
+            object[field] = "A".repeat(max).into();
+            assert!(
+                Identity::from_value(&object).is_ok(),
+                "{field} at its limit"
+            );
+        }
+    }
+
+    #[test]
+    fn size_is_checked_before_parsing() {
+        // Not JSON, but too large is what it is told first: nothing of it was parsed.
+        let text = "[".repeat(MAX_IDENTITY_JSON + 1);
+        assert_eq!(
+            Identity::from_json(&text),
+            Err(ParseError::TooLarge(MAX_IDENTITY_JSON + 1))
+        );
+        assert!(ParseError::TooLarge(MAX_IDENTITY_JSON + 1)
+            .to_string()
+            .contains("16384"));
+        // An identity with both tokens at their limit fits.
+        let id = Identity {
+            advertising_token: "A".repeat(MAX_TOKEN_LEN),
+            refresh_token: "R".repeat(MAX_TOKEN_LEN),
+            identity_expires: i64::MAX,
+            refresh_from: i64::MAX,
+            refresh_expires: i64::MAX,
+            refresh_response_key: "K".repeat(MAX_KEY_LEN),
+        };
+        let whole = format!(r#"{{"status":"success","body":{}}}"#, id.to_json());
+        assert!(
+            whole.len() < MAX_IDENTITY_JSON / 2 + 1024,
+            "{}",
+            whole.len()
+        );
+        assert_eq!(Identity::from_json(&whole), Ok(id));
     }
 
     #[test]

@@ -240,7 +240,10 @@ async fn read(
     Ok((status, headers, body))
 }
 
-fn network(e: reqwest::Error) -> Failure {
+fn network(mut e: reqwest::Error) -> Failure {
+    if let Some(url) = e.url_mut() {
+        *url = crate::config::shown_url(url);
+    }
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -250,8 +253,8 @@ fn network(e: reqwest::Error) -> Failure {
     } else {
         "request failed"
     };
-    // The URL is public configuration, never a secret; the error chain says why (DNS,
-    // TLS, reset…) without any payload.
+    // The URL without its userinfo is public configuration, never a secret; the error
+    // chain says why (DNS, TLS, reset…) without any payload.
     let mut detail = format!("{kind}: {e}");
     let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {

@@ -781,3 +781,29 @@ async fn the_live_interface_is_the_documented_one() {
     assert_eq!(interface_summary(&live, "com.uid2.Gateway1"), summary);
     assert!(!summary.is_empty());
 }
+
+#[tokio::test]
+async fn a_page_cannot_store_an_identity_uid2d_could_not_serve() {
+    let mut rig = rig(&[]).await;
+    let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
+    let good: Value = serde_json::from_str(&rig.operator.identity("news@example.com")).unwrap();
+    page.call("setIdentity", json!({ "identity": good }))
+        .await
+        .unwrap();
+    let token = page.call("getAdvertisingToken", json!({})).await.unwrap();
+
+    // A NUL travels in JSON (`\u0000`) but not in a D-Bus string; and a size uid2d
+    // refuses before parsing, though the frame is within the gateway's limit.
+    let mut nul = good.clone();
+    nul["advertising_token"] = "A4AAA\u{0}B".into();
+    let oversized = format!("{good}{}", " ".repeat(16 * 1024));
+    for identity in [nul, Value::from(oversized)] {
+        let error = page
+            .call("setIdentity", json!({ "identity": identity }))
+            .await
+            .unwrap_err();
+        assert_eq!(error["message"], "InvalidIdentity", "{error}");
+    }
+    assert_eq!(page.call("getAdvertisingToken", json!({})).await, Ok(token));
+    rig.gateway.assert_running();
+}

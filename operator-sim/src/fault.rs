@@ -91,6 +91,9 @@ pub enum Fault {
     /// `insufficient_user_consent` (as the EUID operator's generate answers it), or
     /// `success` without a body.
     EncryptedStatus(String),
+    /// Answer as usual, but a new identity carries this advertising token (e.g. one with
+    /// a NUL, which a client must not store). Opt-outs are answered as usual.
+    AdvertisingToken(String),
     /// Refuse the request as the real operator does, with its HTTP status and body.
     Refuse(Refusal),
 }
@@ -223,20 +226,22 @@ impl fmt::Display for Fault {
             Fault::SlowAnswer(d) => write!(f, "slow:{}", d.as_secs_f64()),
             Fault::OptOut => write!(f, "optout"),
             Fault::EncryptedStatus(s) => write!(f, "encrypted:{s}"),
+            Fault::AdvertisingToken(t) => write!(f, "token:{t}"),
             Fault::Refuse(refusal) => write!(f, "refuse:{}", refusal.name()),
         }
     }
 }
 
 /// Parses `none`, `drop`, `garbage`, `optout`, `delay:<secs>`, `slow:<secs>` (fractions allowed),
-/// `<code>`, `<code>:<retry-after secs>`, `encrypted:<status>`, `refuse:<refusal>`.
+/// `<code>`, `<code>:<retry-after secs>`, `encrypted:<status>`, `token:<advertising token>`,
+/// `refuse:<refusal>`.
 impl FromStr for Fault {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let bad = || {
-            format!("bad fault `{s}` (none, drop, garbage, optout, delay:SECS, slow:SECS, CODE, CODE:RETRY_AFTER_SECS, encrypted:STATUS, refuse:REFUSAL)")
+            format!("bad fault `{s}` (none, drop, garbage, optout, delay:SECS, slow:SECS, CODE, CODE:RETRY_AFTER_SECS, encrypted:STATUS, token:TOKEN, refuse:REFUSAL)")
         };
         match s.to_ascii_lowercase().as_str() {
             "none" => return Ok(Fault::None),
@@ -262,6 +267,9 @@ impl FromStr for Fault {
         }
         if let Some(status) = s.strip_prefix("encrypted:") {
             return Ok(Fault::EncryptedStatus(status.to_owned()));
+        }
+        if let Some(token) = s.strip_prefix("token:") {
+            return Ok(Fault::AdvertisingToken(token.to_owned()));
         }
         let parse_code = |c: &str| match c.parse::<u16>() {
             Ok(code @ 100..=999) => Ok(code),
@@ -323,6 +331,7 @@ mod tests {
             "delay:1.5",
             "slow:2",
             "encrypted:expired_token",
+            "token:A4AAAxyz",
             "refuse:invalid_http_origin",
             "refuse:bad_subscription_id",
         ] {

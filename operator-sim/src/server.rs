@@ -177,8 +177,13 @@ async fn handle(shared: &Shared, drop_now: &Notify, request: Request<Incoming>) 
     );
 
     let mut answer_after = None;
+    let mut token = None;
     let forced_status = match shared.take_fault(endpoint) {
         Fault::None => None,
+        Fault::AdvertisingToken(forced) => {
+            token = Some(forced);
+            None
+        }
         Fault::SlowAnswer(delay) => {
             answer_after = Some(delay);
             None
@@ -208,7 +213,11 @@ async fn handle(shared: &Shared, drop_now: &Notify, request: Request<Incoming>) 
         Fault::OptOut => Some("optout".to_owned()),
         Fault::EncryptedStatus(status) => Some(status),
     };
-    let forced = forced_status.map(|status| json!({"status": status}));
+    let forced = match (forced_status, token) {
+        (Some(status), _) => Forced::Answer(json!({"status": status})),
+        (None, Some(token)) => Forced::Token(token),
+        (None, None) => Forced::Nothing,
+    };
 
     let response = match endpoint {
         Endpoint::Refresh => refresh(shared, &parts.headers, &body, forced),
@@ -223,6 +232,30 @@ async fn handle(shared: &Shared, drop_now: &Notify, request: Request<Incoming>) 
         tokio::time::sleep(delay).await;
     }
     response
+}
+
+/// What a fault makes an endpoint answer instead of its own decision.
+enum Forced {
+    Nothing,
+    /// This whole (decrypted) answer.
+    Answer(Value),
+    /// The usual answer, a new identity carrying this advertising token.
+    Token(String),
+}
+
+/// The (decrypted) answer of an endpoint that mints for `dii`: what a fault forces, else
+/// opt-out when `opted_out`, else a new identity.
+fn answer(shared: &Shared, dii: Dii, opted_out: bool, forced: Forced) -> Value {
+    match forced {
+        Forced::Answer(answer) => answer,
+        _ if opted_out => json!({"status": "optout"}),
+        Forced::Token(token) => {
+            let mut body = shared.mint(dii);
+            body["advertising_token"] = token.into();
+            json!({"status": "success", "body": body})
+        }
+        Forced::Nothing => json!({"status": "success", "body": shared.mint(dii)}),
+    }
 }
 
 fn fault_reply(endpoint: Endpoint, code: u16, retry_after: Option<u64>) -> Reply {
@@ -266,12 +299,7 @@ fn bearer(headers: &hyper::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn refresh(
-    shared: &Shared,
-    headers: &hyper::HeaderMap,
-    body: &[u8],
-    forced: Option<Value>,
-) -> Reply {
+fn refresh(shared: &Shared, headers: &hyper::HeaderMap, body: &[u8], forced: Forced) -> Reply {
     let authenticated = bearer(headers) == Some(shared.config.api_key.as_str());
     let redeemed = std::str::from_utf8(body)
         .map_err(|_| RefreshRefusal::Unknown)
@@ -280,11 +308,8 @@ fn refresh(
         Ok(redeemed) => redeemed,
         Err(why) => return refresh_refused(authenticated, why),
     };
-    let answer = match forced {
-        Some(forced) => forced,
-        None if dii.refresh_opts_out() => json!({"status": "optout"}),
-        None => json!({"status": "success", "body": shared.mint(dii)}),
-    };
+    let opted_out = dii.refresh_opts_out();
+    let answer = answer(shared, dii, opted_out, forced);
     encrypted(&key, answer.to_string().as_bytes())
 }
 
@@ -316,7 +341,7 @@ fn cstg_dii(payload: &Value) -> Result<Dii, &'static str> {
         .ok_or("invalid hash: expected Base64 of a SHA-256 digest")
 }
 
-fn client_generate(shared: &Shared, body: &[u8], forced: Option<Value>) -> Reply {
+fn client_generate(shared: &Shared, body: &[u8], forced: Forced) -> Reply {
     let Ok(request) = serde_json::from_slice::<Value>(body) else {
         return client_error("json payload is not valid");
     };
@@ -372,11 +397,8 @@ fn client_generate(shared: &Shared, body: &[u8], forced: Option<Value>) -> Reply
         Ok(dii) => dii,
         Err(message) => return client_error(message),
     };
-    let answer = match forced {
-        Some(forced) => forced,
-        None if dii.opted_out() => json!({"status": "optout"}),
-        None => json!({"status": "success", "body": shared.mint(dii)}),
-    };
+    let opted_out = dii.opted_out();
+    let answer = answer(shared, dii, opted_out, forced);
     encrypted(&secret, answer.to_string().as_bytes())
 }
 
@@ -402,12 +424,7 @@ fn generate_dii(request: &Value) -> Result<Dii, String> {
 /// Server-side generate, with the API-key envelope:
 /// request `Base64(1 ‖ IV ‖ AES-GCM(timestamp ‖ nonce ‖ JSON))`,
 /// response `Base64(IV ‖ AES-GCM(timestamp ‖ same nonce ‖ JSON))`, both under the client secret.
-fn generate(
-    shared: &Shared,
-    headers: &hyper::HeaderMap,
-    body: &[u8],
-    forced: Option<Value>,
-) -> Reply {
+fn generate(shared: &Shared, headers: &hyper::HeaderMap, body: &[u8], forced: Forced) -> Reply {
     if bearer(headers) != Some(shared.config.api_key.as_str()) {
         return json_reply(
             401,
@@ -447,11 +464,8 @@ fn generate(
         Ok(dii) => dii,
         Err(message) => return client_error(&message),
     };
-    let answer = match forced {
-        Some(forced) => forced,
-        None if dii.opted_out() => json!({"status": "optout"}),
-        None => json!({"status": "success", "body": shared.mint(dii)}),
-    };
+    let opted_out = dii.opted_out();
+    let answer = answer(shared, dii, opted_out, forced);
     let mut response = shared.now_ms().to_be_bytes().to_vec();
     response.extend_from_slice(nonce);
     response.extend_from_slice(answer.to_string().as_bytes());

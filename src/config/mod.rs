@@ -478,6 +478,16 @@ fn check_base_url(text: &str) -> Result<Url, Invalid> {
     Ok(url)
 }
 
+/// `url` as uid2d shows it (logs, `GetSetup`, `uid2ctl doctor`, errors): without its
+/// userinfo, which may hold a password. uid2d still sends it (as HTTP basic auth).
+pub(crate) fn shown_url(url: &Url) -> Url {
+    let mut shown = url.clone();
+    // Only a URL without a host refuses these, and a base URL always has one.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown
+}
+
 pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(name)) => name == "localhost",

@@ -150,7 +150,10 @@ async fn serve(
     } = started;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::SignalHandler)?;
-    info!(operator = %runtime.config().reloadable.base_url, "serving {BUS_NAME}");
+    info!(
+        operator = %crate::config::shown_url(&runtime.config().reloadable.base_url),
+        "serving {BUS_NAME}"
+    );
     let products = systemd::Products {
         main: runtime.clone(),
         euid: euid.as_ref().map(|euid| euid.runtime.clone()),

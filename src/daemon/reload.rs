@@ -8,7 +8,7 @@ use tracing::{error, info, warn};
 
 use super::systemd::{self, notify};
 use super::{DaemonError, LogControl, Options};
-use crate::config::{Config, ConfigPaths};
+use crate::config::{shown_url, Config, ConfigPaths};
 use crate::operator::Operator;
 use crate::runtime::Runtime;
 use crate::trust::Roots;
@@ -85,10 +85,16 @@ pub(super) async fn reload(
         if let Some(log) = log {
             log.set_level(loaded.config.reloadable.log_level);
         }
-        info!(operator = %loaded.config.reloadable.base_url, "configuration reloaded");
+        info!(
+            operator = %shown_url(&loaded.config.reloadable.base_url),
+            "configuration reloaded"
+        );
         runtime.reload(loaded.config, loaded.operator);
         if let (Some(euid), Some((config, operator))) = (euid, loaded.euid) {
-            info!(operator = %config.reloadable.base_url, "EUID configuration reloaded");
+            info!(
+                operator = %shown_url(&config.reloadable.base_url),
+                "EUID configuration reloaded"
+            );
             euid.reload(config, operator);
         }
         loaded.restart

@@ -12,6 +12,7 @@ use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
 
 use super::interface::{generate_options, Reply};
+use super::signatures::{self, Checked};
 use super::Callers;
 use crate::access::Rules;
 use crate::error::Error;
@@ -28,12 +29,14 @@ pub(crate) struct Broker {
 }
 
 impl Broker {
-    pub(crate) fn new(runtime: Arc<Runtime>, rules: Rules, callers: Arc<Callers>) -> Self {
-        Self {
+    /// The object, its calls' argument types checked ([`Checked`]).
+    pub(crate) fn new(runtime: Arc<Runtime>, rules: Rules, callers: Arc<Callers>) -> Checked<Self> {
+        let broker = Self {
             runtime,
             rules,
             callers,
-        }
+        };
+        Checked::new(broker, signatures::BROKER1)
     }
 
     /// The scope a broker call acts on; the caller becomes a receiver of this interface's

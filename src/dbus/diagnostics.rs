@@ -10,6 +10,7 @@ use zbus::zvariant::OwnedValue;
 use zbus::{interface, Connection};
 
 use super::interface::Reply;
+use super::signatures::{self, Checked};
 use super::Callers;
 use crate::access::Rules;
 use crate::runtime::{Runtime, StatValue};
@@ -25,18 +26,20 @@ pub(crate) struct Diagnostics {
 }
 
 impl Diagnostics {
+    /// The object, its calls' argument types checked ([`Checked`]).
     pub(crate) fn new(
         runtime: Arc<Runtime>,
         euid: Option<Arc<Runtime>>,
         rules: Rules,
         callers: Arc<Callers>,
-    ) -> Self {
-        Self {
+    ) -> Checked<Self> {
+        let diagnostics = Self {
             runtime,
             euid,
             rules,
             callers,
-        }
+        };
+        Checked::new(diagnostics, signatures::DIAGNOSTICS1)
     }
 
     async fn admit(&self, header: &Header<'_>, conn: &Connection) -> Result<(), Reply> {

@@ -10,6 +10,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
 
+use super::signatures::{self, Checked};
 use super::Callers;
 use crate::access::{Operation, Rules};
 use crate::error::{Denied, Error, InvalidArgument};
@@ -69,12 +70,14 @@ pub(crate) struct Manager {
 }
 
 impl Manager {
-    pub(crate) fn new(runtime: Arc<Runtime>, rules: Rules, callers: Arc<Callers>) -> Self {
-        Self {
+    /// The object, its calls' argument types checked ([`Checked`]).
+    pub(crate) fn new(runtime: Arc<Runtime>, rules: Rules, callers: Arc<Callers>) -> Checked<Self> {
+        let manager = Self {
             runtime,
             rules,
             callers,
-        }
+        };
+        Checked::new(manager, signatures::MANAGER1)
     }
 
     async fn scope(

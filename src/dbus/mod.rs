@@ -3,7 +3,8 @@
 //!
 //! [`interface`] maps calls onto the runtime; [`callers`] learns who is calling from the
 //! bus (never from anything the caller says); [`signals`] delivers status changes to the
-//! connections of their scope only. Who may do what is [`crate::access`]'s.
+//! connections of their scope only; [`signatures`] answers a call whose argument types are
+//! wrong with the contract's `InvalidArgument`. Who may do what is [`crate::access`]'s.
 
 mod adtech;
 mod broker;
@@ -11,12 +12,14 @@ mod callers;
 mod diagnostics;
 mod interface;
 mod signals;
+mod signatures;
 
 pub(crate) use broker::Broker;
 pub(crate) use callers::Callers;
 pub(crate) use diagnostics::Diagnostics;
 pub(crate) use interface::Manager;
 pub(crate) use signals::{bus_closed, relay_signals, route_signals};
+pub(crate) use signatures::MAX_ARGUMENTS_LEN;
 
 /// The well-known name uid2d owns.
 pub(crate) const BUS_NAME: &str = "com.uid2.Manager";

@@ -593,6 +593,27 @@ fn generate_opt_out_is_remembered_until_reset() {
 }
 
 #[test]
+fn remembered_opt_outs_are_bounded_and_the_oldest_goes_first() {
+    let mut h = Harness::new();
+    for i in 0..MAX_OPTED_OUT_DII + 3 {
+        h.send(Event::GenerateOptOut {
+            dii_hash: format!("h{i}"),
+        });
+        // The same DII again adds nothing.
+        h.send(Event::GenerateOptOut {
+            dii_hash: format!("h{i}"),
+        });
+    }
+    let kept = &h.scope.persisted().opted_out_dii;
+    assert_eq!(kept.len(), MAX_OPTED_OUT_DII);
+    assert!(!h.scope.dii_opted_out("h2"));
+    assert!(h.scope.dii_opted_out("h3"));
+    assert!(h
+        .scope
+        .dii_opted_out(&format!("h{}", MAX_OPTED_OUT_DII + 2)));
+}
+
+#[test]
 fn an_identity_that_is_due_on_arrival_is_not_refreshed_in_a_loop() {
     let mut h = Harness::new();
     h.send(Event::Set(identity("a", T0, T0 + MIN, T0 + 60 * MIN)));

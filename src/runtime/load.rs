@@ -163,8 +163,8 @@ impl Runtime {
                 }
                 Stored::Plaintext(bytes) => bytes,
             };
-            let persisted = match record::decode_scope(&bytes) {
-                Ok(persisted) => persisted,
+            let record = match record::decode_scope(&bytes) {
+                Ok(record) => record,
                 Err(e) => {
                     error!(scope = %key, error_kind = "corrupt_state", "state record rejected ({e})");
                     let store = self.store.clone();
@@ -174,15 +174,29 @@ impl Runtime {
                     continue;
                 }
             };
+            let persisted = record.persisted;
             lock(&self.state).scopes.insert(
                 key.clone(),
-                Scope::from_persisted(persisted).with_offline(self.offline()),
+                Scope::from_persisted(persisted.clone()).with_offline(self.offline()),
             );
             // Nothing of this can be refused.
             let _ = self
                 .apply(change, &key, Event::Loaded, Durability::Eventually, None)
                 .await;
             lock(&self.loading.report).scopes += 1;
+            if let Some(reason) = record.dropped {
+                // An older uid2d accepted it; serving it would make replies the bus refuses.
+                // Not a fault of the device: the app is told `invalid` and sets a new one.
+                warn!(
+                    scope = %key,
+                    uid2d_product = self.product().as_str(),
+                    "the stored identity cannot be served ({reason}); dropped, the status is invalid"
+                );
+                match self.save_scope(&key, &persisted).await {
+                    Ok(()) => self.saved(&key),
+                    Err(_) => self.unsaved(&key),
+                }
+            }
         }
         Ok(())
     }

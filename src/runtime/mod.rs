@@ -47,7 +47,7 @@ use crate::store::Store;
 
 pub use adtech::{eids_json, IdentityTimes, TokenInfo, VALID_FOR_RANGE};
 pub use device_policy::DevicePolicy;
-pub use generate::GenerateOptions;
+pub use generate::{GenerateOptions, MAX_DII_VALUE_LEN, MAX_OPTION_LEN};
 pub use load::LoadReport;
 pub use product::Product;
 pub use scope_key::ScopeKey;
@@ -330,15 +330,12 @@ impl Runtime {
         let (next, actions) = {
             let mut state = lock(&self.state);
             let known = state.scopes.get(key).cloned();
-            let is_new = known.is_none();
+            let before = known.as_ref().map(counts_against_limit);
             let current = known
                 .unwrap_or_else(|| Scope::default().with_offline(self.offline()))
                 .with_paused(self.limit_ad_tracking());
             let (next, actions) = current.step(event, now, &policy, &mut state.rng)?;
-            // A broker can name any number of app ids: bound what they make us keep.
-            if is_new && !next.is_idle() && state.scopes.len() >= max_scopes {
-                return Err(Error::ScopeLimit(max_scopes));
-            }
+            check_limit(&state.scopes, before, &next, max_scopes)?;
             (next, actions)
         };
         if actions.contains(&Action::Persist) {
@@ -382,6 +379,39 @@ impl Runtime {
         }
         Ok(status)
     }
+}
+
+/// Whether a kept scope counts against `max_scopes`: it holds an identity, a status other
+/// than `no_identity`, remembered opt-outs or a refresh under way. A scope that only holds
+/// a setting (automatic refresh off, no identity) does not: an app at the limit may still
+/// switch automatic refresh off.
+fn counts_against_limit(scope: &Scope) -> bool {
+    scope.holds_anything() || scope.refreshing()
+}
+
+/// A broker can name any number of app ids: bound what they make uid2d keep
+/// (docs/configuration.md, `max_scopes`). `before` is whether the scope was kept and
+/// counted, `next` its state after the change. At most `max_scopes` counted scopes, and at
+/// most twice that kept in all; a counted scope that keeps only a setting afterwards (a
+/// reset with automatic refresh off) is always allowed, the total unchanged.
+fn check_limit(
+    scopes: &HashMap<ScopeKey, Scope>,
+    before: Option<bool>,
+    next: &Scope,
+    max_scopes: usize,
+) -> Result<(), Error> {
+    if next.is_idle() {
+        return Ok(());
+    }
+    let refused = match (before, counts_against_limit(next)) {
+        (Some(true), _) | (Some(false), false) => false,
+        (_, true) => scopes.values().filter(|s| counts_against_limit(s)).count() >= max_scopes,
+        (None, false) => scopes.len() >= max_scopes.saturating_mul(2),
+    };
+    if refused {
+        return Err(Error::ScopeLimit(max_scopes));
+    }
+    Ok(())
 }
 
 fn duration_ms(d: Duration) -> u64 {

@@ -55,12 +55,24 @@ impl Runtime {
         self.read(key, |s, _| s.auto_refresh()).await
     }
 
-    /// `ScopeLimit` if `key` is not held and `max_scopes` are: checked before a request
-    /// is sent for it (the change path checks again).
+    /// `ScopeLimit` if `key` does not count against `max_scopes` and that many do: checked
+    /// before a request is sent for it (the change path checks again).
     pub(super) fn check_room(&self, key: &ScopeKey) -> Result<(), Error> {
         let max_scopes = self.settings().config.startup.max_scopes;
         let state = lock(&self.state);
-        if !state.scopes.contains_key(key) && state.scopes.len() >= max_scopes {
+        if state
+            .scopes
+            .get(key)
+            .is_some_and(super::counts_against_limit)
+        {
+            return Ok(());
+        }
+        let counted = state
+            .scopes
+            .values()
+            .filter(|s| super::counts_against_limit(s))
+            .count();
+        if counted >= max_scopes {
             return Err(Error::ScopeLimit(max_scopes));
         }
         Ok(())

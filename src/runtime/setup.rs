@@ -27,7 +27,7 @@ impl Runtime {
     pub fn setup(&self) -> Setup {
         let reloadable = self.config().reloadable;
         Setup {
-            operator_url: reloadable.base_url.to_string(),
+            operator_url: crate::config::shown_url(&reloadable.base_url).to_string(),
             ca_file: reloadable
                 .ca_file
                 .map(|path| path.display().to_string())

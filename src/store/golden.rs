@@ -139,7 +139,11 @@ fn golden_files_of_version_1_read_back_exactly() {
 
     for ((name, plaintext), (_, content)) in loaded.scopes.iter().zip(&expected) {
         let read = match content {
-            Content::Scope(_) => Content::Scope(decode_scope(plaintext).expect(name)),
+            Content::Scope(_) => {
+                let record = decode_scope(plaintext).expect(name);
+                assert_eq!(record.dropped, None, "{name}");
+                Content::Scope(record.persisted)
+            }
             Content::Policy(_) => Content::Policy(decode_policy(plaintext).expect(name)),
         };
         assert_eq!(&read, content, "{name}");

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::engine::{Held, Persisted};
+use crate::engine::{Held, Persisted, MAX_OPTED_OUT_DII};
 use crate::identity::{Identity, ParseError, Status, UnixMillis};
 
 /// The store's name for the device policy record. Not a scope: no scope is named so.
@@ -159,26 +159,54 @@ pub(crate) fn encode_scope(persisted: &Persisted) -> Zeroizing<Vec<u8>> {
     out
 }
 
+/// A scope record as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScopeRecord {
+    pub(crate) persisted: Persisted,
+    /// Why the record's identity was dropped: an older uid2d stored one this build
+    /// refuses (a token D-Bus cannot carry, or one over [`crate::identity::MAX_TOKEN_LEN`]).
+    /// The scope reads as `invalid`, the SDKs' status for an unusable identity; the rest of
+    /// the record is kept.
+    pub(crate) dropped: Option<ParseError>,
+}
+
 /// Reads a scope record written by [`encode_scope`] (or by any uid2d writing version 1).
-pub(crate) fn decode_scope(bytes: &[u8]) -> Result<Persisted, RecordError> {
+pub(crate) fn decode_scope(bytes: &[u8]) -> Result<ScopeRecord, RecordError> {
     let record: ScopeIn = parse(bytes, |r: &ScopeIn| r.version)?;
     let status: Status = record
         .status
         .parse()
         .map_err(|_| RecordError::UnknownStatus)?;
+    let mut dropped = None;
     let held = match (record.identity, status) {
-        (Some(object), Status::Established | Status::Refreshed) => Held::Identity {
-            identity: object.identity()?,
-            fresh: status,
+        (Some(object), Status::Established | Status::Refreshed) => match object.identity() {
+            Ok(identity) => Held::Identity {
+                identity,
+                fresh: status,
+            },
+            Err(RecordError::Identity(
+                e @ (ParseError::NotBase64(_) | ParseError::TooLong { .. }),
+            )) => {
+                dropped = Some(e);
+                Held::Nothing(Status::Invalid)
+            }
+            Err(e) => return Err(e),
         },
         (None, status) if !status.holds_identity() => Held::Nothing(status),
         _ => return Err(RecordError::StatusMismatch),
     };
-    Ok(Persisted {
-        held,
-        auto_refresh: record.auto_refresh,
-        rejected: record.rejected,
-        opted_out_dii: record.opted_out_dii,
+    // The newest hashes, as the engine keeps them (older builds kept every one).
+    let mut opted_out_dii = record.opted_out_dii;
+    let excess = opted_out_dii.len().saturating_sub(MAX_OPTED_OUT_DII);
+    opted_out_dii.drain(..excess);
+    Ok(ScopeRecord {
+        persisted: Persisted {
+            held,
+            auto_refresh: record.auto_refresh,
+            rejected: record.rejected && dropped.is_none(),
+            opted_out_dii,
+        },
+        dropped,
     })
 }
 
@@ -286,7 +314,9 @@ mod tests {
     #[test]
     fn scope_records_round_trip() {
         for persisted in cases() {
-            assert_eq!(decode_scope(&encode_scope(&persisted)).unwrap(), persisted);
+            let read = decode_scope(&encode_scope(&persisted)).unwrap();
+            assert_eq!(read.persisted, persisted);
+            assert_eq!(read.dropped, None);
         }
     }
 
@@ -325,7 +355,7 @@ mod tests {
         // are ignored; times may be strings, as the identity parser accepts.
         let minimal = br#"{"version":1,"status":"opt_out","auto_refresh":false,"extra":[1]}"#;
         assert_eq!(
-            decode_scope(minimal).unwrap(),
+            decode_scope(minimal).unwrap().persisted,
             Persisted {
                 held: Held::Nothing(Status::OptOut),
                 auto_refresh: false,
@@ -334,9 +364,10 @@ mod tests {
             }
         );
         let null = br#"{"version":1,"status":"no_identity","identity":null,"auto_refresh":true}"#;
-        assert_eq!(decode_scope(null).unwrap(), Persisted::default());
+        assert_eq!(decode_scope(null).unwrap().persisted, Persisted::default());
         let strings = br#"{"version":1,"status":"established","auto_refresh":true,"identity":{"advertising_token":"SECRET-advertising-token","refresh_token":"SECRET-refresh-token","identity_expires":"3","refresh_from":"2","refresh_expires":"4","refresh_response_key":"SECRET-key"}}"#;
-        let Held::Identity { identity: read, .. } = decode_scope(strings).unwrap().held else {
+        let Held::Identity { identity: read, .. } = decode_scope(strings).unwrap().persisted.held
+        else {
             panic!("no identity");
         };
         assert_eq!(read, identity());
@@ -424,6 +455,82 @@ mod tests {
             let text = format!("{error} {error:?}");
             assert!(!text.contains("SECRET"), "{record}: {text}");
         }
+    }
+
+    #[test]
+    fn an_identity_older_builds_stored_but_this_one_refuses_reads_as_invalid() {
+        // Older builds accepted any string as a token; `\u0000` made every later
+        // GetAdvertisingToken a reply the bus refused.
+        let long = "A".repeat(crate::identity::MAX_TOKEN_LEN + 1);
+        for (token, reason) in [
+            (
+                r"A4\u0000SECRET",
+                ParseError::NotBase64("advertising_token"),
+            ),
+            (
+                long.as_str(),
+                ParseError::TooLong {
+                    field: "advertising_token",
+                    max: crate::identity::MAX_TOKEN_LEN,
+                },
+            ),
+        ] {
+            let record = format!(
+                r#"{{"version":1,"status":"established","identity":{{"advertising_token":"{token}","identity_expires":3,"refresh_expires":4,"refresh_from":2,"refresh_response_key":"SECRET-key","refresh_token":"SECRET-refresh"}},"auto_refresh":false,"rejected":true,"opted_out_dii":["h"]}}"#
+            );
+            let read = decode_scope(record.as_bytes()).unwrap();
+            assert_eq!(
+                read.persisted,
+                Persisted {
+                    held: Held::Nothing(Status::Invalid),
+                    auto_refresh: false,
+                    rejected: false,
+                    opted_out_dii: vec!["h".into()],
+                }
+            );
+            let text = format!("{:?}", read.dropped.clone().unwrap());
+            assert_eq!(read.dropped, Some(reason));
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_remembered_opt_outs_are_bounded_when_read() {
+        let hashes: Vec<String> = (0..MAX_OPTED_OUT_DII + 5)
+            .map(|i| format!("h{i}"))
+            .collect();
+        let record = format!(
+            r#"{{"version":1,"status":"opt_out","auto_refresh":true,"opted_out_dii":{}}}"#,
+            serde_json::to_string(&hashes).unwrap()
+        );
+        let read = decode_scope(record.as_bytes()).unwrap().persisted;
+        assert_eq!(read.opted_out_dii, hashes[5..]);
+    }
+
+    #[test]
+    fn the_largest_record_fits_the_store() {
+        // Both tokens and the key at their limits, every remembered opt-out a Base64
+        // SHA-256: what a scope can hold at most stays far below the store's limit, so no
+        // caller can make a write fail for its size.
+        use crate::identity::{MAX_KEY_LEN, MAX_TOKEN_LEN};
+        let persisted = Persisted {
+            held: Held::Identity {
+                identity: Identity {
+                    advertising_token: "A".repeat(MAX_TOKEN_LEN),
+                    refresh_token: "R".repeat(MAX_TOKEN_LEN),
+                    identity_expires: i64::MIN,
+                    refresh_from: i64::MIN,
+                    refresh_expires: i64::MIN,
+                    refresh_response_key: "K".repeat(MAX_KEY_LEN),
+                },
+                fresh: Status::Established,
+            },
+            auto_refresh: false,
+            rejected: true,
+            opted_out_dii: vec![crate::dii::hash("x@example.com"); MAX_OPTED_OUT_DII],
+        };
+        let size = encode_scope(&persisted).len();
+        assert!(size <= crate::store::MAX_PLAINTEXT / 4, "{size} bytes");
     }
 
     #[test]

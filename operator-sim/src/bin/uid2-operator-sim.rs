@@ -45,7 +45,7 @@ struct Args {
     sans: Vec<String>,
     /// A fault, ENDPOINT=FAULT (repeatable). ENDPOINT: refresh, client-generate, generate,
     /// identity. FAULT: none, drop, garbage, optout, delay:SECS, CODE, CODE:RETRY_AFTER_SECS,
-    /// encrypted:STATUS, refuse:REFUSAL (invalid_app_name, invalid_http_origin,
+    /// encrypted:STATUS, token:TOKEN, refuse:REFUSAL (invalid_app_name, invalid_http_origin,
     /// bad_subscription_id, payload_decryption_failed, client_error, unauthorized, error,
     /// invalid_token, expired_token, unknown).
     #[arg(long = "fault", value_name = "ENDPOINT=FAULT", value_parser = parse_fault)]

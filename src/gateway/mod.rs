@@ -210,11 +210,8 @@ pub async fn run(
                     if closed > 0 {
                         info!(closed, "the runtime that opened sessions left the bus");
                     }
-                } else if name == "com.uid2.Manager" && args.new_owner().is_some() {
-                    // A new uid2d: be its broker again, so its signals come here.
-                    if broker.get_identity_status("com.uid2.gateway").await.is_err() {
-                        warn!("uid2d did not answer the gateway as a broker");
-                    }
+                } else if name == crate::dbus::BUS_NAME && args.new_owner().is_some() {
+                    tokio::spawn(follow_new_uid2d(context.clone()));
                 }
             }
             accepted = accept(&tcp, &unix) => match accepted {
@@ -239,6 +236,37 @@ pub async fn run(
                 }
             },
         }
+    }
+}
+
+/// A new uid2d owns its name (it restarted: a crash, an upgrade): as the contract asks of
+/// a broker, calls it again, which makes the gateway a receiver of its signal (a new uid2d
+/// signals only the brokers that have called it), and sends each open session its app's
+/// status now, of each product, as a change: it may have changed while uid2d was away.
+async fn follow_new_uid2d(context: connection::Context) {
+    let apps = context.sessions.apps();
+    let mut answered = false;
+    for app in &apps {
+        for (product, broker) in [
+            (Product::Uid2, &context.broker),
+            (Product::Euid, &context.euid_broker),
+        ] {
+            if let Ok(status) = broker.get_identity_status(app).await {
+                answered = true;
+                // No receiver (no connected page) is fine.
+                let _ = context.changes.send((product, app.clone(), status));
+            }
+        }
+    }
+    if apps.is_empty() {
+        answered = context
+            .broker
+            .get_identity_status("com.uid2.gateway")
+            .await
+            .is_ok();
+    }
+    if !answered {
+        warn!("uid2d did not answer the gateway as a broker");
     }
 }
 

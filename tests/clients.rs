@@ -131,6 +131,19 @@ impl Client {
         }
     }
 
+    /// Expects the lines of the contract's recipe after uid2d restarted: the example called
+    /// the new uid2d and printed its `status` and `token` again.
+    async fn called_again(&mut self, status: &str, token: &str) {
+        assert_eq!(
+            self.line("its status from the new uid2d").await,
+            format!("status={status}")
+        );
+        assert_eq!(
+            self.line("its token from the new uid2d").await,
+            format!("token={token}")
+        );
+    }
+
     /// Expects `error=<name>` as its only line and an unsuccessful exit.
     async fn fails_with(mut self, name: &str) {
         assert_eq!(self.line("the error").await, format!("error={name}"));
@@ -222,14 +235,7 @@ async fn client_sees_status_change(stack: &str, change: Change) {
     }
     // A new uid2d knows nothing of the example until it calls again.
     let daemon = crash_and_restart(daemon, &operator, &bus, state.path(), "").await;
-    assert_eq!(
-        client.line("its status from the new uid2d").await,
-        "status=established"
-    );
-    assert_eq!(
-        client.line("its token from the new uid2d").await,
-        format!("token={token}")
-    );
+    client.called_again("established", &token).await;
 
     let expected = match change {
         Change::Refresh => manager.refresh_identity().await.unwrap(),
@@ -312,14 +318,7 @@ async fn broker_client_sees_its_apps_change(stack: &str) {
     }
     // A new uid2d signals a broker only once it has called again.
     let daemon = crash_and_restart(daemon, &operator, &bus, state.path(), config).await;
-    assert_eq!(
-        client.line("its status from the new uid2d").await,
-        "status=established"
-    );
-    assert_eq!(
-        client.line("its token from the new uid2d").await,
-        format!("token={token}")
-    );
+    client.called_again("established", &token).await;
     // Another app's change first: the example must not take it for its own.
     broker
         .set_identity(other, &operator.identity("maps@example.com"))

@@ -89,16 +89,22 @@ fn nobody(args: &[&str]) -> tokio::process::Command {
     command
 }
 
+/// uid2d serving on a system-type bus with the shipped policy ([`Bus::system_with_shipped_policy`]).
+async fn uid2d_on_a_system_bus() -> (Bus, Operator, tempfile::TempDir, Daemon) {
+    let bus = Bus::system_with_shipped_policy().await;
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    (bus, operator, state, daemon)
+}
+
 #[tokio::test]
 async fn shipped_policy_allows_the_interface_and_denies_the_rest() {
     if !is_root() {
         eprintln!("skipped: needs root to run clients as another user");
         return;
     }
-    let bus = Bus::system_with_shipped_policy().await;
-    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
-    let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    let (bus, _operator, _state, _daemon) = uid2d_on_a_system_bus().await;
     let address = bus.address.as_str();
 
     // Allowed: the interface's methods and property reads, as another user.
@@ -262,10 +268,7 @@ async fn shipped_policy_lets_only_uid2d_send_its_signals() {
         eprintln!("skipped: needs root to run the spoofer as another user");
         return;
     }
-    let bus = Bus::system_with_shipped_policy().await;
-    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
-    let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    let (bus, operator, _state, _daemon) = uid2d_on_a_system_bus().await;
     let app = bus.connect().await;
     let mut messages = zbus::MessageStream::from(&app);
     let dbus = zbus::fdo::DBusProxy::new(&app).await.unwrap();

@@ -124,6 +124,14 @@ grep -q '^uid2d:' "$tmp/sysroot/etc/group" || fail "systemd-sysusers created no 
 
 # ---- 5. XML ----------------------------------------------------------------------
 echo "== xmllint"
+# signals_only_from POLICY IFACE USER: everyone is denied sending IFACE's signals (to one
+# connection or to all), USER is allowed (tests/contract.rs proves it on a bus).
+signals_only_from() {
+  xmllint --nonet --xpath "//policy[@context=\"default\"]/deny[@send_type=\"signal\" and @send_interface=\"$2\" and count(@*)=2]" \
+    "$1" >/dev/null 2>&1 || fail "$1: does not deny everyone the signals of $2"
+  xmllint --nonet --xpath "//policy[@user=\"$3\"]/allow[@send_type=\"signal\" and @send_interface=\"$2\" and count(@*)=2]" \
+    "$1" >/dev/null 2>&1 || fail "$1: does not allow $3 the signals of $2"
+}
 xmllint --noout --nonet "$INTERFACE_XML" "$POLICY" || fail "xmllint: $INTERFACE_XML or $POLICY is not well-formed XML"
 # Every method of each interface is allowed by name in the policy, and nothing else.
 for iface in com.uid2.Manager1 com.uid2.Broker1 com.uid2.Diagnostics1; do
@@ -138,6 +146,7 @@ for iface in com.uid2.Manager1 com.uid2.Broker1 com.uid2.Diagnostics1; do
     diff <(echo "$xml_methods") <(echo "$policy_methods") >&2 || true
     fail "methods in $xml (<) and allowed in $POLICY (>) differ"
   fi
+  signals_only_from "$POLICY" "$iface" "$user"
 done
 # No property is writable, so Properties.Set must not be allowed.
 if xmllint --nonet --xpath '//property[@access!="read"]' "$INTERFACE_XML" >/dev/null 2>&1; then
@@ -253,6 +262,7 @@ grep -Eq "^$broker_group:.*[:,]$gw_user(,|\$)" "$tmp/gw-sysroot/etc/group" || fa
 grep -q "^$runtime_group:" "$tmp/gw-sysroot/etc/group" || fail "$GW_SYSUSERS creates no group $runtime_group"
 xmllint --noout --nonet "$GW_POLICY" dbus/com.uid2.Gateway1.xml || fail "xmllint: $GW_POLICY or com.uid2.Gateway1.xml"
 grep -q "<policy user=\"$gw_user\">" "$GW_POLICY" || fail "$GW_POLICY: $gw_user does not own the name"
+signals_only_from "$GW_POLICY" com.uid2.Gateway1 "$gw_user"
 xml_methods=$(xmllint --nonet --xpath '//interface[@name="com.uid2.Gateway1"]/method/@name' dbus/com.uid2.Gateway1.xml \
   | grep -o '"[^"]*"' | tr -d '"' | sort)
 for who in "group=\"$runtime_group\"" 'user="root"'; do

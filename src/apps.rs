@@ -175,20 +175,80 @@ pub fn unescape_unit(text: &str) -> String {
     out
 }
 
-/// The innermost systemd unit in a `/proc/PID/cgroup` text: the unified (`0::`) line's
-/// path, else the `name=systemd` line's; its last component that names a `.scope` or
-/// `.service`.
-pub fn unit_from_cgroup(text: &str) -> Option<String> {
-    let path = text
-        .lines()
+/// Which cgroup hierarchy a `/proc/PID/cgroup` path is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// cgroup v2: the `0::` line.
+    Unified,
+    /// systemd's own cgroup v1 hierarchy (`name=systemd`), on a legacy set-up.
+    Systemd,
+}
+
+/// The cgroup in a `/proc/PID/cgroup` text: the unified (`0::`) line's path, else the
+/// `name=systemd` line's.
+pub fn cgroup_of(text: &str) -> Option<(Hierarchy, &str)> {
+    text.lines()
         .find_map(|line| line.strip_prefix("0::"))
+        .map(|path| (Hierarchy::Unified, path))
         .or_else(|| {
-            text.lines()
-                .find_map(|line| line.split_once(":name=systemd:").map(|(_, path)| path))
-        })?;
-    path.rsplit('/')
-        .find(|part| part.ends_with(".scope") || part.ends_with(".service"))
-        .map(str::to_owned)
+            text.lines().find_map(|line| {
+                let (_, path) = line.split_once(":name=systemd:")?;
+                Some((Hierarchy::Systemd, path))
+            })
+        })
+}
+
+/// Where `hierarchy` is mounted, from a `/proc/self/mountinfo` text (proc(5)): the first
+/// such mount's root within the hierarchy (`/` unless only a subtree is mounted) and its
+/// mount point. Octal escapes (`\040`) are left as they are: such a path is not found
+/// later, which trusts nothing.
+pub fn mount_of(mountinfo: &str, hierarchy: Hierarchy) -> Option<(&str, &str)> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, filesystem) = line.split_once(" - ")?;
+        let mut mount = mount.split(' ').skip(3);
+        let (root, point) = (mount.next()?, mount.next()?);
+        let mut filesystem = filesystem.split(' ');
+        let (kind, _source) = (filesystem.next()?, filesystem.next()?);
+        let options = filesystem.next().unwrap_or_default();
+        let found = match hierarchy {
+            Hierarchy::Unified => kind == "cgroup2",
+            Hierarchy::Systemd => {
+                kind == "cgroup" && options.split(',').any(|o| o == "name=systemd")
+            }
+        };
+        found.then_some((root, point))
+    })
+}
+
+/// The innermost systemd unit (`.scope` or `.service`) on the cgroup `path` whose name its
+/// processes could not have chosen.
+///
+/// Whoever may write a cgroup directory may create cgroups in it under any name, and move
+/// its own processes into them: that is how systemd hands a subtree to a user
+/// (`Delegate=`, every `user@UID.service`, "Control Group APIs and Delegation"). So a name
+/// counts only where every directory above it, from the hierarchy's root down, is one only
+/// root may write, as `only_root_writes` says of a directory given by its path within the
+/// hierarchy (`""` for the root). Below the first other directory nothing is trusted and
+/// the innermost unit above it is the answer: the delegated unit itself, as systemd's
+/// `GetUnitByPID` answers for any process in its subtree. A path leaving the reader's
+/// cgroup namespace (`..`) names nothing.
+pub fn trusted_unit(path: &str, mut only_root_writes: impl FnMut(&str) -> bool) -> Option<String> {
+    let mut unit = None;
+    let mut parent = String::new();
+    for part in path.split('/').filter(|part| !part.is_empty()) {
+        if part == ".." || part == "." {
+            return None;
+        }
+        if !only_root_writes(&parent) {
+            break;
+        }
+        if part.ends_with(".scope") || part.ends_with(".service") {
+            unit = Some(part);
+        }
+        parent.push('/');
+        parent.push_str(part);
+    }
+    unit.map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -264,21 +324,92 @@ mod tests {
     }
 
     #[test]
-    fn units_come_from_the_innermost_cgroup_component() {
+    fn the_cgroup_is_the_unified_line_else_systemds() {
         let unified = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-org.gnome.Terminal-4242.scope\n";
         assert_eq!(
-            unit_from_cgroup(unified).as_deref(),
-            Some("app-gnome-org.gnome.Terminal-4242.scope")
+            cgroup_of(unified),
+            Some((
+                Hierarchy::Unified,
+                "/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-org.gnome.Terminal-4242.scope"
+            ))
         );
-        let hybrid = "9:name=systemd:/system.slice/tv.service\n8:pids:/\n0::/\n";
         // The unified line wins when present, even at the root.
-        assert_eq!(unit_from_cgroup(hybrid), None);
+        let hybrid = "9:name=systemd:/system.slice/tv.service\n8:pids:/\n0::/\n";
+        assert_eq!(cgroup_of(hybrid), Some((Hierarchy::Unified, "/")));
         let legacy = "9:name=systemd:/system.slice/app-com.example.news.service\n8:pids:/\n";
         assert_eq!(
-            unit_from_cgroup(legacy).as_deref(),
-            Some("app-com.example.news.service")
+            cgroup_of(legacy),
+            Some((
+                Hierarchy::Systemd,
+                "/system.slice/app-com.example.news.service"
+            ))
         );
-        assert_eq!(unit_from_cgroup("garbage"), None);
+        assert_eq!(cgroup_of("garbage"), None);
+    }
+
+    #[test]
+    fn hierarchies_are_found_in_mountinfo() {
+        let mountinfo = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+30 22 0:26 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+32 30 0:28 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/pids rw,nosuid shared:12 - cgroup cgroup rw,pids
+";
+        assert_eq!(
+            mount_of(mountinfo, Hierarchy::Unified),
+            Some(("/", "/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            mount_of(mountinfo, Hierarchy::Systemd),
+            Some(("/", "/sys/fs/cgroup/systemd"))
+        );
+        let container =
+            "40 39 0:30 /machine.slice/tv.scope /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            mount_of(container, Hierarchy::Unified),
+            Some(("/machine.slice/tv.scope", "/sys/fs/cgroup"))
+        );
+        assert_eq!(mount_of(container, Hierarchy::Systemd), None);
+        assert_eq!(mount_of("garbage\n", Hierarchy::Unified), None);
+    }
+
+    #[test]
+    fn units_below_a_directory_a_user_may_write_are_not_trusted() {
+        // Directories systemd hands to a user (chowned to it), by their path.
+        let delegated = [
+            "/user.slice/user-1000.slice/user@1000.service",
+            "/system.slice/tv.service",
+        ];
+        let only_root = |dir: &str| {
+            !delegated
+                .iter()
+                .any(|d| dir == *d || dir.starts_with(&format!("{d}/")))
+        };
+        let table = [
+            // A unit systemd made for the app: every directory above it is root's.
+            ("/app.slice/app-tv-com.example.news-7.scope", Some("app-tv-com.example.news-7.scope")),
+            ("/system.slice/app-com.example.news.service", Some("app-com.example.news.service")),
+            // Made by the user's own manager (or by the user) in its delegated subtree: the
+            // delegated unit is the answer, as GetUnitByPID would say.
+            (
+                "/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-org.gnome.Terminal-4242.scope",
+                Some("user@1000.service"),
+            ),
+            ("/system.slice/tv.service/app-tv-com.example.news-9.scope", Some("tv.service")),
+            ("/system.slice/tv.service/x/y/app-tv-com.example.news-9.scope", Some("tv.service")),
+            // No unit at all, or outside the reader's namespace.
+            ("/", None),
+            ("/init.scope/../app-tv-com.example.news-7.scope", None),
+        ];
+        for (path, expected) in table {
+            assert_eq!(trusted_unit(path, only_root).as_deref(), expected, "{path}");
+        }
+        // A root directory others may write trusts nothing.
+        assert_eq!(
+            trusted_unit("/app-tv-com.example.news-7.scope", |_| false),
+            None
+        );
     }
 
     fn resolver(unknown: Unknown) -> Resolver {

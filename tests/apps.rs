@@ -48,6 +48,47 @@ impl Drop for AppUnit {
     }
 }
 
+/// A cgroup delegated to `nobody` as systemd delegates one (`Delegate=yes`,
+/// `user@UID.service`): a root-made unit whose directory, `cgroup.procs`,
+/// `cgroup.subtree_control` and `cgroup.threads` belong to the user, who may then make
+/// cgroups in it under any name. Removed on drop, with what the user made in it.
+struct Delegated(PathBuf);
+
+impl Delegated {
+    fn new() -> Self {
+        let unit = cgroup2_root()
+            .join(format!("uid2d-test-{}-delegated", std::process::id()))
+            .join("user@65534.service");
+        std::fs::create_dir_all(&unit).expect("create the delegated cgroup (needs root)");
+        let nobody = Some(nix::unistd::Uid::from_raw(65534));
+        for path in [
+            unit.clone(),
+            unit.join("cgroup.procs"),
+            unit.join("cgroup.subtree_control"),
+            unit.join("cgroup.threads"),
+        ] {
+            nix::unistd::chown(&path, nobody, None).expect("chown, as Delegate=yes does");
+        }
+        Delegated(unit)
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for entry in entries.flatten() {
+                if entry.path().is_dir() {
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
 struct Rig {
     bus: Bus,
     operator: Operator,
@@ -433,4 +474,61 @@ async fn the_scope_limit_refuses_one_more_identity() {
         .set_identity("com.example.c", &rig.operator.identity("z@example.com"))
         .await
         .unwrap();
+}
+
+/// `scope = "app"` with no systemd on the bus (uid2d reads the caller's cgroup): a user
+/// whose cgroup is delegated to it names a cgroup in it after another app and moves into
+/// it. uid2d must not take that name: only cgroups only root could have made count, so the
+/// caller is its delegated unit (`user@65534.service`, no app) and gets its own uid scope.
+#[tokio::test]
+async fn a_cgroup_a_user_made_does_not_name_another_app() {
+    if !is_root() {
+        panic!("this test delegates a cgroup to another user: run it as root");
+    }
+    let rig = Rig::new("scope = \"app\"\n").await;
+    let news = AppUnit::new("app-tvlauncher-com.example.news-11.scope");
+    let identity = write(
+        rig.state.path(),
+        "news.json",
+        &rig.operator.identity("news@example.com"),
+    );
+    let (set, status, _) = rig
+        .uid2ctl(Some(&news), false, &["set", identity.to_str().unwrap()])
+        .await;
+    assert!(set && status == "established");
+    let (_, token, _) = rig.uid2ctl(Some(&news), false, &["token"]).await;
+    assert!(!token.is_empty());
+
+    // Root puts the user's process in its delegated unit (as systemd starts it there);
+    // the user makes a cgroup named like the news app's unit, moves in and asks.
+    let delegated = Delegated::new();
+    let fake = delegated.0.join("app-tvlauncher-com.example.news-12.scope");
+    let mut argv = our_binary(binaries!().uid2ctl);
+    argv.extend(["--bus".to_owned(), rig.bus.address.clone()]);
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(
+            r#"fake=$1; shift; echo $$ > "$0/cgroup.procs" &&
+               exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+                 sh -c 'mkdir "$0" && echo $$ > "$0/cgroup.procs" && "$@" status && "$@" token' "$fake" "$@""#,
+        )
+        .arg(&delegated.0)
+        .arg(&fake)
+        .args(&argv);
+    let out = within("uid2ctl in a cgroup it made", command.output())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fake.is_dir(), "the user's cgroup was made");
+    assert!(!stdout.contains(&token), "another app's token was served");
+    assert_eq!(stdout.trim(), "no_identity", "{stdout}");
+    // Nothing was stored for it, and the news app's identity is as it was.
+    assert_eq!(rig.state_files(), ["app-com.example.news.state"]);
+    assert_eq!(rig.uid2ctl(Some(&news), false, &["token"]).await.1, token);
 }

@@ -8,6 +8,11 @@
 //! and after the first two lines changes the status from its own connection (same uid, so
 //! the daemon sends the signal to the example's connection too).
 //!
+//! Before that change, uid2d is killed (`SIGKILL`) and started again on the same bus and
+//! state directory: each example must follow the contract's recipe (on a new owner of
+//! `com.uid2.Manager`, call again) and print `status=…` and `token=…` again, and then hear
+//! the change from the new uid2d.
+//!
 //! Before uid2d starts, each example must instead print `error=<D-Bus error name>` and
 //! exit unsuccessfully.
 //!
@@ -126,6 +131,19 @@ impl Client {
         }
     }
 
+    /// Expects the lines of the contract's recipe after uid2d restarted: the example called
+    /// the new uid2d and printed its `status` and `token` again.
+    async fn called_again(&mut self, status: &str, token: &str) {
+        assert_eq!(
+            self.line("its status from the new uid2d").await,
+            format!("status={status}")
+        );
+        assert_eq!(
+            self.line("its token from the new uid2d").await,
+            format!("token={token}")
+        );
+    }
+
     /// Expects `error=<name>` as its only line and an unsuccessful exit.
     async fn fails_with(mut self, name: &str) {
         assert_eq!(self.line("the error").await, format!("error={name}"));
@@ -150,6 +168,20 @@ impl Client {
             "the client exited with {status}:\n{stderr}"
         );
     }
+}
+
+/// A crash of uid2d (`SIGKILL`) and its restart on the same bus and state directory, as
+/// systemd's `Restart=on-failure` would do it; returns the new one, serving.
+async fn crash_and_restart(
+    daemon: Daemon,
+    operator: &Operator,
+    bus: &Bus,
+    state: &Path,
+    config: &str,
+) -> Daemon {
+    daemon.kill().await;
+    name_released(&bus.connect().await, "com.uid2.Manager").await;
+    Daemon::start(operator.spec(&binaries!(), bus, state, config)).await
 }
 
 /// How the test changes the status while the example waits.
@@ -201,6 +233,9 @@ async fn client_sees_status_change(stack: &str, change: Change) {
         assert!(eids.contains(&token));
         assert_eq!(client.line("its eids").await, format!("eids={eids}"));
     }
+    // A new uid2d knows nothing of the example until it calls again.
+    let daemon = crash_and_restart(daemon, &operator, &bus, state.path(), "").await;
+    client.called_again("established", &token).await;
 
     let expected = match change {
         Change::Refresh => manager.refresh_identity().await.unwrap(),
@@ -260,13 +295,8 @@ async fn broker_client_sees_its_apps_change(stack: &str) {
     let bus = Bus::start().await;
     let operator = Operator::with_lifetimes(3600, 4 * 3600, 30 * 86400).await;
     let state = tempfile::tempdir().unwrap();
-    let spec = operator.spec(
-        &binaries!(),
-        &bus,
-        state.path(),
-        "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n",
-    );
-    let daemon = Daemon::start(spec).await;
+    let config = "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n";
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), config)).await;
     let conn = bus.connect().await;
     let broker = uid2d::client::Broker1Proxy::new(&conn).await.unwrap();
     let (app, other) = ("com.example.news", "com.example.maps");
@@ -286,6 +316,9 @@ async fn broker_client_sees_its_apps_change(stack: &str) {
         assert!(eids.contains(&token));
         assert_eq!(client.line("its eids").await, format!("eids={eids}"));
     }
+    // A new uid2d signals a broker only once it has called again.
+    let daemon = crash_and_restart(daemon, &operator, &bus, state.path(), config).await;
+    client.called_again("established", &token).await;
     // Another app's change first: the example must not take it for its own.
     broker
         .set_identity(other, &operator.identity("maps@example.com"))

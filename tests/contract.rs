@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
+use futures_util::StreamExt as _;
 use uid2d_testkit::*;
 
 #[tokio::test]
@@ -88,16 +89,22 @@ fn nobody(args: &[&str]) -> tokio::process::Command {
     command
 }
 
+/// uid2d serving on a system-type bus with the shipped policy ([`Bus::system_with_shipped_policy`]).
+async fn uid2d_on_a_system_bus() -> (Bus, Operator, tempfile::TempDir, Daemon) {
+    let bus = Bus::system_with_shipped_policy().await;
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    (bus, operator, state, daemon)
+}
+
 #[tokio::test]
 async fn shipped_policy_allows_the_interface_and_denies_the_rest() {
     if !is_root() {
         eprintln!("skipped: needs root to run clients as another user");
         return;
     }
-    let bus = Bus::system_with_shipped_policy().await;
-    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
-    let state = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    let (bus, _operator, _state, _daemon) = uid2d_on_a_system_bus().await;
     let address = bus.address.as_str();
 
     // Allowed: the interface's methods and property reads, as another user.
@@ -172,4 +179,189 @@ async fn shipped_policy_allows_the_interface_and_denies_the_rest() {
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// The signals a spoofer sends, each broadcast and to the app: every signal of uid2d's
+/// interfaces, and a signal of each `com.uid2.*` interface that has none yet.
+const SPOOFS: &[(&str, &str, &str)] = &[
+    (
+        "/com/uid2/Manager",
+        "com.uid2.Manager1",
+        "IdentityStatusChanged",
+    ),
+    (
+        "/com/uid2/Manager",
+        "com.uid2.Manager1",
+        "LimitAdTrackingChanged",
+    ),
+    (
+        "/com/uid2/Manager",
+        "com.uid2.Broker1",
+        "IdentityStatusChanged",
+    ),
+    ("/com/uid2/Manager", "com.uid2.Diagnostics1", "Spoofed"),
+    ("/com/uid2/Gateway", "com.uid2.Gateway1", "Spoofed"),
+];
+
+/// Where the spoofer sends its last, harmless signal: once the app has it, every signal
+/// the spoofer sent before it on the same connection has been delivered or dropped (a
+/// bus keeps one sender's messages to one receiver in order).
+const DONE: (&str, &str) = ("com.example.Probe", "Done");
+
+/// Not a test of its own: [`shipped_policy_lets_only_uid2d_send_its_signals`] runs this
+/// test binary as another user with `UID2D_SPOOF_BUS` and `UID2D_SPOOF_TO` set, so that
+/// one connection sends every spoof and then [`DONE`]. Without them it does nothing.
+#[tokio::test]
+#[ignore = "a helper that shipped_policy_lets_only_uid2d_send_its_signals runs as another user"]
+async fn spoofer() {
+    let (Ok(bus), Ok(to)) = (
+        std::env::var("UID2D_SPOOF_BUS"),
+        std::env::var("UID2D_SPOOF_TO"),
+    ) else {
+        return;
+    };
+    let conn = connect_to(&bus).await;
+    let to = zbus::names::BusName::try_from(to).unwrap();
+    for &(path, interface, member) in SPOOFS {
+        for destination in [None, Some(&to)] {
+            let sent = match (interface, member) {
+                (_, "IdentityStatusChanged") if interface.ends_with("Broker1") => {
+                    conn.emit_signal(
+                        destination,
+                        path,
+                        interface,
+                        member,
+                        &("com.example.news", "opt_out"),
+                    )
+                    .await
+                }
+                (_, "IdentityStatusChanged") => {
+                    conn.emit_signal(destination, path, interface, member, &("opt_out",))
+                        .await
+                }
+                (_, "LimitAdTrackingChanged") => {
+                    conn.emit_signal(destination, path, interface, member, &(true,))
+                        .await
+                }
+                _ => {
+                    conn.emit_signal(destination, path, interface, member, &())
+                        .await
+                }
+            };
+            // The bus drops a denied signal without a word: sending it succeeds.
+            sent.unwrap();
+        }
+    }
+    conn.emit_signal(Some(&to), "/com/example/Probe", DONE.0, DONE.1, &())
+        .await
+        .unwrap();
+}
+
+/// Only uid2d speaks as uid2d: with the shipped policy on a distribution's default system
+/// policy (which allows every signal), another user's signals of uid2d's (and the
+/// gateway's) interfaces reach nobody, neither broadcast nor sent to the app's own
+/// connection, while uid2d's own still arrive. The app listens as loosely as any client
+/// may: a match rule for every signal, whatever its sender.
+#[tokio::test]
+async fn shipped_policy_lets_only_uid2d_send_its_signals() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the spoofer as another user");
+        return;
+    }
+    let (bus, operator, _state, _daemon) = uid2d_on_a_system_bus().await;
+    let app = bus.connect().await;
+    let mut messages = zbus::MessageStream::from(&app);
+    let dbus = zbus::fdo::DBusProxy::new(&app).await.unwrap();
+    dbus.add_match_rule(
+        zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .build(),
+    )
+    .await
+    .unwrap();
+    let uid2d = dbus
+        .get_name_owner(zbus::names::BusName::try_from("com.uid2.Manager").unwrap())
+        .await
+        .unwrap()
+        .to_string();
+
+    let test = std::env::current_exe().unwrap();
+    let mut spoofer = as_nobody(&[]);
+    spoofer
+        .args(our_binary(&test))
+        .args(["--exact", "spoofer", "--ignored", "--quiet"])
+        .env("UID2D_SPOOF_BUS", &bus.address)
+        .env("UID2D_SPOOF_TO", app.unique_name().unwrap().as_str());
+    let ran = within("the spoofer", spoofer.output()).await.unwrap();
+    assert!(
+        ran.status.success(),
+        "the spoofer failed: {}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let mut delivered = Vec::new();
+    within("the spoofer's last signal", async {
+        while let Some(message) = messages.next().await {
+            let message = message.unwrap();
+            let header = message.header();
+            let interface = header
+                .interface()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+            if (interface.as_str(), member.as_str()) == DONE {
+                return;
+            }
+            if interface.starts_with("com.uid2.") {
+                let to = header.destination().map(|d| d.to_string());
+                delivered.push(format!("{interface}.{member} to {to:?}"));
+            }
+        }
+    })
+    .await;
+    assert!(
+        delivered.is_empty(),
+        "another user spoke as uid2d: {delivered:?}"
+    );
+
+    // uid2d's own: IdentityStatusChanged of the app's scope, the broker's, and the
+    // device policy's broadcast.
+    let manager = manager(&app).await;
+    let broker = uid2d::client::Broker1Proxy::new(&app).await.unwrap();
+    manager
+        .set_identity(&operator.identity("app@example.com"))
+        .await
+        .unwrap();
+    broker
+        .set_identity("com.example.news", &operator.identity("news@example.com"))
+        .await
+        .unwrap();
+    manager.set_limit_ad_tracking(true).await.unwrap();
+    let mut expected = vec![
+        "com.uid2.Broker1.IdentityStatusChanged",
+        "com.uid2.Manager1.IdentityStatusChanged",
+        "com.uid2.Manager1.LimitAdTrackingChanged",
+    ];
+    within("uid2d's signals", async {
+        while !expected.is_empty() {
+            let message = messages.next().await.unwrap().unwrap();
+            let header = message.header();
+            if header.message_type() != zbus::message::Type::Signal {
+                continue;
+            }
+            let name = format!(
+                "{}.{}",
+                header
+                    .interface()
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
+                header.member().map(|m| m.to_string()).unwrap_or_default()
+            );
+            if let Some(at) = expected.iter().position(|e| *e == name) {
+                assert_eq!(header.sender().unwrap().as_str(), uid2d, "{name}");
+                expected.remove(at);
+            }
+        }
+    })
+    .await;
 }

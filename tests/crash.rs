@@ -171,3 +171,47 @@ async fn damaged_state_files_are_set_aside_reported_and_the_daemon_starts() {
         daemon.stop().await;
     }
 }
+
+/// The contract's recipe for a client that listens, across a crash
+/// (`dbus/com.uid2.Manager1.xml`, "AFTER A RESTART"), as `uid2ctl watch` follows it: after
+/// `kill -9` and a restart on the same bus and state directory, the watcher calls the new
+/// uid2d again, prints its answer, and then hears the next change from it.
+#[tokio::test]
+async fn a_watcher_hears_the_uid2d_that_replaced_a_crashed_one() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let bus = Bus::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    m.set_identity(&operator.identity("watch@example.com"))
+        .await
+        .unwrap();
+    let mut watch = binaries!()
+        .uid2ctl_command()
+        .args(["--bus", &bus.address, "watch", "--until", "no_identity"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut line = async |what: &str| within(what, lines.next_line()).await.unwrap();
+    assert_eq!(line("the status").await.as_deref(), Some("established"));
+
+    daemon.kill().await;
+    name_released(&conn, "com.uid2.Manager").await;
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    assert_eq!(
+        line("the status from the new uid2d").await.as_deref(),
+        Some("established")
+    );
+    m.reset_identity().await.unwrap();
+    assert_eq!(
+        line("the change from the new uid2d").await.as_deref(),
+        Some("no_identity")
+    );
+    let status = within("uid2ctl watch to exit", watch.wait()).await.unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -860,3 +860,47 @@ async fn a_flood_of_silent_connections_leaves_the_platform_served() {
     .await;
     assert_eq!(read.unwrap(), 0);
 }
+
+/// The contract's rule for a broker after uid2d restarts (`dbus/com.uid2.Broker1.xml`):
+/// the gateway calls the new uid2d again, and each platform subscription is pushed its
+/// app's status then, and hears the changes after.
+#[tokio::test]
+async fn a_subscribed_app_hears_its_identity_after_uid2d_crashes_and_restarts() {
+    let mut platform = platform(&[]).await;
+    let mut ripple = Ripple::new(handshake(&platform.url, None).await.unwrap());
+    let sub = ripple
+        .send(
+            NEWS,
+            "UID2.onIdentityStatusChanged",
+            json!({"listen": true}),
+        )
+        .await;
+    assert!(ripple.reply(sub).await.is_ok());
+    let identity = platform.rig.operator.identity("news@example.com");
+    let params = json!({ "identity": serde_json::from_str::<Value>(&identity).unwrap() });
+    assert_eq!(
+        ripple.call(NEWS, "UID2.setIdentity", params).await,
+        Ok(json!("established"))
+    );
+    assert_eq!(ripple.push().await.2["status"], "established");
+
+    let rig = &mut platform.rig;
+    rig.daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    rig.daemon.wait_exit().await;
+    name_released(&rig.conn, "com.uid2.Manager").await;
+    let spec = DaemonSpec {
+        uid2d: binaries!().uid2d,
+        bus: &rig.bus,
+        config: std::fs::read_to_string(&rig.daemon.config).unwrap(),
+        state_dir: rig.daemon.state_dir.clone(),
+        env: Vec::new(),
+    };
+    rig.daemon = Daemon::start(spec).await;
+    // The status now, as the new uid2d holds it…
+    let (id, _, payload) = ripple.push().await;
+    assert_eq!((id, &payload["status"]), (sub, &json!("established")));
+    // …and the changes after it, which the new uid2d sends only to brokers that called it.
+    rig.broker().await.reset_identity(NEWS).await.unwrap();
+    let (id, _, payload) = ripple.push().await;
+    assert_eq!((id, &payload["status"]), (sub, &json!("no_identity")));
+}

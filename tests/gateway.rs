@@ -296,6 +296,45 @@ async fn one_page_holds_uid2_and_euid_and_gets_what_ad_code_needs() {
     );
 }
 
+/// After uid2d crashes and a new one takes its name, the gateway follows the contract's
+/// recipe for a broker: it calls the new uid2d (which then signals it) and tells each page
+/// its app's status of each product now. A change made afterwards, not by the page,
+/// reaches the page.
+#[tokio::test]
+async fn a_page_hears_its_app_after_uid2d_crashes_and_restarts() {
+    let mut rig = rig(&[]).await;
+    let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
+    let identity: Value = serde_json::from_str(&rig.operator.identity("news@example.com")).unwrap();
+    page.call("setIdentity", json!({ "identity": identity }))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&page.notification().await), "established");
+
+    rig.daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    rig.daemon.wait_exit().await;
+    name_released(&rig.conn, "com.uid2.Manager").await;
+    let spec = DaemonSpec {
+        uid2d: binaries!().uid2d,
+        bus: &rig.bus,
+        config: std::fs::read_to_string(&rig.daemon.config).unwrap(),
+        state_dir: rig.daemon.state_dir.clone(),
+        env: Vec::new(),
+    };
+    rig.daemon = Daemon::start(spec).await;
+    assert_eq!(status_of(&page.notification().await), "established");
+    assert_eq!(
+        page.notification().await["params"],
+        json!({"status": "no_identity", "product": "euid"})
+    );
+
+    rig.broker().await.reset_identity(NEWS).await.unwrap();
+    assert_eq!(status_of(&page.notification().await), "no_identity");
+    assert_eq!(
+        page.call("getAdvertisingToken", json!({})).await,
+        Ok(json!(""))
+    );
+}
+
 #[tokio::test]
 async fn a_native_runtime_connects_over_the_unix_socket() {
     let dir = tempfile::tempdir().unwrap();

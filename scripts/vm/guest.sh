@@ -94,6 +94,55 @@ info "boot $phase: $(systemctl is-system-running 2>&1), up $(cut -d' ' -f1 /proc
   "kernel $(uname -r), $(systemctl --version | head -n1), system bus $(bus_impl)," \
   "clock $(date -u '+%F %T') UTC"
 
+# ---- only uid2d speaks as uid2d ----------------------------------------------------
+# app1 listens as loosely as a client can (dbus-monitor, which falls back to plain match
+# rules: every signal of uid2d's and the gateway's interfaces, from any sender); app2
+# sends each of them broadcast and to app1's connection, then a harmless signal to it.
+# Each dbus-send has flushed before the next one connects, so that last one arrives after
+# the bus has judged the others. uid2d's own signal still reaching app1 through the same
+# policy is automatic_refresh.
+spoof_checks() {
+  local mon=/tmp/spoof-monitor.log me m dest o
+  local app1_uid
+  app1_uid=$(id -u app1)
+  setpriv --reuid="$app1_uid" --regid="$(id -g app1)" --init-groups stdbuf -oL dbus-monitor --system \
+    "type='signal',interface='com.uid2.Manager1'" "type='signal',interface='com.uid2.Broker1'" \
+    "type='signal',interface='com.uid2.Diagnostics1'" "type='signal',interface='com.uid2.Gateway1'" \
+    "type='signal',interface='com.example.Probe'" >"$mon" 2>&1 &
+  m=$!
+  # Its first message is the bus's NameAcquired with its unique name.
+  if ! wait_for 10 grep -q '^ *string ":' "$mon"; then
+    fail "policy_denies_spoofed_broadcast_signals" "dbus-monitor as app1: $(tail -n 2 "$mon" | tr '\n' ' ')"
+    fail "policy_denies_spoofed_signals_to_an_app" "no monitor"
+    kill "$m" 2>/dev/null
+    return
+  fi
+  me=$(sed -n 's/^ *string "\(:[0-9.]*\)"$/\1/p' "$mon" | head -n 1)
+  spoof() { as app2 dbus-send --system --type=signal "$@"; }
+  for dest in "" "--dest=$me"; do
+    set -- ${dest:+"$dest"}
+    spoof "$@" /com/uid2/Manager com.uid2.Manager1.IdentityStatusChanged string:opt_out
+    spoof "$@" /com/uid2/Manager com.uid2.Manager1.LimitAdTrackingChanged boolean:true
+    spoof "$@" /com/uid2/Manager com.uid2.Broker1.IdentityStatusChanged string:com.example.news string:opt_out
+    spoof "$@" /com/uid2/Manager com.uid2.Diagnostics1.Spoofed
+    spoof "$@" /com/uid2/Gateway com.uid2.Gateway1.Spoofed
+  done
+  spoof --dest="$me" /com/example/Probe com.example.Probe.Done
+  if wait_for 10 grep -q 'member=Done' "$mon"; then
+    o=$(grep 'interface=com\.uid2\.' "$mon" | grep 'destination=(null' | sed 's/.*interface=//')
+    [ -z "$o" ] && pass "policy_denies_spoofed_broadcast_signals" ||
+      fail "policy_denies_spoofed_broadcast_signals" "app1 got $(echo "$o" | tr '\n' ' ')"
+    o=$(grep 'interface=com\.uid2\.' "$mon" | grep -v 'destination=(null' | sed 's/.*interface=//')
+    [ -z "$o" ] && pass "policy_denies_spoofed_signals_to_an_app" ||
+      fail "policy_denies_spoofed_signals_to_an_app" "app1 got $(echo "$o" | tr '\n' ' ')"
+  else
+    fail "policy_denies_spoofed_broadcast_signals" "app2's last signal never came"
+    fail "policy_denies_spoofed_signals_to_an_app" "app2's last signal never came"
+  fi
+  kill "$m" 2>/dev/null
+  wait "$m" 2>/dev/null
+}
+
 # ---- the bus checks: run on dbus-daemon (boot 1) and again on dbus-broker (boot 3) ---
 bus_checks() {
   local s t2 o a tok tok2
@@ -140,6 +189,7 @@ bus_checks() {
     fail "policy_denies_owning_the_name" "$o"
   check "policy_allows_peer_ping" as app1 dbus-send --system --print-reply --dest=com.uid2.Manager \
     /com/uid2/Manager org.freedesktop.DBus.Peer.Ping
+  spoof_checks
   # Allowed by the bus, refused by uid2d: device-wide calls from an app.
   o=$(as app1 uid2ctl reset-all 2>&1) && fail "app_cannot_reset_all" "succeeded" ||
     { [[ $o == *AccessDenied* ]] && pass "app_cannot_reset_all" || fail "app_cannot_reset_all" "$o"; }

@@ -388,18 +388,26 @@ async fn run(args: Args) -> Result<(), CliError> {
         }
         Command::Watch { until } => {
             // Subscribe first, then ask: a change between the two is not lost, and the
-            // call is what tells uid2d which scope this connection belongs to.
+            // call is what tells uid2d which scope this connection belongs to. A new
+            // uid2d is asked again: that makes it send us our changes, and its answer
+            // counts as one (the status may have changed while uid2d was away).
             let mut changes = target.changes().await?;
+            let mut restarts = target.restarts().await?;
             let mut status = target.status().await?;
             say(&status);
             while until.as_deref() != Some(status.as_str()) {
-                let Some(change) = changes.next().await else {
-                    return match until {
-                        Some(until) => Err(CliError::Closed(until)),
-                        None => Ok(()),
-                    };
+                status = tokio::select! {
+                    change = changes.next() => match change {
+                        Some(change) => change,
+                        None => {
+                            return match until {
+                                Some(until) => Err(CliError::Closed(until)),
+                                None => Ok(()),
+                            }
+                        }
+                    },
+                    Some(()) = restarts.next() => target.status().await?,
                 };
-                status = change;
                 say(&status);
             }
         }

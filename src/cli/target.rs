@@ -104,6 +104,23 @@ impl Target<'_> {
         }
     }
 
+    /// Yields each time uid2d's bus name gets a new owner: a uid2d that restarted sends a
+    /// connection nothing until it calls again (the contract's recipe).
+    pub(super) async fn restarts(
+        &self,
+    ) -> zbus::Result<std::pin::Pin<Box<dyn futures_util::Stream<Item = ()> + Send + '_>>> {
+        let proxy = match self {
+            Target::Own(m) => m.inner(),
+            Target::App(b, _) => b.inner(),
+        };
+        Ok(Box::pin(
+            proxy
+                .receive_owner_changed()
+                .await?
+                .filter_map(|owner| std::future::ready(owner.map(|_| ()))),
+        ))
+    }
+
     /// Status changes of this identity, subscribed before the first read.
     pub(super) async fn changes(
         &self,

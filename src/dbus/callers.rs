@@ -10,7 +10,7 @@ use zbus::names::{BusName, OwnedUniqueName};
 use zbus::{fdo, Connection};
 
 use crate::access::{Caller, Rules};
-use crate::apps::{unit_from_cgroup, CallerFacts, Resolver};
+use crate::apps::{cgroup_of, mount_of, trusted_unit, CallerFacts, Resolver};
 use crate::error::Denied;
 use crate::runtime::ScopeKey;
 
@@ -90,7 +90,8 @@ impl Callers {
 
     /// The systemd unit of the caller's process: from systemd where it runs on this bus
     /// (by pidfd when the bus hands one over, race-free against PID reuse; else by PID),
-    /// else from `/proc/PID/cgroup` where that is readable.
+    /// else from `/proc/PID/cgroup` where that is readable, up to the first cgroup the
+    /// caller's user could have made ([`unit_from_proc`]).
     async fn unit_of(
         &self,
         conn: &Connection,
@@ -114,13 +115,10 @@ impl Callers {
             }
         }
         let pid = credentials.process_id()?;
-        let text = tokio::task::spawn_blocking(move || {
-            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
-        })
-        .await
-        .ok()
-        .flatten()?;
-        unit_from_cgroup(&text)
+        tokio::task::spawn_blocking(move || unit_from_proc(pid))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The connections that have called and belong to `scope`.
@@ -152,6 +150,31 @@ impl Callers {
     pub(super) fn take_unwatched(&self) -> Vec<OwnedUniqueName> {
         std::mem::take(&mut *lock(&self.unwatched))
     }
+}
+
+/// The unit of process `pid` from its `/proc/PID/cgroup`, named by a cgroup no user could
+/// have created ([`trusted_unit`]): every directory above it, in this mount namespace's
+/// view of the hierarchy, owned by root and writable by no group or other. Blocking.
+fn unit_from_proc(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let (hierarchy, path) = cgroup_of(&text)?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let (root, point) = mount_of(&mounts, hierarchy)?;
+    // The mount shows the hierarchy from `root` down: the whole of it on a plain system.
+    let path = match path.strip_prefix(root.trim_end_matches('/')) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => return None,
+    };
+    let point = std::path::Path::new(point);
+    trusted_unit(path, |dir| {
+        only_root_writes(&point.join(dir.trim_start_matches('/')))
+    })
+}
+
+/// Whether `dir` is a directory only root may create entries in.
+fn only_root_writes(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0)
 }
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";

@@ -37,6 +37,9 @@ pub(crate) struct Context {
     pub(crate) euid_broker: Broker1Proxy<'static>,
     /// uid2d's `IdentityStatusChanged(app_id, status)` of either object.
     pub(crate) changes: broadcast::Sender<(Product, String, String)>,
+    /// Bumped when a new uid2d owns its name (a restart): a connection then reads the
+    /// status of every app it follows again, as the contract asks of a broker.
+    pub(crate) uid2d_restarts: Arc<tokio::sync::watch::Sender<u64>>,
     pub(crate) config: WebSocketConfig,
     pub(crate) handshake_timeout: Duration,
     pub(crate) send_timeout: Duration,

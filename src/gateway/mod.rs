@@ -226,6 +226,7 @@ pub async fn run(
         broker: broker.clone(),
         euid_broker,
         changes,
+        uid2d_restarts: Arc::new(tokio::sync::watch::Sender::new(0)),
         config: WebSocketConfig::default()
             .max_message_size(Some(options.max_message_size))
             .max_frame_size(Some(options.max_message_size)),
@@ -251,11 +252,8 @@ pub async fn run(
                     if closed > 0 {
                         info!(closed, "the runtime that opened sessions left the bus");
                     }
-                } else if name == "com.uid2.Manager" && args.new_owner().is_some() {
-                    // A new uid2d: be its broker again, so its signals come here.
-                    if broker.get_identity_status("com.uid2.gateway").await.is_err() {
-                        warn!("uid2d did not answer the gateway as a broker");
-                    }
+                } else if name == crate::dbus::BUS_NAME && args.new_owner().is_some() {
+                    tokio::spawn(follow_new_uid2d(context.clone()));
                 }
             }
             accepted = accept(&tcp, &unix) => match accepted {
@@ -286,6 +284,41 @@ async fn ended(task: &mut Option<tokio::task::JoinHandle<()>>) {
             let _ = task.await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// A new uid2d owns its name (it restarted: a crash, an upgrade): as the contract asks of
+/// a broker, calls it again, which makes the gateway a receiver of its signal (a new uid2d
+/// signals only the brokers that have called it), and sends each open session its app's
+/// status now, of each product, as a change: it may have changed while uid2d was away.
+/// Platform connections on the broker endpoint re-read their subscribed apps themselves.
+async fn follow_new_uid2d(context: connection::Context) {
+    context
+        .uid2d_restarts
+        .send_modify(|restarts| *restarts += 1);
+    let apps = context.sessions.apps();
+    let mut answered = false;
+    for app in &apps {
+        for (product, broker) in [
+            (Product::Uid2, &context.broker),
+            (Product::Euid, &context.euid_broker),
+        ] {
+            if let Ok(status) = broker.get_identity_status(app).await {
+                answered = true;
+                // No receiver (no connected page) is fine.
+                let _ = context.changes.send((product, app.clone(), status));
+            }
+        }
+    }
+    if apps.is_empty() {
+        answered = context
+            .broker
+            .get_identity_status("com.uid2.gateway")
+            .await
+            .is_ok();
+    }
+    if !answered {
+        warn!("uid2d did not answer the gateway as a broker");
     }
 }
 

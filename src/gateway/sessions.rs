@@ -222,6 +222,14 @@ impl Sessions {
         }
     }
 
+    /// The app ids of the open sessions (claimed or not), each once.
+    pub(crate) fn apps(&self) -> Vec<String> {
+        let mut apps: Vec<String> = self.lock().values().map(|s| s.app_id.clone()).collect();
+        apps.sort_unstable();
+        apps.dedup();
+        apps
+    }
+
     /// How many sessions are open (claimed or not).
     pub(crate) fn len(&self) -> usize {
         self.lock().len()

@@ -40,10 +40,13 @@ impl Bus {
     }
 
     /// A system-type bus as a device has it: Debian's default system policy, the policy
-    /// file this repository ships (`dbus/com.uid2.Manager.conf`), and (test only) root
-    /// allowed to own the name, since the daemon runs as root in the tests.
+    /// files this repository ships (`dbus/com.uid2.Manager.conf`,
+    /// `dbus/com.uid2.Gateway.conf`), and (test only) root allowed to own uid2d's name and
+    /// send its signals, as its user `uid2d` is on a device, since the daemon runs as root
+    /// in the tests.
     pub async fn system_with_shipped_policy() -> Bus {
         let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../dbus/com.uid2.Manager.conf");
+        let gateway = concat!(env!("CARGO_MANIFEST_DIR"), "/../dbus/com.uid2.Gateway.conf");
         let policy = format!(
             r#"<policy context="default">
     <allow user="*"/>
@@ -61,8 +64,11 @@ impl Bus {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
   </policy>
   <include>{shipped}</include>
+  <include>{gateway}</include>
   <policy user="root">
     <allow own="com.uid2.Manager"/>
+    <allow send_type="signal" send_interface="com.uid2.Manager1"/>
+    <allow send_type="signal" send_interface="com.uid2.Broker1"/>
   </policy>"#
         );
         Self::start_with_policy(&policy, "system").await

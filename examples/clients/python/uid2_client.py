@@ -2,10 +2,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """Minimal uid2d client in Python with dbus-fast (pip install dbus-fast).
 
-Subscribes to IdentityStatusChanged, prints the status and the advertising
-token, then the token info (GetTokenInfo: labels and times, never a token) and
-the OpenRTB user.eids JSON for ad requests (GetEids), waits (at most 30 s) for
-one status change, prints it and the token again. With UID2_APP_ID set, it
+Subscribes to IdentityStatusChanged and follows uid2d's bus name, prints the
+status and the advertising token, then the token info (GetTokenInfo: labels and
+times, never a token) and the OpenRTB user.eids JSON for ad requests (GetEids),
+waits (at most 30 s) for one status change, prints it and the token again.
+Whenever uid2d restarts meanwhile (com.uid2.Manager gets a new owner), it calls
+again, as the contract asks, and prints the status and token again. With
+UID2_APP_ID set, it
 does the same for that app through com.uid2.Broker1, as an HTML5 runtime or
 app manager would (root or the configured broker_group only). The bus is the
 system bus (BusType.SYSTEM honours DBUS_SYSTEM_BUS_ADDRESS).
@@ -16,7 +19,7 @@ import json
 import os
 import sys
 
-from dbus_fast import BusType, DBusError
+from dbus_fast import BusType, DBusError, Message, MessageType
 from dbus_fast.aio import MessageBus
 
 SERVICE = "com.uid2.Manager"
@@ -24,15 +27,28 @@ PATH = "/com/uid2/Manager"
 INTERFACE = "com.uid2.Manager1"
 BROKER = "com.uid2.Broker1"
 WAIT_SECONDS = 30
+# The bus's NameOwnerChanged for uid2d's name only (arg0), not for every client.
+OWNER_RULE = ("type='signal',sender='org.freedesktop.DBus',"
+              "path='/org/freedesktop/DBus',interface='org.freedesktop.DBus',"
+              f"member='NameOwnerChanged',arg0='{SERVICE}'")
 
 
 async def main() -> int:
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     changed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
+    restarted = asyncio.Event()
+
     def on_status_changed(status: str) -> None:
         if not changed.done():
             changed.set_result(status)
+
+    def on_owner_changed(message: Message) -> None:
+        if (message.message_type == MessageType.SIGNAL
+                and message.sender == "org.freedesktop.DBus"
+                and message.member == "NameOwnerChanged"
+                and message.body[0] == SERVICE and message.body[2]):
+            restarted.set()
 
     try:
         # The interface as the daemon describes it; an app may instead read
@@ -57,6 +73,13 @@ async def main() -> int:
             get_token = manager.call_get_advertising_token
             get_info = manager.call_get_token_info
             get_eids = manager.call_get_eids
+        # Follow uid2d's name too: a uid2d that restarts knows nothing of us
+        # until we call again.
+        bus.add_message_handler(on_owner_changed)
+        await bus.call(Message(
+            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus", member="AddMatch",
+            signature="s", body=[OWNER_RULE]))
         # The first call also tells uid2d to send us our status changes.
         status = await get_status()
         print(f"status={status}", flush=True)
@@ -71,8 +94,23 @@ async def main() -> int:
         # The user.eids array to put in an OpenRTB 2.6 bid request as is.
         eids = await get_eids()
         print(f"eids={eids}", flush=True)
-        # Wait for one status change.
-        status = await asyncio.wait_for(changed, WAIT_SECONDS)
+        # Wait for one status change. A new uid2d: call again (then it sends
+        # us our changes) and read the status and token again, which may have
+        # changed while it was away.
+
+        async def next_change() -> str:
+            while True:
+                restart = asyncio.ensure_future(restarted.wait())
+                await asyncio.wait({changed, restart},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if changed.done():
+                    restart.cancel()
+                    return changed.result()
+                restarted.clear()
+                print(f"status={await get_status()}", flush=True)
+                print(f"token={await get_token()}", flush=True)
+
+        status = await asyncio.wait_for(next_change(), WAIT_SECONDS)
         print(f"changed={status}", flush=True)
         token = await get_token()
         print(f"token={token}", flush=True)

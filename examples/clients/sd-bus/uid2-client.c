@@ -4,8 +4,10 @@
  *
  *   gcc -Wall -Wextra -O2 -o uid2-client uid2-client.c $(pkg-config --cflags --libs libsystemd)
  *
- * Subscribes to IdentityStatusChanged, prints the status and the advertising token,
- * waits (at most 30 s) for one status change, prints it and the token again. The bus is
+ * Subscribes to IdentityStatusChanged and follows uid2d's bus name, prints the status and
+ * the advertising token, waits (at most 30 s) for one status change, prints it and the
+ * token again. Whenever uid2d restarts meanwhile (com.uid2.Manager gets a new owner), it
+ * calls again, as the contract asks, and prints the status and token again. The bus is
  * the system bus (sd_bus_open_system honours DBUS_SYSTEM_BUS_ADDRESS).
  */
 #include <errno.h>
@@ -19,6 +21,10 @@
 #define UID2_PATH "/com/uid2/Manager"
 #define UID2_INTERFACE "com.uid2.Manager1"
 #define WAIT_USEC (30ULL * 1000 * 1000)
+/* The bus's NameOwnerChanged for uid2d's name only (arg0), not for every client. */
+#define UID2_OWNER_RULE                                                                  \
+    "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"          \
+    "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" UID2_SERVICE "'"
 
 /* IdentityStatusChanged(s status): keep the first status we get. */
 static int on_status_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
@@ -32,6 +38,21 @@ static int on_status_changed(sd_bus_message *m, void *userdata, sd_bus_error *re
         return r;
     if (*changed == NULL)
         *changed = strdup(status);
+    return 0;
+}
+
+/* NameOwnerChanged(s name, s old_owner, s new_owner) of uid2d's name: note a new uid2d. */
+static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+    int *restarted = userdata;
+    const char *name, *old_owner, *new_owner;
+    int r;
+
+    (void)ret_error;
+    r = sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner);
+    if (r < 0)
+        return r;
+    if (*new_owner != '\0')
+        *restarted = 1;
     return 0;
 }
 
@@ -64,8 +85,9 @@ static uint64_t now_usec(void) {
 
 int main(void) {
     sd_bus *bus = NULL;
-    sd_bus_slot *slot = NULL;
+    sd_bus_slot *slot = NULL, *owner_slot = NULL;
     char *changed = NULL;
+    int restarted = 0;
     uint64_t deadline;
     int r;
 
@@ -75,9 +97,12 @@ int main(void) {
         fprintf(stderr, "cannot connect to the system bus: %s\n", strerror(-r));
         return 1;
     }
-    /* 1. Subscribe first: uid2d sends the signal to our connection only. */
+    /* 1. Subscribe first: uid2d sends the signal to our connection only. Follow its name
+     *    too: a uid2d that restarts knows nothing of us until we call again. */
     r = sd_bus_match_signal(bus, &slot, UID2_SERVICE, UID2_PATH, UID2_INTERFACE,
                             "IdentityStatusChanged", on_status_changed, &changed);
+    if (r >= 0)
+        r = sd_bus_add_match(bus, &owner_slot, UID2_OWNER_RULE, on_owner_changed, &restarted);
     if (r < 0) {
         fprintf(stderr, "cannot subscribe: %s\n", strerror(-r));
         goto out;
@@ -90,7 +115,8 @@ int main(void) {
     if (r < 0)
         goto out;
 
-    /* 4. Wait for one status change. */
+    /* 4. Wait for one status change. A new uid2d: call again (then it sends us our
+     *    changes) and read the status and token again, which may have changed meanwhile. */
     deadline = now_usec() + WAIT_USEC;
     while (changed == NULL) {
         uint64_t now = now_usec();
@@ -98,6 +124,15 @@ int main(void) {
         r = sd_bus_process(bus, NULL);
         if (r < 0)
             break;
+        if (restarted) {
+            restarted = 0;
+            r = print_string_call(bus, "GetIdentityStatus", "status");
+            if (r >= 0)
+                r = print_string_call(bus, "GetAdvertisingToken", "token");
+            if (r < 0)
+                break;
+            continue;
+        }
         if (r > 0)
             continue;
         if (now >= deadline) {
@@ -118,6 +153,7 @@ int main(void) {
 
 out:
     free(changed);
+    sd_bus_slot_unref(owner_slot);
     sd_bus_slot_unref(slot);
     sd_bus_flush_close_unref(bus);
     return r < 0 ? 1 : 0;

@@ -149,12 +149,24 @@ async fn run(job: Job, broker: Broker1Proxy<'static>) -> Done {
     }
 }
 
+/// The status of every subscribed app now, as pushes.
+async fn latest(subscriptions: &HashMap<Key, Value>, context: &Context) -> Vec<String> {
+    let mut latest = Vec::new();
+    for ((product, app_id, _), id) in subscriptions {
+        if let Ok(status) = context.broker(*product).get_identity_status(app_id).await {
+            latest.push(calls::status_push(id, *product, &status));
+        }
+    }
+    latest
+}
+
 /// Serves a platform's connection until either side closes it.
 pub(crate) async fn run_connection<S>(mut ws: WebSocketStream<S>, context: &Context)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut changes = context.changes.subscribe();
+    let mut restarts = context.uid2d_restarts.subscribe();
     let mut lanes = Lanes::new();
     let mut subscriptions: HashMap<Key, Value> = HashMap::new();
     let end = loop {
@@ -179,6 +191,8 @@ where
                 }
                 done.reply.into_iter().collect()
             }
+            // A new uid2d: anything may have changed while it was away.
+            Ok(()) = restarts.changed() => latest(&subscriptions, context).await,
             change = changes.recv() => match change {
                 Ok((product, app_id, status)) => {
                     let key = (product, app_id, STATUS_EVENT);
@@ -189,15 +203,7 @@ where
                         .collect()
                 }
                 // Missed some: the latest status of each subscribed app is what counts.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let mut latest = Vec::new();
-                    for ((product, app_id, _), id) in &subscriptions {
-                        if let Ok(status) = context.broker(*product).get_identity_status(app_id).await {
-                            latest.push(calls::status_push(id, *product, &status));
-                        }
-                    }
-                    latest
-                }
+                Err(broadcast::error::RecvError::Lagged(_)) => latest(&subscriptions, context).await,
                 Err(broadcast::error::RecvError::Closed) => {
                     break End::Close(CloseCode::Away, "gateway stopping")
                 }

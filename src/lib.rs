@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod identity;
 pub mod network;
 pub mod operator;
+pub(crate) mod privacy;
 pub mod roles;
 pub mod runtime;
 pub mod store;

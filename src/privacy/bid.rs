@@ -214,14 +214,6 @@ mod tests {
     use super::*;
     use crate::privacy::{decide, merge, DeviceFacts, PrivacyConfig, Raw, Signals};
 
-    fn layer(entries: &[(&str, &str)]) -> Signals {
-        let mut signals = Signals::default();
-        for (name, value) in entries {
-            signals.set(name, Raw::Str(value)).expect(name);
-        }
-        signals
-    }
-
     fn json_of(text: &str) -> Json {
         serde_json::from_str(text).expect("JSON")
     }
@@ -265,7 +257,10 @@ mod tests {
 
     #[test]
     fn placement_and_provenance_follow_openrtb_and_prebid_mobile() {
-        let usp = layer(&[("IABUSPrivacy_String", "1YNN"), ("IABGPP_GppSID", "-1")]);
+        let usp = Signals::of(&[
+            ("IABUSPrivacy_String", Raw::Str("1YNN")),
+            ("IABGPP_GppSID", Raw::Str("-1")),
+        ]);
         let empty = Signals::default();
         let merged = merge(&usp, &empty, &empty);
         let consent = decide(
@@ -338,10 +333,10 @@ mod tests {
             .as_str()
             .expect("tc");
         let gpp = "DBABLA~CVVqAAAAAABY.QA";
-        let mut app = layer(&[
-            ("IABTCF_TCString", tc),
-            ("IABGPP_HDR_GppString", gpp),
-            ("IABGPP_GppSID", "2_7"),
+        let mut app = Signals::of(&[
+            ("IABTCF_TCString", Raw::Str(tc)),
+            ("IABGPP_HDR_GppString", Raw::Str(gpp)),
+            ("IABGPP_GppSID", Raw::Str("2_7")),
         ]);
         app.set("IABTCF_gdprApplies", Raw::Int(1)).expect("gdpr");
         let empty = Signals::default();

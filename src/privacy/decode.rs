@@ -12,6 +12,7 @@ use iab_gpp::sections::uspv1::{Flag, UspV1};
 use iab_gpp::sections::{IdSet, Section, SectionId};
 use iab_gpp::v1::{GPPDecodeError, GPPString};
 
+use super::tcf_work;
 use super::us::MspaFields;
 
 /// Why a consent string was refused. Messages never quote the string.
@@ -19,6 +20,11 @@ use super::us::MspaFields;
 pub(crate) enum Undecodable {
     #[error("does not decode as a TCF v2 TC string")]
     TcString,
+    #[error(
+        "its vendor ranges list more than {} vendor ids",
+        tcf_work::MAX_LISTED_IDS
+    )]
+    TcStringRanges,
     #[error("does not decode as a GPP string")]
     GppString,
     #[error("lists GPP section {0}, which this uid2d cannot decode")]
@@ -105,6 +111,9 @@ impl std::fmt::Debug for VendorSet {
 
 /// A TC string (`IABTCF_TCString`, or GPP section 2).
 pub(crate) fn tc_string(raw: &str) -> Result<TcfFacts, Undecodable> {
+    if !tcf_work::within_bounds(raw) {
+        return Err(Undecodable::TcStringRanges);
+    }
     // iab_gpp reads the `tcfeuv2` section, whose text is the TC string.
     let tcf = TcfEuV2::from_str(raw).map_err(|_| Undecodable::TcString)?;
     Ok(TcfFacts::of(&tcf))
@@ -117,7 +126,7 @@ pub(crate) enum SectionFacts {
     Tcf(TcfFacts),
     /// A US section (6 `uspv1`, 7 `usnat`, 8–23 the states): whether it denies.
     Us { denies: bool },
-    /// Any other section (1 `tcfeuv1`, 5 `tcfcav1`): decoded, not read.
+    /// Any other section (1 `tcfeuv1`, 5 `tcfcav1`): neither decoded nor read.
     Other,
 }
 
@@ -156,6 +165,18 @@ pub(crate) fn gpp_string(raw: &str) -> Result<GppFacts, Undecodable> {
     let mut sections = Vec::with_capacity(ids.len());
     for id in ids {
         let number = id as u8;
+        match id {
+            // Neither rule reads the deprecated TCF v1 or the Canadian TCF, and their vendor
+            // ranges cost the decoder what a TC string's do: not decoded.
+            SectionId::TcfEuV1 | SectionId::TcfCaV1 => {
+                sections.push((number, SectionFacts::Other));
+                continue;
+            }
+            SectionId::TcfEuV2 if !gpp.section(id).is_some_and(tcf_work::within_bounds) => {
+                return Err(Undecodable::TcStringRanges);
+            }
+            _ => {}
+        }
         let section = gpp
             .decode_section(id)
             .map_err(|_| Undecodable::GppSection(number))?;

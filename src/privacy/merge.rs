@@ -85,27 +85,14 @@ mod tests {
     use super::*;
     use crate::privacy::signals::Raw;
 
-    fn layer(entries: &[(&str, Raw<'_>)]) -> Signals {
-        let mut signals = Signals::default();
-        for (name, value) in entries {
-            let value = match value {
-                Raw::Str(s) => Raw::Str(s),
-                Raw::Int(n) => Raw::Int(*n),
-                Raw::Other => Raw::Other,
-            };
-            signals.set(name, value).expect(name);
-        }
-        signals
-    }
-
     #[test]
     fn each_key_comes_from_the_most_specific_layer_that_sets_it() {
-        let app = layer(&[("IABUSPrivacy_String", Raw::Str("1YYN"))]);
-        let device = layer(&[
+        let app = Signals::of(&[("IABUSPrivacy_String", Raw::Str("1YYN"))]);
+        let device = Signals::of(&[
             ("IABUSPrivacy_String", Raw::Str("1NNN")),
             ("IABTCF_gdprApplies", Raw::Int(0)),
         ]);
-        let config = layer(&[
+        let config = Signals::of(&[
             ("IABTCF_gdprApplies", Raw::Int(1)),
             ("IABGPP_GppSID", Raw::Str("7")),
         ]);

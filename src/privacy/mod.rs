@@ -18,6 +18,7 @@ pub(crate) mod merge;
 pub(crate) mod record;
 pub(crate) mod settings;
 pub(crate) mod signals;
+mod tcf_work;
 #[cfg(test)]
 mod tests;
 mod us;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::signals::Signals;
 use crate::apps::AppId;
+use crate::runtime::EidProvenance;
 
 /// `[privacy] jurisdiction`: where the device is sold, or `auto` (from the signals).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -147,6 +148,20 @@ pub(crate) struct EidsConfig {
     pub(crate) mm: Option<u32>,
 }
 
+impl EidsConfig {
+    /// The provenance of the eids built for `app` (`None`: a caller without an app id,
+    /// which gets no `inserter`).
+    pub(crate) fn provenance(&self, app: Option<&AppId>) -> EidProvenance<'_> {
+        EidProvenance {
+            inserter: app
+                .and_then(|app| self.inserter.get(app))
+                .map(String::as_str),
+            matcher: self.matcher.as_deref(),
+            mm: self.mm,
+        }
+    }
+}
+
 /// Whether `mm` is an AdCOM 1.0 match method: 0 unknown, 1 no match, 2 browser cookie sync,
 /// 3 authenticated, 4 observed, 5 inference, 500 and up vendor-specific.
 pub(crate) fn is_match_method(mm: u32) -> bool {
@@ -210,5 +225,24 @@ mod tests {
         for mm in [6, 499, u32::MAX] {
             assert!(!is_match_method(mm), "{mm}");
         }
+    }
+
+    #[test]
+    fn provenance_names_the_inserter_of_the_calling_app_only() {
+        let app = AppId::new("com.example.news").expect("app id");
+        let other = AppId::new("com.example.weather").expect("app id");
+        let eids = EidsConfig {
+            inserter: [(app.clone(), "news.example.com".to_owned())].into(),
+            matcher: Some("news.example.com".to_owned()),
+            mm: Some(3),
+        };
+        let of_app = eids.provenance(Some(&app));
+        assert_eq!(of_app.inserter, Some("news.example.com"));
+        assert_eq!(
+            (of_app.matcher, of_app.mm),
+            (Some("news.example.com"), Some(3))
+        );
+        assert_eq!(eids.provenance(Some(&other)).inserter, None);
+        assert_eq!(eids.provenance(None).inserter, None);
     }
 }

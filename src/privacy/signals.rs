@@ -192,6 +192,7 @@ pub(crate) struct Signals {
 }
 
 /// One key's value before it is checked: a string, an integer, or another type.
+#[derive(Clone, Copy)]
 pub(crate) enum Raw<'a> {
     Str(&'a str),
     Int(i64),
@@ -288,6 +289,16 @@ impl Signals {
             }
             other => other,
         }
+    }
+
+    /// A layer of `entries`, each of which must be valid (tests).
+    #[cfg(test)]
+    pub(crate) fn of(entries: &[(&str, Raw<'_>)]) -> Signals {
+        let mut signals = Signals::default();
+        for &(name, value) in entries {
+            signals.set(name, value).expect(name);
+        }
+        signals
     }
 
     /// No key set: the layer says nothing.

@@ -232,19 +232,6 @@ fn signals_round_trip_through_dbus_and_never_print_a_string() {
     }
 }
 
-fn signals(entries: &[(&str, Raw<'_>)]) -> Signals {
-    let mut signals = Signals::default();
-    for (name, value) in entries {
-        let value = match value {
-            Raw::Str(s) => Raw::Str(s),
-            Raw::Int(n) => Raw::Int(*n),
-            Raw::Other => Raw::Other,
-        };
-        signals.set(name, value).expect(name);
-    }
-    signals
-}
-
 fn tc_full() -> String {
     let fixture = fixture();
     let case = &fixture.cases[1];
@@ -262,7 +249,7 @@ fn tc_full() -> String {
 #[test]
 fn device_facts_deny_in_their_order_even_without_enforcement() {
     let tc = tc_full();
-    let app = signals(&[
+    let app = Signals::of(&[
         ("IABTCF_TCString", Raw::Str(&tc)),
         ("IABTCF_gdprApplies", Raw::Int(1)),
     ]);
@@ -366,7 +353,7 @@ fn consent_reports_the_contracts_strings() {
         (euid.consent_str(), euid.reason_str()),
         ("denied", "no_consent_signal")
     );
-    let usp = signals(&[("IABUSPrivacy_String", Raw::Str("1YNN"))]);
+    let usp = Signals::of(&[("IABUSPrivacy_String", Raw::Str("1YNN"))]);
     let us = decide(
         Product::Uid2,
         &merge(&empty, &usp, &empty),

@@ -42,42 +42,25 @@ enum KnownChild {
     State(bool),
 }
 
-/// A state section whose known-child field is one consent and that has a GPC segment.
-macro_rules! scalar_child_state {
-    ($s:expr) => {{
+/// A state section's fields: `sharing_notice` whether it has `SharingNotice`, `children` its
+/// known-child field (`scalar`) or fields, `gpc` whether it has a GPC segment.
+macro_rules! state {
+    ($s:expr, sharing_notice: $sn:ident, children: $children:tt, gpc: $gpc:ident) => {{
         let c = &$s.core;
         state(
-            None,
+            state!(@notice c, $sn),
             (&c.sale_opt_out_notice, &c.sale_opt_out),
-            Some((
-                &c.targeted_advertising_opt_out_notice,
-                &c.targeted_advertising_opt_out,
-            )),
-            &[&c.known_child_sensitive_data_consents],
-            (&c.mspa_service_provider_mode, $s.gpc),
+            Some((&c.targeted_advertising_opt_out_notice, &c.targeted_advertising_opt_out)),
+            state!(@children c, $children),
+            (&c.mspa_service_provider_mode, state!(@gpc $s, $gpc)),
         )
     }};
-}
-
-/// A state section with the three known-child fields of Oregon and New Hampshire.
-macro_rules! three_child_state {
-    ($s:expr) => {{
-        let (c, k) = (&$s.core, &$s.core.known_child_sensitive_data_consents);
-        state(
-            None,
-            (&c.sale_opt_out_notice, &c.sale_opt_out),
-            Some((
-                &c.targeted_advertising_opt_out_notice,
-                &c.targeted_advertising_opt_out,
-            )),
-            &[
-                &k.process_sensitive_data_from_known_child,
-                &k.sell_personal_data_from_13_to_16,
-                &k.process_personal_data_from_13_to_16,
-            ],
-            (&c.mspa_service_provider_mode, $s.gpc),
-        )
-    }};
+    (@notice $c:ident, yes) => { Some(&$c.sharing_notice) };
+    (@notice $c:ident, no) => { None };
+    (@gpc $s:expr, yes) => { $s.gpc };
+    (@gpc $s:expr, no) => { None };
+    (@children $c:ident, scalar) => { &[&$c.known_child_sensitive_data_consents] };
+    (@children $c:ident, [$($k:ident),+]) => { &[$(&$c.known_child_sensitive_data_consents.$k),+] };
 }
 
 impl MspaFields {
@@ -126,137 +109,51 @@ impl MspaFields {
                     gpc: s.gpc == Some(true),
                 }
             }
-            Section::UsVa(s) => {
-                let c = &s.core;
-                state(
-                    Some(&c.sharing_notice),
-                    (&c.sale_opt_out_notice, &c.sale_opt_out),
-                    Some((
-                        &c.targeted_advertising_opt_out_notice,
-                        &c.targeted_advertising_opt_out,
-                    )),
-                    &[&c.known_child_sensitive_data_consents],
-                    (&c.mspa_service_provider_mode, None),
-                )
-            }
-            Section::UsCo(s) => {
-                let c = &s.core;
-                state(
-                    Some(&c.sharing_notice),
-                    (&c.sale_opt_out_notice, &c.sale_opt_out),
-                    Some((
-                        &c.targeted_advertising_opt_out_notice,
-                        &c.targeted_advertising_opt_out,
-                    )),
-                    &[&c.known_child_sensitive_data_consents],
-                    (&c.mspa_service_provider_mode, s.gpc),
-                )
-            }
-            Section::UsUt(s) => {
-                let c = &s.core;
-                state(
-                    Some(&c.sharing_notice),
-                    (&c.sale_opt_out_notice, &c.sale_opt_out),
-                    Some((
-                        &c.targeted_advertising_opt_out_notice,
-                        &c.targeted_advertising_opt_out,
-                    )),
-                    &[&c.known_child_sensitive_data_consents],
-                    (&c.mspa_service_provider_mode, None),
-                )
-            }
-            Section::UsCt(s) => {
-                let (c, k) = (&s.core, &s.core.known_child_sensitive_data_consents);
-                state(
-                    Some(&c.sharing_notice),
-                    (&c.sale_opt_out_notice, &c.sale_opt_out),
-                    Some((
-                        &c.targeted_advertising_opt_out_notice,
-                        &c.targeted_advertising_opt_out,
-                    )),
-                    &[
-                        &k.process_sensitive_data_from_known_child,
-                        &k.sell_personal_data_from_13_to_16,
-                        &k.process_personal_data_from_13_to_16,
-                    ],
-                    (&c.mspa_service_provider_mode, s.gpc),
-                )
-            }
-            Section::UsFl(s) => {
-                let (c, k) = (&s.core, &s.core.known_child_sensitive_data_consents);
-                state(
-                    None,
-                    (&c.sale_opt_out_notice, &c.sale_opt_out),
-                    Some((
-                        &c.targeted_advertising_opt_out_notice,
-                        &c.targeted_advertising_opt_out,
-                    )),
-                    &[&k.under_13, &k.from_13_to_16, &k.from_16_to_18],
-                    (&c.mspa_service_provider_mode, None),
-                )
-            }
-            Section::UsMt(s) => {
-                let (c, k) = (&s.core, &s.core.known_child_sensitive_data_consents);
-                state(
-                    Some(&c.sharing_notice),
-                    (&c.sale_opt_out_notice, &c.sale_opt_out),
-                    Some((
-                        &c.targeted_advertising_opt_out_notice,
-                        &c.targeted_advertising_opt_out,
-                    )),
-                    &[
-                        &k.process_sensitive_data_from_known_child,
-                        &k.sell_personal_data_from_13_to_16,
-                        &k.process_personal_data_from_13_to_16,
-                    ],
-                    (&c.mspa_service_provider_mode, s.gpc),
-                )
-            }
-            Section::UsOr(s) => three_child_state!(s),
-            Section::UsNh(s) => three_child_state!(s),
-            Section::UsDe(s) => {
-                let (c, k) = (&s.core, &s.core.known_child_sensitive_data_consents);
-                state(
-                    None,
-                    (&c.sale_opt_out_notice, &c.sale_opt_out),
-                    Some((
-                        &c.targeted_advertising_opt_out_notice,
-                        &c.targeted_advertising_opt_out,
-                    )),
-                    &[
-                        &k.process_sensitive_data_from_known_child,
-                        &k.sell_personal_data_from_13_to_16,
-                        &k.process_personal_data_from_13_to_16,
-                        &k.sell_personal_data_from_16_to_18,
-                        &k.process_personal_data_from_16_to_18,
-                    ],
-                    (&c.mspa_service_provider_mode, s.gpc),
-                )
-            }
-            Section::UsNj(s) => {
-                let (c, k) = (&s.core, &s.core.known_child_sensitive_data_consents);
-                state(
-                    None,
-                    (&c.sale_opt_out_notice, &c.sale_opt_out),
-                    Some((
-                        &c.targeted_advertising_opt_out_notice,
-                        &c.targeted_advertising_opt_out,
-                    )),
-                    &[
-                        &k.process_sensitive_data_from_known_child,
-                        &k.sell_personal_data_from_13_to_16,
-                        &k.process_personal_data_from_13_to_16,
-                        &k.sell_personal_data_from_16_to_17,
-                        &k.process_personal_data_from_16_to_17,
-                    ],
-                    (&c.mspa_service_provider_mode, s.gpc),
-                )
-            }
-            Section::UsTx(s) => scalar_child_state!(s),
-            Section::UsIa(s) => scalar_child_state!(s),
-            Section::UsNe(s) => scalar_child_state!(s),
-            Section::UsTn(s) => scalar_child_state!(s),
-            Section::UsMn(s) => scalar_child_state!(s),
+            Section::UsVa(s) => state!(s, sharing_notice: yes, children: scalar, gpc: no),
+            Section::UsCo(s) => state!(s, sharing_notice: yes, children: scalar, gpc: yes),
+            Section::UsUt(s) => state!(s, sharing_notice: yes, children: scalar, gpc: no),
+            Section::UsCt(s) => state!(s, sharing_notice: yes, children: [
+                process_sensitive_data_from_known_child,
+                sell_personal_data_from_13_to_16,
+                process_personal_data_from_13_to_16
+            ], gpc: yes),
+            Section::UsFl(s) => state!(s, sharing_notice: no, children: [
+                under_13, from_13_to_16, from_16_to_18
+            ], gpc: no),
+            Section::UsMt(s) => state!(s, sharing_notice: yes, children: [
+                process_sensitive_data_from_known_child,
+                sell_personal_data_from_13_to_16,
+                process_personal_data_from_13_to_16
+            ], gpc: yes),
+            Section::UsOr(s) => state!(s, sharing_notice: no, children: [
+                process_sensitive_data_from_known_child,
+                sell_personal_data_from_13_to_16,
+                process_personal_data_from_13_to_16
+            ], gpc: yes),
+            Section::UsNh(s) => state!(s, sharing_notice: no, children: [
+                process_sensitive_data_from_known_child,
+                sell_personal_data_from_13_to_16,
+                process_personal_data_from_13_to_16
+            ], gpc: yes),
+            Section::UsDe(s) => state!(s, sharing_notice: no, children: [
+                process_sensitive_data_from_known_child,
+                sell_personal_data_from_13_to_16,
+                process_personal_data_from_13_to_16,
+                sell_personal_data_from_16_to_18,
+                process_personal_data_from_16_to_18
+            ], gpc: yes),
+            Section::UsNj(s) => state!(s, sharing_notice: no, children: [
+                process_sensitive_data_from_known_child,
+                sell_personal_data_from_13_to_16,
+                process_personal_data_from_13_to_16,
+                sell_personal_data_from_16_to_17,
+                process_personal_data_from_16_to_17
+            ], gpc: yes),
+            Section::UsTx(s) => state!(s, sharing_notice: no, children: scalar, gpc: yes),
+            Section::UsIa(s) => state!(s, sharing_notice: no, children: scalar, gpc: yes),
+            Section::UsNe(s) => state!(s, sharing_notice: no, children: scalar, gpc: yes),
+            Section::UsTn(s) => state!(s, sharing_notice: no, children: scalar, gpc: yes),
+            Section::UsMn(s) => state!(s, sharing_notice: no, children: scalar, gpc: yes),
             _ => return None,
         })
     }

@@ -742,7 +742,7 @@ fn privacy_and_eids_keys_parse_with_their_defaults() {
     );
     assert_eq!(privacy.device.gdpr_applies, Some(true));
     assert_eq!(
-        privacy.device.gpp_sid.as_ref().map(|s| s.ids()),
+        privacy.device.gpp_sid.as_ref().and_then(|s| s.ids()),
         Some(&[2, 7][..])
     );
     assert_eq!(config.eids.matcher.as_deref(), Some("news.example.com"));

@@ -194,9 +194,10 @@ pub(crate) fn bid_signals_json(
             gdpr: consent.gdpr_applies.map(u8::from),
             gpp: signals.gpp_string.map(|(gpp, _)| gpp.as_str()),
             gpp_sid: signals.gpp_sid.map(|(sid, _)| match sid.ids() {
-                // The GPP CMP API's "no section applicable".
-                [] => vec![-1],
-                ids => ids.iter().map(|&id| i32::from(id)).collect(),
+                // The GPP CMP API's "no section applicable" and "not determined yet".
+                Some([]) => vec![-1],
+                None => vec![0],
+                Some(ids) => ids.iter().map(|&id| i32::from(id)).collect(),
             }),
             us_privacy: signals.us_privacy.map(|(usp, _)| usp.as_str()),
             coppa: child.then_some(1),

@@ -159,7 +159,8 @@ pub(crate) fn decide(
     }
 }
 
-/// The GPP sections in force: `IABGPP_GppSID`'s, else (no SID) those the GPP string holds.
+/// The GPP sections in force: `IABGPP_GppSID`'s, else (no SID, or `0`) those the GPP
+/// string holds.
 struct InForce {
     /// `None`: not known (no SID, and a stored GPP string this build cannot read).
     ids: Option<Vec<u8>>,
@@ -168,9 +169,12 @@ struct InForce {
 
 impl InForce {
     fn of(signals: &Merged<'_>) -> InForce {
-        match (signals.gpp_sid, signals.gpp_string) {
-            (Some((sid, source)), _) => InForce {
-                ids: Some(sid.ids().to_vec()),
+        let sid = signals
+            .gpp_sid
+            .and_then(|(sid, source)| Some((sid.ids()?, source)));
+        match (sid, signals.gpp_string) {
+            (Some((ids, source)), _) => InForce {
+                ids: Some(ids.to_vec()),
                 source,
             },
             (None, Some((gpp, source))) => InForce {

@@ -101,7 +101,7 @@ mod tests {
         assert_eq!((usp.as_str(), source), ("1YYN", Source::App));
         assert_eq!(merged.gdpr_applies, Some((false, Source::Device)));
         let (sid, source) = merged.gpp_sid.expect("gpp_sid");
-        assert_eq!((sid.ids(), source), (&[7][..], Source::Config));
+        assert_eq!((sid.ids(), source), (Some(&[7][..]), Source::Config));
         assert!(merged.tc_string.is_none() && merged.gpp_string.is_none());
         assert_eq!(merged.top_source(), Source::App);
 

@@ -7,7 +7,7 @@
 //! | `IABTCF_TCString` | `s` | a TCF v2 TC string (IAB TCF "CMP API v2", in-app keys) |
 //! | `IABTCF_gdprApplies` | `i` | 1 GDPR applies, 0 it does not (unset: not known) |
 //! | `IABGPP_HDR_GppString` | `s` | a GPP string (IAB GPP "CMP API", in-app keys) |
-//! | `IABGPP_GppSID` | `s` | the GPP section ids in force, joined by `_` (`"2_7"`); `-1`: none |
+//! | `IABGPP_GppSID` | `s` | the GPP section ids in force, joined by `_` (`"2_7"`); `-1`: none; `0`: not yet known |
 //! | `IABUSPrivacy_String` | `s` | a US Privacy string (`1YNN`), as Prebid Mobile reads it |
 //!
 //! Parsing is all or nothing: any unknown key, wrong type, oversized or undecodable value is
@@ -80,7 +80,7 @@ pub(crate) enum SignalError {
     Undecodable(Key, Undecodable),
     #[error("IABTCF_gdprApplies: must be 0 or 1")]
     GdprApplies,
-    #[error("IABGPP_GppSID: must be section ids (1-255) joined by `_`, or -1")]
+    #[error("IABGPP_GppSID: must be section ids (1-255) joined by `_`, -1 or 0")]
     GppSid,
 }
 
@@ -146,25 +146,28 @@ impl UsPrivacy {
 }
 
 /// `IABGPP_GppSID`: the section ids in force. `-1` (the GPP CMP API's "no section
-/// applicable") is the empty list.
+/// applicable") is the empty list; `0` (a CMP's stub, "not determined yet") names none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GppSid {
     raw: Box<str>,
-    ids: Vec<u8>,
+    /// `None` for `0`.
+    ids: Option<Vec<u8>>,
 }
 
 impl GppSid {
     fn parse(raw: &str) -> Result<GppSid, SignalError> {
-        let ids = if raw == "-1" {
-            Vec::new()
-        } else {
-            raw.split('_')
-                .map(|id| match id.parse::<u8>() {
-                    // Leading zeros or a sign would not round-trip to OpenRTB's integers.
-                    Ok(n) if n > 0 && id == n.to_string() => Ok(n),
-                    _ => Err(SignalError::GppSid),
-                })
-                .collect::<Result<_, _>>()?
+        let ids = match raw {
+            "-1" => Some(Vec::new()),
+            "0" => None,
+            _ => Some(
+                raw.split('_')
+                    .map(|id| match id.parse::<u8>() {
+                        // Leading zeros or a sign would not round-trip to OpenRTB's integers.
+                        Ok(n) if n > 0 && id == n.to_string() => Ok(n),
+                        _ => Err(SignalError::GppSid),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
         };
         Ok(GppSid {
             raw: raw.into(),
@@ -175,9 +178,11 @@ impl GppSid {
     pub(crate) fn as_str(&self) -> &str {
         &self.raw
     }
-    /// The ids in force; empty for `-1`.
-    pub(crate) fn ids(&self) -> &[u8] {
-        &self.ids
+
+    /// The ids in force: empty for `-1`, `None` for `0` (not determined yet: the GPP string's
+    /// own sections are taken instead).
+    pub(crate) fn ids(&self) -> Option<&[u8]> {
+        self.ids.as_deref()
     }
 }
 

@@ -23,7 +23,7 @@ targets=()
 # Stripped `dist` ceilings in bytes: measured + ~3 %. Targets not listed are not gated.
 ceiling() {
   case "$1" in
-    aarch64-unknown-linux-gnu) echo 4061000 ;; # measured 3,942,200 B (docs/benchmarks.md) + 3 %
+    aarch64-unknown-linux-gnu) echo 4196000 ;; # measured 4,073,296 B with the privacy decoders (issue 27, docs/benchmarks.md) + 3 %
     armv7-unknown-linux-gnueabihf) echo 2858000 ;; # measured 2,774,736 B (Thumb-2, cross/build.sh) + 3 %
     *) echo "" ;;
   esac

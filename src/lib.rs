@@ -26,6 +26,7 @@ pub mod hints;
 pub mod identity;
 pub mod network;
 pub mod operator;
+pub(crate) mod privacy;
 pub mod roles;
 pub mod runtime;
 pub mod store;

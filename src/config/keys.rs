@@ -15,6 +15,8 @@ use super::{
     Invalid, LogLevel, Reloadable, ScopeMode, StartupConfig,
 };
 use crate::apps::AppId;
+use crate::privacy::settings::{is_domain, is_match_method};
+use crate::privacy::{EidsConfig, PrivacyConfig, Raw, Signals, TcfPurposes, TrackingAuthorization};
 
 /// `max_scopes` when no file sets it: far more apps than a TV holds, and a bound on what
 /// a broker naming app ids can make uid2d keep (about 1 KiB of memory each).
@@ -327,7 +329,146 @@ pub(crate) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "privacy.enforce",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.privacy_enforce = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "privacy.jurisdiction",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.privacy_jurisdiction = Some(typed(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "privacy.tcf_vendor_id",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let id: usize = typed(value)?;
+            let id =
+                u16::try_from(id)
+                    .ok()
+                    .filter(|&id| id > 0)
+                    .ok_or(Invalid::CountOutOfRange {
+                        min: 1,
+                        max: usize::from(u16::MAX),
+                    })?;
+            layer.privacy_tcf_vendor_id = Some(id);
+            Ok(())
+        },
+    },
+    Key {
+        name: "privacy.tcf_purposes",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let ids: Vec<u8> = typed(value).map_err(|_| Invalid::TcfPurposes)?;
+            layer.privacy_tcf_purposes = Some(TcfPurposes::new(&ids).ok_or(Invalid::TcfPurposes)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "privacy.tracking_authorization_default",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let state: TrackingAuthorization = typed(value)?;
+            if !matches!(
+                state,
+                TrackingAuthorization::Authorized | TrackingAuthorization::NotDetermined
+            ) {
+                return Err(Invalid::TrackingDefault);
+            }
+            layer.privacy_tracking_default = Some(state);
+            Ok(())
+        },
+    },
+    Key {
+        name: "privacy.device.IABTCF_TCString",
+        part: Part::Reloadable,
+        set: |layer, value| device_signal(layer, "IABTCF_TCString", value),
+    },
+    Key {
+        name: "privacy.device.IABTCF_gdprApplies",
+        part: Part::Reloadable,
+        set: |layer, value| device_signal(layer, "IABTCF_gdprApplies", value),
+    },
+    Key {
+        name: "privacy.device.IABGPP_HDR_GppString",
+        part: Part::Reloadable,
+        set: |layer, value| device_signal(layer, "IABGPP_HDR_GppString", value),
+    },
+    Key {
+        name: "privacy.device.IABGPP_GppSID",
+        part: Part::Reloadable,
+        set: |layer, value| device_signal(layer, "IABGPP_GppSID", value),
+    },
+    Key {
+        name: "privacy.device.IABUSPrivacy_String",
+        part: Part::Reloadable,
+        set: |layer, value| device_signal(layer, "IABUSPrivacy_String", value),
+    },
+    Key {
+        name: "eids.inserter",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let map: BTreeMap<String, String> = typed(value)?;
+            let mut inserters = BTreeMap::new();
+            for (app, domain) in map {
+                let app = AppId::new(&app).map_err(Invalid::AppId)?;
+                inserters.insert(app, domain_name(domain)?);
+            }
+            layer.eids_inserter = Some(inserters);
+            Ok(())
+        },
+    },
+    Key {
+        name: "eids.matcher",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.eids_matcher = Some(domain_name(typed(value)?)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "eids.mm",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            let mm: i64 = typed(value)?;
+            let mm = u32::try_from(mm)
+                .ok()
+                .filter(|&mm| is_match_method(mm))
+                .ok_or(Invalid::MatchMethod)?;
+            layer.eids_mm = Some(mm);
+            Ok(())
+        },
+    },
 ];
+
+/// One `[privacy.device]` key: checked and decoded as `SetDevicePrivacySignals` does.
+fn device_signal(layer: &mut Layer, name: &str, value: Value) -> Result<(), Invalid> {
+    let raw = match &value {
+        Value::String(text) => Raw::Str(text),
+        Value::Integer(n) => Raw::Int(*n),
+        _ => Raw::Other,
+    };
+    layer
+        .privacy_device
+        .set(name, raw)
+        .map_err(|e| Invalid::Privacy(e.to_string()))
+}
+
+/// An `[eids]` domain (`inserter`, `matcher`).
+fn domain_name(text: String) -> Result<String, Invalid> {
+    if is_domain(&text) {
+        Ok(text)
+    } else {
+        Err(Invalid::Domain)
+    }
+}
 
 /// A `label`/`unit` pattern, checked as the resolver will use it.
 fn pattern(value: Value) -> Result<String, Invalid> {
@@ -372,6 +513,16 @@ pub(super) struct Layer {
     /// `Some(None)`: set to `""` (off).
     textfile: Option<Option<PathBuf>>,
     textfile_interval: Option<Duration>,
+    privacy_enforce: Option<bool>,
+    privacy_jurisdiction: Option<crate::privacy::Jurisdiction>,
+    privacy_tcf_vendor_id: Option<u16>,
+    privacy_tcf_purposes: Option<TcfPurposes>,
+    privacy_tracking_default: Option<TrackingAuthorization>,
+    /// `[privacy.device]`, key by key: a later file replaces the keys it sets.
+    privacy_device: Signals,
+    eids_inserter: Option<BTreeMap<AppId, String>>,
+    eids_matcher: Option<String>,
+    eids_mm: Option<u32>,
     /// The file that last set each key, to name it in errors found after the last file.
     origin: BTreeMap<&'static str, PathBuf>,
 }
@@ -482,6 +633,24 @@ impl Layer {
                 textfile_interval: self
                     .textfile_interval
                     .unwrap_or(Duration::from_secs(DEFAULT_TEXTFILE_INTERVAL)),
+                privacy: {
+                    let defaults = PrivacyConfig::default();
+                    PrivacyConfig {
+                        enforce: self.privacy_enforce.unwrap_or(defaults.enforce),
+                        jurisdiction: self.privacy_jurisdiction.unwrap_or(defaults.jurisdiction),
+                        tcf_vendor_id: self.privacy_tcf_vendor_id.unwrap_or(defaults.tcf_vendor_id),
+                        tcf_purposes: self.privacy_tcf_purposes.unwrap_or(defaults.tcf_purposes),
+                        tracking_authorization_default: self
+                            .privacy_tracking_default
+                            .unwrap_or(defaults.tracking_authorization_default),
+                        device: self.privacy_device,
+                    }
+                },
+                eids: EidsConfig {
+                    inserter: self.eids_inserter.unwrap_or_default(),
+                    matcher: self.eids_matcher,
+                    mm: self.eids_mm,
+                },
                 euid: {
                     let environment = self.euid_environment.unwrap_or(Environment::EuidProduction);
                     EuidConfig {

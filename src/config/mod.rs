@@ -278,6 +278,12 @@ pub struct Reloadable {
     /// `[diagnostics] textfile_interval`: the least time between two writes of the text
     /// file; 1 to 3600 s.
     pub textfile_interval: Duration,
+    /// `[privacy]`: consent enforcement, the static device signals.
+    #[cfg_attr(not(test), allow(dead_code))] // read once the daemon is wired to src/privacy
+    pub(crate) privacy: crate::privacy::PrivacyConfig,
+    /// `[eids]`: OpenRTB 2.6 eid provenance for `GetBidSignals`.
+    #[cfg_attr(not(test), allow(dead_code))] // read once the daemon is wired to src/privacy
+    pub(crate) eids: crate::privacy::EidsConfig,
 }
 
 impl Default for Reloadable {
@@ -294,6 +300,8 @@ impl Default for Reloadable {
             euid: EuidConfig::default(),
             textfile: None,
             textfile_interval: Duration::from_secs(keys::DEFAULT_TEXTFILE_INTERVAL),
+            privacy: crate::privacy::PrivacyConfig::default(),
+            eids: crate::privacy::EidsConfig::default(),
         }
     }
 }
@@ -358,6 +366,18 @@ pub enum Invalid {
     NotEuid,
     #[error("must be \"\" (off) or an absolute path ending in .prom")]
     TextfilePath,
+    /// A `[privacy.device]` key's value: the key's IAB name and why, never the value (the
+    /// message of the `SetDevicePrivacySignals` error).
+    #[error("{0}")]
+    Privacy(String),
+    #[error("must be a non-empty list of TCF purpose ids, 1 to 24")]
+    TcfPurposes,
+    #[error("must be authorized or not_determined")]
+    TrackingDefault,
+    #[error("must be a domain name such as example.com")]
+    Domain,
+    #[error("must be an AdCOM match method: 0 to 5, or 500 and up")]
+    MatchMethod,
 }
 
 fn one_line(error: &toml::de::Error) -> String {

@@ -197,7 +197,7 @@ fn unknown_keys_and_bad_values_name_the_key() {
     );
     let message = parse("x = 1").unwrap_err().to_string();
     assert!(
-        message.contains("rtc, max_scopes, generate, apps, euid, diagnostics)"),
+        message.contains("rtc, max_scopes, generate, apps, euid, diagnostics, privacy, eids)"),
         "{message}"
     );
     // Syntax errors are one line too, with the file's name.
@@ -614,7 +614,8 @@ fn dist_keys(dist: &str) -> Vec<(String, String)> {
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             table = format!("{name}.");
         } else if let Some((key, _)) = line.split_once(" = ") {
-            if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            // Lower case, or an IAB key name (`IABTCF_TCString`).
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 keys.push((format!("{table}{key}"), line.to_owned()));
             }
         }
@@ -700,4 +701,161 @@ fn diagnostics_textfile_is_off_by_default_and_parses() {
         .unwrap()
         .reloadable;
     assert_eq!(off.textfile, None);
+}
+
+#[test]
+fn privacy_and_eids_keys_parse_with_their_defaults() {
+    use crate::privacy::{Jurisdiction, TcfPurposes, TrackingAuthorization};
+    let defaults = Config::default().reloadable;
+    assert!(defaults.privacy.enforce);
+    assert_eq!(defaults.privacy.jurisdiction, Jurisdiction::Auto);
+    assert_eq!(defaults.privacy.tcf_vendor_id, 21);
+    assert_eq!(
+        defaults.privacy.tcf_purposes,
+        TcfPurposes::new(&[1, 2, 3, 4, 7, 10]).unwrap()
+    );
+    assert_eq!(
+        defaults.privacy.tracking_authorization_default,
+        TrackingAuthorization::Authorized
+    );
+    assert!(defaults.privacy.device.is_empty());
+    assert_eq!(defaults.eids, crate::privacy::EidsConfig::default());
+
+    let config = parse(concat!(
+        "[privacy]\nenforce = false\njurisdiction = \"eea\"\ntcf_vendor_id = 755\n",
+        "tcf_purposes = [1, 3]\ntracking_authorization_default = \"not_determined\"\n",
+        "[privacy.device]\nIABTCF_gdprApplies = 1\nIABUSPrivacy_String = \"1YNN\"\n",
+        "IABGPP_GppSID = \"2_7\"\n",
+        "[eids]\nmatcher = \"news.example.com\"\nmm = 3\n",
+        "[eids.inserter]\n\"com.example.news\" = \"news.example.com\"\n",
+    ))
+    .unwrap()
+    .reloadable;
+    let privacy = &config.privacy;
+    assert!(!privacy.enforce);
+    assert_eq!(privacy.jurisdiction, Jurisdiction::Eea);
+    assert_eq!(privacy.tcf_vendor_id, 755);
+    assert_eq!(privacy.tcf_purposes, TcfPurposes::new(&[3, 1]).unwrap());
+    assert_eq!(
+        privacy.tracking_authorization_default,
+        TrackingAuthorization::NotDetermined
+    );
+    assert_eq!(privacy.device.gdpr_applies, Some(true));
+    assert_eq!(
+        privacy.device.gpp_sid.as_ref().and_then(|s| s.ids()),
+        Some(&[2, 7][..])
+    );
+    assert_eq!(config.eids.matcher.as_deref(), Some("news.example.com"));
+    assert_eq!(config.eids.mm, Some(3));
+    let app = crate::apps::AppId::new("com.example.news").unwrap();
+    assert_eq!(
+        config.eids.inserter.get(&app).map(String::as_str),
+        Some("news.example.com")
+    );
+}
+
+#[test]
+fn privacy_and_eids_bad_values_name_the_key_never_the_value() {
+    let cases = [
+        ("[privacy]\nenforce = 1", "`privacy.enforce`"),
+        ("[privacy]\njurisdiction = \"eu\"", "`privacy.jurisdiction`"),
+        ("[privacy]\ntcf_vendor_id = 0", "`privacy.tcf_vendor_id`"),
+        (
+            "[privacy]\ntcf_vendor_id = 65536",
+            "`privacy.tcf_vendor_id`",
+        ),
+        ("[privacy]\ntcf_purposes = []", "`privacy.tcf_purposes`"),
+        ("[privacy]\ntcf_purposes = [0, 1]", "`privacy.tcf_purposes`"),
+        (
+            "[privacy]\ntcf_purposes = [\"1\"]",
+            "`privacy.tcf_purposes`",
+        ),
+        (
+            "[privacy]\ntracking_authorization_default = \"denied\"",
+            "`privacy.tracking_authorization_default`",
+        ),
+        ("[privacy]\nus_rules = \"mspa\"", "`privacy.us_rules`"),
+        (
+            "[privacy.device]\nIABTCF_TCString = \"SECRETnotatcstring\"",
+            "`privacy.device.IABTCF_TCString`",
+        ),
+        (
+            "[privacy.device]\nIABTCF_gdprApplies = 2",
+            "`privacy.device.IABTCF_gdprApplies`",
+        ),
+        (
+            "[privacy.device]\nIABTCF_gdprApplies = \"1\"",
+            "`privacy.device.IABTCF_gdprApplies`",
+        ),
+        (
+            "[privacy.device]\nIABGPP_HDR_GppString = \"DBABM~SECRETsection\"",
+            "`privacy.device.IABGPP_HDR_GppString`",
+        ),
+        (
+            "[privacy.device]\nIABGPP_GppSID = \"2_x\"",
+            "`privacy.device.IABGPP_GppSID`",
+        ),
+        (
+            "[privacy.device]\nIABUSPrivacy_String = \"1YXN\"",
+            "`privacy.device.IABUSPrivacy_String`",
+        ),
+        (
+            "[privacy.device]\nIABTCF_PurposeConsents = \"1\"",
+            "`privacy.device.IABTCF_PurposeConsents`",
+        ),
+        ("[eids]\nmatcher = \"not a domain\"", "`eids.matcher`"),
+        ("[eids]\nmm = 6", "`eids.mm`"),
+        ("[eids]\nmm = -1", "`eids.mm`"),
+        (
+            "[eids.inserter]\n\".bad\" = \"a.example\"",
+            "`eids.inserter`",
+        ),
+        (
+            "[eids.inserter]\n\"com.example.a\" = \"localhost\"",
+            "`eids.inserter`",
+        ),
+        ("[eids]\nsource = \"uidapi.com\"", "`eids.source`"),
+    ];
+    for (text, key) in cases {
+        let message = parse(text).unwrap_err().to_string();
+        assert!(message.contains(key), "{text:?} gave {message:?}");
+        assert!(!message.contains("SECRET"), "{message}");
+        assert!(!message.contains('\n'), "{message:?}");
+    }
+    let unknown = parse("[privacy.device]\nIABTCF_Other = 1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.contains("(known: IABTCF_TCString, IABTCF_gdprApplies, IABGPP_HDR_GppString, IABGPP_GppSID, IABUSPrivacy_String)"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn privacy_device_keys_layer_key_by_key_and_a_reload_applies_them() {
+    let root = Root::new(&[
+        (
+            "vendor.toml",
+            "[privacy.device]\nIABTCF_gdprApplies = 1\nIABUSPrivacy_String = \"1YNN\"\n",
+        ),
+        (
+            "main.toml.d/50-us.toml",
+            "[privacy.device]\nIABTCF_gdprApplies = 0\n",
+        ),
+    ]);
+    let config = root.load().unwrap();
+    let device = &config.reloadable.privacy.device;
+    assert_eq!(device.gdpr_applies, Some(false), "the drop-in's key");
+    assert_eq!(
+        device.us_privacy.as_ref().map(|u| u.as_str()),
+        Some("1YNN"),
+        "the vendor file's other key is kept"
+    );
+    // Every [privacy] and [eids] key is applied by a reload.
+    let running = Config::default();
+    assert!(running.restart_needed(&config).is_empty());
+    assert_eq!(
+        running.reloaded(config.clone()).reloadable.privacy,
+        config.reloadable.privacy
+    );
 }

@@ -121,18 +121,48 @@ impl Runtime {
     }
 }
 
-/// One OpenRTB 2.6 `EID` object (fields in the order of the spec's examples).
-#[derive(serde::Serialize)]
-struct Eid<'a> {
+/// One OpenRTB 2.6 `EID` object (2.6.md §3.2.27), fields in the order of its table; the
+/// provenance fields are left out when not configured.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Eid<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inserter: Option<&'a str>,
     source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matcher: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mm: Option<u32>,
     uids: [Uid<'a>; 1],
 }
 
 /// One OpenRTB 2.6 `UID` object.
-#[derive(serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 struct Uid<'a> {
     id: &'a str,
     atype: u8,
+}
+
+/// OpenRTB 2.6 `EID` provenance: `inserter` (the domain that puts the ID in the request),
+/// `matcher` (the domain that made the match) and `mm` (AdCOM 1.0 "ID Match Methods").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct EidProvenance<'a> {
+    pub(crate) inserter: Option<&'a str>,
+    pub(crate) matcher: Option<&'a str>,
+    pub(crate) mm: Option<u32>,
+}
+
+/// The `EID` of `token` (not empty) for `product`, with `provenance`.
+pub(crate) fn eid<'a>(product: Product, token: &'a str, provenance: EidProvenance<'a>) -> Eid<'a> {
+    Eid {
+        inserter: provenance.inserter,
+        source: product.source(),
+        matcher: provenance.matcher,
+        mm: provenance.mm,
+        uids: [Uid {
+            id: token,
+            atype: ATYPE_PERSON,
+        }],
+    }
 }
 
 /// The OpenRTB 2.6 `user.eids` array for `token` (empty: no token, `[]`).
@@ -140,13 +170,7 @@ pub fn eids_json(product: Product, token: &str) -> String {
     if token.is_empty() {
         return "[]".to_owned();
     }
-    let eids = [Eid {
-        source: product.source(),
-        uids: [Uid {
-            id: token,
-            atype: ATYPE_PERSON,
-        }],
-    }];
+    let eids = [eid(product, token, EidProvenance::default())];
     // Serialising strings and integers cannot fail.
     serde_json::to_string(&eids).unwrap_or_else(|_| "[]".to_owned())
 }

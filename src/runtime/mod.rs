@@ -45,6 +45,7 @@ use crate::identity::{Identity, Status, UnixMillis};
 use crate::operator::{Failure, Operator};
 use crate::store::Store;
 
+pub(crate) use adtech::{eid, Eid, EidProvenance};
 pub use adtech::{eids_json, IdentityTimes, TokenInfo, VALID_FOR_RANGE};
 pub use device_policy::DevicePolicy;
 pub use generate::{GenerateOptions, MAX_DII_VALUE_LEN, MAX_OPTION_LEN};

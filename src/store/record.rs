@@ -62,7 +62,7 @@ struct VersionOnly {
 }
 
 /// Parses a record of this build's version into `T`, or says why not.
-fn parse<'a, T: Deserialize<'a>>(
+pub(crate) fn parse<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
     version: impl Fn(&T) -> u32,
 ) -> Result<T, RecordError> {

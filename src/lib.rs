@@ -10,6 +10,7 @@
 pub(crate) mod access;
 pub mod apps;
 pub mod bounded_file;
+pub mod bus;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod gateway;
 pub mod hints;
 pub mod identity;
+pub mod logging;
 pub mod network;
 pub mod operator;
 pub(crate) mod privacy;

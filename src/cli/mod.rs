@@ -6,8 +6,8 @@ use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::bus::Bus;
 use crate::client::{error_parts, euid_broker, euid_manager, Broker1Proxy, Manager1Proxy};
-use crate::daemon::Bus;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::StreamExt as _;
 use zbus::zvariant::Value;
@@ -201,18 +201,6 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     }
 }
 
-async fn connect(bus: &Bus) -> zbus::Result<zbus::Connection> {
-    match bus {
-        Bus::System => zbus::Connection::system().await,
-        Bus::Session => zbus::Connection::session().await,
-        Bus::Address(address) => {
-            zbus::connection::Builder::address(address.as_str())?
-                .build()
-                .await
-        }
-    }
-}
-
 /// A `GetTokenInfo` value for a person: strings without quotes, numbers and booleans
 /// without GVariant type words, and `x` values — the interface's times, Unix ms — as
 /// `2026-12-10T11:43:14Z (in 2 h 59 min)`.
@@ -270,7 +258,7 @@ fn say(line: &str) {
 }
 
 async fn run(args: Args) -> Result<(), CliError> {
-    let conn = connect(&args.bus).await?;
+    let conn = args.bus.connect().await?;
     let manager = if args.euid {
         euid_manager(&conn).await?
     } else {

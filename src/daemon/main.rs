@@ -39,7 +39,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let log = daemon::init_logging(config.reloadable.log_level);
+    let log = crate::logging::init_logging(config.reloadable.log_level);
     let state_dir = args.state_dir.unwrap_or_else(|| {
         // systemd passes a colon-separated list; ours has one entry.
         std::env::var_os("STATE_DIRECTORY")

@@ -6,7 +6,6 @@
 //! failing — ends [`run`] with its own [`DaemonError`], so the process exits non-zero and
 //! systemd restarts it.
 
-mod logging;
 mod main;
 mod reload;
 mod start;
@@ -26,36 +25,14 @@ use sd_notify::NotifyState;
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
+use crate::bus::Bus;
 use crate::config::{Config, ConfigPaths};
 use crate::dbus::{self, BUS_NAME, EUID_OBJECT_PATH};
+use crate::logging::LogControl;
 use crate::store::StoreError;
 use systemd::notify;
 
-pub use logging::{init_logging, LogControl};
 pub use main::main;
-
-/// Which bus to serve on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bus {
-    System,
-    Session,
-    /// A D-Bus address such as `unix:path=/run/x`.
-    Address(String),
-}
-
-impl std::str::FromStr for Bus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "system" => Ok(Bus::System),
-            "session" => Ok(Bus::Session),
-            address if address.contains(':') => Ok(Bus::Address(address.to_owned())),
-            _ => Err(
-                "expected `system`, `session` or a D-Bus address like unix:path=/run/bus".into(),
-            ),
-        }
-    }
-}
 
 /// What the command line and the environment decide.
 #[derive(Debug, Clone)]
@@ -319,20 +296,4 @@ async fn serve(
     tasks.abort_all();
     drop(conn);
     failure.map_or(Ok(()), Err)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bus_argument_parses() {
-        assert_eq!("system".parse::<Bus>(), Ok(Bus::System));
-        assert_eq!("session".parse::<Bus>(), Ok(Bus::Session));
-        assert_eq!(
-            "unix:path=/run/x".parse::<Bus>(),
-            Ok(Bus::Address("unix:path=/run/x".into()))
-        );
-        assert!("nonsense".parse::<Bus>().is_err());
-    }
 }

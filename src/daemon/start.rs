@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use tracing::info;
-use zbus::connection;
 
 use super::reload::operator_clients;
-use super::{Bus, DaemonError, Options, BUS_TIMEOUT};
+use super::{DaemonError, Options, BUS_TIMEOUT};
 use crate::access::Rules;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ScopeMode};
@@ -102,12 +101,9 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
     };
 
     let callers = Arc::new(Callers::new(apps));
-    let builder = match &options.bus {
-        Bus::System => connection::Builder::system()?,
-        Bus::Session => connection::Builder::session()?,
-        Bus::Address(address) => connection::Builder::address(address.as_str())?,
-    };
-    let mut builder = builder
+    let mut builder = options
+        .bus
+        .builder()?
         .serve_at(
             OBJECT_PATH,
             Manager::new(runtime.clone(), rules.clone(), callers.clone()),
@@ -152,8 +148,5 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
 }
 
 fn resolve_group(name: &str) -> Result<u32, DaemonError> {
-    match nix::unistd::Group::from_name(name) {
-        Ok(Some(group)) => Ok(group.gid.as_raw()),
-        _ => Err(DaemonError::UnknownGroup(name.to_owned())),
-    }
+    crate::bus::group_id(name).ok_or_else(|| DaemonError::UnknownGroup(name.to_owned()))
 }

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::bus::Bus;
 use crate::config::LogLevel;
-use crate::daemon::{self, Bus};
 use crate::gateway::broker::BrokerOptions;
 use crate::gateway::{self, Options};
 use clap::Parser;
@@ -75,12 +75,12 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _log = daemon::init_logging(level);
+    let _log = crate::logging::init_logging(level);
     let session_gid = match args.session_group.as_deref() {
         None => None,
-        Some(name) => match nix::unistd::Group::from_name(name) {
-            Ok(Some(group)) => Some(group.gid.as_raw()),
-            _ => {
+        Some(name) => match crate::bus::group_id(name) {
+            Some(gid) => Some(gid),
+            None => {
                 eprintln!("uid2-gateway: --session-group: no group {name:?}");
                 return ExitCode::FAILURE;
             }

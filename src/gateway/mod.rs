@@ -23,8 +23,8 @@ use tracing::{info, warn};
 use zbus::fdo::RequestNameFlags;
 use zbus::fdo::RequestNameReply;
 
+use crate::bus::Bus;
 use crate::client::broker::Broker1Proxy;
-use crate::daemon::Bus;
 use methods::Product;
 
 mod admission;
@@ -163,12 +163,7 @@ pub async fn run(
         None => format!("serving pages at {endpoint_base}"),
     };
 
-    let builder = match &options.bus {
-        Bus::System => zbus::connection::Builder::system()?,
-        Bus::Session => zbus::connection::Builder::session()?,
-        Bus::Address(address) => zbus::connection::Builder::address(address.as_str())?,
-    };
-    let conn = builder.build().await?;
+    let conn = options.bus.connect().await?;
     let broker = Broker1Proxy::new(&conn).await?;
     let euid_broker = crate::client::euid_broker(&conn).await?;
     let sessions = Arc::new(sessions::Sessions::new(options.max_sessions));

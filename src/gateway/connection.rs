@@ -19,8 +19,9 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info};
 
 use super::admission::Ticket;
+use super::methods::Parsed;
 use super::methods::{self, Product};
-use super::rpc::{self, Parsed};
+use super::rpc;
 use super::sessions::{Claimed, Sessions};
 use crate::client::broker::Broker1Proxy;
 
@@ -236,10 +237,10 @@ where
 /// The reply to one text frame, `None` for a notification.
 async fn answer(text: &str, app_id: &str, context: &Context) -> Option<String> {
     debug!(app_id, bytes = text.len(), "request");
-    match rpc::parse(text) {
+    match methods::parse(text) {
         Parsed::Error { id, error } => Some(rpc::response(id, Err(error))),
         Parsed::Call { id, product, call } => {
-            let result = methods::execute(context.broker(product), app_id, call).await;
+            let result = call.execute(context.broker(product), app_id).await;
             debug!(
                 app_id,
                 product = product.as_str(),

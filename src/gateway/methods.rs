@@ -3,64 +3,82 @@
 //! parameters: `docs/html5.md`.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use serde_json::{Map, Value};
 use zbus::zvariant::{OwnedValue, Value as Variant};
 
-use super::rpc::{bad_params, from_dbus, Params, RpcError, METHOD_NOT_FOUND};
+use super::rpc::{bad_params, from_dbus, product_of, Params, Request, RpcError, METHOD_NOT_FOUND};
 use crate::client::broker::Broker1Proxy;
 
-/// Which of uid2d's objects a request goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Product {
-    /// `/com/uid2/Manager`: methods without a prefix.
-    Uid2,
-    /// `/com/uid2/Manager/euid`: methods named `euid.<method>`.
-    Euid,
-}
+pub(crate) use super::rpc::Product;
 
-impl Product {
-    /// `uid2` or `euid`, as in `GetTokenInfo`'s `product`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Product::Uid2 => "uid2",
-            Product::Euid => "euid",
-        }
-    }
-}
-
-/// One method of the gateway, with its parameters.
+/// What a method's params become: the shapes of arguments the methods take (several
+/// methods share a shape; a new method usually needs none of its own).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Call {
-    GetAdvertisingToken,
-    GetIdentity,
-    GetIdentityStatus,
-    SetIdentity(String),
-    GenerateIdentity {
+pub(crate) enum Args {
+    None,
+    /// An identity as JSON text.
+    Identity(String),
+    Generate {
         kind: String,
         value: String,
         subscription_id: Option<String>,
         public_key: Option<String>,
     },
-    RefreshIdentity,
-    ResetIdentity,
-    SetAutomaticRefreshEnabled(bool),
-    GetAutomaticRefreshEnabled,
-    GetTokenInfo,
-    GetEids,
+    Enabled(bool),
     /// Seconds the token must stay valid for (uid2d checks 1–86400).
-    GetAdvertisingTokenValidFor(u32),
+    Seconds(u32),
 }
 
-/// One JSON-RPC method: its name, the parameter names it takes, and how its params become
-/// a [`Call`]. Every transport (a page's session, the platforms' broker endpoint) serves
-/// exactly the methods of [`METHODS`], so a new method is one entry there (and its arm in
-/// [`execute`]).
+/// uid2d's answer to one method, as the JSON-RPC result.
+type Answer = Pin<Box<dyn Future<Output = zbus::Result<Value>> + Send>>;
+
+/// One JSON-RPC method: its name, the parameter names it takes, how its params become
+/// [`Args`] and how it runs through uid2d's `com.uid2.Broker1` for an app. Every
+/// transport (a page's session, the platforms' broker endpoint) serves exactly the
+/// methods of [`METHODS`], and nothing else lists them: a new method is one entry.
 #[derive(Debug)]
 pub(crate) struct Method {
     pub(crate) name: &'static str,
     params: &'static [&'static str],
-    call: fn(&Params<'_>) -> Result<Call, RpcError>,
+    parse: fn(&Params<'_>) -> Result<Args, RpcError>,
+    run: fn(Broker1Proxy<'static>, String, Args) -> Answer,
+}
+
+/// A method with its arguments, parsed and ready to run for an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Call {
+    pub(crate) method: &'static str,
+    pub(crate) args: Args,
+}
+
+impl Call {
+    /// Runs the call for `app_id` through uid2d's broker interface; the JSON-RPC result.
+    pub(crate) async fn execute(
+        self,
+        broker: &Broker1Proxy<'static>,
+        app_id: &str,
+    ) -> Result<Value, RpcError> {
+        let Some(method) = METHODS.iter().find(|m| m.name == self.method) else {
+            return Err(RpcError::new(METHOD_NOT_FOUND, "Method not found"));
+        };
+        (method.run)(broker.clone(), app_id.to_owned(), self.args)
+            .await
+            .map_err(|e| from_dbus(&e))
+    }
+}
+
+/// The answer of a method whose [`Args`] are not the shape its parser makes: a bug here,
+/// never a page's doing; answered as an error, nothing run.
+fn wrong_shape() -> zbus::Error {
+    zbus::Error::Failure("the gateway parsed this method's arguments wrongly".to_owned())
+}
+
+/// An answer as a boxed future.
+fn answer(f: impl Future<Output = zbus::Result<Value>> + Send + 'static) -> Answer {
+    Box::pin(f)
 }
 
 /// Every method, for both products (the `euid.` prefix is the transport's).
@@ -68,82 +86,152 @@ pub(crate) const METHODS: &[Method] = &[
     Method {
         name: "getAdvertisingToken",
         params: &[],
-        call: |_| Ok(Call::GetAdvertisingToken),
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| {
+            answer(async move { b.get_advertising_token(&app).await.map(Value::from) })
+        },
     },
     Method {
         name: "getIdentity",
         params: &[],
-        call: |_| Ok(Call::GetIdentity),
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| answer(async move { b.get_identity(&app).await.map(page_identity) }),
     },
     Method {
         name: "getIdentityStatus",
         params: &[],
-        call: |_| Ok(Call::GetIdentityStatus),
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| answer(async move { b.get_identity_status(&app).await.map(Value::from) }),
     },
     Method {
         name: "refreshIdentity",
         params: &[],
-        call: |_| Ok(Call::RefreshIdentity),
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| answer(async move { b.refresh_identity(&app).await.map(Value::from) }),
     },
     Method {
         name: "resetIdentity",
         params: &[],
-        call: |_| Ok(Call::ResetIdentity),
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| answer(async move { b.reset_identity(&app).await.map(|()| Value::Null) }),
     },
     Method {
         name: "getAutomaticRefreshEnabled",
         params: &[],
-        call: |_| Ok(Call::GetAutomaticRefreshEnabled),
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| {
+            answer(async move { b.get_automatic_refresh_enabled(&app).await.map(Value::from) })
+        },
     },
     Method {
         name: "getTokenInfo",
         params: &[],
-        call: |_| Ok(Call::GetTokenInfo),
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| answer(async move { b.get_token_info(&app).await.map(token_info) }),
     },
     Method {
         name: "getEids",
         params: &[],
-        call: |_| Ok(Call::GetEids),
+        parse: |_| Ok(Args::None),
+        // uid2d's JSON, as a value: the page gets the array to put in `user.eids`.
+        run: |b, app, _| {
+            answer(async move {
+                b.get_eids(&app)
+                    .await
+                    .map(|eids| serde_json::from_str(&eids).unwrap_or(Value::Array(Vec::new())))
+            })
+        },
     },
     Method {
         name: "setIdentity",
         params: &["identity"],
-        call: |params| match params.get("identity") {
-            Some(Value::String(s)) => Ok(Call::SetIdentity(s.clone())),
-            Some(identity @ Value::Object(_)) => Ok(Call::SetIdentity(identity.to_string())),
+        parse: |params| match params.get("identity") {
+            Some(Value::String(s)) => Ok(Args::Identity(s.clone())),
+            Some(identity @ Value::Object(_)) => Ok(Args::Identity(identity.to_string())),
             _ => Err(bad_params("identity (an object) is required")),
+        },
+        run: |b, app, args| {
+            answer(async move {
+                let Args::Identity(identity) = args else {
+                    return Err(wrong_shape());
+                };
+                b.set_identity(&app, &identity).await.map(Value::from)
+            })
         },
     },
     Method {
         name: "generateIdentity",
         params: &["kind", "value", "subscriptionId", "serverPublicKey"],
-        call: |params| {
-            Ok(Call::GenerateIdentity {
+        parse: |params| {
+            Ok(Args::Generate {
                 kind: params.string("kind")?,
                 value: params.string("value")?,
                 subscription_id: params.optional_string("subscriptionId")?,
                 public_key: params.optional_string("serverPublicKey")?,
             })
         },
+        run: |b, app, args| {
+            answer(async move {
+                let Args::Generate {
+                    kind,
+                    value,
+                    subscription_id,
+                    public_key,
+                } = args
+                else {
+                    return Err(wrong_shape());
+                };
+                let mut options: HashMap<&str, Variant<'_>> = HashMap::new();
+                if let Some(s) = subscription_id.as_deref() {
+                    options.insert("subscription_id", Variant::from(s));
+                }
+                if let Some(k) = public_key.as_deref() {
+                    options.insert("public_key", Variant::from(k));
+                }
+                b.generate_identity(&app, &kind, &value, options)
+                    .await
+                    .map(Value::from)
+            })
+        },
     },
     Method {
         name: "setAutomaticRefreshEnabled",
         params: &["enabled"],
-        call: |params| match params.get("enabled") {
-            Some(Value::Bool(b)) => Ok(Call::SetAutomaticRefreshEnabled(*b)),
+        parse: |params| match params.get("enabled") {
+            Some(Value::Bool(b)) => Ok(Args::Enabled(*b)),
             _ => Err(bad_params("enabled (a boolean) is required")),
+        },
+        run: |b, app, args| {
+            answer(async move {
+                let Args::Enabled(enabled) = args else {
+                    return Err(wrong_shape());
+                };
+                b.set_automatic_refresh_enabled(&app, enabled)
+                    .await
+                    .map(|()| Value::Null)
+            })
         },
     },
     Method {
         name: "getAdvertisingTokenValidFor",
         params: &["seconds"],
-        call: |params| match params
+        parse: |params| match params
             .get("seconds")
             .and_then(Value::as_u64)
             .map(u32::try_from)
         {
-            Some(Ok(seconds)) => Ok(Call::GetAdvertisingTokenValidFor(seconds)),
+            Some(Ok(seconds)) => Ok(Args::Seconds(seconds)),
             _ => Err(bad_params("seconds (a whole number) is required")),
+        },
+        run: |b, app, args| {
+            answer(async move {
+                let Args::Seconds(seconds) = args else {
+                    return Err(wrong_shape());
+                };
+                b.get_advertising_token_valid_for(&app, seconds)
+                    .await
+                    .map(Value::from)
+            })
         },
     },
 ];
@@ -163,63 +251,49 @@ pub(crate) fn call_of(method: &str, params: &Params<'_>) -> Result<Call, RpcErro
     if matches!(params, Params::Positional) {
         return Err(bad_params("parameters are passed by name (an object)"));
     }
-    (entry.call)(params)
+    Ok(Call {
+        method: entry.name,
+        args: (entry.parse)(params)?,
+    })
 }
 
-/// Runs `call` for `app_id` through uid2d's broker interface; the JSON-RPC result.
-pub(crate) async fn execute(
-    broker: &Broker1Proxy<'_>,
-    app_id: &str,
-    call: Call,
-) -> Result<Value, RpcError> {
-    let answer = match call {
-        Call::GetAdvertisingToken => broker.get_advertising_token(app_id).await.map(Value::from),
-        Call::GetIdentity => broker.get_identity(app_id).await.map(page_identity),
-        Call::GetIdentityStatus => broker.get_identity_status(app_id).await.map(Value::from),
-        Call::SetIdentity(identity) => broker
-            .set_identity(app_id, &identity)
-            .await
-            .map(Value::from),
-        Call::GenerateIdentity {
-            kind,
-            value,
-            subscription_id,
-            public_key,
-        } => {
-            let mut options: HashMap<&str, Variant<'_>> = HashMap::new();
-            if let Some(s) = subscription_id.as_deref() {
-                options.insert("subscription_id", Variant::from(s));
-            }
-            if let Some(k) = public_key.as_deref() {
-                options.insert("public_key", Variant::from(k));
-            }
-            broker
-                .generate_identity(app_id, &kind, &value, options)
-                .await
-                .map(Value::from)
-        }
-        Call::RefreshIdentity => broker.refresh_identity(app_id).await.map(Value::from),
-        Call::ResetIdentity => broker.reset_identity(app_id).await.map(|()| Value::Null),
-        Call::SetAutomaticRefreshEnabled(enabled) => broker
-            .set_automatic_refresh_enabled(app_id, enabled)
-            .await
-            .map(|()| Value::Null),
-        Call::GetAutomaticRefreshEnabled => broker
-            .get_automatic_refresh_enabled(app_id)
-            .await
-            .map(Value::from),
-        Call::GetTokenInfo => broker.get_token_info(app_id).await.map(token_info),
-        // uid2d's JSON, as a value: the page gets the array to put in `user.eids`.
-        Call::GetEids => broker
-            .get_eids(app_id)
-            .await
-            .map(|eids| serde_json::from_str(&eids).unwrap_or(Value::Array(Vec::new()))),
-        Call::GetAdvertisingTokenValidFor(seconds) => broker
-            .get_advertising_token_valid_for(app_id, seconds)
-            .await
-            .map(Value::from),
-    };
-    answer.map_err(|e| from_dbus(&e))
+/// A parsed request: its id (`None` for a notification) and call, or the error to answer
+/// (with the id when it could be read).
+#[derive(Debug, PartialEq)]
+pub(crate) enum Parsed {
+    Call {
+        id: Option<Value>,
+        product: Product,
+        call: Call,
+    },
+    Error {
+        id: Value,
+        error: RpcError,
+    },
+}
+
+/// The call `request` names, or the error to answer.
+pub(crate) fn parse_request(request: &Request) -> Parsed {
+    let (product, method) = product_of(&request.method);
+    match call_of(method, &request.params()) {
+        Ok(call) => Parsed::Call {
+            id: request.id.clone(),
+            product,
+            call,
+        },
+        Err(error) => Parsed::Error {
+            id: request.reply_id(),
+            error,
+        },
+    }
+}
+
+/// Parses one text frame of a page's session.
+pub(crate) fn parse(text: &str) -> Parsed {
+    match super::rpc::request(text) {
+        Ok(request) => parse_request(&request),
+        Err((id, error)) => Parsed::Error { id, error },
+    }
 }
 
 /// The identity a page gets: the stored one without `refresh_token` and
@@ -261,6 +335,154 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::gateway::rpc::{INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR};
+
+    fn error_code_of(text: &str) -> (Value, i64) {
+        match parse(text) {
+            Parsed::Error { id, error } => (id, error.code),
+            other => panic!("expected an error for {text}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_and_their_errors() {
+        let table: &[(&str, Value, i64)] = &[
+            ("{", Value::Null, PARSE_ERROR),
+            ("", Value::Null, PARSE_ERROR),
+            ("[]", Value::Null, INVALID_REQUEST),
+            (
+                r#"[{"jsonrpc":"2.0","method":"getIdentity","id":1}]"#,
+                Value::Null,
+                INVALID_REQUEST,
+            ),
+            ("42", Value::Null, INVALID_REQUEST),
+            (
+                r#"{"jsonrpc":"1.0","method":"getIdentity","id":1}"#,
+                json!(1),
+                INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":7,"id":"a"}"#,
+                json!("a"),
+                INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"getIdentity","id":{}}"#,
+                Value::Null,
+                INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"getIdentity","params":3,"id":2}"#,
+                json!(2),
+                INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"nope","id":3}"#,
+                json!(3),
+                METHOD_NOT_FOUND,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"nope","params":[1],"id":3}"#,
+                json!(3),
+                METHOD_NOT_FOUND,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"setIdentity","id":4}"#,
+                json!(4),
+                INVALID_PARAMS,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"setIdentity","params":{"identity":5},"id":4}"#,
+                json!(4),
+                INVALID_PARAMS,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"getIdentity","params":{"x":1},"id":5}"#,
+                json!(5),
+                INVALID_PARAMS,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"getIdentity","params":[1],"id":5}"#,
+                json!(5),
+                INVALID_PARAMS,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"generateIdentity","params":{"kind":"email"},"id":6}"#,
+                json!(6),
+                INVALID_PARAMS,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"generateIdentity","params":{"kind":"email","value":"x","subscriptionId":1},"id":6}"#,
+                json!(6),
+                INVALID_PARAMS,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"setAutomaticRefreshEnabled","params":{"enabled":"yes"},"id":7}"#,
+                json!(7),
+                INVALID_PARAMS,
+            ),
+        ];
+        for (text, id, code) in table {
+            assert_eq!(error_code_of(text), (id.clone(), *code), "{text}");
+        }
+    }
+
+    #[test]
+    fn calls() {
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","method":"getAdvertisingToken","id":1}"#),
+            Parsed::Call {
+                id: Some(json!(1)),
+                product: Product::Uid2,
+                call: Call {
+                    method: "getAdvertisingToken",
+                    args: Args::None
+                }
+            }
+        );
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","method":"euid.resetIdentity","params":[]}"#),
+            Parsed::Call {
+                id: None,
+                product: Product::Euid,
+                call: Call {
+                    method: "resetIdentity",
+                    args: Args::None
+                }
+            }
+        );
+        assert_eq!(
+            parse(
+                r#"{"jsonrpc":"2.0","method":"setIdentity","params":{"identity":{"a":1}},"id":null}"#
+            ),
+            Parsed::Call {
+                id: Some(Value::Null),
+                product: Product::Uid2,
+                call: Call {
+                    method: "setIdentity",
+                    args: Args::Identity(r#"{"a":1}"#.to_owned())
+                }
+            }
+        );
+        assert_eq!(
+            parse(
+                r#"{"jsonrpc":"2.0","method":"generateIdentity","params":{"kind":"email_hash","value":"h","subscriptionId":"s"},"id":"x"}"#
+            ),
+            Parsed::Call {
+                id: Some(json!("x")),
+                product: Product::Uid2,
+                call: Call {
+                    method: "generateIdentity",
+                    args: Args::Generate {
+                        kind: "email_hash".to_owned(),
+                        value: "h".to_owned(),
+                        subscription_id: Some("s".to_owned()),
+                        public_key: None,
+                    }
+                }
+            }
+        );
+    }
 
     #[test]
     fn a_page_never_gets_the_refresh_secrets() {
@@ -301,17 +523,22 @@ mod tests {
         };
         let map = named(json!({"seconds": 120}));
         assert_eq!(
-            call_of("getAdvertisingTokenValidFor", &Params::Named(&map)).unwrap(),
-            Call::GetAdvertisingTokenValidFor(120)
+            call_of("getAdvertisingTokenValidFor", &Params::Named(&map))
+                .unwrap()
+                .args,
+            Args::Seconds(120)
         );
         for bad in [json!({"seconds": -1}), json!({"seconds": "60"}), json!({})] {
             let map = named(bad);
             assert!(call_of("getAdvertisingTokenValidFor", &Params::Named(&map)).is_err());
         }
-        assert_eq!(call_of("getEids", &Params::None).unwrap(), Call::GetEids);
+        assert_eq!(call_of("getEids", &Params::None).unwrap().method, "getEids");
         assert_eq!(
             call_of("getTokenInfo", &Params::None).unwrap(),
-            Call::GetTokenInfo
+            Call {
+                method: "getTokenInfo",
+                args: Args::None
+            }
         );
     }
 }

@@ -1,6 +1,7 @@
-//! JSON-RPC 2.0 (<https://www.jsonrpc.org/specification>) framing for one session: a text
-//! frame parsed into a [`Call`] (the methods are in `methods.rs`), and the answers, errors
-//! and notifications as text frames.
+//! JSON-RPC 2.0 (<https://www.jsonrpc.org/specification>) framing: a text frame's request
+//! envelope ([`request`]), uid2d's errors as JSON-RPC errors, and the answers and
+//! notifications as text frames. Which methods there are is `methods.rs`'s, which builds on
+//! this module and is not used by it.
 //!
 //! Requests name their parameters (an object); methods without parameters also take
 //! none or `[]`. Batches are refused with -32600. A request without `id` is a
@@ -8,7 +9,6 @@
 
 use serde_json::{json, Map, Value};
 
-use super::methods::{call_of, Call, Product};
 use crate::error::ErrorName;
 
 /// JSON-RPC's own error codes (the specification's section 5.1).
@@ -60,21 +60,6 @@ impl RpcError {
     }
 }
 
-/// A parsed request: its id (`None` for a notification) and call, or the error to answer
-/// (with the id when it could be read).
-#[derive(Debug, PartialEq)]
-pub(crate) enum Parsed {
-    Call {
-        id: Option<Value>,
-        product: Product,
-        call: Call,
-    },
-    Error {
-        id: Value,
-        error: RpcError,
-    },
-}
-
 /// A request object whose envelope is valid, its method not yet looked up: what every
 /// transport reads first (the broker endpoint takes `appId` out of `params` before the
 /// method sees them).
@@ -99,22 +84,6 @@ impl Request {
             Some(Value::Object(map)) => Params::Named(map),
             Some(Value::Array(a)) if !a.is_empty() => Params::Positional,
             _ => Params::None,
-        }
-    }
-
-    /// The call this request names, or the error to answer.
-    pub(crate) fn call(&self) -> Parsed {
-        let (product, method) = product_of(&self.method);
-        match call_of(method, &self.params()) {
-            Ok(call) => Parsed::Call {
-                id: self.id.clone(),
-                product,
-                call,
-            },
-            Err(error) => Parsed::Error {
-                id: self.reply_id(),
-                error,
-            },
         }
     }
 }
@@ -162,11 +131,22 @@ pub(crate) fn request(text: &str) -> Result<Request, (Value, RpcError)> {
     Ok(Request { id, method, params })
 }
 
-/// Parses one text frame of a page's session.
-pub(crate) fn parse(text: &str) -> Parsed {
-    match request(text) {
-        Ok(request) => request.call(),
-        Err((id, error)) => Parsed::Error { id, error },
+/// Which of uid2d's objects a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Product {
+    /// `/com/uid2/Manager`: methods without a prefix.
+    Uid2,
+    /// `/com/uid2/Manager/euid`: methods named `euid.<method>`.
+    Euid,
+}
+
+impl Product {
+    /// `uid2` or `euid`, as in `GetTokenInfo`'s `product`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Product::Uid2 => "uid2",
+            Product::Euid => "euid",
+        }
     }
 }
 
@@ -269,143 +249,7 @@ pub(crate) fn status_notification(product: Product, status: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn error_code_of(text: &str) -> (Value, i64) {
-        match parse(text) {
-            Parsed::Error { id, error } => (id, error.code),
-            other => panic!("expected an error for {text}, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn requests_and_their_errors() {
-        let table: &[(&str, Value, i64)] = &[
-            ("{", Value::Null, PARSE_ERROR),
-            ("", Value::Null, PARSE_ERROR),
-            ("[]", Value::Null, INVALID_REQUEST),
-            (
-                r#"[{"jsonrpc":"2.0","method":"getIdentity","id":1}]"#,
-                Value::Null,
-                INVALID_REQUEST,
-            ),
-            ("42", Value::Null, INVALID_REQUEST),
-            (
-                r#"{"jsonrpc":"1.0","method":"getIdentity","id":1}"#,
-                json!(1),
-                INVALID_REQUEST,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":7,"id":"a"}"#,
-                json!("a"),
-                INVALID_REQUEST,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"getIdentity","id":{}}"#,
-                Value::Null,
-                INVALID_REQUEST,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"getIdentity","params":3,"id":2}"#,
-                json!(2),
-                INVALID_REQUEST,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"nope","id":3}"#,
-                json!(3),
-                METHOD_NOT_FOUND,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"nope","params":[1],"id":3}"#,
-                json!(3),
-                METHOD_NOT_FOUND,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"setIdentity","id":4}"#,
-                json!(4),
-                INVALID_PARAMS,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"setIdentity","params":{"identity":5},"id":4}"#,
-                json!(4),
-                INVALID_PARAMS,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"getIdentity","params":{"x":1},"id":5}"#,
-                json!(5),
-                INVALID_PARAMS,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"getIdentity","params":[1],"id":5}"#,
-                json!(5),
-                INVALID_PARAMS,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"generateIdentity","params":{"kind":"email"},"id":6}"#,
-                json!(6),
-                INVALID_PARAMS,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"generateIdentity","params":{"kind":"email","value":"x","subscriptionId":1},"id":6}"#,
-                json!(6),
-                INVALID_PARAMS,
-            ),
-            (
-                r#"{"jsonrpc":"2.0","method":"setAutomaticRefreshEnabled","params":{"enabled":"yes"},"id":7}"#,
-                json!(7),
-                INVALID_PARAMS,
-            ),
-        ];
-        for (text, id, code) in table {
-            assert_eq!(error_code_of(text), (id.clone(), *code), "{text}");
-        }
-    }
-
-    #[test]
-    fn calls() {
-        assert_eq!(
-            parse(r#"{"jsonrpc":"2.0","method":"getAdvertisingToken","id":1}"#),
-            Parsed::Call {
-                id: Some(json!(1)),
-                product: Product::Uid2,
-                call: Call::GetAdvertisingToken
-            }
-        );
-        assert_eq!(
-            parse(r#"{"jsonrpc":"2.0","method":"euid.resetIdentity","params":[]}"#),
-            Parsed::Call {
-                id: None,
-                product: Product::Euid,
-                call: Call::ResetIdentity
-            }
-        );
-        assert_eq!(
-            parse(
-                r#"{"jsonrpc":"2.0","method":"setIdentity","params":{"identity":{"a":1}},"id":null}"#
-            ),
-            Parsed::Call {
-                id: Some(Value::Null),
-                product: Product::Uid2,
-                call: Call::SetIdentity(r#"{"a":1}"#.to_owned())
-            }
-        );
-        assert_eq!(
-            parse(
-                r#"{"jsonrpc":"2.0","method":"generateIdentity","params":{"kind":"email_hash","value":"h","subscriptionId":"s"},"id":"x"}"#
-            ),
-            Parsed::Call {
-                id: Some(json!("x")),
-                product: Product::Uid2,
-                call: Call::GenerateIdentity {
-                    kind: "email_hash".to_owned(),
-                    value: "h".to_owned(),
-                    subscription_id: Some("s".to_owned()),
-                    public_key: None,
-                }
-            }
-        );
-    }
 
     #[test]
     fn every_uid2d_error_has_its_own_code() {

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::apps::AppId;
 use crate::error::ErrorName;
-use crate::gateway::methods::{Call, Product};
-use crate::gateway::rpc::{self, bad_params, Params, Parsed, RpcError, INVALID_REQUEST};
+use crate::gateway::methods::{parse_request, Call, Parsed, Product};
+use crate::gateway::rpc::{self, bad_params, Params, RpcError, INVALID_REQUEST};
 
 /// The parameter that names the app. Set by the platform from its own record of the app
 /// (Ripple: `$context.appId`), after the app's own params, so an app cannot name another.
@@ -59,7 +59,7 @@ pub(crate) fn parse(text: &str) -> Result<Job, (Value, RpcError)> {
             event,
             listen: listen_of(&request.params()).map_err(|e| (reply_id.clone(), e))?,
         },
-        None => match request.call() {
+        None => match parse_request(&request) {
             Parsed::Call { call, .. } => Work::Call(call),
             Parsed::Error { id, error } => return Err((id, error)),
         },
@@ -143,6 +143,7 @@ pub(crate) fn status_push(id: &Value, product: Product, status: &str) -> String 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::gateway::methods::Args;
     use crate::gateway::rpc::{error_code, INVALID_PARAMS, METHOD_NOT_FOUND};
 
     fn error_of(text: &str) -> (Value, i64) {
@@ -160,14 +161,20 @@ mod tests {
                 id: Some(json!(0)),
                 app_id: "news.example".to_owned(),
                 product: Product::Uid2,
-                work: Work::Call(Call::GetAdvertisingToken),
+                work: Work::Call(Call {
+                    method: "getAdvertisingToken",
+                    args: Args::None
+                }),
             }
         );
         assert_eq!(
             parse(r#"{"id":7,"jsonrpc":"2.0","method":"setIdentity","params":{"appId":"news.example","identity":{"advertising_token":"A"}}}"#)
                 .unwrap()
                 .work,
-            Work::Call(Call::SetIdentity(r#"{"advertising_token":"A"}"#.to_owned()))
+            Work::Call(Call {
+                method: "setIdentity",
+                args: Args::Identity(r#"{"advertising_token":"A"}"#.to_owned())
+            })
         );
         assert_eq!(
             parse(r#"{"id":3,"jsonrpc":"2.0","method":"euid.onIdentityStatusChanged","params":{"appId":"a.b","listen":true}}"#)

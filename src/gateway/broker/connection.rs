@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::calls::{self, Job, Work};
 use crate::client::broker::Broker1Proxy;
 use crate::gateway::connection::{finish, frame, Context, End, Frame};
-use crate::gateway::methods::{self, Product};
+use crate::gateway::methods::Product;
 use crate::gateway::rpc::{self, RpcError, BUSY};
 
 /// Calls of one app that may wait behind its running call.
@@ -115,7 +115,7 @@ async fn run(job: Job, broker: Broker1Proxy<'static>) -> Done {
         work,
     } = job;
     let (result, change) = match work {
-        Work::Call(call) => (methods::execute(&broker, &app_id, call).await, None),
+        Work::Call(call) => (call.execute(&broker, &app_id).await, None),
         Work::Listen { event, listen } => {
             // Asking uid2d once checks that it serves, and makes the gateway a receiver of
             // its broker signal (again, should uid2d have restarted).

@@ -18,64 +18,60 @@ use crate::store::StoreError;
 /// The D-Bus error name prefix of the contract.
 pub const ERROR_PREFIX: &str = "com.uid2.Manager1.Error";
 
-/// The names of the contract's errors (`../DESIGN.md`, "D-Bus"): the last part of
-/// `com.uid2.Manager1.Error.<Name>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorName {
-    InvalidIdentity,
-    IdentityExpired,
-    InvalidArgument,
-    NoIdentity,
-    AccessDenied,
-    RefreshFailed,
-    GenerateFailed,
-    Storage,
-    ScopeLimit,
+/// The contract's errors, one row each: the name (the last part of
+/// `com.uid2.Manager1.Error.<Name>`, `../DESIGN.md` "D-Bus") and the JSON-RPC error code
+/// the gateway answers it with (JSON-RPC's range for server errors, -32000 to -32099).
+/// Everything else about a name — its D-Bus name, the list of all, parsing — derives from
+/// this one table.
+macro_rules! error_names {
+    ($($(#[$doc:meta])* $name:ident = $code:literal,)*) => {
+        /// The names of the contract's errors.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorName {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl ErrorName {
+            /// Every name, in the table's order.
+            pub const ALL: &'static [ErrorName] = &[$(ErrorName::$name,)*];
+
+            /// The short name, e.g. `NoIdentity`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorName::$name => stringify!($name),)*
+                }
+            }
+
+            /// The whole D-Bus name, e.g. `com.uid2.Manager1.Error.NoIdentity`.
+            pub fn dbus_name(self) -> &'static str {
+                match self {
+                    $(ErrorName::$name => concat!("com.uid2.Manager1.Error.", stringify!($name)),)*
+                }
+            }
+
+            /// The JSON-RPC error code of this error on the gateway (`docs/html5.md`).
+            pub fn rpc_code(self) -> i64 {
+                match self {
+                    $(ErrorName::$name => $code,)*
+                }
+            }
+        }
+    };
+}
+
+error_names! {
+    InvalidIdentity = -32001,
+    IdentityExpired = -32002,
+    InvalidArgument = -32003,
+    NoIdentity = -32004,
+    AccessDenied = -32005,
+    RefreshFailed = -32006,
+    GenerateFailed = -32007,
+    Storage = -32008,
+    ScopeLimit = -32009,
 }
 
 impl ErrorName {
-    pub const ALL: [ErrorName; 9] = [
-        ErrorName::InvalidIdentity,
-        ErrorName::IdentityExpired,
-        ErrorName::InvalidArgument,
-        ErrorName::NoIdentity,
-        ErrorName::AccessDenied,
-        ErrorName::RefreshFailed,
-        ErrorName::GenerateFailed,
-        ErrorName::Storage,
-        ErrorName::ScopeLimit,
-    ];
-
-    /// The short name, e.g. `NoIdentity`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorName::InvalidIdentity => "InvalidIdentity",
-            ErrorName::IdentityExpired => "IdentityExpired",
-            ErrorName::InvalidArgument => "InvalidArgument",
-            ErrorName::NoIdentity => "NoIdentity",
-            ErrorName::AccessDenied => "AccessDenied",
-            ErrorName::RefreshFailed => "RefreshFailed",
-            ErrorName::GenerateFailed => "GenerateFailed",
-            ErrorName::Storage => "Storage",
-            ErrorName::ScopeLimit => "ScopeLimit",
-        }
-    }
-
-    /// The whole D-Bus name, e.g. `com.uid2.Manager1.Error.NoIdentity`.
-    pub fn dbus_name(self) -> &'static str {
-        match self {
-            ErrorName::InvalidIdentity => "com.uid2.Manager1.Error.InvalidIdentity",
-            ErrorName::IdentityExpired => "com.uid2.Manager1.Error.IdentityExpired",
-            ErrorName::InvalidArgument => "com.uid2.Manager1.Error.InvalidArgument",
-            ErrorName::NoIdentity => "com.uid2.Manager1.Error.NoIdentity",
-            ErrorName::AccessDenied => "com.uid2.Manager1.Error.AccessDenied",
-            ErrorName::RefreshFailed => "com.uid2.Manager1.Error.RefreshFailed",
-            ErrorName::GenerateFailed => "com.uid2.Manager1.Error.GenerateFailed",
-            ErrorName::Storage => "com.uid2.Manager1.Error.Storage",
-            ErrorName::ScopeLimit => "com.uid2.Manager1.Error.ScopeLimit",
-        }
-    }
-
     /// The contract name of a D-Bus error name, if it is one of ours.
     pub fn from_dbus_name(name: &str) -> Option<Self> {
         name.strip_prefix(ERROR_PREFIX)?
@@ -88,7 +84,11 @@ impl ErrorName {
 impl FromStr for ErrorName {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        Self::ALL.into_iter().find(|n| n.as_str() == s).ok_or(())
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|n| n.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -288,17 +288,32 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_dbus_names() {
-        for name in ErrorName::ALL {
+        for &name in ErrorName::ALL {
             assert_eq!(ErrorName::from_dbus_name(name.dbus_name()), Some(name));
+            assert!(name.dbus_name().starts_with(ERROR_PREFIX));
             assert!(name.dbus_name().ends_with(name.as_str()));
         }
         assert_eq!(
             ErrorName::from_dbus_name("com.uid2.Manager1.Error.Nope"),
             None
         );
+        assert_eq!(ErrorName::from_dbus_name(ERROR_PREFIX), None);
         assert_eq!(
             ErrorName::from_dbus_name("org.freedesktop.DBus.Error.AccessDenied"),
             None
         );
+    }
+
+    /// The documents that list the errors follow the one table: the interface XML names
+    /// every error, and the gateway's page gives every code.
+    #[test]
+    fn the_documents_list_every_error_of_the_table() {
+        let xml = include_str!("../dbus/com.uid2.Manager1.xml");
+        let html5 = include_str!("../docs/html5.md").replace('\n', " ");
+        for &name in ErrorName::ALL {
+            assert!(xml.contains(name.as_str()), "{name} missing in the XML");
+            let listed = format!("`{}` {name}", name.rpc_code());
+            assert!(html5.contains(&listed), "{listed} missing in docs/html5.md");
+        }
     }
 }

@@ -25,23 +25,6 @@ pub const UNAVAILABLE: i64 = -32010;
 /// done, the call may be sent again.
 pub const BUSY: i64 = -32011;
 
-/// The application error code of each `com.uid2.Manager1.Error.<Name>` uid2d answers
-/// (in JSON-RPC's range for server errors, -32000 to -32099). The error's `message` is the
-/// short name, its `data.name` the whole D-Bus name.
-pub fn error_code(name: ErrorName) -> i64 {
-    match name {
-        ErrorName::InvalidIdentity => -32001,
-        ErrorName::IdentityExpired => -32002,
-        ErrorName::InvalidArgument => -32003,
-        ErrorName::NoIdentity => -32004,
-        ErrorName::AccessDenied => -32005,
-        ErrorName::RefreshFailed => -32006,
-        ErrorName::GenerateFailed => -32007,
-        ErrorName::Storage => -32008,
-        ErrorName::ScopeLimit => -32009,
-    }
-}
-
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RpcError {
@@ -216,7 +199,7 @@ pub(crate) fn from_dbus(error: &zbus::Error) -> RpcError {
 /// uid2d's error `name` with its message `detail`, as the gateway answers it.
 pub(crate) fn named_error(name: ErrorName, detail: &str) -> RpcError {
     RpcError {
-        code: error_code(name),
+        code: name.rpc_code(),
         message: name.as_str().to_owned(),
         data: Some(json!({ "name": name.dbus_name(), "detail": detail })),
     }
@@ -254,7 +237,7 @@ mod tests {
     #[test]
     fn every_uid2d_error_has_its_own_code() {
         let codes: std::collections::HashSet<i64> =
-            ErrorName::ALL.iter().map(|n| error_code(*n)).collect();
+            ErrorName::ALL.iter().map(|n| n.rpc_code()).collect();
         assert_eq!(codes.len(), ErrorName::ALL.len());
         assert!(codes
             .iter()

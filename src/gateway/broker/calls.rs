@@ -144,7 +144,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::gateway::methods::Args;
-    use crate::gateway::rpc::{error_code, INVALID_PARAMS, METHOD_NOT_FOUND};
+    use crate::gateway::rpc::{INVALID_PARAMS, METHOD_NOT_FOUND};
 
     fn error_of(text: &str) -> (Value, i64) {
         let (id, error) = parse(text).unwrap_err();
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn bad_requests_get_named_errors() {
-        let invalid_argument = error_code(ErrorName::InvalidArgument);
+        let invalid_argument = ErrorName::InvalidArgument.rpc_code();
         let table: &[(&str, Value, i64)] = &[
             ("{", Value::Null, rpc::PARSE_ERROR),
             (

@@ -23,6 +23,11 @@ use crate::identity::{Identity, ParseError};
 const IV_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
+/// Longest option string `GenerateIdentity` takes, in bytes. Subscription ids are ten
+/// characters, server public keys 133 (`UID2-X-P-` and the Base64 SPKI of a P-256 key),
+/// app names reverse-DNS.
+pub const MAX_OPTION_LEN: usize = 256;
+
 /// Why a response envelope could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {

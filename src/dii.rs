@@ -12,6 +12,10 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
+/// Longest `value` (email, phone or hash) `GenerateIdentity` takes, in bytes, checked before
+/// it is normalised: an email address has at most 254 characters (RFC 5321), a hash 44.
+pub const MAX_VALUE_LEN: usize = 1024;
+
 /// What a `GenerateIdentity` value is (the D-Bus `kind` argument).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DiiKind {

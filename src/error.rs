@@ -188,9 +188,9 @@ pub enum InvalidArgument {
     UnknownOption(String),
     #[error("option `{0}` must be a string (signature s)")]
     OptionType(&'static str),
-    #[error("option `{0}` is longer than {max} bytes", max = crate::runtime::MAX_OPTION_LEN)]
+    #[error("option `{0}` is longer than {max} bytes", max = crate::crypto::MAX_OPTION_LEN)]
     OptionTooLong(&'static str),
-    #[error("value is longer than {max} bytes", max = crate::runtime::MAX_DII_VALUE_LEN)]
+    #[error("value is longer than {max} bytes", max = crate::dii::MAX_VALUE_LEN)]
     ValueTooLong,
     #[error("public_key: {0}")]
     PublicKey(CstgError),

@@ -92,6 +92,15 @@ impl Environment {
         }
     }
 
+    /// The product this environment's operator serves.
+    pub fn product(self) -> crate::product::Product {
+        if self.is_euid() {
+            crate::product::Product::Euid
+        } else {
+            crate::product::Product::Uid2
+        }
+    }
+
     pub fn is_euid(self) -> bool {
         matches!(
             self,

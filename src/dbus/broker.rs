@@ -11,7 +11,8 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
 
-use super::interface::{generate_options, Reply};
+use super::interface::generate_options;
+use super::reply::Reply;
 use super::signatures::{self, Checked};
 use super::Callers;
 use crate::access::Rules;

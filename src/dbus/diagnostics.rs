@@ -9,7 +9,7 @@ use zbus::message::Header;
 use zbus::zvariant::OwnedValue;
 use zbus::{interface, Connection};
 
-use super::interface::Reply;
+use super::reply::Reply;
 use super::signatures::{self, Checked};
 use super::Callers;
 use crate::access::Rules;

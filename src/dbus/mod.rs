@@ -11,6 +11,7 @@ mod broker;
 mod callers;
 mod diagnostics;
 mod interface;
+mod reply;
 mod signals;
 mod signatures;
 

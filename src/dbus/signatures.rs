@@ -21,7 +21,7 @@ use zbus::object_server::{DispatchResult2, Interface, SignalEmitter};
 use zbus::zvariant::{OwnedValue, Value};
 use zbus::{fdo, Connection, ObjectServer};
 
-use super::interface::Reply;
+use super::reply::Reply;
 use crate::error::{Error, InvalidArgument, InvalidIdentity};
 
 /// The largest arguments (message body) any method takes, in bytes: `SetIdentity`'s

@@ -114,24 +114,9 @@ pub(crate) fn request(text: &str) -> Result<Request, (Value, RpcError)> {
     Ok(Request { id, method, params })
 }
 
-/// Which of uid2d's objects a request goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Product {
-    /// `/com/uid2/Manager`: methods without a prefix.
-    Uid2,
-    /// `/com/uid2/Manager/euid`: methods named `euid.<method>`.
-    Euid,
-}
-
-impl Product {
-    /// `uid2` or `euid`, as in `GetTokenInfo`'s `product`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Product::Uid2 => "uid2",
-            Product::Euid => "euid",
-        }
-    }
-}
+/// Which of uid2d's objects a request goes to: `/com/uid2/Manager` for UID2 (methods
+/// without a prefix), `/com/uid2/Manager/euid` for EUID (methods named `euid.<method>`).
+pub(crate) use crate::product::Product;
 
 /// The product a method name is for, and the name without its prefix: `euid.<method>` is
 /// the same method on uid2d's EUID object (the `__euid` twin), any other name UID2's.

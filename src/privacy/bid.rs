@@ -19,7 +19,8 @@ use zbus::zvariant::{OwnedValue, Value};
 
 use super::decision::Consent;
 use super::merge::Merged;
-use crate::runtime::{eid, Eid, EidProvenance, Product};
+use crate::openrtb::{eid, Eid, EidProvenance};
+use crate::product::Product;
 
 /// Where the eids go (`placement`), as Prebid Mobile's `EidsPlacement`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

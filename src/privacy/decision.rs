@@ -9,7 +9,7 @@
 use super::decode::{is_us, SectionFacts, TcfFacts};
 use super::merge::{Merged, Source};
 use super::settings::{Jurisdiction, PrivacyConfig, TrackingAuthorization};
-use crate::runtime::Product;
+use crate::product::Product;
 
 /// Why consent is denied: the contract's reason strings (`GetConsent`'s `reason`,
 /// `ConsentRequired`'s message).

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::signals::Signals;
 use crate::apps::AppId;
-use crate::runtime::EidProvenance;
+use crate::openrtb::EidProvenance;
 
 /// `[privacy] jurisdiction`: where the device is sold, or `auto` (from the signals).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

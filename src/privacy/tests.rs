@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 use zbus::zvariant::{OwnedValue, Str};
 
 use super::*;
-use crate::runtime::Product;
+use crate::product::Product;
 
 #[derive(Deserialize)]
 struct Fixture {

@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use super::{Durability, Runtime, ScopeKey};
 use crate::crypto;
-use crate::dii::{Dii, DiiKind};
+use crate::dii::{self, Dii, DiiKind};
 use crate::engine::{Event, SetError};
 use crate::error::{Denied, Error, GenerateFailed, InvalidArgument, InvalidIdentity};
 use crate::identity::Status;
@@ -19,15 +19,6 @@ pub struct GenerateOptions {
     pub public_key: Option<String>,
     pub app_name: Option<String>,
 }
-
-/// Longest option string `GenerateIdentity` takes, in bytes. Subscription ids are ten
-/// characters, server public keys 133 (`UID2-X-P-` and the Base64 SPKI of a P-256 key),
-/// app names reverse-DNS.
-pub const MAX_OPTION_LEN: usize = 256;
-
-/// Longest `value` (email, phone or hash) `GenerateIdentity` takes, in bytes, checked before
-/// it is normalised: an email address has at most 254 characters (RFC 5321), a hash 44.
-pub const MAX_DII_VALUE_LEN: usize = 1024;
 
 /// The option given, else the config's; empty counts as absent.
 fn pick(
@@ -52,7 +43,7 @@ impl Runtime {
         options: GenerateOptions,
     ) -> Result<Status, Error> {
         let kind: DiiKind = kind.parse().map_err(|_| InvalidArgument::Kind)?;
-        if value.len() > MAX_DII_VALUE_LEN {
+        if value.len() > dii::MAX_VALUE_LEN {
             return Err(InvalidArgument::ValueTooLong.into());
         }
         for (name, given) in [
@@ -60,7 +51,10 @@ impl Runtime {
             ("public_key", &options.public_key),
             ("app_name", &options.app_name),
         ] {
-            if given.as_ref().is_some_and(|v| v.len() > MAX_OPTION_LEN) {
+            if given
+                .as_ref()
+                .is_some_and(|v| v.len() > crypto::MAX_OPTION_LEN)
+            {
                 return Err(InvalidArgument::OptionTooLong(name).into());
             }
         }

@@ -45,12 +45,11 @@ use crate::identity::{Identity, Status, UnixMillis};
 use crate::operator::{Failure, Operator};
 use crate::store::Store;
 
-pub(crate) use adtech::{eid, Eid, EidProvenance};
-pub use adtech::{eids_json, IdentityTimes, TokenInfo, VALID_FOR_RANGE};
+pub use crate::product::Product;
+pub use adtech::{IdentityTimes, TokenInfo, VALID_FOR_RANGE};
 pub use device_policy::DevicePolicy;
-pub use generate::{GenerateOptions, MAX_DII_VALUE_LEN, MAX_OPTION_LEN};
+pub use generate::GenerateOptions;
 pub use load::LoadReport;
-pub use product::Product;
 pub use scope_key::ScopeKey;
 pub use setup::Setup;
 pub use stats::{FailureClass, StatValue, COUNTERS_BYTES};

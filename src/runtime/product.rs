@@ -1,42 +1,4 @@
-//! Which product a runtime serves (UID2 or EUID), what ad tech calls its tokens, and
-//! where the runtime's scopes live in the shared store.
-
-use crate::config::Environment;
-
-/// The identity product: UID2, or EUID (the European one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Product {
-    Uid2,
-    Euid,
-}
-
-impl Product {
-    /// The product of an operator environment.
-    pub fn of(environment: Environment) -> Self {
-        if environment.is_euid() {
-            Product::Euid
-        } else {
-            Product::Uid2
-        }
-    }
-
-    /// `uid2` or `euid` (`GetTokenInfo`'s `product`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Product::Uid2 => "uid2",
-            Product::Euid => "euid",
-        }
-    }
-
-    /// The OpenRTB `user.eids[].source` of its tokens: `uidapi.com` or `euid.eu`, as
-    /// Prebid's UID2 and EUID ID modules and the UID2 SDKs' Prebid adapters send them.
-    pub fn source(self) -> &'static str {
-        match self {
-            Product::Uid2 => "uidapi.com",
-            Product::Euid => "euid.eu",
-        }
-    }
-}
+//! Where a product's scopes live in the store both products share.
 
 /// How a runtime's scopes are named in the store, which both runtimes share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +34,8 @@ impl Shelf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Environment;
+    use crate::product::Product;
 
     #[test]
     fn the_shelves_never_share_a_name() {
@@ -90,7 +54,7 @@ mod tests {
     #[test]
     fn product_follows_the_environment() {
         for environment in Environment::ALL {
-            let product = Product::of(environment);
+            let product = environment.product();
             assert_eq!(product == Product::Euid, environment.is_euid());
             assert_eq!(
                 product.source(),

@@ -11,8 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use tracing::warn;
 
-use super::sealed::MAX_FILE_LEN;
-use super::{io_error, StoreError, STATE_SUFFIX};
+use super::{io_error, StoreError, MAX_FILE_LEN, STATE_SUFFIX};
 
 /// `<scope>.state.corrupt-<unix-seconds>[-N]`: a damaged file, kept for inspection.
 const CORRUPT_INFIX: &str = ".corrupt-";
@@ -155,7 +154,6 @@ pub(super) fn set_aside(scope: &str, path: &Path, reason: Damage) -> SetAside {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sealed::{HEADER_LEN, MIN_FILE_LEN, TAG_LEN, VERSION};
     use crate::store::testing::*;
 
     /// Writes `content` as the state file of `scope` and expects load_all to set it aside.

@@ -48,6 +48,8 @@ use durable::{Plan, Publish};
 
 /// Largest plaintext a scope may hold (a state record is a few hundred bytes).
 pub const MAX_PLAINTEXT: usize = 64 * 1024;
+/// The largest state file the store writes: a sealed [`MAX_PLAINTEXT`].
+const MAX_FILE_LEN: usize = sealed::MIN_FILE_LEN + MAX_PLAINTEXT;
 /// Longest scope name; scopes are `[a-z0-9-]{1,64}`.
 pub(crate) const MAX_SCOPE_LEN: usize = 160;
 

@@ -23,7 +23,6 @@ pub(super) const NONCE_LEN: usize = 12;
 pub(super) const TAG_LEN: usize = 16;
 /// An empty plaintext: header, nonce and tag.
 pub(super) const MIN_FILE_LEN: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
-pub(super) const MAX_FILE_LEN: usize = MIN_FILE_LEN + MAX_PLAINTEXT;
 
 /// Seals `plaintext` (at most [`MAX_PLAINTEXT`] bytes, checked by the caller) for `scope`.
 pub(super) fn seal(

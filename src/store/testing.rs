@@ -7,6 +7,7 @@ use std::path::Path;
 use base64::Engine as _;
 
 use super::durable::is_temp_name;
+pub(super) use super::sealed::{HEADER_LEN, MIN_FILE_LEN, TAG_LEN, VERSION};
 use super::{Loaded, Store};
 
 pub(super) const MARKER: &[u8] = b"PLAINTEXT-MARKER-7f3a9c";

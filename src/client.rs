@@ -78,6 +78,15 @@ pub trait Diagnostics1 {
     fn get_setup(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
 }
 
+/// One value of `GetStats` (daemon and clients read it alike): a counter (`t`), a state
+/// (`b`) or an instant in Unix milliseconds (`x`, 0: never).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatValue {
+    Count(u64),
+    Flag(bool),
+    Time(i64),
+}
+
 pub use broker::Broker1Proxy;
 
 /// `com.uid2.Broker1` (its own module: its signal shares `IdentityStatusChanged`'s name).

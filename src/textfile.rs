@@ -21,8 +21,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::warn;
 
+use crate::client::StatValue;
 use crate::operator::OperatorStatus;
-use crate::runtime::{Runtime, StatValue};
+use crate::runtime::Runtime;
 
 type Labels = Vec<(String, String)>;
 

@@ -13,7 +13,8 @@ use super::reply::Reply;
 use super::signatures::{self, Checked};
 use super::Callers;
 use crate::access::Rules;
-use crate::runtime::{Runtime, StatValue};
+use crate::client::StatValue;
+use crate::runtime::Runtime;
 
 /// The diagnostics object.
 #[derive(Debug)]

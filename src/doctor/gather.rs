@@ -9,7 +9,7 @@ use std::time::Duration;
 use zbus::zvariant::OwnedValue;
 
 use super::{handshake, Facts, Reach, Setup, Unit};
-use crate::runtime::StatValue;
+use crate::client::StatValue;
 
 /// The longest a handshake may wait on any one step, whatever `request_timeout` says.
 const PROBE_TIMEOUT_CAP: Duration = Duration::from_secs(10);

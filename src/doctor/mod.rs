@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 pub use gather::{gather, report};
 pub use probe::handshake;
 
+use crate::client::StatValue;
 use crate::hints::{self, EventKind};
 use crate::operator::OperatorStatus;
-use crate::runtime::StatValue;
 
 /// How one check came out. Ordered: the worst of a run is its maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

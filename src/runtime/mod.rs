@@ -52,7 +52,7 @@ pub use generate::GenerateOptions;
 pub use load::LoadReport;
 pub use scope_key::ScopeKey;
 pub use setup::Setup;
-pub use stats::{FailureClass, StatValue, COUNTERS_BYTES};
+pub use stats::{FailureClass, COUNTERS_BYTES};
 
 /// What can change on SIGHUP.
 #[derive(Debug)]

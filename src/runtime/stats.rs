@@ -2,6 +2,7 @@
 //! without personal data. Counts, states and one timestamp only: never a token, key,
 //! app id (scope) list or DII.
 
+use crate::client::StatValue;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -114,15 +115,6 @@ pub(super) struct Counters {
 /// The memory of one product's counter set, in bytes (one per runtime, allocated once:
 /// counting never allocates).
 pub const COUNTERS_BYTES: usize = std::mem::size_of::<Counters>();
-
-/// One value of [`Runtime::stats`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatValue {
-    Count(u64),
-    Flag(bool),
-    /// Unix milliseconds (0: never).
-    Time(i64),
-}
 
 fn add(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 use uid2d::error::Error;
-use uid2d::runtime::{Runtime, ScopeKey};
+use uid2d::runtime::{Runtime, ScopeKey, StatValue};
 use uid2d::store::{Fault, Store, WriteStep};
 use uid2d_testkit::*;
 
@@ -77,6 +77,50 @@ async fn set_identity_reports_storage_errors_and_keeps_the_old_one() {
     assert_eq!(loaded.scopes.len(), 1);
 }
 
+/// A refused `SetIdentity` leaves nothing unsaved, so nothing is retried: the health
+/// must still follow the flash (a probe of the state directory) and not stay failing
+/// until a restart, as it did when the first error latched it.
+#[tokio::test]
+async fn a_refused_write_is_failing_storage_only_until_the_flash_takes_writes_again() {
+    let rig = rig().await;
+    let mut storage = rig.service.watch_storage();
+    rig.store
+        .inject_fault(Fault::Fail(WriteStep::Write, Errno::ENOSPC));
+    let error = rig
+        .service
+        .set_identity(ME.clone(), &rig.operator.identity("me@example.com"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Storage(_)), "{error:?}");
+    let failing = rig.service.storage_error().expect("storage is failing");
+    assert!(failing.contains("No space left"), "{failing}");
+    assert_eq!(stat(&rig.service, "storage_ok"), StatValue::Flag(false));
+
+    // The fault was for one write: the next probe lands and the health is good again,
+    // with nothing else written.
+    within(
+        "the storage health to recover",
+        storage.wait_for(|health| health.failing.is_none()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stat(&rig.service, "storage_ok"), StatValue::Flag(true));
+    assert_eq!(stat(&rig.service, "storage_errors"), StatValue::Count(1));
+    assert_eq!(
+        rig.service.status(ME.clone()).await.unwrap().as_str(),
+        "no_identity"
+    );
+}
+
+fn stat(runtime: &Arc<Runtime>, key: &str) -> StatValue {
+    runtime
+        .stats()
+        .into_iter()
+        .find(|(name, _)| name == key)
+        .unwrap_or_else(|| panic!("no {key} in GetStats"))
+        .1
+}
+
 #[tokio::test]
 async fn refreshed_identity_is_served_from_memory_and_saved_when_space_returns() {
     let rig = rig().await;
@@ -97,17 +141,24 @@ async fn refreshed_identity_is_served_from_memory_and_saved_when_space_returns()
     );
     let after = rig.service.advertising_token(ME.clone()).await.unwrap();
     assert_ne!(after, before);
-    let error = within("the storage error", storage.wait_for(Option::is_some))
-        .await
-        .unwrap()
-        .clone()
-        .unwrap();
+    let error = within(
+        "the storage error",
+        storage.wait_for(|health| health.failing.is_some()),
+    )
+    .await
+    .unwrap()
+    .failing
+    .clone()
+    .unwrap();
     assert!(error.contains("No space left"), "{error}");
 
     // The retry lands (the fault was one write); the error clears.
-    within("storage recovery", storage.wait_for(Option::is_none))
-        .await
-        .unwrap();
+    within(
+        "storage recovery",
+        storage.wait_for(|health| health.failing.is_none()),
+    )
+    .await
+    .unwrap();
     let loaded = Store::open(rig.state.path(), None)
         .unwrap()
         .load_all()

@@ -20,6 +20,7 @@ impl Runtime {
 
     /// Re-evaluates every scope under the policy just switched.
     pub(super) async fn policy_changed(self: &Arc<Self>) {
+        self.note_stats_changed();
         let change = self.change.lock().await;
         let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
         for key in keys {

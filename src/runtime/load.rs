@@ -195,15 +195,9 @@ impl Runtime {
             "state file could not be opened ({}); set aside, the scope starts empty",
             aside.reason
         );
-        self.note_set_aside(aside.scope.clone());
-    }
-
-    fn note_set_aside(&self, scope: String) {
-        let mut report = lock(&self.loading.report);
-        report.set_aside.push(scope);
-        self.storage_problem(format!(
-            "{} state file(s) were corrupt and set aside",
-            report.set_aside.len()
-        ));
+        lock(&self.loading.report)
+            .set_aside
+            .push(aside.scope.clone());
+        self.note_set_aside();
     }
 }

@@ -49,6 +49,7 @@ pub use adtech::{eids_json, IdentityTimes, TokenInfo, VALID_FOR_RANGE};
 pub use device_policy::DevicePolicy;
 pub use generate::GenerateOptions;
 pub use load::LoadReport;
+pub use persist::StorageHealth;
 pub use product::Product;
 pub use scope_key::ScopeKey;
 pub use setup::Setup;
@@ -344,8 +345,13 @@ impl Runtime {
         if actions.contains(&Action::Persist) {
             match self.save_scope(key, next.persisted()).await {
                 Ok(()) => self.saved(key),
-                Err(e) if durability == Durability::BeforeReply => return Err(e.into()),
-                Err(_) => self.unsaved(key),
+                Err(e) => {
+                    let kept = durability == Durability::Eventually;
+                    self.unsaved(key, &e, kept);
+                    if !kept {
+                        return Err(e.into());
+                    }
+                }
             }
         }
         let status = next.status(now);
@@ -372,6 +378,7 @@ impl Runtime {
                 }
                 Action::StatusChanged(status) => {
                     info!(scope = %key, status = status.as_str(), "identity status changed");
+                    self.note_stats_changed();
                     let _ = self.changes.send(StatusChange {
                         scope: key.clone(),
                         status,

@@ -44,6 +44,7 @@ impl Runtime {
             return;
         }
         self.network.online.send_replace(online);
+        self.note_stats_changed();
         info!(online, "network state changed");
         let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
         for key in keys {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 use uid2d::error::Error;
+use uid2d::identity::Identity;
 use uid2d::runtime::{Runtime, ScopeKey, StatValue};
 use uid2d::store::{Fault, Store, WriteStep};
 use uid2d_testkit::*;
@@ -110,6 +111,55 @@ async fn a_refused_write_is_failing_storage_only_until_the_flash_takes_writes_ag
         rig.service.status(ME.clone()).await.unwrap().as_str(),
         "no_identity"
     );
+}
+
+/// The window between the operator's answer and its durable write is the write itself:
+/// it does not wait behind another app's write (here one held as a slow flash would hold
+/// it). Until then a kill lost the answer, and with it the rotated refresh token.
+#[tokio::test]
+async fn a_slow_write_of_one_app_does_not_hold_back_another_apps_refresh_answer() {
+    let rig = rig().await;
+    let (slow, other) = (ScopeKey::Uid(1001), ScopeKey::Uid(1002));
+    rig.service
+        .set_identity(other.clone(), &rig.operator.identity("other@example.com"))
+        .await
+        .unwrap();
+
+    let mut hold = rig.store.hold_next_save();
+    let set = tokio::spawn({
+        let service = rig.service.clone();
+        let identity = rig.operator.identity("slow@example.com");
+        async move { service.set_identity(slow, &identity).await }
+    });
+    within("the slow write to start", hold.reached()).await;
+
+    // The other app's refresh: answered, and on disk, while the slow write still hangs.
+    let refreshed = within(
+        "the other app's refresh",
+        rig.service.refresh(other.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refreshed.as_str(), "refreshed");
+    let served = Identity::from_json(&rig.service.identity_json(other).await.unwrap()).unwrap();
+    let on_disk = Store::open(rig.state.path(), None)
+        .unwrap()
+        .load_all()
+        .unwrap();
+    let (_, record) = on_disk
+        .scopes
+        .iter()
+        .find(|(name, _)| name == "uid-1002")
+        .expect("the other app's file");
+    let record: serde_json::Value = serde_json::from_slice(record).unwrap();
+    assert_eq!(
+        record["identity"]["refresh_token"],
+        served.refresh_token.as_str()
+    );
+    assert!(!set.is_finished(), "the slow write was not held");
+
+    hold.release();
+    assert_eq!(set.await.unwrap().unwrap().as_str(), "established");
 }
 
 fn stat(runtime: &Arc<Runtime>, key: &str) -> StatValue {

@@ -1,10 +1,11 @@
 //! The runtime: every scope's engine state, and the performing of the engine's actions
 //! against the store, the operator and the clock.
 //!
-//! One state lock ([`State`]) guards what calls read; one async change lock serialises
-//! every change, so that a scope's file is written in the order its states were decided.
-//! A change is staged (the engine steps a copy), written durably when a caller waits for
-//! it, then committed — or refused with the old state untouched.
+//! One state lock ([`State`]) guards what calls read; each scope's [`turn`] serialises
+//! that scope's changes, so that its file is written in the order its states were
+//! decided, while different scopes change (and write) side by side. A change is staged
+//! (the engine steps a copy), written durably when a caller waits for it, then committed
+//! — or refused with the old state untouched. Device-wide work takes every scope's turn.
 //!
 //! The jobs live beside this file: [`refresh`] (refresh tasks and the calls waiting for
 //! them), [`generate`] (client-side generation), [`persist`] (writes, retries of unsaved
@@ -28,6 +29,7 @@ mod refresh;
 mod scope_key;
 mod setup;
 mod stats;
+mod turn;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -77,6 +79,9 @@ type Waiter = oneshot::Sender<Result<Status, Error>>;
 struct State {
     scopes: HashMap<ScopeKey, Scope>,
     waiters: HashMap<RequestId, Waiter>,
+    /// New scopes whose first change is being written: counted against `max_scopes`
+    /// until committed or refused, since changes of different scopes overlap.
+    arriving: usize,
     next_request: RequestId,
     rng: fastrand::Rng,
 }
@@ -95,8 +100,8 @@ enum Durability {
 #[derive(Debug)]
 pub struct Runtime {
     state: Mutex<State>,
-    /// Serialises every change (and so every write of a scope's file).
-    change: tokio::sync::Mutex<()>,
+    /// Serialises each scope's changes (and so the writes of its file).
+    turns: turn::Turns,
     store: Arc<Store>,
     settings: RwLock<Arc<Settings>>,
     clock: Arc<dyn Clock>,
@@ -171,10 +176,11 @@ impl Runtime {
             state: Mutex::new(State {
                 scopes: HashMap::new(),
                 waiters: HashMap::new(),
+                arriving: 0,
                 next_request: 0,
                 rng: fastrand::Rng::new(),
             }),
-            change: tokio::sync::Mutex::new(()),
+            turns: turn::Turns::default(),
             store,
             settings: RwLock::new(Arc::new(Settings { operator, config })),
             clock,
@@ -292,34 +298,35 @@ impl Runtime {
         self.timers_changed.notified().await;
     }
 
-    /// Waits for the change in progress, if any (shutdown lets an in-flight write land).
+    /// Waits for the changes in progress, if any (shutdown lets in-flight writes land).
     pub async fn quiesce(&self) {
-        let _change = self.change.lock().await;
+        let _every = self.turns.every().await;
     }
 
-    /// The one change path: reads the scope's file on first touch, steps the engine,
-    /// performs its actions; the scope's status after it.
+    /// The one change path: waits for the scope's turn, reads its file on first touch,
+    /// steps the engine, performs its actions; the scope's status after it.
     async fn change(
         self: &Arc<Self>,
         key: &ScopeKey,
         event: Event,
         durability: Durability,
     ) -> Result<Status, Error> {
-        let change = self.change.lock().await;
-        self.load_scopes(&change, std::slice::from_ref(key)).await?;
-        self.apply(&change, key, event, durability, None).await
+        let turn = self.turns.one(key).await;
+        self.load_scopes(&turn, std::slice::from_ref(key)).await?;
+        self.apply(&turn, key, event, durability, None).await
     }
 
-    /// Steps the engine and performs its actions under the change lock. `failure` is why
-    /// the refresh being reported failed, for the calls waiting on it.
+    /// Steps the engine and performs its actions in `key`'s turn. `failure` is why the
+    /// refresh being reported failed, for the calls waiting on it.
     async fn apply(
         self: &Arc<Self>,
-        _change: &tokio::sync::MutexGuard<'_, ()>,
+        turn: &turn::Turn<'_>,
         key: &ScopeKey,
         event: Event,
         durability: Durability,
         failure: Option<&Failure>,
     ) -> Result<Status, Error> {
+        debug_assert!(turn.covers(key), "a change of {key} out of its turn");
         let now = self.clock.now();
         let max_scopes = self.settings().config.startup.max_scopes;
         let policy = Policy {
@@ -328,7 +335,7 @@ impl Runtime {
             ),
             ..self.policy
         };
-        let (next, actions) = {
+        let (next, actions, arriving) = {
             let mut state = lock(&self.state);
             let known = state.scopes.get(key).cloned();
             let is_new = known.is_none();
@@ -337,10 +344,15 @@ impl Runtime {
                 .with_paused(self.limit_ad_tracking());
             let (next, actions) = current.step(event, now, &policy, &mut state.rng)?;
             // A broker can name any number of app ids: bound what they make us keep.
-            if is_new && !next.is_idle() && state.scopes.len() >= max_scopes {
-                return Err(Error::ScopeLimit(max_scopes));
-            }
-            (next, actions)
+            let arriving = if is_new && !next.is_idle() {
+                if state.scopes.len() + state.arriving >= max_scopes {
+                    return Err(Error::ScopeLimit(max_scopes));
+                }
+                Some(Arriving::new(&mut state, &self.state))
+            } else {
+                None
+            };
+            (next, actions, arriving)
         };
         if actions.contains(&Action::Persist) {
             match self.save_scope(key, next.persisted()).await {
@@ -362,6 +374,9 @@ impl Runtime {
                 state.scopes.remove(key);
             } else {
                 state.scopes.insert(key.clone(), next);
+            }
+            if let Some(arriving) = arriving {
+                arriving.arrived(&mut state);
             }
         }
         for action in actions {
@@ -388,6 +403,29 @@ impl Runtime {
             }
         }
         Ok(status)
+    }
+}
+
+/// A new scope counted in [`State::arriving`] until it is committed
+/// ([`Arriving::arrived`]) or its change refused (dropped).
+struct Arriving<'a>(&'a Mutex<State>);
+
+impl<'a> Arriving<'a> {
+    fn new(state: &mut State, mutex: &'a Mutex<State>) -> Self {
+        state.arriving += 1;
+        Arriving(mutex)
+    }
+
+    /// Committed: in `state.scopes` now (under the same lock as this uncounting).
+    fn arrived(self, state: &mut State) {
+        state.arriving -= 1;
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Arriving<'_> {
+    fn drop(&mut self) {
+        lock(self.0).arriving -= 1;
     }
 }
 

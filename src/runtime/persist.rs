@@ -205,7 +205,7 @@ impl Runtime {
                 }
             }
             for key in keys {
-                let turn = self.change.lock().await;
+                let turn = self.turns.one(&key).await;
                 if !lock(&self.storage.facts).unsaved.contains(&key) {
                     // A change of the scope wrote it meanwhile.
                     continue;

@@ -109,16 +109,12 @@ impl Runtime {
                 generation,
                 outcome: report.outcome,
             };
-            let change = self.change.lock().await;
+            // The scope's own turn only: the answer is written at once, not after other
+            // scopes' writes (a kill in between would lose the rotated refresh token).
+            let turn = self.turns.one(&key).await;
             // Only an unsaved write can fail here, and that is retried.
             let _ = self
-                .apply(
-                    &change,
-                    &key,
-                    event,
-                    Durability::Eventually,
-                    failure.as_ref(),
-                )
+                .apply(&turn, &key, event, Durability::Eventually, failure.as_ref())
                 .await;
         })
     }

@@ -62,6 +62,7 @@ fn help(family: &str) -> &'static str {
         "scopes" => "Identities held now, by status",
         "backoff_depth_max" => "Most consecutive failed refreshes of any held identity",
         "clock_trusted" => "1 when the wall clock is trusted",
+        "clock_confirmed" => "1 when the wall clock is confirmed by NTP or the operator's time",
         "offline" => "1 when there is no default route",
         "limit_ad_tracking" => "1 when the device policy limit ad tracking is on",
         "storage_ok" => "1 when every scope is saved and the latest write succeeded",

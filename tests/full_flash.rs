@@ -72,13 +72,7 @@ async fn doctor_state_line(bus: &Bus) -> String {
 }
 
 async fn storage_ok(conn: &zbus::Connection) -> bool {
-    let stats = uid2d::client::Diagnostics1Proxy::new(conn)
-        .await
-        .unwrap()
-        .get_stats()
-        .await
-        .unwrap();
-    bool::try_from(stats.get("storage_ok").expect("storage_ok")).unwrap()
+    bool::try_from(get_stats(conn).await.get("storage_ok").expect("storage_ok")).unwrap()
 }
 
 /// Waits until `path` holds `line`. There is no event to await for another process's
@@ -101,6 +95,20 @@ async fn next_status(daemon: &mut Daemon, what: &str, accept: impl Fn(&str) -> b
     daemon
         .wait_for_notify_where(what, |m| m.starts_with("STATUS=") && accept(m))
         .await
+}
+
+/// Gives the room back (removes `filler`), waits for the daemon's own recovery (a STATUS=
+/// line without the storage error), then checks the other faces.
+async fn room_again(filler: &Path, daemon: &mut Daemon, bus: &Bus, prom: &Path) {
+    std::fs::remove_file(filler).unwrap();
+    next_status(daemon, "STATUS= without the storage error", |m| {
+        !m.contains("storage error")
+    })
+    .await;
+    assert!(storage_ok(&bus.connect().await).await);
+    text_file_says(prom, HEALTHY).await;
+    let line = doctor_state_line(bus).await;
+    assert!(line.starts_with("OK state directory: "), "{line}");
 }
 
 const FAILING: &str = "uid2d_storage_ok{product=\"uid2\"} 0";
@@ -156,19 +164,7 @@ async fn every_health_face_follows_a_full_flash_and_its_recovery() {
         "{line}"
     );
 
-    std::fs::remove_file(&filler).unwrap();
-    next_status(&mut daemon, "STATUS= without the storage error", |m| {
-        !m.contains("storage error")
-    })
-    .await;
-    assert!(storage_ok(&conn).await);
-    text_file_says(&prom, HEALTHY).await;
-    assert!(
-        doctor_state_line(&bus)
-            .await
-            .starts_with("OK state directory: "),
-        "doctor after recovery"
-    );
+    room_again(&filler, &mut daemon, &bus, &prom).await;
 
     // 2. Full again while a refresh answer comes: the new identity is served from memory,
     //    kept unsaved and written when the room returns.
@@ -178,13 +174,7 @@ async fn every_health_face_follows_a_full_flash_and_its_recovery() {
     assert_ne!(refreshed, first);
     assert!(!storage_ok(&conn).await);
     text_file_says(&prom, FAILING).await;
-    std::fs::remove_file(&filler).unwrap();
-    next_status(&mut daemon, "STATUS= without the storage error", |m| {
-        !m.contains("storage error")
-    })
-    .await;
-    assert!(storage_ok(&conn).await);
-    text_file_says(&prom, HEALTHY).await;
+    room_again(&filler, &mut daemon, &bus, &prom).await;
 
     // What is on the flash is what is served: a restart reads the refreshed identity.
     daemon.stop().await;

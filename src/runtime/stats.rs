@@ -171,6 +171,7 @@ impl Runtime {
         ));
         let now = self.clock.now();
         out.push(("clock_trusted".into(), Flag(now.trusted)));
+        out.push(("clock_confirmed".into(), Flag(now.confirmed)));
         out.push(("offline".into(), Flag(self.offline())));
         out.push(("limit_ad_tracking".into(), Flag(self.limit_ad_tracking())));
         out.push(("storage_ok".into(), Flag(self.storage_error().is_none())));

@@ -285,6 +285,8 @@ impl Uid2d<'_> {
         let now = Now {
             wall: wall(t) + device.offset,
             trusted: device.trusted,
+            // The simulated devices' clocks are right once trusted (NTP).
+            confirmed: device.trusted,
         };
         let (scope, actions) = device
             .scope

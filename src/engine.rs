@@ -11,26 +11,60 @@
 
 use crate::identity::{validate, Identity, Status, UnixMillis};
 
-/// The wall clock as the daemon sees it at one instant.
+/// The wall clock as the daemon sees it at one instant (src/clock.rs has the rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
     /// Wall-clock time.
     pub wall: UnixMillis,
-    /// Whether the wall clock is known to be right (NTP synchronised, an RTC, or past the
-    /// build time without a jump). An untrusted clock never expires an identity.
+    /// Whether the wall clock is believed (NTP synchronised, an RTC, the operator's time,
+    /// or past the build time without a jump). Statuses follow a trusted clock (an
+    /// expired identity serves no token); an untrusted clock never expires an identity.
     pub trusted: bool,
+    /// Whether the wall clock is confirmed right: NTP synchronised, or the latest operator
+    /// answer's `Date` agreed with it and it has not been set since. Only a confirmed
+    /// clock drops an identity for good by itself (its `refresh_expires` passed): a clock
+    /// far ahead (an RTC glitch) must not destroy what the operator would still refresh.
+    /// Confirmed implies trusted.
+    pub confirmed: bool,
 }
 
 impl Now {
-    pub fn trusted(wall: UnixMillis) -> Self {
+    /// A clock known to be right (NTP synchronised, or confirmed by the operator).
+    pub fn confirmed(wall: UnixMillis) -> Self {
         Self {
             wall,
             trusted: true,
+            confirmed: true,
         }
     }
 
+    /// A clock believed but not confirmed (an RTC, or past the build time without a jump,
+    /// and no NTP sync or operator answer to check it against yet).
+    pub fn unconfirmed(wall: UnixMillis) -> Self {
+        Self {
+            wall,
+            trusted: true,
+            confirmed: false,
+        }
+    }
+
+    /// A clock not believed (booted at 1970, set by hand since start without NTP).
+    pub fn untrusted(wall: UnixMillis) -> Self {
+        Self {
+            wall,
+            trusted: false,
+            confirmed: false,
+        }
+    }
+
+    /// The clock statuses are judged by, if trusted.
     fn expiry_clock(self) -> Option<UnixMillis> {
         self.trusted.then_some(self.wall)
+    }
+
+    /// The clock that may drop an identity for good by itself, if confirmed.
+    fn drop_clock(self) -> Option<UnixMillis> {
+        (self.trusted && self.confirmed).then_some(self.wall)
     }
 }
 
@@ -342,7 +376,9 @@ impl Scope {
     /// The status at `now`, expiry included (what `GetIdentityStatus` answers).
     ///
     /// An expired identity whose refresh token the operator rejected is
-    /// `refresh_expired`, not `expired`: `expired` promises a refresh that would come.
+    /// `refresh_expired`, not `expired`: `expired` promises a refresh that would come. So
+    /// is one whose refresh token ran out by a confirmed clock (dropped for good at the
+    /// scope's next step); by a clock only trusted it is `expired`: kept, and refreshed.
     pub fn status(&self, now: Now) -> Status {
         match &self.persisted.held {
             Held::Nothing(status) => *status,
@@ -350,10 +386,21 @@ impl Scope {
                 Some(t) if identity.identity_expires <= t && self.persisted.rejected => {
                     Status::RefreshExpired
                 }
+                _ if self.refresh_token_ran_out(identity, now) => Status::RefreshExpired,
                 Some(t) if identity.identity_expires <= t => Status::Expired,
                 _ => *fresh,
             },
         }
+    }
+
+    /// Whether `identity`'s refresh token has run out by a confirmed clock, and no refresh
+    /// sent before that instant is still out.
+    fn refresh_token_ran_out(&self, identity: &Identity, now: Now) -> bool {
+        let awaiting = self
+            .in_flight
+            .is_some_and(|sent| sent < identity.refresh_expires);
+        now.drop_clock()
+            .is_some_and(|t| identity.refresh_expires <= t && !awaiting)
     }
 
     /// Whether a refresh is under way.
@@ -491,18 +538,17 @@ impl Scope {
         });
     }
 
-    /// Drops the identity whose refresh token has expired (unless a refresh sent before
-    /// that instant is still out), or whose advertising token expired after the operator
-    /// rejected its refresh token.
+    /// Drops the identity whose refresh token has expired by a confirmed clock (unless a
+    /// refresh sent before that instant is still out), or whose advertising token expired
+    /// by a trusted clock after the operator rejected its refresh token. An identity that
+    /// only a trusted, unconfirmed clock calls dead is kept: that clock may be far ahead,
+    /// and the operator, asked, decides.
     fn expire(&mut self, now: Now) {
         let (Held::Identity { identity, .. }, Some(t)) = (&self.persisted.held, now.expiry_clock())
         else {
             return;
         };
-        let awaiting = self
-            .in_flight
-            .is_some_and(|sent| sent < identity.refresh_expires);
-        let dead = (identity.refresh_expires <= t && !awaiting)
+        let dead = self.refresh_token_ran_out(identity, now)
             || (self.persisted.rejected && identity.identity_expires <= t);
         if dead {
             self.replace(Held::Nothing(Status::RefreshExpired));
@@ -535,18 +581,28 @@ impl Scope {
     ) -> RefreshAnswer {
         match outcome {
             RefreshOutcome::Success(identity) => {
-                // The SDKs re-validate a refreshed identity; an empty token or a dead
-                // refresh token from the server drops it.
-                let held = match validate(Some(&identity), false, now.expiry_clock()) {
+                // The SDKs re-validate a refreshed identity; an empty token or a refresh
+                // token dead by a confirmed clock drops it.
+                let held = match validate(Some(&identity), false, now.drop_clock()) {
                     status @ (Status::Invalid | Status::RefreshExpired) => Held::Nothing(status),
                     _ => Held::Identity {
                         identity,
                         fresh: Status::Refreshed,
                     },
                 };
+                let failures = self.failures;
                 self.replace(held);
                 if let Some(next) = self.identity() {
-                    if next.refresh_from.min(next.identity_expires) <= now.wall {
+                    let (due, expires) = (next.refresh_from, next.identity_expires);
+                    if !now.confirmed && expires <= now.wall {
+                        // The operator's new identity is expired by our clock, which its
+                        // answer did not confirm: the clock is most likely far ahead, and
+                        // refreshing again soon would not help. Back off as after a
+                        // failure; keep the identity.
+                        self.failures = failures.saturating_add(1);
+                        let delay = self.backoff(now, policy, entropy, None);
+                        self.retry_later(now, delay);
+                    } else if due.min(expires) <= now.wall {
                         let delay = self.bounded(now, policy.min_refresh_interval_ms, false);
                         self.retry_later(now, delay);
                     }
@@ -570,39 +626,55 @@ impl Scope {
             }
             RefreshOutcome::Failed { retry_after_ms } => {
                 self.failures = self.failures.saturating_add(1);
-                // Full jitter: uniform in [0, min(cap, base·2^(n-1))]. The base grows with
-                // the time the token stays valid (an eighth of it): an identity good for
-                // hours has no hurry, and a fleet retrying against a struggling operator
-                // sends a quarter of the requests (examples/fleet.rs); one about to expire
-                // retries within seconds.
-                let exponent = (self.failures - 1).min(32);
-                let remaining = match (self.identity(), now.trusted) {
-                    (Some(identity), true) => {
-                        u64::try_from(identity.identity_expires - now.wall).unwrap_or(0)
-                    }
-                    _ => 0,
-                };
-                let window = policy
-                    .backoff_base_ms
-                    .max(remaining / 8)
-                    .saturating_mul(1u64 << exponent)
-                    .min(policy.backoff_cap_ms);
-                let jitter = self.bounded(now, entropy.up_to(window).max(MIN_RETRY_MS), false);
-                // The operator's Retry-After is a floor, kept unless it would outlast the
-                // refresh token itself.
-                let floor = self.bounded(now, retry_after_ms.unwrap_or(0), true);
-                self.retry_later(now, jitter.max(floor));
+                let delay = self.backoff(now, policy, entropy, retry_after_ms);
+                self.retry_later(now, delay);
                 RefreshAnswer::Failed
             }
         }
     }
 
+    /// The delay before the next attempt after [`Scope::failures`] failures in a row.
+    /// Full jitter: uniform in [0, min(cap, base·2^(n-1))]. The base grows with the time
+    /// the token stays valid (an eighth of it): an identity good for hours has no hurry,
+    /// and a fleet retrying against a struggling operator sends a quarter of the requests
+    /// (examples/fleet.rs); one about to expire retries within seconds. The operator's
+    /// `Retry-After` is a floor, kept unless it would outlast the refresh token itself.
+    fn backoff(
+        &self,
+        now: Now,
+        policy: &Policy,
+        entropy: &mut dyn Entropy,
+        retry_after_ms: Option<u64>,
+    ) -> u64 {
+        let exponent = self.failures.saturating_sub(1).min(32);
+        let remaining = match (self.identity(), now.trusted) {
+            (Some(identity), true) => {
+                u64::try_from(identity.identity_expires - now.wall).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        let window = policy
+            .backoff_base_ms
+            .max(remaining / 8)
+            .saturating_mul(1u64 << exponent)
+            .min(policy.backoff_cap_ms);
+        let jitter = self.bounded(now, entropy.up_to(window).max(MIN_RETRY_MS), false);
+        let floor = self.bounded(now, retry_after_ms.unwrap_or(0), true);
+        jitter.max(floor)
+    }
+
     /// `delay_ms`, shortened so that the attempt it schedules lands before the deadline it
     /// exists to meet: the advertising token's expiry while it is ahead (unless
     /// `refresh_token_only`), else the refresh token's, less [`DEADLINE_GUARD_MS`]. Never
-    /// under [`MIN_RETRY_MS`]; an untrusted clock cannot tell how far a deadline is.
+    /// under [`MIN_RETRY_MS`]; an untrusted clock cannot tell how far a deadline is, and
+    /// a refresh token past its deadline by an unconfirmed clock (kept, see
+    /// [`Now::confirmed`]) has no deadline left to meet: a delay shortened to nothing
+    /// would be a retry every second.
     fn bounded(&self, now: Now, delay_ms: u64, refresh_token_only: bool) -> u64 {
-        let Some(identity) = self.identity().filter(|_| now.trusted) else {
+        let Some(identity) = self
+            .identity()
+            .filter(|identity| now.trusted && identity.refresh_expires > now.wall)
+        else {
             return delay_ms;
         };
         let deadline = if !refresh_token_only && identity.identity_expires > now.wall {
@@ -744,6 +816,8 @@ fn to_millis(ms: u64) -> UnixMillis {
     UnixMillis::try_from(ms).unwrap_or(UnixMillis::MAX)
 }
 
+#[cfg(test)]
+mod clock_tests;
 #[cfg(test)]
 mod network_tests;
 #[cfg(test)]

@@ -11,7 +11,7 @@ use reqwest::{StatusCode, Url};
 
 use crate::crypto::{self, OperatorReply};
 use crate::engine::RefreshOutcome;
-use crate::identity::Identity;
+use crate::identity::{Identity, UnixMillis};
 
 mod status;
 pub use status::OperatorStatus;
@@ -80,11 +80,15 @@ impl Failure {
     }
 }
 
-/// One refresh: the outcome the engine needs, and why it failed, for the log.
+/// One refresh: the outcome the engine needs, why it failed (for the log), and the
+/// operator's clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshReport {
     pub outcome: RefreshOutcome,
     pub failure: Option<Failure>,
+    /// The answer's `Date` (RFC 9110 §6.6.1: when the operator made it), Unix ms; `None`
+    /// without an HTTP answer or a readable `Date`.
+    pub date: Option<UnixMillis>,
 }
 
 /// The answer to a client-side generate.
@@ -151,31 +155,9 @@ impl Operator {
             Ok(parts) => parts,
             Err(failure) => return failed(failure, None),
         };
-        if status != StatusCode::OK {
-            let failure = http_failure(status, &body);
-            return if matches!(status.as_u16(), 400 | 401) {
-                report(RefreshOutcome::Rejected, failure)
-            } else {
-                failed(failure, retry_after(&headers))
-            };
-        }
-        match open(&body, &key) {
-            Ok(OperatorReply::Success(identity)) => RefreshReport {
-                outcome: RefreshOutcome::Success(identity),
-                failure: None,
-            },
-            Ok(OperatorReply::OptOut) => RefreshReport {
-                outcome: RefreshOutcome::OptOut,
-                failure: None,
-            },
-            // The SDKs read `expired_token` as "this refresh token is dead".
-            Ok(OperatorReply::Other { status, .. }) if status == "expired_token" => {
-                report(RefreshOutcome::Rejected, Failure::UnexpectedStatus(status))
-            }
-            Ok(OperatorReply::Other { status, .. }) => {
-                failed(Failure::UnexpectedStatus(status), None)
-            }
-            Err(failure) => failed(failure, None),
+        RefreshReport {
+            date: date(&headers),
+            ..refresh_answer(status, &headers, &body, &key)
         }
     }
 
@@ -205,6 +187,41 @@ impl Operator {
     }
 }
 
+/// What an HTTP answer to a refresh means (`key` opens its body).
+fn refresh_answer(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    key: &[u8],
+) -> RefreshReport {
+    if status != StatusCode::OK {
+        let failure = http_failure(status, body);
+        return if matches!(status.as_u16(), 400 | 401) {
+            report(RefreshOutcome::Rejected, failure)
+        } else {
+            failed(failure, retry_after(headers))
+        };
+    }
+    match open(body, key) {
+        Ok(OperatorReply::Success(identity)) => answered(RefreshOutcome::Success(identity)),
+        Ok(OperatorReply::OptOut) => answered(RefreshOutcome::OptOut),
+        // The SDKs read `expired_token` as "this refresh token is dead".
+        Ok(OperatorReply::Other { status, .. }) if status == "expired_token" => {
+            report(RefreshOutcome::Rejected, Failure::UnexpectedStatus(status))
+        }
+        Ok(OperatorReply::Other { status, .. }) => failed(Failure::UnexpectedStatus(status), None),
+        Err(failure) => failed(failure, None),
+    }
+}
+
+/// The answer's `Date` header, Unix ms.
+fn date(headers: &HeaderMap) -> Option<UnixMillis> {
+    let date = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    let at = httpdate::parse_http_date(date).ok()?;
+    let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    UnixMillis::try_from(ms).ok()
+}
+
 fn endpoint(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     url.set_path(path);
@@ -213,10 +230,19 @@ fn endpoint(base: &Url, path: &str) -> Url {
     url
 }
 
+fn answered(outcome: RefreshOutcome) -> RefreshReport {
+    RefreshReport {
+        outcome,
+        failure: None,
+        date: None,
+    }
+}
+
 fn report(outcome: RefreshOutcome, failure: Failure) -> RefreshReport {
     RefreshReport {
         outcome,
         failure: Some(failure),
+        date: None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! The optional Prometheus text file (`[diagnostics] textfile`): the counters of both
-//! products in the text format read by node_exporter's textfile collector, written
-//! atomically at start and after counters change, at most once per
+//! The optional Prometheus text file (`[diagnostics] textfile`): the counters and states
+//! of both products in the text format read by node_exporter's textfile collector,
+//! written atomically at start and after any of them changes (a count, a scope's status,
+//! the storage health, the network, the device policy), at most once per
 //! `textfile_interval`. Counts, flags and one timestamp per product: never a token, app
 //! id (scope) or DII — the same values as `com.uid2.Diagnostics1.GetStats`.
 //!
@@ -87,9 +88,10 @@ fn help(family: &str) -> &'static str {
         "scopes" => "Identities held now, by status",
         "backoff_depth_max" => "Most consecutive failed refreshes of any held identity",
         "clock_trusted" => "1 when the wall clock is trusted",
+        "clock_confirmed" => "1 when the wall clock is confirmed by NTP or the operator's time",
         "offline" => "1 when there is no default route",
         "limit_ad_tracking" => "1 when the device policy limit ad tracking is on",
-        "storage_ok" => "1 when every scope is saved",
+        "storage_ok" => "1 when every scope is saved and the latest write succeeded",
         _ => "uid2d diagnostics value",
     }
 }
@@ -172,8 +174,9 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     written
 }
 
-/// The writer task: writes the file at start and after counters change, at most once
-/// per `textfile_interval` (read, with `textfile`, from the main runtime's config at
+/// The writer task: writes the file at start and after any value of the stats changes
+/// (so a gauge such as `storage_ok` follows the state it reports), at most once per
+/// `textfile_interval` (read, with `textfile`, from the main runtime's config at
 /// each write, so a reload applies from the next one). A failed write is logged and
 /// tried again at the next change. Never returns.
 pub async fn run(runtimes: Vec<Arc<Runtime>>) {
@@ -207,7 +210,7 @@ pub async fn run(runtimes: Vec<Arc<Runtime>>) {
         }
         let changes = runtimes
             .iter()
-            .map(|runtime| Box::pin(runtime.counters_changed()));
+            .map(|runtime| Box::pin(runtime.stats_changed()));
         futures_util::future::select_all(changes).await;
         tokio::time::sleep(config.textfile_interval).await;
     }

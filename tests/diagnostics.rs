@@ -10,15 +10,6 @@ use uid2_operator_sim::{Endpoint, Fault, Refusal};
 use uid2d_testkit::*;
 use zbus::zvariant::OwnedValue;
 
-async fn stats(conn: &zbus::Connection) -> HashMap<String, OwnedValue> {
-    uid2d::client::Diagnostics1Proxy::new(conn)
-        .await
-        .unwrap()
-        .get_stats()
-        .await
-        .unwrap()
-}
-
 fn count(stats: &HashMap<String, OwnedValue>, key: &str) -> u64 {
     u64::try_from(stats.get(key).unwrap_or_else(|| panic!("no {key}"))).unwrap()
 }
@@ -50,7 +41,7 @@ async fn counters_after_a_scripted_sequence_of_operator_faults() {
         sim.set_fault_times(Endpoint::Refresh, fault, 1);
         let _ = manager.refresh_identity().await;
     }
-    let stats = stats(&conn).await;
+    let stats = get_stats(&conn).await;
     let expected = [
         ("refresh_ok", 2),
         ("refresh_opt_out", 0),
@@ -218,7 +209,7 @@ async fn each_operator_refusal_is_counted_and_logged_by_name() {
         assert!(answer.is_err(), "{fault}");
     }
 
-    let stats = stats(&conn).await;
+    let stats = get_stats(&conn).await;
     let mut expected: HashMap<&str, u64> = HashMap::new();
     for (_, key) in refresh.iter().chain(&generate) {
         *expected.entry(key).or_default() += 1;

@@ -258,6 +258,7 @@ impl uid2d::clock::Clock for BootClock {
         uid2d::engine::Now {
             wall: uid2d::clock::wall_now(),
             trusted: false,
+            confirmed: false,
         }
     }
 }

@@ -35,7 +35,7 @@ impl ManualClock {
 
 impl uid2d::clock::Clock for ManualClock {
     fn now(&self) -> Now {
-        Now::trusted(self.0.load(Ordering::SeqCst))
+        Now::confirmed(self.0.load(Ordering::SeqCst))
     }
 }
 

@@ -67,7 +67,10 @@ async fn connection(tcp: tokio::net::TcpStream, acceptor: TlsAcceptor, shared: A
         service_fn(move |request| {
             let shared = shared.clone();
             let drop_now = drop_now.clone();
-            async move { Ok::<_, Infallible>(handle(&shared, &drop_now, request).await) }
+            async move {
+                let reply = handle(&shared, &drop_now, request).await;
+                Ok::<_, Infallible>(dated(&shared, reply))
+            }
         })
     };
     let conn = http1::Builder::new().serve_connection(TokioIo::new(tls), service);
@@ -76,6 +79,17 @@ async fn connection(tcp: tokio::net::TcpStream, acceptor: TlsAcceptor, shared: A
         // Dropping `conn` closes the TLS stream and the socket without a response.
         () = drop_now.notified() => {}
     }
+}
+
+/// `reply` with the sim's clock as its `Date` (RFC 9110 §6.6.1), offset included: a client
+/// reads the operator's time from it, and a test that moves the sim's clock moves that too.
+fn dated(shared: &Shared, mut reply: Reply) -> Reply {
+    let now =
+        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(shared.now_ms()).unwrap_or(0));
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+        reply.headers_mut().insert(header::DATE, date);
+    }
+    reply
 }
 
 fn reply(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Reply {

@@ -54,8 +54,9 @@ impl Products {
 }
 
 /// The STATUS= line: how many identities are served (of both products, each named when
-/// EUID is served too: `Serving 3 stored identities (uid2 2, euid 1)`), offline, and any
-/// storage trouble.
+/// EUID is served too: `Serving 3 stored identities (uid2 2, euid 1)`), offline, storage
+/// failing now, and damaged files set aside since start. Every part is read from the
+/// current state when the line is made.
 pub(super) fn summary(products: &Products) -> String {
     let counts: Vec<(&'static str, usize)> = products
         .all()
@@ -78,11 +79,20 @@ pub(super) fn summary(products: &Products) -> String {
         line.push_str("; offline (no default route)");
     }
     for runtime in products.all() {
-        if let Some(error) = runtime.storage_error() {
-            line.push_str(&format!(
-                "; {} storage error: {error}",
-                runtime.product().as_str()
-            ));
+        let product = runtime.product().as_str();
+        let storage = runtime.storage_health();
+        if let Some(error) = storage.failing {
+            line.push_str(&format!("; {product} storage error: {error}"));
+        }
+        // A fact of this run, not a failure: the files stay in the state directory.
+        match storage.set_aside {
+            0 => {}
+            1 => line.push_str(&format!(
+                "; {product}: 1 damaged state file set aside since start"
+            )),
+            n => line.push_str(&format!(
+                "; {product}: {n} damaged state files set aside since start"
+            )),
         }
     }
     line

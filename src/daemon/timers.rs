@@ -28,7 +28,7 @@ pub(super) async fn run_timers(runtime: Arc<Runtime>, clock: Arc<dyn Clock>) -> 
     };
     let mut next = runtime.next_wake();
     loop {
-        if let Err(e) = timer.arm(next) {
+        if let Err(e) = timer.arm(next.map(|at| clock.system_instant(at))) {
             return DaemonError::Timer(e);
         }
         tokio::select! {

@@ -26,6 +26,15 @@ pub async fn gather(conn: &zbus::Connection, unit: &str) -> Facts {
         Err(e) => Err(e.to_string()),
     };
     let owned = name_owned == Ok(true);
+    // GetSetup first: its probe of the state directory counts as uid2d's latest write,
+    // so the storage_ok read after it is the state of the flash now.
+    let setup = if owned {
+        call(conn, "GetSetup", async |p| p.get_setup().await)
+            .await
+            .map(|raw| setup(&raw))
+    } else {
+        Err("uid2d is not on the bus".to_owned())
+    };
     let stats = if owned {
         call(conn, "GetStats", async |p| p.get_stats().await)
             .await
@@ -34,13 +43,6 @@ pub async fn gather(conn: &zbus::Connection, unit: &str) -> Facts {
                     .filter_map(|(k, v)| stat(v).map(|v| (k.clone(), v)))
                     .collect()
             })
-    } else {
-        Err("uid2d is not on the bus".to_owned())
-    };
-    let setup = if owned {
-        call(conn, "GetSetup", async |p| p.get_setup().await)
-            .await
-            .map(|raw| setup(&raw))
     } else {
         Err("uid2d is not on the bus".to_owned())
     };

@@ -306,10 +306,12 @@ fn refreshes(stats: &BTreeMap<String, StatValue>) -> Check {
             "refreshes",
             format!("backing off after {depth} consecutive failures; {summary} ({classes})"),
         )
-    } else if failed_total > 0 && ok == 0 {
+    } else if depth > 0 && ok == 0 {
+        // Failing now (an identity is backing off), and never worked since start. Failures
+        // that are over (the retry, a new identity) are history: the counts say them.
         warn(
             "refreshes",
-            format!("none succeeded since start; {summary} ({classes})"),
+            format!("failing, and none succeeded since start; {summary} ({classes})"),
         )
     } else if failed_total > 0 {
         line(Level::Ok, "refreshes", format!("{summary} ({classes})"))

@@ -82,7 +82,7 @@ fn a_healthy_device_is_all_ok() {
 #[test]
 fn each_fact_gives_its_verdict() {
     type Change = fn(&mut Facts);
-    let table: [(&str, Change, &str); 14] = [
+    let table: [(&str, Change, &str); 15] = [
         ("bus name", |f| f.name_owned = Ok(false), "FAIL bus name: com.uid2.Manager has no owner: uid2d is not running on this bus"),
         ("unit", |f| f.unit = Unit::NoSystemd, "WARN unit: no systemd: the unit state cannot be checked"),
         ("unit", |f| f.unit = Unit::State { unit: "uid2d.service".into(), state: "failed".into() }, "FAIL unit: uid2d.service is failed"),
@@ -95,7 +95,10 @@ fn each_fact_gives_its_verdict() {
         ("key source", |f| if let Ok(s) = &mut f.setup { s.key_source = "generated".into(); }, "WARN key source: a new device key was generated at this start: identities sealed before it are set aside"),
         ("refreshes", |f| set(f, "offline", StatValue::Flag(true)), "WARN refreshes: offline (no default route): refreshes wait for the network; 4 ok, 1 failed since start"),
         ("refreshes", |f| set(f, "backoff_depth_max", StatValue::Count(3)), "WARN refreshes: backing off after 3 consecutive failures; 4 ok, 1 failed since start (http_5xx 1)"),
-        ("refreshes", |f| set(f, "refresh_ok", StatValue::Count(0)), "WARN refreshes: none succeeded since start; 0 ok, 1 failed since start (http_5xx 1)"),
+        ("refreshes", |f| { set(f, "refresh_ok", StatValue::Count(0)); set(f, "backoff_depth_max", StatValue::Count(1)); }, "WARN refreshes: failing, and none succeeded since start; 0 ok, 1 failed since start (http_5xx 1)"),
+        // The failure is over (its identity was replaced or refreshed since): the counts
+        // stay, the verdict does not.
+        ("refreshes", |f| set(f, "refresh_ok", StatValue::Count(0)), "OK refreshes: 0 ok, 1 failed since start (http_5xx 1)"),
         ("identities", |f| { set(f, "scopes_expired", StatValue::Count(1)); set(f, "limit_ad_tracking", StatValue::Flag(true)); }, "WARN identities: 1 of 3 held identities have expired; limit ad tracking is on: no token is served"),
     ];
     for (name, change, expected) in table {

@@ -1,6 +1,8 @@
-//! A property test over random event sequences (the network going and coming back
-//! among them): every `RefreshRequested` is answered exactly once, no wake-up is ever
-//! armed in the past, and nothing is sent while offline.
+//! A property test over random event sequences (the network going and coming back, and
+//! the clock untrusted, trusted or confirmed, among them): every `RefreshRequested` is
+//! answered exactly once, no wake-up is ever armed in the past, nothing is sent while
+//! offline, and no identity is dropped by a clock that is not confirmed unless the
+//! operator rejected it.
 //!
 //! Seeded (dependency-free): a failure prints its seed, and `ENGINE_PROPERTY_SEED=N`
 //! replays that one case.
@@ -43,7 +45,7 @@ fn run(seed: u64) {
     let policy = Policy::default();
     let mut entropy = fastrand::Rng::with_seed(seed ^ 0x5eed);
     let mut scope = Scope::default();
-    let mut now = Now::trusted(T0);
+    let mut now = Now::confirmed(T0);
     let mut paused = false;
     let mut online = true;
     // Refreshes the engine asked for and has not heard back about.
@@ -60,6 +62,24 @@ fn run(seed: u64) {
         let Ok((next, actions)) = scope.step(event.clone(), now, &policy, &mut entropy) else {
             return;
         };
+        // Only a confirmed clock, or the operator, ends an identity: never a clock that is
+        // merely trusted (it may be far ahead).
+        let rejected = scope.persisted().rejected
+            || matches!(
+                event,
+                Event::RefreshDone {
+                    outcome: RefreshOutcome::Rejected,
+                    ..
+                }
+            );
+        if scope.identity().is_some()
+            && next.persisted().held == Held::Nothing(Status::RefreshExpired)
+        {
+            assert!(
+                now.confirmed || rejected,
+                "seed {seed}: dropped by an unconfirmed clock ({event:?} at {now:?})"
+            );
+        }
         *scope = next;
         for action in actions {
             match action {
@@ -120,7 +140,11 @@ fn run(seed: u64) {
                     _ => rng.i64(0..600_000),
                 };
                 if rng.u8(0..10) == 0 {
-                    now.trusted = !now.trusted;
+                    now = match rng.u8(0..3) {
+                        0 => Now::untrusted(now.wall),
+                        1 => Now::unconfirmed(now.wall),
+                        _ => Now::confirmed(now.wall),
+                    };
                 }
                 Event::Tick
             }

@@ -50,7 +50,7 @@ impl Harness {
             scope: Scope::default(),
             policy: Policy::default(),
             entropy: Fixed(0.5),
-            now: Now::trusted(T0),
+            now: Now::confirmed(T0),
             log: Vec::new(),
         }
     }
@@ -703,13 +703,14 @@ fn untrusted_clock_at_1970_keeps_and_serves_identity_until_trusted() {
     h.now = Now {
         wall: 5_000,
         trusted: false,
+        confirmed: false,
     };
     let actions = h.send(Event::Loaded);
     assert_eq!(refreshes(&actions), 0);
     assert_eq!(h.status(), Status::Established);
     assert_eq!(h.scope.advertising_token(h.now), Some("adv-a"));
     // NTP sets the clock: trusted, within the identity's life.
-    h.now = Now::trusted(T0 + 10 * MIN);
+    h.now = Now::confirmed(T0 + 10 * MIN);
     let actions = h.send(Event::Tick);
     assert_eq!(refreshes(&actions), 0);
     assert_eq!(h.scope.advertising_token(h.now), Some("adv-a"));
@@ -724,10 +725,11 @@ fn boot_at_1970_then_ntp_after_refresh_from_spreads_the_first_refresh() {
     h.now = Now {
         wall: 5_000,
         trusted: false,
+        confirmed: false,
     };
     h.send(Event::Loaded);
     // NTP lands after refresh_from: the whole region syncs at once, so spread.
-    h.now = Now::trusted(id.refresh_from + MIN);
+    h.now = Now::confirmed(id.refresh_from + MIN);
     assert_eq!(refreshes(&h.send(Event::Tick)), 0);
     let wake = h.scope.wake().expect("spread refresh");
     assert!(wake > h.now.wall && wake <= h.now.wall + h.policy.boot_spread_ms as i64);
@@ -744,6 +746,7 @@ fn untrusted_stale_clock_that_looks_overdue_spreads_over_the_whole_window() {
     h.now = Now {
         wall: id.identity_expires + MIN,
         trusted: false,
+        confirmed: false,
     };
     assert_eq!(refreshes(&h.send(Event::Loaded)), 0);
     assert_eq!(h.status(), Status::Refreshed);
@@ -761,6 +764,7 @@ fn untrusted_clock_in_the_future_refreshes_but_never_expires() {
     h.now = Now {
         wall: id.refresh_expires + 1,
         trusted: false,
+        confirmed: false,
     };
     let actions = h.send(Event::Tick);
     assert_eq!(refreshes(&actions), 1);
@@ -781,7 +785,7 @@ fn overdue_at_boot_waits_a_random_delay_bounded_by_identity_expires() {
         let mut h = Harness::new();
         h.entropy = Fixed(fraction);
         h.scope = Scope::from_persisted(persisted);
-        h.now = Now::trusted(at);
+        h.now = Now::confirmed(at);
         let actions = h.send(Event::Loaded);
         if fraction == 0.0 {
             assert_eq!(refreshes(&actions), 1);

@@ -20,12 +20,13 @@ impl Runtime {
 
     /// Re-evaluates every scope under the policy just switched.
     pub(super) async fn policy_changed(self: &Arc<Self>) {
-        let change = self.change.lock().await;
+        self.note_stats_changed();
+        let every = self.turns.every().await;
         let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
         for key in keys {
             // Nothing of a tick can be refused.
             let _ = self
-                .apply(&change, &key, Event::Tick, Durability::Eventually, None)
+                .apply(&every, &key, Event::Tick, Durability::Eventually, None)
                 .await;
         }
     }
@@ -44,7 +45,7 @@ impl Runtime {
     /// durably, also of scopes not read yet; each one's apps (and brokers) are told
     /// `no_identity`. Returns how many scopes held something.
     pub async fn reset_all(self: &Arc<Self>) -> Result<u32, Error> {
-        let change = self.change.lock().await;
+        let every = self.turns.every().await;
         let store = self.store.clone();
         let mut keys: Vec<ScopeKey> = persist::blocking(move || store.list())
             .await?
@@ -52,7 +53,7 @@ impl Runtime {
             .filter_map(|name| self.shelf.scope_name(name))
             .filter_map(ScopeKey::from_name)
             .collect();
-        self.load_scopes(&change, &keys).await?;
+        self.load_scopes(&every, &keys).await?;
         keys.extend(lock(&self.state).scopes.keys().cloned());
         keys.sort();
         keys.dedup();
@@ -65,7 +66,7 @@ impl Runtime {
                     _ => continue,
                 }
             };
-            self.apply(&change, &key, Event::Reset, Durability::BeforeReply, None)
+            self.apply(&every, &key, Event::Reset, Durability::BeforeReply, None)
                 .await?;
             count += 1;
             if before == Status::NoIdentity {

@@ -1,17 +1,17 @@
 //! Reading the store: the device policy and the first [`LOAD_BATCH`] scopes before
 //! READY=1, the rest after it (so start-up does not grow with their number), and any
 //! scope a call touches before the start-up pass has reached it. Every read of a scope's
-//! file happens under the change lock, in the one change path, so each file is read once
-//! and before any change to its scope.
+//! file happens in that scope's turn (or the turn of every scope), in the one change path,
+//! so each file is read once and before any change to its scope.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::MutexGuard;
 use tracing::{error, warn};
 
 use super::persist::blocking;
+use super::turn::Turn;
 use super::{lock, Durability, Runtime, ScopeKey};
 use crate::engine::{Event, Scope};
 use crate::error::Error;
@@ -35,7 +35,7 @@ pub struct LoadReport {
 pub(super) struct Loading {
     /// Every state file has been read: no call needs to read one any more.
     done: AtomicBool,
-    /// Scopes whose file has been read (only touched under the change lock).
+    /// Scopes whose file has been read (each only touched in its scope's turn).
     read: Mutex<HashSet<ScopeKey>>,
     report: Mutex<LoadReport>,
 }
@@ -101,14 +101,14 @@ impl Runtime {
     }
 
     async fn finish_loading(&self) {
-        let _change = self.change.lock().await;
+        let _every = self.turns.every().await;
         self.loading.done.store(true, Ordering::Release);
         *lock(&self.loading.read) = HashSet::new();
     }
 
     async fn load_batch(self: &Arc<Self>, keys: &[ScopeKey]) -> Result<(), StoreError> {
-        let change = self.change.lock().await;
-        self.load_scopes(&change, keys).await
+        let every = self.turns.every().await;
+        self.load_scopes(&every, keys).await
     }
 
     /// For a read: the scope's file, if no one has read it yet.
@@ -116,17 +116,18 @@ impl Runtime {
         if self.loaded() {
             return Ok(());
         }
-        let change = self.change.lock().await;
-        Ok(self.load_scopes(&change, std::slice::from_ref(key)).await?)
+        let turn = self.turns.one(key).await;
+        Ok(self.load_scopes(&turn, std::slice::from_ref(key)).await?)
     }
 
     /// Reads the files of `keys` not read yet and starts their schedules. Stops at an
     /// error of the system; the files after it stay to be read again.
     pub(super) async fn load_scopes(
         self: &Arc<Self>,
-        change: &MutexGuard<'_, ()>,
+        turn: &Turn<'_>,
         keys: &[ScopeKey],
     ) -> Result<(), StoreError> {
+        debug_assert!(keys.iter().all(|key| turn.covers(key)));
         if self.loaded() {
             return Ok(());
         }
@@ -181,7 +182,7 @@ impl Runtime {
             );
             // Nothing of this can be refused.
             let _ = self
-                .apply(change, &key, Event::Loaded, Durability::Eventually, None)
+                .apply(turn, &key, Event::Loaded, Durability::Eventually, None)
                 .await;
             lock(&self.loading.report).scopes += 1;
             if let Some(reason) = record.dropped {
@@ -194,7 +195,8 @@ impl Runtime {
                 );
                 match self.save_scope(&key, &persisted).await {
                     Ok(()) => self.saved(&key),
-                    Err(_) => self.unsaved(&key),
+                    // Kept in memory (the identity is gone either way) and retried.
+                    Err(e) => self.unsaved(&key, &e, true),
                 }
             }
         }
@@ -209,15 +211,9 @@ impl Runtime {
             "state file could not be opened ({}); set aside, the scope starts empty",
             aside.reason
         );
-        self.note_set_aside(aside.scope.clone());
-    }
-
-    fn note_set_aside(&self, scope: String) {
-        let mut report = lock(&self.loading.report);
-        report.set_aside.push(scope);
-        self.storage_problem(format!(
-            "{} state file(s) were corrupt and set aside",
-            report.set_aside.len()
-        ));
+        lock(&self.loading.report)
+            .set_aside
+            .push(aside.scope.clone());
+        self.note_set_aside();
     }
 }

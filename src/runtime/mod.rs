@@ -1,10 +1,11 @@
 //! The runtime: every scope's engine state, and the performing of the engine's actions
 //! against the store, the operator and the clock.
 //!
-//! One state lock ([`State`]) guards what calls read; one async change lock serialises
-//! every change, so that a scope's file is written in the order its states were decided.
-//! A change is staged (the engine steps a copy), written durably when a caller waits for
-//! it, then committed — or refused with the old state untouched.
+//! One state lock ([`State`]) guards what calls read; each scope's [`turn`] serialises
+//! that scope's changes, so that its file is written in the order its states were
+//! decided, while different scopes change (and write) side by side. A change is staged
+//! (the engine steps a copy), written durably when a caller waits for it, then committed
+//! — or refused with the old state untouched. Device-wide work takes every scope's turn.
 //!
 //! The jobs live beside this file: [`refresh`] (refresh tasks and the calls waiting for
 //! them), [`generate`] (client-side generation), [`persist`] (writes, retries of unsaved
@@ -28,6 +29,7 @@ mod refresh;
 mod scope_key;
 mod setup;
 mod stats;
+mod turn;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -50,6 +52,7 @@ pub use adtech::{IdentityTimes, TokenInfo, VALID_FOR_RANGE};
 pub use device_policy::DevicePolicy;
 pub use generate::GenerateOptions;
 pub use load::LoadReport;
+pub use persist::StorageHealth;
 pub use scope_key::ScopeKey;
 pub use setup::Setup;
 pub use stats::{FailureClass, COUNTERS_BYTES};
@@ -76,6 +79,9 @@ type Waiter = oneshot::Sender<Result<Status, Error>>;
 struct State {
     scopes: HashMap<ScopeKey, Scope>,
     waiters: HashMap<RequestId, Waiter>,
+    /// New scopes whose first change is being written: counted against `max_scopes`
+    /// until committed or refused, since changes of different scopes overlap.
+    arriving: usize,
     next_request: RequestId,
     rng: fastrand::Rng,
 }
@@ -94,8 +100,8 @@ enum Durability {
 #[derive(Debug)]
 pub struct Runtime {
     state: Mutex<State>,
-    /// Serialises every change (and so every write of a scope's file).
-    change: tokio::sync::Mutex<()>,
+    /// Serialises each scope's changes (and so the writes of its file).
+    turns: turn::Turns,
     store: Arc<Store>,
     settings: RwLock<Arc<Settings>>,
     clock: Arc<dyn Clock>,
@@ -170,10 +176,11 @@ impl Runtime {
             state: Mutex::new(State {
                 scopes: HashMap::new(),
                 waiters: HashMap::new(),
+                arriving: 0,
                 next_request: 0,
                 rng: fastrand::Rng::new(),
             }),
-            change: tokio::sync::Mutex::new(()),
+            turns: turn::Turns::default(),
             store,
             settings: RwLock::new(Arc::new(Settings { operator, config })),
             clock,
@@ -291,34 +298,35 @@ impl Runtime {
         self.timers_changed.notified().await;
     }
 
-    /// Waits for the change in progress, if any (shutdown lets an in-flight write land).
+    /// Waits for the changes in progress, if any (shutdown lets in-flight writes land).
     pub async fn quiesce(&self) {
-        let _change = self.change.lock().await;
+        let _every = self.turns.every().await;
     }
 
-    /// The one change path: reads the scope's file on first touch, steps the engine,
-    /// performs its actions; the scope's status after it.
+    /// The one change path: waits for the scope's turn, reads its file on first touch,
+    /// steps the engine, performs its actions; the scope's status after it.
     async fn change(
         self: &Arc<Self>,
         key: &ScopeKey,
         event: Event,
         durability: Durability,
     ) -> Result<Status, Error> {
-        let change = self.change.lock().await;
-        self.load_scopes(&change, std::slice::from_ref(key)).await?;
-        self.apply(&change, key, event, durability, None).await
+        let turn = self.turns.one(key).await;
+        self.load_scopes(&turn, std::slice::from_ref(key)).await?;
+        self.apply(&turn, key, event, durability, None).await
     }
 
-    /// Steps the engine and performs its actions under the change lock. `failure` is why
-    /// the refresh being reported failed, for the calls waiting on it.
+    /// Steps the engine and performs its actions in `key`'s turn. `failure` is why the
+    /// refresh being reported failed, for the calls waiting on it.
     async fn apply(
         self: &Arc<Self>,
-        _change: &tokio::sync::MutexGuard<'_, ()>,
+        turn: &turn::Turn<'_>,
         key: &ScopeKey,
         event: Event,
         durability: Durability,
         failure: Option<&Failure>,
     ) -> Result<Status, Error> {
+        debug_assert!(turn.covers(key), "a change of {key} out of its turn");
         let now = self.clock.now();
         let max_scopes = self.settings().config.startup.max_scopes;
         let policy = Policy {
@@ -327,7 +335,7 @@ impl Runtime {
             ),
             ..self.policy
         };
-        let (next, actions) = {
+        let (next, actions, arriving) = {
             let mut state = lock(&self.state);
             let known = state.scopes.get(key).cloned();
             let before = known.as_ref().map(counts_against_limit);
@@ -335,14 +343,23 @@ impl Runtime {
                 .unwrap_or_else(|| Scope::default().with_offline(self.offline()))
                 .with_paused(self.limit_ad_tracking());
             let (next, actions) = current.step(event, now, &policy, &mut state.rng)?;
-            check_limit(&state.scopes, before, &next, max_scopes)?;
-            (next, actions)
+            check_limit(&state, before, &next, max_scopes)?;
+            // A new scope counts from now until its first write lands or is refused, so
+            // that changes of other scopes in their own turns meanwhile see it.
+            let arriving = (before.is_none() && !next.is_idle())
+                .then(|| Arriving::new(&mut state, &self.state));
+            (next, actions, arriving)
         };
         if actions.contains(&Action::Persist) {
             match self.save_scope(key, next.persisted()).await {
                 Ok(()) => self.saved(key),
-                Err(e) if durability == Durability::BeforeReply => return Err(e.into()),
-                Err(_) => self.unsaved(key),
+                Err(e) => {
+                    let kept = durability == Durability::Eventually;
+                    self.unsaved(key, &e, kept);
+                    if !kept {
+                        return Err(e.into());
+                    }
+                }
             }
         }
         let status = next.status(now);
@@ -353,6 +370,9 @@ impl Runtime {
                 state.scopes.remove(key);
             } else {
                 state.scopes.insert(key.clone(), next);
+            }
+            if let Some(arriving) = arriving {
+                arriving.arrived(&mut state);
             }
         }
         for action in actions {
@@ -369,6 +389,7 @@ impl Runtime {
                 }
                 Action::StatusChanged(status) => {
                     info!(scope = %key, status = status.as_str(), "identity status changed");
+                    self.note_stats_changed();
                     let _ = self.changes.send(StatusChange {
                         scope: key.clone(),
                         status,
@@ -394,8 +415,9 @@ fn counts_against_limit(scope: &Scope) -> bool {
 /// counted, `next` its state after the change. At most `max_scopes` counted scopes, and at
 /// most twice that kept in all; a counted scope that keeps only a setting afterwards (a
 /// reset with automatic refresh off) is always allowed, the total unchanged.
+/// New scopes whose first write is under way ([`State::arriving`]) count as both.
 fn check_limit(
-    scopes: &HashMap<ScopeKey, Scope>,
+    state: &State,
     before: Option<bool>,
     next: &Scope,
     max_scopes: usize,
@@ -403,15 +425,46 @@ fn check_limit(
     if next.is_idle() {
         return Ok(());
     }
+    let counted = || {
+        state
+            .scopes
+            .values()
+            .filter(|s| counts_against_limit(s))
+            .count()
+            + state.arriving
+    };
     let refused = match (before, counts_against_limit(next)) {
         (Some(true), _) | (Some(false), false) => false,
-        (_, true) => scopes.values().filter(|s| counts_against_limit(s)).count() >= max_scopes,
-        (None, false) => scopes.len() >= max_scopes.saturating_mul(2),
+        (_, true) => counted() >= max_scopes,
+        (None, false) => state.scopes.len() + state.arriving >= max_scopes.saturating_mul(2),
     };
     if refused {
         return Err(Error::ScopeLimit(max_scopes));
     }
     Ok(())
+}
+
+/// A new scope counted in [`State::arriving`] until it is committed
+/// ([`Arriving::arrived`]) or its change refused (dropped).
+struct Arriving<'a>(&'a Mutex<State>);
+
+impl<'a> Arriving<'a> {
+    fn new(state: &mut State, mutex: &'a Mutex<State>) -> Self {
+        state.arriving += 1;
+        Arriving(mutex)
+    }
+
+    /// Committed: in `state.scopes` now (under the same lock as this uncounting).
+    fn arrived(self, state: &mut State) {
+        state.arriving -= 1;
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Arriving<'_> {
+    fn drop(&mut self) {
+        lock(self.0).arriving -= 1;
+    }
 }
 
 fn duration_ms(d: Duration) -> u64 {

@@ -1,5 +1,5 @@
 //! The device's network state as the runtime applies it: every scope hears of a change
-//! (under the change lock, like the limit-ad-tracking policy) and a scope created while
+//! (in the turn of every scope, like the limit-ad-tracking policy) and a scope created while
 //! offline starts offline.
 
 use std::sync::Arc;
@@ -39,18 +39,19 @@ impl Runtime {
     /// Tells every scope the device went offline or came back. Back online, scopes that
     /// are due or backing off retry after a random delay (`network_return_spread`).
     pub async fn set_online(self: &Arc<Self>, online: bool) {
-        let change = self.change.lock().await;
+        let every = self.turns.every().await;
         if self.offline() != online {
             return;
         }
         self.network.online.send_replace(online);
+        self.note_stats_changed();
         info!(online, "network state changed");
         let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
         for key in keys {
             // Nothing of a network change can be refused; a failed write is retried.
             let _ = self
                 .apply(
-                    &change,
+                    &every,
                     &key,
                     Event::Network { online },
                     Durability::Eventually,

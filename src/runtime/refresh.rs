@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::{lock, Durability, FailureClass, Runtime, ScopeKey};
 use crate::engine::{Event, RefreshAnswer, RefreshOutcome, RequestId};
 use crate::error::{Error, RefreshFailed};
-use crate::identity::{Identity, Status};
+use crate::identity::{Identity, Status, UnixMillis};
 use crate::operator::{Failure, OperatorStatus, RefreshReport};
 
 impl Runtime {
@@ -66,7 +66,9 @@ impl Runtime {
     }
 
     /// Sends one refresh of `identity` and reports it to the engine. The engine hears of
-    /// every refresh it started, also when the request task dies.
+    /// every refresh it started, also when the request task dies. The answer's `Date`
+    /// goes to the clock first, so the engine judges the answer by a clock it confirmed
+    /// or refuted.
     pub(super) fn start_refresh(
         self: &Arc<Self>,
         key: ScopeKey,
@@ -75,6 +77,7 @@ impl Runtime {
     ) {
         let operator = self.settings().operator.clone();
         info!(scope = %key, uid2d_product = self.product().as_str(), "refreshing identity");
+        let sent = self.clock.now().wall;
         let request = tokio::spawn(async move { operator.refresh(&identity).await });
         let runtime = Arc::clone(self);
         tokio::spawn(async move {
@@ -83,9 +86,33 @@ impl Runtime {
                     retry_after_ms: None,
                 },
                 failure: Some(Failure::NoAnswer),
+                date: None,
             });
+            if let Some(date) = report.date {
+                runtime.operator_date(date, sent);
+            }
             runtime.finish_refresh(key, generation, report).await;
         });
+    }
+
+    /// An operator answered a request sent at `sent` with `Date: date`: the clock hears
+    /// it, and a new verdict is logged once.
+    fn operator_date(&self, date: UnixMillis, sent: UnixMillis) {
+        let before = self.clock.now().confirmed;
+        let verdict = self.clock.operator_date(date, sent, self.clock.now().wall);
+        if self.clock.now().confirmed != before {
+            self.note_stats_changed();
+        }
+        match verdict {
+            Some(true) => info!("the operator's time confirms the wall clock"),
+            Some(false) => warn!(
+                error_kind = "clock",
+                operator_date = %super::WallTime(Some(date)),
+                "the operator's time differs from the wall clock; no identity is dropped by \
+                 the clock alone until NTP or the operator confirms it"
+            ),
+            None => {}
+        }
     }
 
     /// Boxed: it is spawned from `apply`, which it calls, and the compiler cannot prove
@@ -109,16 +136,12 @@ impl Runtime {
                 generation,
                 outcome: report.outcome,
             };
-            let change = self.change.lock().await;
+            // The scope's own turn only: the answer is written at once, not after other
+            // scopes' writes (a kill in between would lose the rotated refresh token).
+            let turn = self.turns.one(&key).await;
             // Only an unsaved write can fail here, and that is retried.
             let _ = self
-                .apply(
-                    &change,
-                    &key,
-                    event,
-                    Durability::Eventually,
-                    failure.as_ref(),
-                )
+                .apply(&turn, &key, event, Durability::Eventually, failure.as_ref())
                 .await;
         })
     }

@@ -42,15 +42,4 @@ impl Runtime {
             },
         }
     }
-
-    /// Whether a file can be created in the state directory now (a probe file, created
-    /// and removed); `Err` holds the OS error text.
-    pub async fn probe_state_dir(&self) -> Result<(), String> {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.probe_writable()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the probe was interrupted".to_owned()),
-        }
-    }
 }

@@ -107,8 +107,9 @@ pub(super) struct Counters {
     storage_errors: AtomicU64,
     /// Wall-clock ms of the last successful refresh; 0: none since start.
     last_refresh_ok: AtomicI64,
-    /// Woken (one stored permit) after any count changes: the text file's writer waits
-    /// on it.
+    /// Woken (one stored permit) after any value of [`Runtime::stats`] may have changed:
+    /// a count, a scope's status, the storage health, the network or the device policy.
+    /// The text file's writer waits on it.
     changed: tokio::sync::Notify,
 }
 
@@ -121,14 +122,19 @@ fn add(counter: &AtomicU64) {
 }
 
 impl Runtime {
-    /// Resolves once a counter has changed since the last call resolved (or since start
-    /// for the first call); one waiter at a time.
-    pub async fn counters_changed(&self) {
+    /// Resolves once a value of [`Runtime::stats`] may have changed since the last call
+    /// resolved (or since start for the first call); one waiter at a time.
+    pub async fn stats_changed(&self) {
         self.counters.changed.notified().await;
     }
 
-    fn counted(&self) {
+    /// Wakes [`Runtime::stats_changed`]: a count, a gauge or a status changed.
+    pub(super) fn note_stats_changed(&self) {
         self.counters.changed.notify_one();
+    }
+
+    fn counted(&self) {
+        self.note_stats_changed();
     }
 
     pub(super) fn count_refresh_ok(&self, opted_out: bool) {
@@ -218,6 +224,7 @@ impl Runtime {
         ));
         let now = self.clock.now();
         out.push(("clock_trusted".into(), Flag(now.trusted)));
+        out.push(("clock_confirmed".into(), Flag(now.confirmed)));
         out.push(("offline".into(), Flag(self.offline())));
         out.push(("limit_ad_tracking".into(), Flag(self.limit_ad_tracking())));
         out.push(("storage_ok".into(), Flag(self.storage_error().is_none())));

@@ -76,6 +76,62 @@ pub enum Fault {
     CrashAfter(WriteStep),
 }
 
+/// Holds one [`Store::save`](super::Store::save) in progress until released, as a slow
+/// flash would: tests of what other work does meanwhile. Made by
+/// [`Store::hold_next_save`](super::Store::hold_next_save); dropping it releases the save.
+#[cfg(any(test, feature = "fault-injection"))]
+#[derive(Debug)]
+pub struct SaveHold {
+    reached: Option<tokio::sync::oneshot::Receiver<()>>,
+    _release: std::sync::mpsc::Sender<()>,
+}
+
+#[cfg(any(test, feature = "fault-injection"))]
+impl SaveHold {
+    pub(super) fn new() -> (SaveHold, HeldSave) {
+        let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        (
+            SaveHold {
+                reached: Some(reached_rx),
+                _release: release_tx,
+            },
+            HeldSave {
+                reached: reached_tx,
+                release: release_rx,
+            },
+        )
+    }
+
+    /// Resolves once the held save has started (and waits).
+    pub async fn reached(&mut self) {
+        if let Some(reached) = self.reached.take() {
+            let _ = reached.await;
+        }
+    }
+
+    /// Lets the save go on.
+    pub fn release(self) {}
+}
+
+/// The save's side of a [`SaveHold`].
+#[cfg(any(test, feature = "fault-injection"))]
+#[derive(Debug)]
+pub(super) struct HeldSave {
+    reached: tokio::sync::oneshot::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+#[cfg(any(test, feature = "fault-injection"))]
+impl HeldSave {
+    /// Says the save has started, then blocks until the [`SaveHold`] is dropped.
+    pub(super) fn wait(self) {
+        let _ = self.reached.send(());
+        // Nothing is ever sent: this returns when the holder drops its sender.
+        let _ = self.release.recv();
+    }
+}
+
 /// The fault plan of one write. Always compiled so that production runs the very code the fault
 /// tests exercise; without fault injection it is always the empty plan.
 #[derive(Debug, Clone, Copy, Default)]

@@ -12,8 +12,10 @@
 //! What the plaintext holds (the scope and policy records) is `record.rs`'s business. The whole
 //! layout and format is described in `docs/storage-format.md`.
 //!
-//! All I/O is blocking std::fs; the daemon calls the store from `spawn_blocking`. One store
-//! serialises its own file operations; two processes must not share a state dir.
+//! All I/O is blocking std::fs; the daemon calls the store from `spawn_blocking`. Operations
+//! on different scopes' files run side by side (the caller orders those of one scope);
+//! listing, which removes leftover temp files, waits for them and holds them back. Two
+//! processes must not share a state dir.
 
 mod damage;
 mod durable;
@@ -29,7 +31,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use aes_gcm::Aes256Gcm;
 use nix::errno::Errno;
@@ -37,9 +39,9 @@ use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
 pub use damage::{Damage, SetAside};
-#[cfg(any(test, feature = "fault-injection"))]
-pub use durable::Fault;
 pub use durable::WriteStep;
+#[cfg(any(test, feature = "fault-injection"))]
+pub use durable::{Fault, SaveHold};
 pub(crate) use key::KeyOrigin;
 pub use key::{BadKey, KEY_FILE_NAME};
 
@@ -171,9 +173,16 @@ pub struct Store {
     origin: KeyOrigin,
     /// The AES-256-GCM key schedule; aes-gcm's `zeroize` feature wipes it on drop.
     cipher: Aes256Gcm,
-    /// Serialises this store's file operations (a save never races `list`'s temp-file
-    /// cleanup) and holds the fault planned for the next save.
-    io: Mutex<Plan>,
+    /// Shared by the operations on one file (save, load, remove, set aside, probe), taken
+    /// whole by `list`: its temp-file cleanup never removes a write in progress.
+    io: RwLock<()>,
+    /// Probes share one file name: one at a time.
+    probing: Mutex<()>,
+    /// The fault planned for the next save.
+    plan: Mutex<Plan>,
+    /// The next save to hold (fault injection).
+    #[cfg(any(test, feature = "fault-injection"))]
+    held: Mutex<Option<durable::HeldSave>>,
 }
 
 impl fmt::Debug for Store {
@@ -201,7 +210,11 @@ impl Store {
             key_path,
             origin,
             cipher,
-            io: Mutex::new(Plan::default()),
+            io: RwLock::new(()),
+            probing: Mutex::new(()),
+            plan: Mutex::new(Plan::default()),
+            #[cfg(any(test, feature = "fault-injection"))]
+            held: Mutex::new(None),
         })
     }
 
@@ -218,7 +231,8 @@ impl Store {
     /// Checks that a new file can be created in the state directory now, as the next
     /// save would (create, write, remove a `.doctor-probe` file); the error says why not.
     pub(crate) fn probe_writable(&self) -> io::Result<()> {
-        let _io = self.lock();
+        let _probing = self.probing.lock().unwrap_or_else(PoisonError::into_inner);
+        let _io = self.shared();
         let path = self.dir.join(".doctor-probe");
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -253,7 +267,7 @@ impl Store {
     /// The scopes that have a state file, sorted. Removes the temp files left by a write
     /// that was interrupted (under the same lock as writes, so never one in progress).
     pub(crate) fn list(&self) -> Result<Vec<String>, StoreError> {
-        let _io = self.lock();
+        let _io = self.whole();
         let mut removed = false;
         let mut found = Vec::new();
         let entries = fs::read_dir(&self.dir).map_err(io_error("list", &self.dir))?;
@@ -292,7 +306,7 @@ impl Store {
     /// leave the file in place.
     pub(crate) fn load(&self, scope: &str) -> Result<Stored, StoreError> {
         check_scope(scope)?;
-        let _io = self.lock();
+        let _io = self.shared();
         let path = self.state_path(scope);
         let damage = match damage::read_state_file(&path)? {
             ReadOutcome::Gone => return Ok(Stored::Absent),
@@ -314,7 +328,7 @@ impl Store {
     /// a later build or a person to read; the scope starts empty.
     pub(crate) fn set_aside(&self, scope: &str, reason: Damage) -> Result<SetAside, StoreError> {
         check_scope(scope)?;
-        let _io = self.lock();
+        let _io = self.shared();
         let aside = damage::set_aside(scope, &self.state_path(scope), reason);
         if aside.move_error.is_none() {
             self.fsync_dir_best_effort();
@@ -346,9 +360,20 @@ impl Store {
             });
         }
         let sealed = sealed::seal(&self.cipher, scope, plaintext)?;
-        let mut io = self.lock();
+        let _io = self.shared();
         // A planned fault applies to this save only.
-        let plan = std::mem::take(&mut *io);
+        let plan = std::mem::take(&mut *self.plan.lock().unwrap_or_else(PoisonError::into_inner));
+        #[cfg(any(test, feature = "fault-injection"))]
+        {
+            let held = self
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(held) = held {
+                held.wait();
+            }
+        }
         durable::write_durably(
             &self.dir,
             &self.state_path(scope),
@@ -362,7 +387,7 @@ impl Store {
     /// not an error.
     pub(crate) fn remove(&self, scope: &str) -> Result<(), StoreError> {
         check_scope(scope)?;
-        let _io = self.lock();
+        let _io = self.shared();
         let path = self.state_path(scope);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -377,12 +402,26 @@ impl Store {
     /// Plans a fault for the next [`Store::save`] (replacing any fault planned before).
     #[cfg(any(test, feature = "fault-injection"))]
     pub fn inject_fault(&self, fault: Fault) {
-        *self.lock() = Plan::from(fault);
+        *self.plan.lock().unwrap_or_else(PoisonError::into_inner) = Plan::from(fault);
     }
 
-    fn lock(&self) -> MutexGuard<'_, Plan> {
-        // The guarded data is a plain value that a panic cannot leave half-updated.
-        self.io.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Holds the next [`Store::save`] once it has started, until the returned hold is
+    /// released or dropped (a slow flash).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn hold_next_save(&self) -> SaveHold {
+        let (hold, held) = SaveHold::new();
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = Some(held);
+        hold
+    }
+
+    // The locks guard no data (the plan is a plain value): a panic cannot leave anything
+    // half-updated behind them.
+    fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.io.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn whole(&self) -> RwLockWriteGuard<'_, ()> {
+        self.io.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn state_path(&self, scope: &str) -> PathBuf {

@@ -27,7 +27,7 @@ mod operator;
 mod secrets;
 
 pub use bus::{connect_to, name_released, Bus, PERMISSIVE_POLICY};
-pub use client::{error_name, manager};
+pub use client::{error_name, get_stats, manager};
 pub use contract::{interface_summary, introspect};
 pub use daemon::{Daemon, DaemonSpec};
 pub use gateway::{AppRig, Gateway};

@@ -11,18 +11,18 @@ use regex_lite::Regex;
 /// An app id: 1–128 characters of `[A-Za-z0-9._-]`, the first a letter or digit (the
 /// contract's syntax). Anything else names no app.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AppId(String);
+pub(crate) struct AppId(String);
 
 /// Why a text is not an app id. Never echoes the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("an app id is 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit")]
-pub struct BadAppId;
+pub(crate) struct BadAppId;
 
 impl AppId {
-    pub const MAX_LEN: usize = 128;
+    pub(crate) const MAX_LEN: usize = 128;
 
     /// Checks `text` against the app-id syntax.
-    pub fn new(text: &str) -> Result<Self, BadAppId> {
+    pub(crate) fn new(text: &str) -> Result<Self, BadAppId> {
         let ok = (1..=Self::MAX_LEN).contains(&text.len())
             && text.starts_with(|c: char| c.is_ascii_alphanumeric())
             && text
@@ -35,7 +35,7 @@ impl AppId {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -50,12 +50,12 @@ impl fmt::Display for AppId {
 /// `app-[<launcher>-]<app id>(-<random>.scope | @<random>.service | .service)`, where a
 /// launcher has no dot and an app id is reverse-DNS (has a dot). Dashes inside the app id
 /// are escaped by systemd as `\x2d`, so a bare `-` is always a separator.
-pub const DEFAULT_UNIT_PATTERN: &str = r"^app-(?:[^.\-@\\]+-)?(?P<app>[^\-@]+\.[^\-@]+?)(?:-[^.\-@]+\.scope|@[^@]*\.service|\.service)$";
+pub(crate) const DEFAULT_UNIT_PATTERN: &str = r"^app-(?:[^.\-@\\]+-)?(?P<app>[^\-@]+\.[^\-@]+?)(?:-[^.\-@]+\.scope|@[^@]*\.service|\.service)$";
 
 /// What to do with a caller no rule names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Unknown {
+pub(crate) enum Unknown {
     /// Its own `uid-N` scope, as with `scope = "uid"`.
     #[default]
     Uid,
@@ -65,11 +65,11 @@ pub enum Unknown {
 
 /// A compiled `label`/`unit` pattern; the app id is its `app` group.
 #[derive(Debug, Clone)]
-pub struct Pattern(Regex);
+pub(crate) struct Pattern(Regex);
 
 /// Why a pattern was refused (config errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadPattern {
+pub(crate) enum BadPattern {
     #[error("not a regular expression: {0}")]
     Syntax(String),
     #[error("has no (?P<app>…) group to take the app id from")]
@@ -77,7 +77,7 @@ pub enum BadPattern {
 }
 
 impl Pattern {
-    pub fn new(text: &str) -> Result<Self, BadPattern> {
+    pub(crate) fn new(text: &str) -> Result<Self, BadPattern> {
         let regex = Regex::new(text).map_err(|e| BadPattern::Syntax(e.to_string()))?;
         if !regex.capture_names().any(|name| name == Some("app")) {
             return Err(BadPattern::NoAppGroup);
@@ -93,7 +93,7 @@ impl Pattern {
 
 /// What the bus and the system report about a caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallerFacts {
+pub(crate) struct CallerFacts {
     pub uid: u32,
     /// `LinuxSecurityLabel` of `GetConnectionCredentials` (SMACK, AppArmor, SELinux), as
     /// bytes; a trailing NUL is removed before matching.
@@ -104,7 +104,7 @@ pub struct CallerFacts {
 
 /// Who the caller is, for the access rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolution {
+pub(crate) enum Resolution {
     App(AppId),
     /// No rule names it; `unknown = "uid"`.
     Uid(u32),
@@ -114,7 +114,7 @@ pub enum Resolution {
 
 /// The `[apps]` rules, compiled.
 #[derive(Debug, Clone)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     pub label: Option<Pattern>,
     pub unit: Option<Pattern>,
     pub uids: BTreeMap<u32, AppId>,
@@ -124,7 +124,7 @@ pub struct Resolver {
 impl Resolver {
     /// The rules in the contract's order: label, unit, UID map, then `unknown`. A rule
     /// whose match is not a valid app id names no app (the next rule is tried).
-    pub fn resolve(&self, facts: &CallerFacts) -> Resolution {
+    pub(crate) fn resolve(&self, facts: &CallerFacts) -> Resolution {
         let label = facts.label.as_deref().map(|label| {
             let label = label.strip_suffix(&[0]).unwrap_or(label);
             String::from_utf8_lossy(label).into_owned()
@@ -154,7 +154,7 @@ impl Resolver {
 
 /// Decodes systemd's `\xNN` escapes in a unit name part (`org.foo\x2dbar` → `org.foo-bar`).
 /// A malformed escape is kept as it is (and then fails the app-id syntax).
-pub fn unescape_unit(text: &str) -> String {
+pub(crate) fn unescape_unit(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("\\x") {
@@ -177,7 +177,7 @@ pub fn unescape_unit(text: &str) -> String {
 
 /// Which cgroup hierarchy a `/proc/PID/cgroup` path is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hierarchy {
+pub(crate) enum Hierarchy {
     /// cgroup v2: the `0::` line.
     Unified,
     /// systemd's own cgroup v1 hierarchy (`name=systemd`), on a legacy set-up.
@@ -186,7 +186,7 @@ pub enum Hierarchy {
 
 /// The cgroup in a `/proc/PID/cgroup` text: the unified (`0::`) line's path, else the
 /// `name=systemd` line's.
-pub fn cgroup_of(text: &str) -> Option<(Hierarchy, &str)> {
+pub(crate) fn cgroup_of(text: &str) -> Option<(Hierarchy, &str)> {
     text.lines()
         .find_map(|line| line.strip_prefix("0::"))
         .map(|path| (Hierarchy::Unified, path))
@@ -202,7 +202,7 @@ pub fn cgroup_of(text: &str) -> Option<(Hierarchy, &str)> {
 /// such mount's root within the hierarchy (`/` unless only a subtree is mounted) and its
 /// mount point. Octal escapes (`\040`) are left as they are: such a path is not found
 /// later, which trusts nothing.
-pub fn mount_of(mountinfo: &str, hierarchy: Hierarchy) -> Option<(&str, &str)> {
+pub(crate) fn mount_of(mountinfo: &str, hierarchy: Hierarchy) -> Option<(&str, &str)> {
     mountinfo.lines().find_map(|line| {
         let (mount, filesystem) = line.split_once(" - ")?;
         let mut mount = mount.split(' ').skip(3);
@@ -232,7 +232,10 @@ pub fn mount_of(mountinfo: &str, hierarchy: Hierarchy) -> Option<(&str, &str)> {
 /// the innermost unit above it is the answer: the delegated unit itself, as systemd's
 /// `GetUnitByPID` answers for any process in its subtree. A path leaving the reader's
 /// cgroup namespace (`..`) names nothing.
-pub fn trusted_unit(path: &str, mut only_root_writes: impl FnMut(&str) -> bool) -> Option<String> {
+pub(crate) fn trusted_unit(
+    path: &str,
+    mut only_root_writes: impl FnMut(&str) -> bool,
+) -> Option<String> {
     let mut unit = None;
     let mut parent = String::new();
     for part in path.split('/').filter(|part| !part.is_empty()) {

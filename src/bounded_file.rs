@@ -15,7 +15,7 @@ use std::path::Path;
 
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum FileError {
+pub(crate) enum FileError {
     /// A FIFO, device, socket or directory (the name of which one).
     #[error("not a regular file but a {0}")]
     NotRegular(&'static str),

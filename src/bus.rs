@@ -6,7 +6,7 @@ use zbus::connection;
 
 /// Which bus to use (`--bus`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bus {
+pub(crate) enum Bus {
     System,
     Session,
     /// A D-Bus address such as `unix:path=/run/x`.

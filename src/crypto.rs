@@ -208,6 +208,7 @@ impl ServerPublicKey {
             .map_err(|_| CstgError::NotP256Key)
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     pub fn as_public_key(&self) -> &p256::PublicKey {
         &self.0
     }
@@ -224,6 +225,7 @@ pub struct CstgRequest {
 impl CstgRequest {
     /// Opens the HTTP-200 response to this request (same envelope as refresh, keyed with
     /// the shared secret).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn open_response(&self, body_b64: &str) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
         open_envelope(body_b64, &self.shared_secret[..])
     }

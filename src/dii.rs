@@ -81,11 +81,11 @@ impl FromStr for DiiKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DiiError {
     #[error("invalid email address")]
-    InvalidEmail,
+    Email,
     #[error("phone number is not normalised to E.164 (`+` followed by 10 to 15 digits)")]
-    InvalidPhone,
+    Phone,
     #[error("hash is not standard padded Base64 of a 32-byte SHA-256 digest")]
-    InvalidHash,
+    Hash,
 }
 
 /// Normalises an email address with the UID2 operator's algorithm, or `None` if invalid.
@@ -181,12 +181,12 @@ impl Dii {
         let hash = match kind {
             DiiKind::Email => {
                 let normalized =
-                    Zeroizing::new(normalize_email(value).ok_or(DiiError::InvalidEmail)?);
+                    Zeroizing::new(normalize_email(value).ok_or(DiiError::Email)?);
                 hash(&normalized)
             }
             DiiKind::Phone => {
                 if !is_normalized_phone(value) {
-                    return Err(DiiError::InvalidPhone);
+                    return Err(DiiError::Phone);
                 }
                 hash(value)
             }
@@ -194,10 +194,10 @@ impl Dii {
                 let digest = Zeroizing::new(
                     STANDARD
                         .decode(value.trim_ascii())
-                        .map_err(|_| DiiError::InvalidHash)?,
+                        .map_err(|_| DiiError::Hash)?,
                 );
                 if digest.len() != 32 {
-                    return Err(DiiError::InvalidHash);
+                    return Err(DiiError::Hash);
                 }
                 // Re-encoding a strictly decoded value gives back the canonical text.
                 STANDARD.encode(&*digest)
@@ -206,6 +206,7 @@ impl Dii {
         Ok(Dii { kind, hash })
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     pub fn kind(&self) -> DiiKind {
         self.kind
     }
@@ -302,7 +303,7 @@ mod tests {
         for case in group(&v, "email_normalize_invalid") {
             let input = case["input"].as_str().unwrap();
             assert_eq!(normalize_email(input), None, "{input:?}");
-            assert_eq!(Dii::new(DiiKind::Email, input), Err(DiiError::InvalidEmail));
+            assert_eq!(Dii::new(DiiKind::Email, input), Err(DiiError::Email));
         }
     }
 
@@ -317,7 +318,7 @@ mod tests {
         for phone in group(&v, "phone_invalid") {
             let phone = phone.as_str().unwrap();
             assert!(!is_normalized_phone(phone), "{phone:?}");
-            assert_eq!(Dii::new(DiiKind::Phone, phone), Err(DiiError::InvalidPhone));
+            assert_eq!(Dii::new(DiiKind::Phone, phone), Err(DiiError::Phone));
         }
         // Non-ASCII digits are not digits here.
         assert!(!is_normalized_phone("+١٢٣٤٥٦٧٨٩٠"));
@@ -359,7 +360,7 @@ mod tests {
             for kind in [DiiKind::EmailHash, DiiKind::PhoneHash] {
                 assert_eq!(
                     Dii::new(kind, value),
-                    Err(DiiError::InvalidHash),
+                    Err(DiiError::Hash),
                     "{value:?}"
                 );
             }

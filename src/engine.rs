@@ -10,6 +10,7 @@
 //! twice, or after the wall clock jumped always lands in the right state.
 
 use crate::identity::{validate, Identity, Status, UnixMillis};
+use crate::privacy::Reason;
 
 /// The wall clock as the daemon sees it at one instant (src/clock.rs has the rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,7 @@ pub struct Now {
 
 impl Now {
     /// A clock known to be right (NTP synchronised, or confirmed by the operator).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn confirmed(wall: UnixMillis) -> Self {
         Self {
             wall,
@@ -40,6 +42,7 @@ impl Now {
 
     /// A clock believed but not confirmed (an RTC, or past the build time without a jump,
     /// and no NTP sync or operator answer to check it against yet).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn unconfirmed(wall: UnixMillis) -> Self {
         Self {
             wall,
@@ -49,6 +52,7 @@ impl Now {
     }
 
     /// A clock not believed (booted at 1970, set by hand since start without NTP).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn untrusted(wall: UnixMillis) -> Self {
         Self {
             wall,
@@ -179,9 +183,16 @@ pub enum Event {
     /// Client-side generate answered opt-out for this DII hash.
     GenerateOptOut { dii_hash: String },
     /// `RefreshIdentity`: one attempt now, whatever the schedule (or the one under way).
-    /// Always answered exactly once with [`Action::Answer`] for `request`: at once when
-    /// refused, else when the refresh ends or the identity it would refresh is gone.
-    RefreshRequested { request: RequestId },
+    /// With `within_ms` (`GetAdvertisingTokenValidFor`, an ad break about to start), only
+    /// if the served token would expire within that many milliseconds by a trusted clock
+    /// (or none is served while the identity can still be refreshed); else answered
+    /// [`RefreshAnswer::NotNeeded`]. Always answered exactly once with [`Action::Answer`]
+    /// for `request`: at once when refused or not needed, else when the refresh ends or the
+    /// identity it would refresh is gone.
+    RefreshRequested {
+        request: RequestId,
+        within_ms: Option<u64>,
+    },
     /// A refresh started by [`Action::Refresh`] ended.
     RefreshDone {
         generation: u64,
@@ -194,6 +205,11 @@ pub enum Event {
     Reset,
     /// `SetAutomaticRefreshEnabled`.
     SetAutoRefresh(bool),
+    /// What the device decided for this scope: `None` serve it, `Some(reason)` serve no
+    /// token and send nothing for it (limit ad tracking, and whatever else denies: the
+    /// one way such rules reach a scope). The identity is kept; refreshing resumes, within
+    /// its deadlines, when the denial is lifted. Statuses are unchanged by it.
+    Decided(Option<Reason>),
     /// The device lost (`false`) or regained (`true`) its route to the network. Offline,
     /// nothing is sent and failures do not grow the backoff; back online, a scope that
     /// is due or in backoff tries again after a random delay of at most
@@ -236,8 +252,11 @@ pub enum RefreshAnswer {
     Rejected,
     /// Refused at once: no identity is held.
     NoIdentity,
-    /// Refused at once: the device's limit-ad-tracking policy is on.
-    Paused,
+    /// Refused at once: the scope is denied ([`Event::Decided`]), for this reason.
+    Denied(Reason),
+    /// `within_ms` was given and the token lasts longer (or the clock cannot tell):
+    /// nothing sent; the scope's status.
+    NotNeeded(Status),
     /// Refused at once: the device has no route to the network. Nothing would reach
     /// the operator; the scope refreshes on its own when the route is back.
     Offline,
@@ -282,9 +301,9 @@ pub struct Scope {
     announced: (Status, Option<u64>),
     /// The wake-up last requested, to emit changes only.
     wake: Option<UnixMillis>,
-    /// Device policy (limit ad tracking): no refresh is sent while set. Not persisted
-    /// here; the daemon owns the policy and applies it to every scope.
-    paused: bool,
+    /// Why nothing may be served or sent for this scope ([`Event::Decided`]); not
+    /// persisted here: the daemon owns the rules and tells every scope.
+    denied: Option<Reason>,
     /// No route to the network (kernel's view): nothing is sent, failures do not count.
     /// Changed by [`Event::Network`]; a scope created while offline gets it with
     /// [`Scope::with_offline`].
@@ -316,15 +335,21 @@ impl Scope {
             boot_spread_pending: false,
             announced,
             wake: None,
-            paused: false,
+            denied: None,
             offline: false,
         }
     }
 
-    /// The same scope under the device's limit-ad-tracking policy (`true`: send nothing).
-    pub fn with_paused(mut self, paused: bool) -> Self {
-        self.paused = paused;
+    /// The same scope under the device's decision for it. For a scope created now; a
+    /// change of decision is [`Event::Decided`].
+    pub fn with_decision(mut self, denied: Option<Reason>) -> Self {
+        self.denied = denied;
         self
+    }
+
+    /// Why nothing may be served or sent for this scope, if so.
+    pub fn denied(&self) -> Option<Reason> {
+        self.denied
     }
 
     /// The same scope with the device's network state (`true`: no route). For a scope
@@ -335,6 +360,7 @@ impl Scope {
     }
 
     /// Whether the scope believes the device is offline.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn offline(&self) -> bool {
         self.offline
     }
@@ -348,6 +374,7 @@ impl Scope {
         &self.persisted
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -423,9 +450,13 @@ impl Scope {
             || !self.persisted.opted_out_dii.is_empty()
     }
 
-    /// The advertising token, if it may be served at `now`.
+    /// The advertising token, if it may be served at `now`: the status serves one and the
+    /// scope is not denied.
     pub fn advertising_token(&self, now: Now) -> Option<&str> {
         let identity = self.identity()?;
+        if self.denied.is_some() {
+            return None;
+        }
         self.status(now)
             .serves_token()
             .then_some(identity.advertising_token.as_str())
@@ -479,11 +510,14 @@ impl Scope {
                     dii.push(dii_hash);
                 }
             }
-            Event::RefreshRequested { request } => {
+            Event::RefreshRequested { request, within_ms } => {
                 if next.identity().is_none() {
                     next.answers.push((request, RefreshAnswer::NoIdentity));
-                } else if next.paused {
-                    next.answers.push((request, RefreshAnswer::Paused));
+                } else if let Some(reason) = next.denied {
+                    next.answers.push((request, RefreshAnswer::Denied(reason)));
+                } else if within_ms.is_some_and(|within| !next.expires_within(now, within)) {
+                    let status = next.status(now);
+                    next.answers.push((request, RefreshAnswer::NotNeeded(status)));
                 } else if next.offline && next.in_flight.is_none() {
                     next.answers.push((request, RefreshAnswer::Offline));
                 } else {
@@ -511,6 +545,7 @@ impl Scope {
                 next.persisted.opted_out_dii.clear();
             }
             Event::SetAutoRefresh(enabled) => next.persisted.auto_refresh = enabled,
+            Event::Decided(denied) => next.denied = denied,
             Event::Network { online } => next.network(online, now, policy, entropy),
         }
         next.settle(now, policy, entropy, &mut actions);
@@ -792,11 +827,26 @@ impl Scope {
         }
     }
 
+    /// Whether the served token (or the identity not served now) would expire within
+    /// `within_ms` of `now`, as the ad-break rule asks: only a trusted clock can tell
+    /// (an untrusted one never ends a token, and the schedule refreshes once it is
+    /// trusted), and a refresh token the operator rejected is not tried again. An identity
+    /// still held is one the operator may refresh: one dead by a confirmed clock was
+    /// dropped at the start of the step.
+    fn expires_within(&self, now: Now, within_ms: u64) -> bool {
+        let Some(identity) = self.identity() else {
+            return false;
+        };
+        now.trusted
+            && !self.persisted.rejected
+            && identity.identity_expires.saturating_sub(now.wall) <= to_millis(within_ms)
+    }
+
     fn may_refresh_automatically(&self) -> bool {
         self.persisted.auto_refresh
             && !self.persisted.rejected
             && self.in_flight.is_none()
-            && !self.paused
+            && self.denied.is_none()
             && !self.offline
     }
 }

@@ -69,6 +69,7 @@ error_names! {
     GenerateFailed = -32007,
     Storage = -32008,
     ScopeLimit = -32009,
+    ConsentRequired = -32012,
 }
 
 impl ErrorName {
@@ -128,6 +129,10 @@ pub enum Error {
     /// The device holds `max_scopes` identities already; nothing changed.
     #[error("the device holds the most identities it is configured for (max_scopes = {0}); reset one first")]
     ScopeLimit(usize),
+    /// The person's or the law's signals deny this scope (`../DESIGN.md`, "Privacy signals
+    /// and consent"): nothing was sent. The message is the reason string alone.
+    #[error("{}", .0.as_str())]
+    ConsentRequired(crate::privacy::Reason),
 }
 
 impl Error {
@@ -143,6 +148,7 @@ impl Error {
             Error::GenerateFailed(_) => ErrorName::GenerateFailed,
             Error::Storage(_) => ErrorName::Storage,
             Error::ScopeLimit(_) => ErrorName::ScopeLimit,
+            Error::ConsentRequired(_) => ErrorName::ConsentRequired,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::operator::OperatorStatus;
 
 /// What an event is about: the `kind` of an app's event (`GetAppEvents`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     Status,
     Refresh,
     Generate,
@@ -22,7 +22,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub(crate) const ALL: [EventKind; 6] = [
         EventKind::Status,
         EventKind::Refresh,
         EventKind::Generate,
@@ -32,7 +32,7 @@ impl EventKind {
     ];
 
     /// `status`, `refresh`, `generate`, `consent`, `profile` or `storage`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventKind::Status => "status",
             EventKind::Refresh => "refresh",
@@ -44,14 +44,14 @@ impl EventKind {
     }
 
     /// The kind named `name`, if it is one.
-    pub fn from_name(name: &str) -> Option<EventKind> {
+    pub(crate) fn from_name(name: &str) -> Option<EventKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 
 /// Who acts on a hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// The app's publisher: its UID2 account, CSTG settings, backend, app.
     Publisher,
     /// The device maker or integrator: config, network, clock, storage.
@@ -68,7 +68,7 @@ pub enum Owner {
 
 impl Owner {
     /// `publisher`, `OEM`, `user`, `operator`, `uid2d maintainers`, `nobody`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Owner::Publisher => "publisher",
             Owner::Oem => "OEM",
@@ -82,7 +82,7 @@ impl Owner {
 
 /// One hint: a sentence (what it means and what to do) and who does it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hint {
+pub(crate) struct Hint {
     pub text: &'static str,
     pub owner: Owner,
 }
@@ -107,7 +107,7 @@ const UNEXPECTED: Hint = hint(
 
 /// The hint for the operator's answer `status` to a refresh or a generate; other kinds
 /// do not talk to the operator and get [`UNEXPECTED`].
-pub fn for_operator(kind: EventKind, status: OperatorStatus) -> Hint {
+pub(crate) fn for_operator(kind: EventKind, status: OperatorStatus) -> Hint {
     use OperatorStatus as S;
     match (kind, status) {
         (EventKind::Refresh, S::Success) => hint("refreshed: a new token is served", Owner::Nobody),
@@ -174,7 +174,8 @@ pub fn for_operator(kind: EventKind, status: OperatorStatus) -> Hint {
 
 /// The local causes: why uid2d did not ask the operator, or got no answer. The words of
 /// an event's `reason` and of the journal (`UID2D_FAILURE_CLASS`), with their hints.
-pub const CAUSES: [(&str, Hint); 18] = [
+#[allow(dead_code)] // `uid2ctl inspect` (issue 30) reads it; the unit tests do now
+pub(crate) const CAUSES: [(&str, Hint); 18] = [
     ("clock_untrusted", hint("the device clock is not synchronised yet, and the operator refuses requests more than a minute off: nothing was sent; check NTP", Owner::Oem)),
     ("offline", hint("the device has no default route: nothing was sent; uid2d refreshes on its own when the network returns", Owner::Oem)),
     ("limit_ad_tracking", hint("the device's limit ad tracking setting is on: no token is served and nothing is sent, by the person's choice", Owner::User)),
@@ -196,7 +197,8 @@ pub const CAUSES: [(&str, Hint); 18] = [
 ];
 
 /// The hint for a local cause `reason`, if it is one of [`CAUSES`].
-pub fn for_cause(reason: &str) -> Option<Hint> {
+#[allow(dead_code)] // `uid2ctl inspect` (issue 30) reads it; the unit tests do now
+pub(crate) fn for_cause(reason: &str) -> Option<Hint> {
     CAUSES
         .iter()
         .find(|(name, _)| *name == reason)
@@ -205,7 +207,8 @@ pub fn for_cause(reason: &str) -> Option<Hint> {
 
 /// The hint for one event: by its operator status when it has one, else by its reason.
 /// `None` when neither names something in the table (e.g. an event without a cause).
-pub fn for_event(kind: &str, operator_status: &str, reason: &str) -> Option<Hint> {
+#[allow(dead_code)] // `uid2ctl inspect` (issue 30) reads it; the unit tests do now
+pub(crate) fn for_event(kind: &str, operator_status: &str, reason: &str) -> Option<Hint> {
     let kind = EventKind::from_name(kind)?;
     match OperatorStatus::from_name(operator_status) {
         Some(status) => Some(for_operator(kind, status)),

@@ -257,6 +257,7 @@ impl Status {
     }
 
     /// The numeric code of the Android/iOS SDKs' `IdentityStatus`.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn code(self) -> i32 {
         match self {
             Status::Established => 0,

@@ -7,33 +7,41 @@
 //! [`daemon`] (wiring, timers, systemd). One executable runs every role: the daemon, and
 //! [`cli`] (`uid2ctl`), picked by [`roles`].
 
-pub(crate) mod access;
-pub mod apps;
-pub mod bounded_file;
-pub mod bus;
-pub mod cli;
+/// Declares modules of uid2d itself: crate-private, and public only with the
+/// `test-support` feature, for the tests, the examples and the fuzz targets (their items
+/// are `pub` for that build; they are not an API).
+macro_rules! internal {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "test-support")]
+        #[allow(private_interfaces, private_bounds, unreachable_pub)]
+        pub mod $name;
+        #[cfg(not(feature = "test-support"))]
+        #[allow(unreachable_pub)]
+        pub(crate) mod $name;
+    )*};
+}
+
+// The library's API: the typed client for Rust apps, and the executable's roles.
 pub mod client;
-pub mod clock;
-pub mod config;
-pub mod crypto;
-pub mod daemon;
-pub(crate) mod dbus;
-pub mod dii;
-pub mod doctor;
-pub mod engine;
-pub mod error;
-pub mod gateway;
-pub mod hints;
-pub mod identity;
-pub mod logging;
-pub mod network;
-pub mod openrtb;
-pub mod operator;
-pub(crate) mod privacy;
-pub mod product;
 pub mod roles;
-pub mod runtime;
-pub mod store;
-pub mod textfile;
+
+internal!(
+    clock, config, crypto, device, dii, engine, error, gateway, identity, operator, product,
+    runtime, store, trust,
+);
+
+pub(crate) mod access;
+pub(crate) mod apps;
+pub(crate) mod bounded_file;
+pub(crate) mod bus;
+pub(crate) mod cli;
+pub(crate) mod daemon;
+pub(crate) mod dbus;
+pub(crate) mod doctor;
+pub(crate) mod hints;
+pub(crate) mod logging;
+pub(crate) mod network;
+pub(crate) mod openrtb;
+pub(crate) mod privacy;
+pub(crate) mod textfile;
 pub(crate) mod timer;
-pub mod trust;

@@ -21,10 +21,10 @@ use crate::config::LogLevel;
 
 /// Changes the log level at run time.
 #[derive(Debug, Clone)]
-pub struct LogControl(reload::Handle<Targets, tracing_subscriber::Registry>);
+pub(crate) struct LogControl(reload::Handle<Targets, tracing_subscriber::Registry>);
 
 impl LogControl {
-    pub fn set_level(&self, level: LogLevel) {
+    pub(crate) fn set_level(&self, level: LogLevel) {
         let _ = self.0.modify(|filter| *filter = log_filter(level));
     }
 }
@@ -37,7 +37,7 @@ fn log_filter(level: LogLevel) -> Targets {
 }
 
 /// Installs the global subscriber; call once, before the daemon runs.
-pub fn init_logging(level: LogLevel) -> LogControl {
+pub(crate) fn init_logging(level: LogLevel) -> LogControl {
     let (filter, handle) = reload::Layer::new(log_filter(level));
     let journald = std::env::var_os("JOURNAL_STREAM")
         .is_some()

@@ -31,7 +31,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketA
 use nix::libc;
 use tracing::{debug, warn};
 
-use crate::runtime::Runtime;
+use crate::device::Device;
 
 /// The groups whose notifications start a new dump.
 const GROUPS: [u32; 5] = [
@@ -215,9 +215,9 @@ fn injected_failure(first: bool) -> bool {
         && std::env::var("UID2D_FAULT_NETLINK").is_ok_and(|fault| fault == "after-first-dump")
 }
 
-/// Opens the sockets, then follows the routes and feeds `runtimes` until an error.
+/// Opens the sockets, then follows the routes and tells `device` until an error.
 /// `first`: the daemon's first following (see [`injected_failure`]).
-async fn follow(runtimes: &[Arc<Runtime>], first: bool) -> Stopped {
+async fn follow(device: &Device, first: bool) -> Stopped {
     // Joined before the first dump: no change between the two is missed. A change during
     // a dump (which the kernel flags with NLM_F_DUMP_INTR) is also a notification, so the
     // next dump sees it.
@@ -233,9 +233,7 @@ async fn follow(runtimes: &[Arc<Runtime>], first: bool) -> Stopped {
             Err(error) => break error,
         };
         followed = true;
-        for runtime in runtimes {
-            runtime.set_online(online).await;
-        }
+        device.set_online(online).await;
         if injected_failure(first) {
             let error = io::Error::other("injected fault");
             return Stopped::Failed { error, followed };
@@ -263,18 +261,16 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// Follows the kernel's routes for the life of the daemon and feeds every product's
 /// runtime. Where netlink cannot be used at all (a sandbox without `AF_NETLINK`), it
-/// warns once and leaves the runtimes online, as uid2d was before it watched the
+/// warns once and leaves the device online, as uid2d was before it watched the
 /// network. After an error once it followed, it reports online (it cannot know better)
 /// and opens new sockets after 1 s, doubling to 5 min while the errors go on. Never
 /// returns.
-pub async fn watch(runtimes: Vec<Arc<Runtime>>) -> ! {
+pub(crate) async fn watch(device: Arc<Device>) -> ! {
     let mut retry = RETRY_FIRST;
     let mut first = true;
     loop {
-        let stopped = follow(&runtimes, first).await;
-        for runtime in &runtimes {
-            runtime.set_online(true).await;
-        }
+        let stopped = follow(&device, first).await;
+        device.set_online(true).await;
         let error = match stopped {
             Stopped::Unavailable(why) if first => {
                 warn!(

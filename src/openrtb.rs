@@ -52,7 +52,7 @@ pub(crate) fn eid<'a>(product: Product, token: &'a str, provenance: EidProvenanc
 }
 
 /// The OpenRTB 2.6 `user.eids` array for `token` (empty: no token, `[]`).
-pub fn eids_json(product: Product, token: &str) -> String {
+pub(crate) fn eids_json(product: Product, token: &str) -> String {
     if token.is_empty() {
         return "[]".to_owned();
     }

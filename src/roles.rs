@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 /// What the executable runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// The service: `uid2d`, `uid2d daemon`.
     Daemon,
     /// The command-line client: `uid2ctl`, `uid2d ctl`.
@@ -20,9 +20,20 @@ pub enum Role {
     Gateway,
 }
 
+/// The executable's `main`: picks the role from how it was started and runs it.
+pub fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    match pick(&argv0, args.collect()) {
+        (Role::Daemon, args) => crate::daemon::main(args),
+        (Role::Ctl, args) => crate::cli::main(args),
+        (Role::Gateway, args) => crate::gateway::main(args),
+    }
+}
+
 /// The role for a process started as `argv0` with `args` (without `argv0`), and the
 /// arguments that role gets: the subcommand name, if it chose the role, is removed.
-pub fn pick(argv0: &OsStr, mut args: Vec<OsString>) -> (Role, Vec<OsString>) {
+pub(crate) fn pick(argv0: &OsStr, mut args: Vec<OsString>) -> (Role, Vec<OsString>) {
     let name = Path::new(argv0).file_name().unwrap_or(argv0);
     if name == "uid2ctl" {
         return (Role::Ctl, args);
@@ -44,7 +55,7 @@ pub fn pick(argv0: &OsStr, mut args: Vec<OsString>) -> (Role, Vec<OsString>) {
 /// `serve` ends; `serve` gets the future of SIGTERM or SIGINT as its shutdown. A failure to
 /// start or an error `serve` returns is logged and printed, and is the exit status 1 that
 /// makes systemd restart the service.
-pub fn serve<F, E>(
+pub(crate) fn serve<F, E>(
     name: &str,
     serve: impl FnOnce(std::pin::Pin<Box<dyn Future<Output = ()>>>) -> F,
 ) -> ExitCode

@@ -23,8 +23,8 @@ use prometheus_client::registry::Registry;
 use tracing::warn;
 
 use crate::client::StatValue;
+use crate::device::Device;
 use crate::operator::OperatorStatus;
-use crate::runtime::Runtime;
 
 type Labels = Vec<(String, String)>;
 
@@ -116,7 +116,9 @@ where
 /// The text file's content for `products` (each a product name and its `GetStats`
 /// values): the Prometheus/OpenMetrics text format of `prometheus-client`, ending in
 /// `# EOF`.
-pub fn render(products: &[(&str, Vec<(String, StatValue)>)]) -> Result<String, std::fmt::Error> {
+pub(crate) fn render(
+    products: &[(&str, Vec<(String, StatValue)>)],
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("uid2d");
     let mut counters: HashMap<String, Family<Labels, Counter>> = HashMap::new();
     let mut gauges: HashMap<String, Family<Labels, Gauge>> = HashMap::new();
@@ -152,7 +154,7 @@ pub fn render(products: &[(&str, Vec<(String, StatValue)>)]) -> Result<String, s
 /// Writes `text` to `path` atomically: a temp file `.<name>.tmp` in the same directory
 /// (node_exporter reads only `*.prom`), written, fsynced, made mode 0644 (the collector
 /// runs as another user), renamed over `path`. The temp file is removed on failure.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path");
     let name = path.file_name().ok_or_else(invalid)?.to_string_lossy();
     let temp = path.with_file_name(format!(".{name}.tmp"));
@@ -176,17 +178,15 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// The writer task: writes the file at start and after any value of the stats changes
 /// (so a gauge such as `storage_ok` follows the state it reports), at most once per
-/// `textfile_interval` (read, with `textfile`, from the main runtime's config at
+/// `textfile_interval` (read, with `textfile`, from the top-level product's config at
 /// each write, so a reload applies from the next one). A failed write is logged and
 /// tried again at the next change. Never returns.
-pub async fn run(runtimes: Vec<Arc<Runtime>>) {
-    let Some(main) = runtimes.first().cloned() else {
-        return std::future::pending().await;
-    };
+pub(crate) async fn run(device: Arc<Device>) -> ! {
     loop {
-        let config = main.config().reloadable;
+        let config = device.top_level().config().reloadable;
         if let Some(path) = config.textfile {
-            let products: Vec<(&str, Vec<(String, StatValue)>)> = runtimes
+            let products: Vec<(&str, Vec<(String, StatValue)>)> = device
+                .products()
                 .iter()
                 .map(|runtime| (runtime.product().as_str(), runtime.stats()))
                 .collect();
@@ -208,7 +208,8 @@ pub async fn run(runtimes: Vec<Arc<Runtime>>) {
                 Err(e) => warn!(error_kind = "textfile", "cannot render the text file: {e}"),
             }
         }
-        let changes = runtimes
+        let changes = device
+            .products()
             .iter()
             .map(|runtime| Box::pin(runtime.stats_changed()));
         futures_util::future::select_all(changes).await;

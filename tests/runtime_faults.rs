@@ -104,12 +104,13 @@ async fn a_refresh_under_limit_ad_tracking_is_refused_at_once() {
     let operator = Operator::with_lifetimes(3600, 2 * 3600, 3 * 3600).await;
     let state = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(state.path(), None).unwrap());
-    let runtime = in_process_service(&operator, store, "", ManualClock::new()).await;
+    let device = in_process_device(&operator, store, "", ManualClock::new()).await;
+    let runtime = device.top_level();
     runtime
         .set_identity(ME.clone(), &operator.identity("lat@example.com"))
         .await
         .unwrap();
-    runtime.set_limit_ad_tracking(true).await.unwrap();
+    device.set_limit_ad_tracking(true).await.unwrap();
     let answer = within("the refresh call's answer", runtime.refresh(ME.clone())).await;
     assert!(
         matches!(

@@ -17,13 +17,13 @@ use crate::dii::{self, DiiError};
 pub(super) fn lines(email: Option<&str>, phone: Option<&str>) -> Result<Vec<String>, DiiError> {
     let (normalized, field) = match (email, phone) {
         (Some(email), _) => (
-            Zeroizing::new(dii::normalize_email(email).ok_or(DiiError::InvalidEmail)?),
+            Zeroizing::new(dii::normalize_email(email).ok_or(DiiError::Email)?),
             "email_hash",
         ),
         (None, Some(phone)) if dii::is_normalized_phone(phone) => {
             (Zeroizing::new(phone.to_owned()), "phone_hash")
         }
-        (None, _) => return Err(DiiError::InvalidPhone),
+        (None, _) => return Err(DiiError::Phone),
     };
     let digest = Sha256::digest(normalized.as_bytes());
     let mut hex = String::with_capacity(64);
@@ -66,9 +66,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_named_errors_without_the_value() {
-        assert_eq!(lines(Some("no-at-sign"), None), Err(DiiError::InvalidEmail));
+        assert_eq!(lines(Some("no-at-sign"), None), Err(DiiError::Email));
         let error = lines(None, Some("1 (234) 567-8901")).unwrap_err();
-        assert_eq!(error, DiiError::InvalidPhone);
+        assert_eq!(error, DiiError::Phone);
         assert!(!error.to_string().contains("234"));
     }
 }

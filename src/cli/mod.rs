@@ -157,7 +157,7 @@ enum CliError {
 }
 
 /// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
-pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let args = Args::parse_from(std::iter::once("uid2ctl".into()).chain(args));
     if let Command::Dii(check) = &args.command {
         return match dii::lines(check.email.as_deref(), check.phone.as_deref()) {
@@ -275,56 +275,11 @@ async fn run(args: Args) -> Result<(), CliError> {
         Command::Token {
             valid_for: Some(seconds),
         } => say(&target.token_valid_for(seconds).await?),
-        Command::Info { json } => {
-            let info: std::collections::BTreeMap<_, _> = target.info().await?.into_iter().collect();
-            if json {
-                let object: serde_json::Map<String, serde_json::Value> = info
-                    .iter()
-                    .map(|(key, value)| (key.clone(), json_value(value)))
-                    .collect();
-                say(&serde_json::Value::from(object).to_string());
-            } else {
-                let now = crate::clock::wall_now();
-                for (key, value) in info {
-                    say(&format!("{key}={}", for_people(&value, now)));
-                }
-            }
-        }
+        Command::Info { json } => info(&target, json).await?,
         Command::Eids => say(&target.eids().await?),
         Command::Identity => say(&target.identity().await?),
-        Command::Set { file } => {
-            let mut text = String::new();
-            let read = if file.as_os_str() == "-" {
-                std::io::stdin().read_to_string(&mut text)
-            } else {
-                std::fs::File::open(&file).and_then(|mut f| f.read_to_string(&mut text))
-            };
-            read.map_err(|e| CliError::Read(file.display().to_string(), e))?;
-            say(&target.set(&text).await?);
-        }
-        Command::Generate(generate) => {
-            let dii = generate.dii;
-            let (kind, value) = [
-                ("email", dii.email),
-                ("phone", dii.phone),
-                ("email_hash", dii.email_hash),
-                ("phone_hash", dii.phone_hash),
-            ]
-            .into_iter()
-            .find_map(|(kind, value)| value.map(|v| (kind, v)))
-            .unwrap_or_default();
-            let mut options: HashMap<&str, Value<'_>> = HashMap::new();
-            for (name, value) in [
-                ("subscription_id", &generate.subscription_id),
-                ("public_key", &generate.public_key),
-                ("app_name", &generate.app_name),
-            ] {
-                if let Some(value) = value {
-                    options.insert(name, Value::from(value.as_str()));
-                }
-            }
-            say(&target.generate(kind, &value, options).await?);
-        }
+        Command::Set { file } => say(&target.set(&read_input(&file)?).await?),
+        Command::Generate(generate) => say(&generate_identity(&target, generate).await?),
         Command::Refresh => say(&target.refresh().await?),
         Command::Reset => {
             target.reset().await?;
@@ -347,24 +302,7 @@ async fn run(args: Args) -> Result<(), CliError> {
                 .set_limit_ad_tracking(matches!(state, OnOff::On))
                 .await?;
         }
-        Command::Stats { json } => {
-            let stats = crate::client::Diagnostics1Proxy::new(&conn)
-                .await?
-                .get_stats()
-                .await?;
-            let values: std::collections::BTreeMap<String, serde_json::Value> = stats
-                .iter()
-                .map(|(key, value)| (key.clone(), stat_json(value)))
-                .collect();
-            if json {
-                say(&serde_json::Value::from(serde_json::Map::from_iter(values)).to_string());
-            } else {
-                let width = values.keys().map(String::len).max().unwrap_or(0);
-                for (key, value) in values {
-                    say(&format!("{key:<width$}  {value}"));
-                }
-            }
-        }
+        Command::Stats { json } => stats(&conn, json).await?,
         // Answered in `main`, without the bus.
         Command::Dii(_) => {}
         Command::Doctor { json, unit } => {
@@ -374,31 +312,111 @@ async fn run(args: Args) -> Result<(), CliError> {
                 return Err(CliError::Doctor(failed));
             }
         }
-        Command::Watch { until } => {
-            // Subscribe first, then ask: a change between the two is not lost, and the
-            // call is what tells uid2d which scope this connection belongs to. A new
-            // uid2d is asked again: that makes it send us our changes, and its answer
-            // counts as one (the status may have changed while uid2d was away).
-            let mut changes = target.changes().await?;
-            let mut restarts = target.restarts().await?;
-            let mut status = target.status().await?;
-            say(&status);
-            while until.as_deref() != Some(status.as_str()) {
-                status = tokio::select! {
-                    change = changes.next() => match change {
-                        Some(change) => change,
-                        None => {
-                            return match until {
-                                Some(until) => Err(CliError::Closed(until)),
-                                None => Ok(()),
-                            }
-                        }
-                    },
-                    Some(()) = restarts.next() => target.status().await?,
-                };
-                say(&status);
-            }
+        Command::Watch { until } => watch(&target, until).await?,
+    }
+    Ok(())
+}
+
+/// `uid2ctl info`: `key=value` lines a person reads (dates, "in 2 h 59 min"), or JSON.
+async fn info(target: &Target<'_>, json: bool) -> Result<(), CliError> {
+    let info: std::collections::BTreeMap<_, _> = target.info().await?.into_iter().collect();
+    if json {
+        let object: serde_json::Map<String, serde_json::Value> = info
+            .iter()
+            .map(|(key, value)| (key.clone(), json_value(value)))
+            .collect();
+        say(&serde_json::Value::from(object).to_string());
+    } else {
+        let now = crate::clock::wall_now();
+        for (key, value) in info {
+            say(&format!("{key}={}", for_people(&value, now)));
         }
+    }
+    Ok(())
+}
+
+/// The text of `file`, or of standard input for `-`.
+fn read_input(file: &std::path::Path) -> Result<String, CliError> {
+    let mut text = String::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|e| CliError::Read(file.display().to_string(), e))?;
+    Ok(text)
+}
+
+/// `uid2ctl generate`: the DII given and the options, as `GenerateIdentity` takes them.
+async fn generate_identity(target: &Target<'_>, generate: Generate) -> Result<String, CliError> {
+    let dii = generate.dii;
+    let (kind, value) = [
+        ("email", dii.email),
+        ("phone", dii.phone),
+        ("email_hash", dii.email_hash),
+        ("phone_hash", dii.phone_hash),
+    ]
+    .into_iter()
+    .find_map(|(kind, value)| value.map(|v| (kind, v)))
+    .unwrap_or_default();
+    let mut options: HashMap<&str, Value<'_>> = HashMap::new();
+    for (name, value) in [
+        ("subscription_id", &generate.subscription_id),
+        ("public_key", &generate.public_key),
+        ("app_name", &generate.app_name),
+    ] {
+        if let Some(value) = value {
+            options.insert(name, Value::from(value.as_str()));
+        }
+    }
+    Ok(target.generate(kind, &value, options).await?)
+}
+
+/// `uid2ctl stats`: one `key value` line each, sorted, or one JSON object.
+async fn stats(conn: &zbus::Connection, json: bool) -> Result<(), CliError> {
+    let stats = crate::client::Diagnostics1Proxy::new(conn)
+        .await?
+        .get_stats()
+        .await?;
+    let values: std::collections::BTreeMap<String, serde_json::Value> = stats
+        .iter()
+        .map(|(key, value)| (key.clone(), stat_json(value)))
+        .collect();
+    if json {
+        say(&serde_json::Value::from(serde_json::Map::from_iter(values)).to_string());
+    } else {
+        let width = values.keys().map(String::len).max().unwrap_or(0);
+        for (key, value) in values {
+            say(&format!("{key:<width$}  {value}"));
+        }
+    }
+    Ok(())
+}
+
+/// `uid2ctl watch`: the status, then each change, until `until` (if given).
+async fn watch(target: &Target<'_>, until: Option<String>) -> Result<(), CliError> {
+    // Subscribe first, then ask: a change between the two is not lost, and the call is
+    // what tells uid2d which scope this connection belongs to. A new uid2d is asked again:
+    // that makes it send us our changes, and its answer counts as one (the status may
+    // have changed while uid2d was away).
+    let mut changes = target.changes().await?;
+    let mut restarts = target.restarts().await?;
+    let mut status = target.status().await?;
+    say(&status);
+    while until.as_deref() != Some(status.as_str()) {
+        status = tokio::select! {
+            change = changes.next() => match change {
+                Some(change) => change,
+                None => {
+                    return match until {
+                        Some(until) => Err(CliError::Closed(until)),
+                        None => Ok(()),
+                    }
+                }
+            },
+            Some(()) = restarts.next() => target.status().await?,
+        };
+        say(&status);
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ mod paths;
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -49,6 +49,7 @@ pub enum Environment {
 }
 
 impl Environment {
+    #[cfg(any(test, feature = "test-support"))]
     pub const ALL: [Environment; 9] = [
         Environment::Production,
         Environment::Integration,
@@ -425,7 +426,8 @@ impl Config {
 
     /// Parses one config text on its own, as the only layer; `path` only names it in
     /// errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Self, ConfigError> {
         let mut layer = keys::Layer::default();
         keys::apply(&mut layer, text, path)?;
         layer.finish()

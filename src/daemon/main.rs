@@ -26,7 +26,7 @@ struct Args {
 
 /// Runs the daemon with `args` (the arguments after the program or `daemon` subcommand
 /// name) until SIGTERM/SIGINT.
-pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let args = Args::parse_from(std::iter::once("uid2d".into()).chain(args));
     let config_paths = args
         .config

@@ -8,13 +8,13 @@
 
 mod main;
 mod reload;
+mod services;
 mod start;
 mod systemd;
 mod timers;
 
 use reload::reload;
 use start::{start, Started};
-use timers::{injected_end, run_timers};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -22,21 +22,20 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use crate::bus::Bus;
 use crate::config::{Config, ConfigPaths};
-use crate::dbus::{self, BUS_NAME, EUID_OBJECT_PATH};
+use crate::dbus::BUS_NAME;
 use crate::logging::LogControl;
 use crate::store::StoreError;
 use systemd::notify;
 
-pub use main::main;
+pub(crate) use main::main;
 
 /// What the command line and the environment decide.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// The config's layers, read again on SIGHUP.
     pub config_paths: ConfigPaths,
     pub bus: Bus,
@@ -47,7 +46,7 @@ pub struct Options {
 
 /// Why the daemon stopped serving (or never started). One variant per source.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("storage: {0}")]
@@ -91,7 +90,7 @@ const BUS_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// Runs the daemon until `shutdown` resolves (SIGTERM/SIGINT in the binary): `Ok` then,
 /// an error for every other way it stops. A shutdown during start-up ends start-up too.
-pub async fn run(
+pub(crate) async fn run(
     options: Options,
     config: Config,
     log: Option<LogControl>,
@@ -108,8 +107,8 @@ pub async fn run(
     serve(started, &options, log, shutdown).await
 }
 
-/// Announces READY=1, starts the daemon's tasks, reads the remaining scopes' files, and
-/// serves until `shutdown` or until something stops it from serving.
+/// Announces READY=1, starts the daemon's services, reads the remaining scopes' files,
+/// and serves until `shutdown` or until something stops it from serving.
 async fn serve(
     started: Started,
     options: &Options,
@@ -117,170 +116,41 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let Started {
-        runtime,
-        mut euid,
-        rules,
-        callers,
+        shell,
         conn,
         clock,
         unread,
     } = started;
+    let device = shell.device.clone();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::SignalHandler)?;
-    info!(
-        operator = %crate::config::shown_url(&runtime.config().reloadable.base_url),
-        "serving {BUS_NAME}"
-    );
-    let products = systemd::Products {
-        main: runtime.clone(),
-        euid: euid.as_ref().map(|euid| euid.runtime.clone()),
-    };
+    for runtime in device.products() {
+        info!(
+            product = runtime.product().as_str(),
+            operator = %crate::config::shown_url(&runtime.config().reloadable.base_url),
+            "serving {BUS_NAME}"
+        );
+    }
     notify(&[
         NotifyState::Ready,
-        NotifyState::Status(&systemd::summary(&products)),
+        NotifyState::Status(&systemd::summary(&device)),
     ]);
-
-    // Each task runs for the life of the daemon; its result is why it stopped.
-    let mut tasks: JoinSet<DaemonError> = JoinSet::new();
-    tasks.spawn({
-        let conn = conn.clone();
-        async move { DaemonError::BusClosed(dbus::bus_closed(&conn).await) }
-    });
-    if let Some(euid) = &euid {
-        tasks.spawn({
-            let signals = dbus::relay_signals(
-                conn.clone(),
-                euid.runtime.clone(),
-                EUID_OBJECT_PATH,
-                rules.clone(),
-                callers.clone(),
-            );
-            async move {
-                match signals.await {
-                    Ok(()) => DaemonError::TaskEnded("EUID signal relay"),
-                    Err(e) => DaemonError::Signals(e),
-                }
-            }
-        });
-        tasks.spawn(run_timers(euid.runtime.clone(), clock.clone()));
-        tasks.spawn({
-            let runtime = euid.runtime.clone();
-            async move {
-                runtime.retry_unsaved().await;
-                DaemonError::TaskEnded("EUID storage retry")
-            }
-        });
-    }
-    tasks.spawn({
-        let signals = dbus::route_signals(conn.clone(), runtime.clone(), rules, callers);
-        async move {
-            match signals.await {
-                Ok(()) => DaemonError::TaskEnded("signal router"),
-                Err(e) => DaemonError::Signals(e),
-            }
-        }
-    });
-    tasks.spawn(run_timers(runtime.clone(), clock));
-    tasks.spawn({
-        let runtime = runtime.clone();
-        async move {
-            if !injected_end("storage-retry") {
-                runtime.retry_unsaved().await;
-            }
-            DaemonError::TaskEnded("storage retry")
-        }
-    });
-    // An operator on a loopback address (tests, a local proxy) needs no route.
-    if !crate::config::is_loopback(&runtime.config().reloadable.base_url) {
-        let runtimes = std::iter::once(runtime.clone())
-            .chain(euid.as_ref().map(|euid| euid.runtime.clone()))
-            .collect();
-        tasks.spawn(async move { crate::network::watch(runtimes).await });
-    }
-    tasks.spawn({
-        let runtimes = std::iter::once(runtime.clone())
-            .chain(euid.as_ref().map(|euid| euid.runtime.clone()))
-            .collect();
-        async move {
-            crate::textfile::run(runtimes).await;
-            DaemonError::TaskEnded("text file writer")
-        }
-    });
-    tasks.spawn({
-        let products = products.clone();
-        async move {
-            systemd::report_status(products).await;
-            DaemonError::TaskEnded("status reporter")
-        }
-    });
-    if let Some(interval) = systemd::watchdog_interval() {
-        let conn = conn.clone();
-        tasks.spawn(async move {
-            systemd::watchdog(conn, interval).await;
-            DaemonError::TaskEnded("watchdog")
-        });
-    }
-    // Until this pass ends, each call reads its own scope's file first.
-    if let Some(euid) = &mut euid {
-        let (runtime, unread) = (euid.runtime.clone(), std::mem::take(&mut euid.unread));
-        let products = products.clone();
-        tasks.spawn(async move {
-            match runtime.load_rest(unread).await {
-                Ok(report) => {
-                    info!(
-                        scopes = report.scopes,
-                        set_aside = report.set_aside.len(),
-                        "stored EUID scopes loaded"
-                    );
-                    notify(&[NotifyState::Status(&systemd::summary(&products))]);
-                    std::future::pending().await
-                }
-                Err(e) => DaemonError::Loading(e),
-            }
-        });
-    }
-    tasks.spawn({
-        let (runtime, products) = (runtime.clone(), products.clone());
-        async move {
-            match runtime.load_rest(unread).await {
-                Ok(report) => {
-                    info!(
-                        scopes = report.scopes,
-                        set_aside = report.set_aside.len(),
-                        "stored scopes loaded"
-                    );
-                    notify(&[NotifyState::Status(&systemd::summary(&products))]);
-                    // Done: this task alone may end.
-                    std::future::pending().await
-                }
-                Err(e) => DaemonError::Loading(e),
-            }
-        }
-    });
+    let mut services = services::all(&shell, &conn, &clock, unread);
 
     tokio::pin!(shutdown);
     // A reload in progress, polled beside everything else: while it waits on a file,
-    // SIGTERM and a task's end are still seen. A SIGHUP meanwhile waits for it to end.
+    // SIGTERM and a service's end are still seen. A SIGHUP meanwhile waits for it to end.
     let mut reloading: Option<Pin<Box<dyn Future<Output = ()> + '_>>> = None;
     let failure = loop {
         tokio::select! {
             () = &mut shutdown => break None,
             _ = hangup.recv(), if reloading.is_none() => {
-                reloading = Some(Box::pin(reload(
-                    options,
-                    &runtime,
-                    euid.as_ref().map(|e| &e.runtime),
-                    log.as_ref(),
-                )));
+                reloading = Some(Box::pin(reload(options, &device, log.as_ref())));
             }
             () = async { if let Some(reload) = reloading.as_mut() { reload.await } }, if reloading.is_some() => {
                 reloading = None;
             }
-            Some(ended) = tasks.join_next() => break Some(match ended {
-                Ok(why) => why,
-                Err(e) if e.is_panic() => DaemonError::TaskEnded("panicked"),
-                Err(_) => DaemonError::TaskEnded("cancelled"),
-            }),
+            why = services.ended() => break Some(why),
         }
     };
     if let Some(failure) = &failure {
@@ -288,12 +158,11 @@ async fn serve(
     }
     notify(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
     info!("stopping");
-    // Let an in-flight write finish: every write happens under the change lock.
-    runtime.quiesce().await;
-    if let Some(euid) = &euid {
-        euid.runtime.quiesce().await;
+    // Let in-flight writes finish: every write happens in its scope's turn.
+    for runtime in device.products() {
+        runtime.quiesce().await;
     }
-    tasks.abort_all();
+    services.abort_all();
     drop(conn);
     failure.map_or(Ok(()), Err)
 }

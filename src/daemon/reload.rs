@@ -1,6 +1,5 @@
 //! SIGHUP: the config read again, applied to every product's runtime.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -9,8 +8,9 @@ use tracing::{error, info, warn};
 use super::systemd::{self, notify};
 use super::{DaemonError, LogControl, Options};
 use crate::config::{shown_url, Config, ConfigPaths};
+use crate::device::Device;
 use crate::operator::Operator;
-use crate::runtime::Runtime;
+use crate::runtime::Shelf;
 use crate::trust::Roots;
 
 /// The operator client for a config, its roots from `roots` (one per config load, so the
@@ -30,19 +30,29 @@ fn operator_client(config: &Config, roots: &mut Roots) -> Result<Operator, Daemo
     Operator::new(reloadable.base_url.clone(), tls, reloadable.request_timeout).map_err(no_roots)
 }
 
-/// Reads the CA store once and builds the operator clients of `config` and, if given,
-/// of the EUID product's `euid_config` on it. Blocking: file I/O (start-up and reload
-/// call it on the blocking pool).
-pub(super) fn operator_clients(
-    config: &Config,
-    euid_config: Option<&Config>,
-) -> Result<(Operator, Option<Operator>), DaemonError> {
+/// Each served product's config, from the top-level `config`: the top-level product's
+/// own, and EUID's beside it ([`Config::for_euid`]) when `[euid] enabled`.
+pub(super) fn product_configs(config: &Config) -> Vec<(Shelf, Config)> {
+    Shelf::ALL
+        .into_iter()
+        .filter_map(|shelf| match shelf {
+            Shelf::Main => Some((shelf, config.clone())),
+            Shelf::Euid => config
+                .startup
+                .euid_enabled
+                .then(|| (shelf, config.for_euid())),
+        })
+        .collect()
+}
+
+/// Reads the CA store once and builds each product's operator client on it, in the order
+/// of `configs`. Blocking: file I/O (start-up and reload call it on the blocking pool).
+pub(super) fn operator_clients(configs: &[(Shelf, Config)]) -> Result<Vec<Operator>, DaemonError> {
     let mut roots = Roots::load();
-    let operator = operator_client(config, &mut roots)?;
-    let euid = euid_config
-        .map(|config| operator_client(config, &mut roots))
-        .transpose()?;
-    Ok((operator, euid))
+    configs
+        .iter()
+        .map(|(_, config)| operator_client(config, &mut roots))
+        .collect()
 }
 
 /// How long a reload may take to read the config files and the CA store. They are a few
@@ -59,17 +69,11 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// Reading the config files and the CA store is blocking file I/O: it runs on the
 /// blocking pool, so the runtime's one thread keeps serving calls meanwhile, and it is
 /// given [`RELOAD_TIMEOUT`].
-pub(super) async fn reload(
-    options: &Options,
-    runtime: &Arc<Runtime>,
-    euid: Option<&Arc<Runtime>>,
-    log: Option<&LogControl>,
-) {
+pub(super) async fn reload(options: &Options, device: &Device, log: Option<&LogControl>) {
     notify(&[NotifyState::Reloading]);
     let paths = options.config_paths.clone();
-    let running = runtime.config();
-    let with_euid = euid.is_some();
-    let loading = tokio::task::spawn_blocking(move || load_for_reload(&paths, running, with_euid));
+    let running = device.top_level().config();
+    let loading = tokio::task::spawn_blocking(move || load_for_reload(&paths, running));
     let loaded = match tokio::time::timeout(RELOAD_TIMEOUT, loading).await {
         Ok(Ok(loaded)) => loaded,
         // A bug while loading is a bug of the daemon, as it was when it ran inline.
@@ -80,29 +84,25 @@ pub(super) async fn reload(
         // result is dropped.
         Err(_) => Err(DaemonError::ReloadTimeout(RELOAD_TIMEOUT.as_secs())),
     };
-    // Both operator clients were built before either runtime changes.
+    // Every operator client was built before any runtime changes.
     let outcome = loaded.map(|loaded| {
         if let Some(log) = log {
-            log.set_level(loaded.config.reloadable.log_level);
+            log.set_level(loaded.log_level);
         }
-        info!(
-            operator = %shown_url(&loaded.config.reloadable.base_url),
-            "configuration reloaded"
-        );
-        runtime.reload(loaded.config, loaded.operator);
-        if let (Some(euid), Some((config, operator))) = (euid, loaded.euid) {
+        for ((shelf, config), operator) in loaded.products {
+            let Some(runtime) = device.products().iter().find(|r| r.shelf() == shelf) else {
+                continue;
+            };
             info!(
+                product = runtime.product().as_str(),
                 operator = %shown_url(&config.reloadable.base_url),
-                "EUID configuration reloaded"
+                "configuration reloaded"
             );
-            euid.reload(config, operator);
+            runtime.reload(config, operator);
         }
         loaded.restart
     });
-    let summary = systemd::summary(&systemd::Products {
-        main: runtime.clone(),
-        euid: euid.cloned(),
-    });
+    let summary = systemd::summary(device);
     let status = match outcome {
         Ok(restart) if restart.is_empty() => format!("Configuration reloaded; {summary}"),
         Ok(restart) => format!(
@@ -120,23 +120,19 @@ pub(super) async fn reload(
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
-/// What a reload applies: the config to run (the new reloadable part, the running
-/// start-up part) with its operator client, the EUID product's, and the start-up keys the
-/// new files change.
+/// What a reload applies: each product's config to run (the new reloadable part, the
+/// running start-up part) with its operator client, the log level, and the start-up keys
+/// the new files change.
 struct Reloaded {
-    config: Config,
-    operator: Operator,
-    euid: Option<(Config, Operator)>,
+    products: Vec<((Shelf, Config), Operator)>,
+    log_level: crate::config::LogLevel,
     restart: Vec<&'static str>,
 }
 
-/// Reads the config files and the CA store again and builds the operator clients from
-/// them (the EUID one if `with_euid`). Blocking: file I/O.
-fn load_for_reload(
-    paths: &ConfigPaths,
-    running: Config,
-    with_euid: bool,
-) -> Result<Reloaded, DaemonError> {
+/// Reads the config files and the CA store again and builds every product's operator
+/// client from them (the products are the running ones: which are served is a start-up
+/// key). Blocking: file I/O.
+fn load_for_reload(paths: &ConfigPaths, running: Config) -> Result<Reloaded, DaemonError> {
     let new = Config::load(paths)?;
     let restart = running.restart_needed(&new);
     if !restart.is_empty() {
@@ -146,14 +142,13 @@ fn load_for_reload(
         );
     }
     let config = running.reloaded(new);
+    let log_level = config.reloadable.log_level;
     // The CA store is read again: an updated bundle takes effect with a reload.
-    let euid_config = with_euid.then(|| config.for_euid());
-    let (operator, euid_operator) = operator_clients(&config, euid_config.as_ref())?;
-    let euid = euid_config.zip(euid_operator);
+    let configs = product_configs(&config);
+    let operators = operator_clients(&configs)?;
     Ok(Reloaded {
-        config,
-        operator,
-        euid,
+        products: configs.into_iter().zip(operators).collect(),
+        log_level,
         restart,
     })
 }

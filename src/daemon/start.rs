@@ -1,37 +1,28 @@
-//! Start-up: the store opened, the device policy and the first scopes read, both
-//! products' runtimes and their objects on the bus with the name taken.
+//! Start-up: the store opened, the device and its products made, the first scopes read,
+//! every product's objects on the bus with the name taken.
 
 use std::sync::Arc;
 
 use tracing::info;
 
-use super::reload::operator_clients;
+use super::reload::{operator_clients, product_configs};
 use super::{DaemonError, Options, BUS_TIMEOUT};
 use crate::access::Rules;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ScopeMode};
-use crate::dbus::{Broker, Callers, Diagnostics, Manager, BUS_NAME, EUID_OBJECT_PATH, OBJECT_PATH};
+use crate::dbus::{self, Callers, Shell, BUS_NAME};
+use crate::device::{Device, ProductSetup};
 use crate::engine::Policy;
-use crate::runtime::{Runtime, ScopeKey};
+use crate::runtime::ScopeKey;
 use crate::store::{Store, StoreError};
 
-/// What start-up made: the runtimes, on the bus.
+/// What start-up made: the device and its products, on the bus.
 pub(super) struct Started {
-    pub(super) runtime: Arc<Runtime>,
-    /// The EUID runtime at [`EUID_OBJECT_PATH`], unless `[euid] enabled = false`.
-    pub(super) euid: Option<Product>,
-    pub(super) rules: Rules,
-    pub(super) callers: Arc<Callers>,
+    pub(super) shell: Arc<Shell>,
     pub(super) conn: zbus::Connection,
     pub(super) clock: Arc<dyn Clock>,
-    /// Stored scopes not read before READY=1.
-    pub(super) unread: Vec<ScopeKey>,
-}
-
-/// A runtime beside the main one, and its stored scopes not read before READY=1.
-pub(super) struct Product {
-    pub(super) runtime: Arc<Runtime>,
-    pub(super) unread: Vec<ScopeKey>,
+    /// Each product's stored scopes not read before READY=1, in the device's order.
+    pub(super) unread: Vec<Vec<ScopeKey>>,
 }
 
 /// Opens the store, restores the device policy and the first batch of scopes (on a TV,
@@ -73,74 +64,50 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
         key = ?store.key_origin(),
         "store opened"
     );
-    let euid_config = startup.euid_enabled.then(|| config.for_euid());
-    // One read of the CA store for both products' clients; file I/O, so on the blocking
+    // One read of the CA store for every product's client; file I/O, so on the blocking
     // pool like the store's (SIGTERM during start-up is seen meanwhile).
-    let (operator, euid_operator) = {
-        let (config, euid_config) = (config.clone(), euid_config.clone());
-        tokio::task::spawn_blocking(move || operator_clients(&config, euid_config.as_ref()))
+    let configs = product_configs(&config);
+    let operators = {
+        let configs = configs.clone();
+        tokio::task::spawn_blocking(move || operator_clients(&configs))
             .await
             .map_err(|_| DaemonError::TaskEnded("start-up read of the CA store"))??
     };
-    let runtime = Runtime::new(
-        config,
-        operator,
-        Arc::new(store),
+    let mut setups = configs
+        .into_iter()
+        .zip(operators)
+        .map(|((shelf, config), operator)| ProductSetup {
+            config,
+            operator,
+            shelf,
+        });
+    let top_level = setups
+        .next()
+        .ok_or(DaemonError::TaskEnded("start-up: no product"))?;
+    let store = Arc::new(store);
+    let policy_record = Device::read_policy(&store).await?;
+    let device = Device::new(
+        store,
         clock.clone(),
         Policy::default(),
+        policy_record,
+        top_level,
+        setups.collect(),
     );
-    runtime.load_policy().await?;
-    let unread = runtime.load_first().await?;
-    let euid = match euid_config.zip(euid_operator) {
-        Some((config, operator)) => {
-            let runtime = runtime.beside(config, operator);
-            let unread = runtime.load_first().await?;
-            Some(Product { runtime, unread })
-        }
-        None => None,
-    };
-
-    let callers = Arc::new(Callers::new(apps));
-    let mut builder = options
-        .bus
-        .builder()?
-        .serve_at(
-            OBJECT_PATH,
-            Manager::new(runtime.clone(), rules.clone(), callers.clone()),
-        )?
-        .serve_at(
-            OBJECT_PATH,
-            Broker::new(runtime.clone(), rules.clone(), callers.clone()),
-        )?
-        .serve_at(
-            OBJECT_PATH,
-            Diagnostics::new(
-                runtime.clone(),
-                euid.as_ref().map(|euid| euid.runtime.clone()),
-                rules.clone(),
-                callers.clone(),
-            ),
-        )?;
-    if let Some(euid) = &euid {
-        builder = builder
-            .serve_at(
-                EUID_OBJECT_PATH,
-                Manager::new(euid.runtime.clone(), rules.clone(), callers.clone()),
-            )?
-            .serve_at(
-                EUID_OBJECT_PATH,
-                Broker::new(euid.runtime.clone(), rules.clone(), callers.clone()),
-            )?;
-    }
-    let connecting = builder.name(BUS_NAME)?.build();
+    let unread = device.load_first().await?;
+    let shell = Arc::new(Shell {
+        device: Arc::new(device),
+        rules,
+        callers: Arc::new(Callers::new(apps)),
+    });
+    let connecting = dbus::serve(options.bus.builder()?, &shell)?
+        .name(BUS_NAME)?
+        .build();
     let conn = tokio::time::timeout(BUS_TIMEOUT, connecting)
         .await
         .map_err(|_| DaemonError::BusTimeout(BUS_TIMEOUT.as_secs()))??;
     Ok(Started {
-        runtime,
-        euid,
-        rules,
-        callers,
+        shell,
         conn,
         clock,
         unread,

@@ -3,12 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::select_all;
 use sd_notify::NotifyState;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
 use tracing::warn;
 
 use crate::dbus::OBJECT_PATH;
-use crate::runtime::Runtime;
+use crate::device::Device;
+use crate::runtime::StatusChange;
 
 /// Sends `states` to `$NOTIFY_SOCKET` (sd_notify(3)) without ever blocking: the daemon
 /// runs on one thread, and a manager that reads slowly (or a full datagram queue,
@@ -39,31 +42,18 @@ fn send_notify(states: &[NotifyState<'_>]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The runtimes STATUS= speaks for: the main object's and, when `[euid] enabled`, the
-/// EUID object's.
-#[derive(Debug, Clone)]
-pub(super) struct Products {
-    pub(super) main: Arc<Runtime>,
-    pub(super) euid: Option<Arc<Runtime>>,
-}
-
-impl Products {
-    fn all(&self) -> impl Iterator<Item = &Arc<Runtime>> {
-        std::iter::once(&self.main).chain(self.euid.as_ref())
-    }
-}
-
-/// The STATUS= line: how many identities are served (of both products, each named when
-/// EUID is served too: `Serving 3 stored identities (uid2 2, euid 1)`), offline, storage
+/// The STATUS= line: how many identities are served (of every product, each named when
+/// there are several: `Serving 3 stored identities (uid2 2, euid 1)`), offline, storage
 /// failing now, and damaged files set aside since start. Every part is read from the
 /// current state when the line is made.
-pub(super) fn summary(products: &Products) -> String {
+pub(super) fn summary(device: &Device) -> String {
+    let products = device.products();
     let counts: Vec<(&'static str, usize)> = products
-        .all()
+        .iter()
         .map(|runtime| (runtime.product().as_str(), runtime.scope_count()))
         .collect();
     let count: usize = counts.iter().map(|(_, n)| n).sum();
-    let mut line = if products.all().all(|runtime| runtime.loaded()) {
+    let mut line = if products.iter().all(|runtime| runtime.loaded()) {
         format!(
             "Serving {count} stored identit{}",
             if count == 1 { "y" } else { "ies" }
@@ -75,10 +65,10 @@ pub(super) fn summary(products: &Products) -> String {
         let each: Vec<String> = counts.iter().map(|(p, n)| format!("{p} {n}")).collect();
         line.push_str(&format!(" ({})", each.join(", ")));
     }
-    if products.all().any(|runtime| runtime.offline()) {
+    if !device.conditions().online {
         line.push_str("; offline (no default route)");
     }
-    for runtime in products.all() {
+    for runtime in products {
         let product = runtime.product().as_str();
         let storage = runtime.storage_health();
         if let Some(error) = storage.failing {
@@ -98,62 +88,62 @@ pub(super) fn summary(products: &Products) -> String {
     line
 }
 
-/// Keeps STATUS= current: status changes of either product (`…; euid uid-1000 is now
-/// established`), storage trouble and its recovery, the network. Returns only if the
-/// main runtime's channels close.
-pub(super) async fn report_status(products: Products) {
-    let main = products.main.clone();
-    let euid = products.euid.clone();
-    let mut changes = main.subscribe();
-    let mut euid_changes = euid.as_ref().map(|r| r.subscribe());
-    let mut storage = main.watch_storage();
-    let mut euid_storage = euid.as_ref().map(|r| r.watch_storage());
-    let mut online = main.watch_online();
-    // Both products': they hear of a network change one after the other, and the line says
-    // offline while either is.
-    let mut euid_online = euid.as_ref().map(|r| r.watch_online());
+/// Keeps STATUS= current: status changes of every product (`…; euid uid-1000 is now
+/// established`), storage trouble and its recovery, the network. Returns only if a
+/// runtime's channels close.
+pub(super) async fn report_status(device: Arc<Device>) {
+    let products = device.products();
+    let mut changes: Vec<_> = products.iter().map(|runtime| runtime.subscribe()).collect();
+    let mut storage: Vec<_> = products.iter().map(|r| r.watch_storage()).collect();
+    let mut conditions = device.watch();
     loop {
         let line = tokio::select! {
-            change = changes.recv() => match change {
-                Ok(change) => format!("{}; {} {} is now {}", summary(&products), main.product().as_str(), change.scope, change.status),
-                Err(RecvError::Lagged(_)) => summary(&products),
+            (change, product) = next_change(&mut changes) => match change {
+                Ok(change) => format!(
+                    "{}; {} {} is now {}",
+                    summary(&device),
+                    products.get(product).map_or("?", |r| r.product().as_str()),
+                    change.scope,
+                    change.status
+                ),
+                Err(RecvError::Lagged(_)) => summary(&device),
                 Err(RecvError::Closed) => return,
             },
-            Some(change) = async { match euid_changes.as_mut() { Some(c) => Some(c.recv().await), None => None } } => match change {
-                Ok(change) => format!("{}; {} {} is now {}", summary(&products), euid.as_ref().map_or("euid", |r| r.product().as_str()), change.scope, change.status),
-                Err(RecvError::Lagged(_)) => summary(&products),
-                // The EUID runtime lives as long as the main one; stop listening to it.
-                Err(RecvError::Closed) => { euid_changes = None; continue; }
-            },
-            changed = storage.changed() => {
+            changed = any_changed(&mut storage) => {
                 if changed.is_err() {
                     return;
                 }
-                summary(&products)
+                summary(&device)
             }
-            Some(changed) = async { match euid_storage.as_mut() { Some(s) => Some(s.changed().await), None => None } } => {
-                if changed.is_err() {
-                    euid_storage = None;
-                    continue;
-                }
-                summary(&products)
-            }
-            changed = online.changed() => {
+            changed = conditions.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                summary(&products)
-            }
-            Some(changed) = async { match euid_online.as_mut() { Some(o) => Some(o.changed().await), None => None } } => {
-                if changed.is_err() {
-                    euid_online = None;
-                    continue;
-                }
-                summary(&products)
+                summary(&device)
             }
         };
         notify(&[NotifyState::Status(&line)]);
     }
+}
+
+/// The next status change of any product, and which product's it is.
+async fn next_change(
+    receivers: &mut [broadcast::Receiver<StatusChange>],
+) -> (Result<StatusChange, RecvError>, usize) {
+    let (change, product, _) = select_all(
+        receivers
+            .iter_mut()
+            .map(|receiver| Box::pin(receiver.recv())),
+    )
+    .await;
+    (change, product)
+}
+
+/// Resolves when any of `watches` changed (or its sender is gone).
+async fn any_changed<T>(watches: &mut [watch::Receiver<T>]) -> Result<(), watch::error::RecvError> {
+    let (changed, _, _) =
+        select_all(watches.iter_mut().map(|watch| Box::pin(watch.changed()))).await;
+    changed
 }
 
 /// Half of `WatchdogSec=`, if systemd set a watchdog for us.

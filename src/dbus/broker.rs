@@ -14,8 +14,7 @@ use zbus::{interface, Connection};
 use super::interface::generate_options;
 use super::reply::Reply;
 use super::signatures::{self, Checked};
-use super::Callers;
-use crate::access::Rules;
+use super::Shell;
 use crate::error::Error;
 use crate::runtime::{Runtime, ScopeKey};
 
@@ -25,18 +24,13 @@ type Result<T> = std::result::Result<T, Reply>;
 #[derive(Debug)]
 pub(crate) struct Broker {
     runtime: Arc<Runtime>,
-    rules: Rules,
-    callers: Arc<Callers>,
+    shell: Arc<Shell>,
 }
 
 impl Broker {
     /// The object, its calls' argument types checked ([`Checked`]).
-    pub(crate) fn new(runtime: Arc<Runtime>, rules: Rules, callers: Arc<Callers>) -> Checked<Self> {
-        let broker = Self {
-            runtime,
-            rules,
-            callers,
-        };
+    pub(crate) fn new(runtime: Arc<Runtime>, shell: Arc<Shell>) -> Checked<Self> {
+        let broker = Self { runtime, shell };
         Checked::new(broker, signatures::BROKER1)
     }
 
@@ -48,10 +42,10 @@ impl Broker {
         header: &Header<'_>,
         app_id: &str,
     ) -> std::result::Result<ScopeKey, Error> {
-        let caller = self.callers.caller(conn, header).await?;
-        let scope = self.rules.broker(&caller, app_id)?;
+        let caller = self.shell.callers.caller(conn, header).await?;
+        let scope = self.shell.rules.broker(&caller, app_id)?;
         if let Some(sender) = header.sender() {
-            self.callers.add_broker(sender.as_str());
+            self.shell.callers.add_broker(sender.as_str());
         }
         Ok(scope)
     }

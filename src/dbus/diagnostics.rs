@@ -11,41 +11,25 @@ use zbus::{interface, Connection};
 
 use super::reply::Reply;
 use super::signatures::{self, Checked};
-use super::Callers;
-use crate::access::Rules;
+use super::Shell;
 use crate::client::StatValue;
-use crate::runtime::Runtime;
+use crate::runtime::Shelf;
 
 /// The diagnostics object.
 #[derive(Debug)]
 pub(crate) struct Diagnostics {
-    runtime: Arc<Runtime>,
-    /// The EUID runtime, when `[euid] enabled`.
-    euid: Option<Arc<Runtime>>,
-    rules: Rules,
-    callers: Arc<Callers>,
+    shell: Arc<Shell>,
 }
 
 impl Diagnostics {
     /// The object, its calls' argument types checked ([`Checked`]).
-    pub(crate) fn new(
-        runtime: Arc<Runtime>,
-        euid: Option<Arc<Runtime>>,
-        rules: Rules,
-        callers: Arc<Callers>,
-    ) -> Checked<Self> {
-        let diagnostics = Self {
-            runtime,
-            euid,
-            rules,
-            callers,
-        };
-        Checked::new(diagnostics, signatures::DIAGNOSTICS1)
+    pub(crate) fn new(shell: Arc<Shell>) -> Checked<Self> {
+        Checked::new(Self { shell }, signatures::DIAGNOSTICS1)
     }
 
     async fn admit(&self, header: &Header<'_>, conn: &Connection) -> Result<(), Reply> {
-        let caller = self.callers.caller(conn, header).await?;
-        self.rules.admin(&caller)?;
+        let caller = self.shell.callers.caller(conn, header).await?;
+        self.shell.rules.admin(&caller)?;
         Ok(())
     }
 }
@@ -60,17 +44,19 @@ impl Diagnostics {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<HashMap<String, OwnedValue>, Reply> {
         self.admit(&header, conn).await?;
-        // The EUID object's counters, when served, under the same keys prefixed `euid_`.
-        let euid = self.euid.iter().flat_map(|euid| {
-            euid.stats()
-                .into_iter()
-                .map(|(name, value)| (format!("euid_{name}"), value))
-        });
+        // Each product's counters under its shelf's prefix (`euid_` for the EUID object's).
         Ok(self
-            .runtime
-            .stats()
-            .into_iter()
-            .chain(euid)
+            .shell
+            .device
+            .products()
+            .iter()
+            .flat_map(|runtime| {
+                let prefix = runtime.shelf().key_prefix();
+                runtime
+                    .stats()
+                    .into_iter()
+                    .map(move |(name, value)| (format!("{prefix}{name}"), value))
+            })
             .map(|(name, value)| {
                 let value = match value {
                     StatValue::Count(n) => OwnedValue::from(n),
@@ -91,21 +77,22 @@ impl Diagnostics {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<HashMap<String, OwnedValue>, Reply> {
         self.admit(&header, conn).await?;
-        let setup = self.runtime.setup();
-        let probe = self.runtime.probe_state_dir().await;
-        let euid_url = self
-            .euid
-            .as_ref()
-            .map(|euid| euid.setup().operator_url)
-            .unwrap_or_default();
+        let products = self.shell.device.products();
+        let first = self.shell.device.top_level();
+        let setup = first.setup();
+        let probe = first.probe_state_dir().await;
         let text = |s: String| OwnedValue::from(zbus::zvariant::Str::from(s));
+        // Every shelf's operator URL under its prefix, `""` for a product not served.
+        let urls = Shelf::ALL.into_iter().map(|shelf| {
+            let url = products
+                .iter()
+                .find(|runtime| runtime.shelf() == shelf)
+                .map(|runtime| runtime.setup().operator_url)
+                .unwrap_or_default();
+            (format!("{}operator_url", shelf.key_prefix()), text(url))
+        });
         Ok(HashMap::from([
-            (
-                "product".to_owned(),
-                text(self.runtime.product().as_str().into()),
-            ),
-            ("operator_url".to_owned(), text(setup.operator_url)),
-            ("euid_operator_url".to_owned(), text(euid_url)),
+            ("product".to_owned(), text(first.product().as_str().into())),
             ("ca_file".to_owned(), text(setup.ca_file)),
             (
                 "request_timeout".to_owned(),
@@ -121,6 +108,9 @@ impl Diagnostics {
                 text(probe.err().unwrap_or_default()),
             ),
             ("key_source".to_owned(), text(setup.key_source.into())),
-        ]))
+        ])
+        .into_iter()
+        .chain(urls)
+        .collect())
     }
 }

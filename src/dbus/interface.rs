@@ -11,8 +11,8 @@ use zbus::{interface, Connection};
 
 use super::reply::Reply;
 use super::signatures::{self, Checked};
-use super::Callers;
-use crate::access::{Operation, Rules};
+use super::Shell;
+use crate::access::Operation;
 use crate::error::{Error, InvalidArgument};
 use crate::runtime::{GenerateOptions, Runtime, ScopeKey};
 
@@ -22,18 +22,13 @@ type Result<T> = std::result::Result<T, Reply>;
 #[derive(Debug)]
 pub(crate) struct Manager {
     runtime: Arc<Runtime>,
-    rules: Rules,
-    callers: Arc<Callers>,
+    shell: Arc<Shell>,
 }
 
 impl Manager {
     /// The object, its calls' argument types checked ([`Checked`]).
-    pub(crate) fn new(runtime: Arc<Runtime>, rules: Rules, callers: Arc<Callers>) -> Checked<Self> {
-        let manager = Self {
-            runtime,
-            rules,
-            callers,
-        };
+    pub(crate) fn new(runtime: Arc<Runtime>, shell: Arc<Shell>) -> Checked<Self> {
+        let manager = Self { runtime, shell };
         Checked::new(manager, signatures::MANAGER1)
     }
 
@@ -43,8 +38,8 @@ impl Manager {
         header: &Header<'_>,
         operation: Operation,
     ) -> std::result::Result<ScopeKey, Error> {
-        let caller = self.callers.caller(conn, header).await?;
-        Ok(self.rules.scope(&caller, operation)?)
+        let caller = self.shell.callers.caller(conn, header).await?;
+        Ok(self.shell.rules.scope(&caller, operation)?)
     }
 }
 
@@ -158,9 +153,9 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         enabled: bool,
     ) -> Result<()> {
-        let caller = self.callers.caller(conn, &header).await?;
-        self.rules.admin(&caller)?;
-        Ok(self.runtime.set_limit_ad_tracking(enabled).await?)
+        let caller = self.shell.callers.caller(conn, &header).await?;
+        self.shell.rules.admin(&caller)?;
+        Ok(self.shell.device.set_limit_ad_tracking(enabled).await?)
     }
 
     /// Device-wide reset (root or `admin_group`).
@@ -170,9 +165,9 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<u32> {
-        let caller = self.callers.caller(conn, &header).await?;
-        self.rules.admin(&caller)?;
-        Ok(self.runtime.reset_all_products().await?)
+        let caller = self.shell.callers.caller(conn, &header).await?;
+        self.shell.rules.admin(&caller)?;
+        Ok(self.shell.device.reset_all().await?)
     }
 
     #[zbus(out_args("enabled"))]
@@ -182,7 +177,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<bool> {
         // Any identified caller may read the device policy.
-        self.callers.caller(conn, &header).await?;
+        self.shell.callers.caller(conn, &header).await?;
         Ok(self.runtime.limit_ad_tracking())
     }
 

@@ -1,5 +1,6 @@
-//! The D-Bus adapter: `com.uid2.Manager1` at `/com/uid2/Manager` (the product of the
-//! top-level `environment`) and at `/com/uid2/Manager/euid` (EUID).
+//! The D-Bus adapter: `com.uid2.Manager1` and `com.uid2.Broker1` for each product, at
+//! `/com/uid2/Manager` (the product of the top-level `environment`) and at
+//! `/com/uid2/Manager/euid` (EUID, `[euid] enabled`), and `com.uid2.Diagnostics1`.
 //!
 //! [`interface`] maps calls onto the runtime; [`callers`] learns who is calling from the
 //! bus (never from anything the caller says); [`signals`] delivers status changes to the
@@ -19,7 +20,7 @@ pub(crate) use broker::Broker;
 pub(crate) use callers::Callers;
 pub(crate) use diagnostics::Diagnostics;
 pub(crate) use interface::Manager;
-pub(crate) use signals::{bus_closed, relay_signals, route_signals};
+pub(crate) use signals::{bus_closed, relay_signals, watch_callers};
 pub(crate) use signatures::MAX_ARGUMENTS_LEN;
 
 /// The well-known name uid2d owns.
@@ -28,3 +29,40 @@ pub(crate) const BUS_NAME: &str = "com.uid2.Manager";
 pub(crate) const OBJECT_PATH: &str = "/com/uid2/Manager";
 /// The object serving `com.uid2.Manager1` (and `com.uid2.Broker1`) for EUID (`[euid] enabled`).
 pub(crate) const EUID_OBJECT_PATH: &str = "/com/uid2/Manager/euid";
+
+use std::sync::Arc;
+
+use crate::access::Rules;
+use crate::device::Device;
+use crate::runtime::Shelf;
+
+/// What every object uid2d serves shares: the device, the access rules and the callers.
+#[derive(Debug)]
+pub(crate) struct Shell {
+    pub(crate) device: Arc<Device>,
+    pub(crate) rules: Rules,
+    pub(crate) callers: Arc<Callers>,
+}
+
+/// The object of a product's runtime, by where its scopes are kept.
+pub(crate) fn object_path(shelf: Shelf) -> &'static str {
+    match shelf {
+        Shelf::Main => OBJECT_PATH,
+        Shelf::Euid => EUID_OBJECT_PATH,
+    }
+}
+
+/// Adds every object uid2d serves to `builder`: `Manager1` and `Broker1` of each product
+/// at its path, `Diagnostics1` at [`OBJECT_PATH`].
+pub(crate) fn serve(
+    mut builder: zbus::connection::Builder<'static>,
+    shell: &Arc<Shell>,
+) -> zbus::Result<zbus::connection::Builder<'static>> {
+    for runtime in shell.device.products() {
+        let path = object_path(runtime.shelf());
+        builder = builder
+            .serve_at(path, Manager::new(runtime.clone(), shell.clone()))?
+            .serve_at(path, Broker::new(runtime.clone(), shell.clone()))?;
+    }
+    builder.serve_at(OBJECT_PATH, Diagnostics::new(shell.clone()))
+}

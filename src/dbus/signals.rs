@@ -1,6 +1,7 @@
-//! Signals: each status change goes to the connections of its scope only; the
-//! limit-ad-tracking policy is broadcast, on every object (the policy is device-wide).
-//! Also watches callers leaving the bus, and the bus connection itself closing.
+//! Signals: each product's status changes go to the connections of their scope only; the
+//! limit-ad-tracking policy is broadcast on every product's object (the policy is
+//! device-wide). Also watches callers leaving the bus, and the bus connection itself
+//! closing.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use zbus::names::{BusName, OwnedUniqueName, UniqueName};
 use zbus::object_server::SignalEmitter;
 use zbus::{fdo, Connection, MatchRule, MessageStream};
 
-use super::{Broker, Callers, Manager, OBJECT_PATH};
+use super::{object_path, Broker, Callers, Manager, Shell};
 use crate::access::Rules;
 use crate::runtime::{Runtime, StatusChange};
 
@@ -22,35 +23,17 @@ type Ends = SelectAll<std::pin::Pin<Box<dyn futures_util::Stream<Item = OwnedUni
 /// system buses allow 512 match rules per connection.
 const MAX_WATCHED: usize = 64;
 
-/// Delivers each status change to the connections of its scope only, and forgets
-/// connections that leave the bus. Runs until the connection fails.
-pub(crate) async fn route_signals(
-    conn: Connection,
-    runtime: Arc<Runtime>,
-    rules: Rules,
-    callers: Arc<Callers>,
-) -> zbus::Result<()> {
+/// Forgets the callers that leave the bus (one match rule per caller, past
+/// [`MAX_WATCHED`] one for every name). Every product's objects share one [`Callers`].
+/// Runs until the connection fails.
+pub(crate) async fn watch_callers(conn: Connection, callers: Arc<Callers>) -> zbus::Result<()> {
     let dbus = fdo::DBusProxy::new(&conn).await?;
     // One match rule per caller (arg0 = its unique name), not one for every name on the
     // bus: other clients coming and going must not wake us.
     let mut ends = SelectAll::new();
     let mut everyone = false;
-    let mut changes = runtime.subscribe();
-    let mut policy = runtime.watch_limit_ad_tracking();
     loop {
         tokio::select! {
-            changed = policy.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-                let enabled = *policy.borrow_and_update();
-                broadcast_policy(&conn, OBJECT_PATH, enabled).await?;
-            },
-            change = changes.recv() => {
-                if !relay_change(&conn, OBJECT_PATH, &rules, &callers, change).await? {
-                    return Ok(());
-                }
-            }
             () = callers.cached.notified() => {
                 for name in callers.take_unwatched() {
                     watch_end(&dbus, &callers, &mut ends, &mut everyone, name).await;
@@ -61,30 +44,32 @@ pub(crate) async fn route_signals(
     }
 }
 
-/// The signals of an object beside the main one (EUID): its status changes to their
-/// scopes' connections, and the device policy. Callers leaving the bus are
-/// [`route_signals`]'s: both objects share one [`Callers`]. Runs until the connection
-/// fails.
+/// The signals of one product's object: its status changes to the connections of their
+/// scope (and its brokers), and the device's limit-ad-tracking policy, broadcast on its
+/// path. Runs until the connection fails.
 pub(crate) async fn relay_signals(
     conn: Connection,
     runtime: Arc<Runtime>,
-    path: &'static str,
-    rules: Rules,
-    callers: Arc<Callers>,
+    shell: Arc<Shell>,
 ) -> zbus::Result<()> {
+    let path = object_path(runtime.shelf());
     let mut changes = runtime.subscribe();
-    let mut policy = runtime.watch_limit_ad_tracking();
+    let mut conditions = runtime.watch_conditions();
+    let mut limit_ad_tracking = conditions.borrow_and_update().limit_ad_tracking;
     loop {
         tokio::select! {
-            changed = policy.changed() => {
+            changed = conditions.changed() => {
                 if changed.is_err() {
                     return Ok(());
                 }
-                let enabled = *policy.borrow_and_update();
-                broadcast_policy(&conn, path, enabled).await?;
+                let now = conditions.borrow_and_update().limit_ad_tracking;
+                if now != limit_ad_tracking {
+                    limit_ad_tracking = now;
+                    broadcast_policy(&conn, path, now).await?;
+                }
             },
             change = changes.recv() => {
-                if !relay_change(&conn, path, &rules, &callers, change).await? {
+                if !relay_change(&conn, path, &shell.rules, &shell.callers, change).await? {
                     return Ok(());
                 }
             }

@@ -17,7 +17,7 @@ const PROBE_TIMEOUT_CAP: Duration = Duration::from_secs(10);
 /// Gathers every fact, never failing: a fact that cannot be had is an `Err` with why
 /// (e.g. `AccessDenied` for a caller that is neither root nor in `admin_group`).
 /// `unit` is the systemd unit to ask about (`uid2d.service`).
-pub async fn gather(conn: &zbus::Connection, unit: &str) -> Facts {
+pub(crate) async fn gather(conn: &zbus::Connection, unit: &str) -> Facts {
     let name_owned = match zbus::fdo::DBusProxy::new(conn).await {
         Ok(dbus) => match zbus::names::BusName::try_from("com.uid2.Manager") {
             Ok(name) => dbus.name_has_owner(name).await.map_err(|e| e.to_string()),
@@ -75,7 +75,7 @@ pub async fn gather(conn: &zbus::Connection, unit: &str) -> Facts {
 /// The whole `uid2ctl doctor` run: gathers, judges, and renders the report (one
 /// `OK|WARN|FAIL <check>: <reason>` line each, or the JSON of [`super::to_json`] with
 /// `json`); returns it with the number of FAIL lines.
-pub async fn report(conn: &zbus::Connection, unit: &str, json: bool) -> (String, usize) {
+pub(crate) async fn report(conn: &zbus::Connection, unit: &str, json: bool) -> (String, usize) {
     let checks = super::checks(&gather(conn, unit).await);
     let failed = checks
         .iter()

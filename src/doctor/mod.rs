@@ -11,8 +11,8 @@ mod probe;
 
 use std::collections::BTreeMap;
 
-pub use gather::{gather, report};
-pub use probe::handshake;
+pub(crate) use gather::report;
+pub(crate) use probe::handshake;
 
 use crate::client::StatValue;
 use crate::hints::{self, EventKind};
@@ -20,7 +20,7 @@ use crate::operator::OperatorStatus;
 
 /// How one check came out. Ordered: the worst of a run is its maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+pub(crate) enum Level {
     Ok,
     Warn,
     Fail,
@@ -28,7 +28,7 @@ pub enum Level {
 
 impl Level {
     /// `OK`, `WARN` or `FAIL`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Level::Ok => "OK",
             Level::Warn => "WARN",
@@ -39,7 +39,7 @@ impl Level {
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
+pub(crate) struct Check {
     pub level: Level,
     /// A fixed name: `bus name`, `unit`, `clock`, `operator`, `euid operator`,
     /// `state directory`, `key source`, `refreshes`, `identities`, `refusals` (one line
@@ -57,7 +57,7 @@ impl std::fmt::Display for Check {
 
 /// What systemd says of the unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// No `/run/systemd/system`: not booted with systemd.
     NoSystemd,
     /// `systemctl is-active <unit>`'s answer (`active`, `inactive`, `failed`, …).
@@ -68,7 +68,7 @@ pub enum Unit {
 
 /// `com.uid2.Diagnostics1.GetSetup`, as doctor reads it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Setup {
+pub(crate) struct Setup {
     pub operator_url: String,
     /// `""`: EUID is not served.
     pub euid_operator_url: String,
@@ -86,11 +86,11 @@ pub struct Setup {
 
 /// Whether an operator answered a TLS handshake: `Ok` with what was checked, or the
 /// error.
-pub type Reach = Result<String, String>;
+pub(crate) type Reach = Result<String, String>;
 
 /// Everything [`checks`] judges. A `Err(String)` says why a fact could not be had.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// Whether `com.uid2.Manager` has an owner on the bus.
     pub name_owned: Result<bool, String>,
     pub unit: Unit,
@@ -105,10 +105,10 @@ pub struct Facts {
 
 /// `backoff_depth_max` from which refreshes count as failing: three consecutive
 /// failures of one identity.
-pub const BACKOFF_WARN_DEPTH: u64 = 3;
+pub(crate) const BACKOFF_WARN_DEPTH: u64 = 3;
 
 /// The report's lines, in a fixed order.
-pub fn checks(facts: &Facts) -> Vec<Check> {
+pub(crate) fn checks(facts: &Facts) -> Vec<Check> {
     let mut out = vec![
         bus_name(&facts.name_owned),
         unit(&facts.unit),
@@ -145,12 +145,12 @@ pub fn checks(facts: &Facts) -> Vec<Check> {
 }
 
 /// The worst level of `checks` (`Ok` for none).
-pub fn worst(checks: &[Check]) -> Level {
+pub(crate) fn worst(checks: &[Check]) -> Level {
     checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok)
 }
 
 /// The report as JSON: `{"checks": [{"level", "check", "reason"}…], "worst": LEVEL}`.
-pub fn to_json(checks: &[Check]) -> serde_json::Value {
+pub(crate) fn to_json(checks: &[Check]) -> serde_json::Value {
     let lines: Vec<serde_json::Value> = checks
         .iter()
         .map(

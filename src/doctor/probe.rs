@@ -16,7 +16,11 @@ use url::Url;
 /// certificates of `ca_file`. Each connect, read and write waits at most `timeout`.
 /// `Ok` says what was checked; `Err` is why it failed (a named, one-line reason).
 /// An `http://` URL (loopback only, see the config) is checked with TCP alone.
-pub fn handshake(url: &Url, ca_file: Option<&Path>, timeout: Duration) -> Result<String, String> {
+pub(crate) fn handshake(
+    url: &Url,
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<String, String> {
     let host = url.host_str().ok_or("the URL has no host")?;
     let port = url
         .port_or_known_default()

@@ -7,6 +7,7 @@
 //! Seeded (dependency-free): a failure prints its seed, and `ENGINE_PROPERTY_SEED=N`
 //! replays that one case.
 
+use crate::privacy::Reason;
 use std::collections::HashMap;
 
 use super::*;
@@ -117,12 +118,11 @@ fn run(seed: u64) {
             22..=24 => Event::Loaded,
             25..=29 => {
                 paused = !paused;
-                scope = scope.clone().with_paused(paused);
-                Event::Tick
+                Event::Decided(paused.then_some(Reason::LimitAdTracking))
             }
             30..=49 => {
                 asked += 1;
-                Event::RefreshRequested { request: asked }
+                Event::RefreshRequested { request: asked, within_ms: None }
             }
             50..=69 if !out.is_empty() => {
                 let generation = out.swap_remove(rng.usize(0..out.len()));

@@ -121,77 +121,16 @@ pub async fn run(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayRunError> {
-    let tcp = match options.listen {
-        Some(address) if !address.ip().is_loopback() => {
-            return Err(GatewayRunError::NotLoopback(address))
-        }
-        Some(address) => {
-            let listener = TcpListener::bind(address)
-                .await
-                .map_err(|e| GatewayRunError::Listen(address, e))?;
-            let local = listener
-                .local_addr()
-                .map_err(|e| GatewayRunError::Listen(address, e))?;
-            Some((listener, local))
-        }
-        None => None,
-    };
-    let unix = match &options.listen_unix {
-        Some(path) => Some(bind_unix(path)?),
-        None => None,
-    };
-    let broker_endpoint = match &options.broker {
-        Some(broker) => Some(
-            broker::Endpoint::bind(broker)
-                .await
-                .map_err(|e| GatewayRunError::Broker(Box::new(e)))?,
-        ),
-        None => None,
-    };
-    // The endpoint a session hands out: the TCP one, which browsers reach; with only a
-    // Unix socket, the `ws+unix:` form native WebSocket clients take.
-    let endpoint_base = match (&tcp, &options.listen_unix) {
-        (Some((_, local)), _) => format!("ws://{local}{}", connection::SESSION_PATH),
-        (None, Some(path)) => format!("ws+unix:{}:{}", path.display(), connection::SESSION_PATH),
-        (None, None) => return Err(GatewayRunError::NoListener),
-    };
-    let status = match &broker_endpoint {
+    let listeners = Listeners::bind(&options).await?;
+    let status = match &listeners.broker {
         Some(endpoint) => format!(
-            "serving pages at {endpoint_base}, platforms at {}",
+            "serving pages at {}, platforms at {}",
+            listeners.endpoint_base,
             endpoint.url()
         ),
-        None => format!("serving pages at {endpoint_base}"),
+        None => format!("serving pages at {}", listeners.endpoint_base),
     };
-
-    let conn = options.bus.connect().await?;
-    let broker = Broker1Proxy::new(&conn).await?;
-    let euid_broker = crate::client::euid_broker(&conn).await?;
-    let sessions = Arc::new(sessions::Sessions::new(options.max_sessions));
-    let (changes, _) = broadcast::channel(256);
-    for (product, proxy) in [(Product::Uid2, &broker), (Product::Euid, &euid_broker)] {
-        let mut status_changes = proxy.receive_identity_status_changed().await?;
-        let forward = changes.clone();
-        tokio::spawn(async move {
-            while let Some(signal) = status_changes.next().await {
-                if let Ok(args) = signal.args() {
-                    // No receiver (no session) is fine.
-                    let _ = forward.send((product, args.app_id.to_owned(), args.status.to_owned()));
-                }
-            }
-        });
-    }
-
-    conn.object_server()
-        .at(
-            OBJECT_PATH,
-            dbus::Gateway {
-                sessions: sessions.clone(),
-                session_gid: options.session_gid,
-                endpoint_base,
-                broker: broker.clone(),
-            },
-        )
-        .await?;
+    let (conn, context) = on_the_bus(&options, listeners.endpoint_base.clone()).await?;
     let bus = zbus::fdo::DBusProxy::new(&conn).await?;
     let mut owners = bus.receive_name_owner_changed().await?;
     let reply = conn
@@ -201,7 +140,7 @@ pub async fn run(
         return Err(GatewayRunError::NameTaken);
     }
     info!(
-        tcp = tcp.as_ref().map(|(_, local)| local.to_string()),
+        tcp = listeners.tcp.as_ref().map(|(_, local)| local.to_string()),
         unix = options
             .listen_unix
             .as_ref()
@@ -216,22 +155,11 @@ pub async fn run(
         warn!("sd_notify failed: {e}");
     }
 
-    let context = connection::Context {
-        sessions: sessions.clone(),
-        broker: broker.clone(),
-        euid_broker,
-        changes,
-        uid2d_restarts: Arc::new(tokio::sync::watch::Sender::new(0)),
-        config: WebSocketConfig::default()
-            .max_message_size(Some(options.max_message_size))
-            .max_frame_size(Some(options.max_message_size)),
-        handshake_timeout: options.handshake_timeout,
-        send_timeout: options.send_timeout,
-    };
     // Connections without a valid secret yet, apart from the sessions: a flood of silent
     // ones evicts its own oldest, never a page that got in.
     let pending = admission::Pending::new(options.max_handshakes);
-    let mut broker_task = broker_endpoint
+    let mut broker_task = listeners
+        .broker
         .map(|endpoint| tokio::spawn(endpoint.serve(context.clone(), options.max_handshakes)));
     tokio::pin!(shutdown);
     loop {
@@ -243,7 +171,7 @@ pub async fn run(
                 let Ok(args) = change.args() else { continue };
                 let name = args.name().as_str();
                 if args.new_owner().is_none() && name.starts_with(':') {
-                    let closed = sessions.close_owner(name);
+                    let closed = context.sessions.close_owner(name);
                     if closed > 0 {
                         info!(closed, "the runtime that opened sessions left the bus");
                     }
@@ -251,7 +179,7 @@ pub async fn run(
                     tokio::spawn(follow_new_uid2d(context.clone()));
                 }
             }
-            accepted = accept(&tcp, &unix) => match accepted {
+            accepted = accept(&listeners.tcp, &listeners.unix) => match accepted {
                 Ok(stream) => {
                     let ticket = pending.admit();
                     let context = context.clone();
@@ -270,6 +198,112 @@ pub async fn run(
             },
         }
     }
+}
+
+/// Where the gateway listens: pages on loopback TCP and/or a Unix socket, platforms on
+/// the broker endpoint, if configured.
+struct Listeners {
+    tcp: Option<(TcpListener, SocketAddr)>,
+    unix: Option<UnixListener>,
+    broker: Option<broker::Endpoint>,
+    /// The endpoint a session hands out, before its secret.
+    endpoint_base: String,
+}
+
+impl Listeners {
+    async fn bind(options: &Options) -> Result<Self, GatewayRunError> {
+        let tcp = match options.listen {
+            Some(address) if !address.ip().is_loopback() => {
+                return Err(GatewayRunError::NotLoopback(address))
+            }
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|e| GatewayRunError::Listen(address, e))?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| GatewayRunError::Listen(address, e))?;
+                Some((listener, local))
+            }
+            None => None,
+        };
+        let unix = match &options.listen_unix {
+            Some(path) => Some(bind_unix(path)?),
+            None => None,
+        };
+        let broker = match &options.broker {
+            Some(broker) => Some(
+                broker::Endpoint::bind(broker)
+                    .await
+                    .map_err(|e| GatewayRunError::Broker(Box::new(e)))?,
+            ),
+            None => None,
+        };
+        // The endpoint a session hands out: the TCP one, which browsers reach; with only a
+        // Unix socket, the `ws+unix:` form native WebSocket clients take.
+        let endpoint_base = match (&tcp, &options.listen_unix) {
+            (Some((_, local)), _) => format!("ws://{local}{}", connection::SESSION_PATH),
+            (None, Some(path)) => {
+                format!("ws+unix:{}:{}", path.display(), connection::SESSION_PATH)
+            }
+            (None, None) => return Err(GatewayRunError::NoListener),
+        };
+        Ok(Self {
+            tcp,
+            unix,
+            broker,
+            endpoint_base,
+        })
+    }
+}
+
+/// Connects to uid2d's bus: its `Broker1` of both products, their signals forwarded to
+/// the connections, and `com.uid2.Gateway1` served; what every connection shares.
+async fn on_the_bus(
+    options: &Options,
+    endpoint_base: String,
+) -> Result<(zbus::Connection, connection::Context), GatewayRunError> {
+    let conn = options.bus.connect().await?;
+    let broker = Broker1Proxy::new(&conn).await?;
+    let euid_broker = crate::client::euid_broker(&conn).await?;
+    let sessions = Arc::new(sessions::Sessions::new(options.max_sessions));
+    let (changes, _) = broadcast::channel(256);
+    for (product, proxy) in [(Product::Uid2, &broker), (Product::Euid, &euid_broker)] {
+        let mut status_changes = proxy.receive_identity_status_changed().await?;
+        let forward = changes.clone();
+        tokio::spawn(async move {
+            while let Some(signal) = status_changes.next().await {
+                if let Ok(args) = signal.args() {
+                    // No receiver (no session) is fine.
+                    let _ = forward.send((product, args.app_id.to_owned(), args.status.to_owned()));
+                }
+            }
+        });
+    }
+    conn.object_server()
+        .at(
+            OBJECT_PATH,
+            dbus::Gateway {
+                sessions: sessions.clone(),
+                session_gid: options.session_gid,
+                endpoint_base,
+                broker: broker.clone(),
+            },
+        )
+        .await?;
+    let context = connection::Context {
+        sessions,
+        broker,
+        euid_broker,
+        changes,
+        uid2d_restarts: Arc::new(tokio::sync::watch::Sender::new(0)),
+        config: WebSocketConfig::default()
+            .max_message_size(Some(options.max_message_size))
+            .max_frame_size(Some(options.max_message_size)),
+        handshake_timeout: options.handshake_timeout,
+        send_timeout: options.send_timeout,
+    };
+    Ok((conn, context))
 }
 
 /// Resolves when `task`, if any, has ended (the broker endpoint serves for ever).

@@ -31,6 +31,7 @@ pub(crate) enum Reason {
 }
 
 impl Reason {
+    /// The contract's reason string.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::GdprApplies => "gdpr_applies",

@@ -80,12 +80,13 @@ impl Runtime {
         Ok(eids_json(self.product(), &token))
     }
 
-    /// `GetAdvertisingTokenValidFor`: if the served token expires within `seconds`
-    /// (or none is served but the identity can still be refreshed), one refresh first —
+    /// `GetAdvertisingTokenValidFor`: if the served token expires within `seconds` (or
+    /// none is served but the identity can still be refreshed), one refresh first —
     /// joining one under way, waiting at most `request_timeout` — then what
-    /// `GetAdvertisingToken` returns. No refresh while limit ad tracking is on, once
-    /// `refresh_expires` has passed, or after the operator rejected the refresh token;
-    /// a failed or late refresh leaves the current token, served while still valid.
+    /// `GetAdvertisingToken` returns. Whether one is due is the engine's rule
+    /// ([`crate::engine::Event::RefreshRequested`]'s `within_ms`: never by an untrusted clock, nor while
+    /// denied, nor after the operator rejected the refresh token); a failed or late
+    /// refresh leaves the current token, served while still valid.
     pub async fn advertising_token_valid_for(
         self: &Arc<Self>,
         key: ScopeKey,
@@ -94,26 +95,13 @@ impl Runtime {
         if !VALID_FOR_RANGE.contains(&seconds) {
             return Err(InvalidArgument::ValidFor.into());
         }
-        let window = i64::from(seconds) * 1000;
-        let due = !self.limit_ad_tracking()
-            && self
-                .read(key.clone(), |s, now| {
-                    let Some(identity) = s.identity() else {
-                        return false;
-                    };
-                    s.status(now).holds_identity()
-                        && !s.persisted().rejected
-                        && identity.refresh_expires > now.wall
-                        && identity.identity_expires.saturating_sub(now.wall) <= window
-                })
-                .await?;
-        if due {
-            let timeout = self.settings().config.reloadable.request_timeout;
-            match tokio::time::timeout(timeout, self.refresh(key.clone())).await {
-                Ok(Ok(status)) => debug!(scope = %key, %status, "refreshed for an ad break"),
-                Ok(Err(e)) => debug!(scope = %key, "no refresh for an ad break: {e}"),
-                Err(_) => debug!(scope = %key, "no refresh for an ad break within request_timeout"),
-            }
+        let within = u64::from(seconds) * 1000;
+        let timeout = self.settings().config.reloadable.request_timeout;
+        match tokio::time::timeout(timeout, self.refresh_within(key.clone(), Some(within))).await
+        {
+            Ok(Ok(status)) => debug!(scope = %key, %status, "ready for an ad break"),
+            Ok(Err(e)) => debug!(scope = %key, "no refresh for an ad break: {e}"),
+            Err(_) => debug!(scope = %key, "no refresh for an ad break within request_timeout"),
         }
         self.advertising_token(key).await
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::{Durability, Runtime, ScopeKey};
+use crate::privacy::Reason;
 use crate::crypto;
 use crate::dii::{self, Dii, DiiKind};
 use crate::engine::{Event, SetError};
@@ -32,6 +33,14 @@ fn pick(
         .ok_or(InvalidArgument::MissingOption(name))
 }
 
+/// What one `GenerateIdentity` sends: the DII and the request's options, checked.
+struct Request {
+    dii: Dii,
+    subscription_id: String,
+    app_name: String,
+    server_key: crypto::ServerPublicKey,
+}
+
 impl Runtime {
     /// Validates, builds the encrypted request, sends it, and stores the answer like
     /// `SetIdentity` would. Bad input is refused before anything is sent.
@@ -42,6 +51,58 @@ impl Runtime {
         value: &str,
         options: GenerateOptions,
     ) -> Result<Status, Error> {
+        let Request {
+            dii,
+            subscription_id,
+            app_name,
+            server_key,
+        } = self.request(&key, kind, value, options)?;
+        // The scope's decision, as the engine holds it: nothing is sent while denied.
+        let (denied, opted_out) = self
+            .read(key.clone(), |s, _| (s.denied(), s.dii_opted_out(dii.hash())))
+            .await?;
+        match denied {
+            Some(Reason::LimitAdTracking) => return Err(GenerateFailed::LimitAdTracking.into()),
+            Some(reason) => return Err(Error::ConsentRequired(reason)),
+            None => {}
+        }
+        self.check_room(&key)?;
+        if opted_out {
+            // The operator said opt-out for this person; do not ask again until reset.
+            info!(
+                scope = %key,
+                uid2d_product = self.product().as_str(),
+                uid2d_outcome = "opt_out",
+                "generate skipped: this DII opted out before"
+            );
+            return self.opt_out(&key, &dii).await;
+        }
+        let now = self.clock.now();
+        if !now.trusted {
+            return Err(GenerateFailed::ClockUntrusted.into());
+        }
+        let request = crypto::build_cstg_request_random(
+            &server_key,
+            dii.payload_json().as_bytes(),
+            &subscription_id,
+            &app_name,
+            now.wall,
+        )
+        .map_err(GenerateFailed::Request)?;
+        let answer = self.settings().operator.client_generate(&request).await;
+        self.generated(&key, &dii, answer).await
+    }
+
+    /// Checks a `GenerateIdentity` call's input and resolves its options against the
+    /// config: `InvalidArgument` (or `AccessDenied` for a borrowed app name) before
+    /// anything is sent.
+    fn request(
+        &self,
+        key: &ScopeKey,
+        kind: &str,
+        value: &str,
+        options: GenerateOptions,
+    ) -> Result<Request, Error> {
         let kind: DiiKind = kind.parse().map_err(|_| InvalidArgument::Kind)?;
         if value.len() > dii::MAX_VALUE_LEN {
             return Err(InvalidArgument::ValueTooLong.into());
@@ -87,40 +148,25 @@ impl Runtime {
         };
         let server_key =
             crypto::ServerPublicKey::parse(&public_key).map_err(InvalidArgument::PublicKey)?;
+        Ok(Request {
+            dii,
+            subscription_id,
+            app_name,
+            server_key,
+        })
+    }
 
-        if self.limit_ad_tracking() {
-            return Err(GenerateFailed::LimitAdTracking.into());
-        }
-        self.check_room(&key)?;
-        if self
-            .read(key.clone(), |s, _| s.dii_opted_out(dii.hash()))
-            .await?
-        {
-            // The operator said opt-out for this person; do not ask again until reset.
-            info!(
-                scope = %key,
-                uid2d_product = self.product().as_str(),
-                uid2d_outcome = "opt_out",
-                "generate skipped: this DII opted out before"
-            );
-            return self.opt_out(&key, &dii).await;
-        }
-        let now = self.clock.now();
-        if !now.trusted {
-            return Err(GenerateFailed::ClockUntrusted.into());
-        }
-        let request = crypto::build_cstg_request_random(
-            &server_key,
-            dii.payload_json().as_bytes(),
-            &subscription_id,
-            &app_name,
-            now.wall,
-        )
-        .map_err(GenerateFailed::Request)?;
-        match settings.operator.client_generate(&request).await {
+    /// Stores, counts and logs the operator's answer to a generate request for `dii`.
+    async fn generated(
+        self: &Arc<Self>,
+        key: &ScopeKey,
+        dii: &Dii,
+        answer: Result<Generated, crate::operator::Failure>,
+    ) -> Result<Status, Error> {
+        match answer {
             Ok(Generated::Identity(identity)) => {
                 let status = self
-                    .change(&key, Event::Set(identity), Durability::BeforeReply)
+                    .change(key, Event::Set(identity), Durability::BeforeReply)
                     .await
                     // An identity the engine refuses is the operator's fault here.
                     .map_err(|e| match e {
@@ -149,7 +195,7 @@ impl Runtime {
                     uid2d_outcome = "opt_out",
                     "generate answered opt-out"
                 );
-                self.opt_out(&key, &dii).await
+                self.opt_out(key, dii).await
             }
             Err(failure) => {
                 self.count_generate_failed(&failure);

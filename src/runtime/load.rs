@@ -13,7 +13,7 @@ use tracing::{error, warn};
 use super::persist::blocking;
 use super::turn::Turn;
 use super::{lock, Durability, Runtime, ScopeKey};
-use crate::engine::{Event, Scope};
+use crate::engine::Event;
 use crate::error::Error;
 use crate::store::record::{self, POLICY_RECORD};
 use crate::store::{Damage, SetAside, StoreError, Stored};
@@ -41,18 +41,12 @@ pub(super) struct Loading {
 }
 
 impl Runtime {
-    /// Restores the device policy and every scope at once (for tools and tests; the
-    /// daemon reads the scopes in two parts around READY=1).
+    /// Restores every scope at once (for tools and tests; the daemon reads the scopes in
+    /// two parts around READY=1).
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn load(self: &Arc<Self>) -> Result<LoadReport, StoreError> {
-        self.load_policy().await?;
         let rest = self.load_first().await?;
         self.load_rest(rest).await
-    }
-
-    /// Restores the device policy record (shared with the runtime beside this one). The
-    /// daemon does this before READY=1: the policy applies to every answer.
-    pub async fn load_policy(&self) -> Result<(), StoreError> {
-        self.device.load(self).await
     }
 
     /// Lists the stored scopes and reads the first [`LOAD_BATCH`] of them (on a TV, all of
@@ -178,7 +172,7 @@ impl Runtime {
             let persisted = record.persisted;
             lock(&self.state).scopes.insert(
                 key.clone(),
-                Scope::from_persisted(persisted.clone()).with_offline(self.offline()),
+                self.scope_from(&key, persisted.clone()),
             );
             // Nothing of this can be refused.
             let _ = self
@@ -203,7 +197,7 @@ impl Runtime {
         Ok(())
     }
 
-    pub(super) fn set_aside(&self, aside: &SetAside) {
+    pub(crate) fn set_aside(&self, aside: &SetAside) {
         error!(
             scope = %aside.scope,
             error_kind = "corrupt_state",

@@ -17,15 +17,14 @@
 //! [`product`] shelf of names), the clock and the [`DevicePolicy`].
 
 mod adtech;
-mod device;
-mod device_policy;
+mod conditions;
 mod generate;
 mod load;
-mod network;
 mod persist;
 mod product;
 mod read;
 mod refresh;
+mod reset;
 mod scope_key;
 mod setup;
 mod stats;
@@ -35,7 +34,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, oneshot, Notify};
+use tokio::sync::{broadcast, oneshot, watch, Notify};
 use tracing::{debug, info};
 
 use crate::clock::Clock;
@@ -47,15 +46,15 @@ use crate::identity::{Identity, Status, UnixMillis};
 use crate::operator::{Failure, Operator};
 use crate::store::Store;
 
-pub use crate::product::Product;
-pub use adtech::{IdentityTimes, TokenInfo, VALID_FOR_RANGE};
-pub use device_policy::DevicePolicy;
+pub use adtech::TokenInfo;
+pub use conditions::Conditions;
 pub use generate::GenerateOptions;
-pub use load::LoadReport;
-pub use persist::StorageHealth;
+pub(crate) use persist::blocking;
+pub use product::Shelf;
 pub use scope_key::ScopeKey;
-pub use setup::Setup;
-pub use stats::{FailureClass, COUNTERS_BYTES};
+#[cfg(any(test, feature = "test-support"))]
+pub use stats::COUNTERS_BYTES;
+pub use stats::FailureClass;
 
 /// What can change on SIGHUP.
 #[derive(Debug)]
@@ -109,15 +108,12 @@ pub struct Runtime {
     changes: broadcast::Sender<StatusChange>,
     /// Woken whenever a scope's wake-up instant may have changed.
     timers_changed: Notify,
-    /// Device policy "limit ad tracking": no token served, no refresh sent, for anyone,
-    /// in either product.
-    device: Arc<DevicePolicy>,
+    /// The device's decisions (limit ad tracking, the network), watched as a value.
+    conditions: watch::Receiver<Conditions>,
     /// Where this runtime's scopes are in the store.
-    shelf: product::Shelf,
+    shelf: Shelf,
     storage: persist::Storage,
     loading: load::Loading,
-    /// Whether the device has a route to the network (src/network.rs watches it).
-    network: network::Network,
     /// Diagnostics counters since start (stats.rs).
     counters: stats::Counters,
 }
@@ -128,51 +124,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Runtime {
-    pub fn new(
+    /// The runtime of one product: `config` is the product's (the top-level one, or
+    /// [`Config::for_euid`]'s), `shelf` where its scopes are in the store it shares with
+    /// the other products, `conditions` the device's decisions it obeys.
+    pub(crate) fn new(
         config: Config,
         operator: Operator,
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         policy: Policy,
-    ) -> Arc<Self> {
-        let device = DevicePolicy::new(store.clone());
-        Self::build(
-            config,
-            operator,
-            store,
-            clock,
-            policy,
-            device,
-            product::Shelf::Main,
-        )
-    }
-
-    /// The EUID runtime beside this one: `config` is [`Config::for_euid`]'s. It shares
-    /// this runtime's store (its scopes named apart), clock, engine policy and device
-    /// policy.
-    pub fn beside(&self, config: Config, operator: Operator) -> Arc<Self> {
-        Self::build(
-            config,
-            operator,
-            self.store.clone(),
-            self.clock.clone(),
-            self.policy,
-            self.device.clone(),
-            product::Shelf::Euid,
-        )
-    }
-
-    fn build(
-        config: Config,
-        operator: Operator,
-        store: Arc<Store>,
-        clock: Arc<dyn Clock>,
-        policy: Policy,
-        device: Arc<DevicePolicy>,
-        shelf: product::Shelf,
+        shelf: Shelf,
+        conditions: watch::Receiver<Conditions>,
     ) -> Arc<Self> {
         let (changes, _) = broadcast::channel(256);
-        let runtime = Arc::new(Self {
+        Arc::new(Self {
             state: Mutex::new(State {
                 scopes: HashMap::new(),
                 waiters: HashMap::new(),
@@ -187,15 +152,17 @@ impl Runtime {
             policy,
             changes,
             timers_changed: Notify::new(),
-            device,
+            conditions,
             shelf,
             storage: persist::Storage::default(),
             loading: load::Loading::default(),
-            network: network::Network::default(),
             counters: stats::Counters::default(),
-        });
-        runtime.device.attach(&runtime);
-        runtime
+        })
+    }
+
+    /// Where this runtime's scopes are in the store (and so which object serves it).
+    pub(crate) fn shelf(&self) -> Shelf {
+        self.shelf
     }
 
     /// The store's name for a scope of this runtime.
@@ -340,8 +307,7 @@ impl Runtime {
             let known = state.scopes.get(key).cloned();
             let before = known.as_ref().map(counts_against_limit);
             let current = known
-                .unwrap_or_else(|| Scope::default().with_offline(self.offline()))
-                .with_paused(self.limit_ad_tracking());
+                .unwrap_or_else(|| self.new_scope(key));
             let (next, actions) = current.step(event, now, &policy, &mut state.rng)?;
             check_limit(&state, before, &next, max_scopes)?;
             // A new scope counts from now until its first write lands or is refused, so

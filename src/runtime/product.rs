@@ -2,7 +2,7 @@
 
 /// How a runtime's scopes are named in the store, which both runtimes share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Shelf {
+pub enum Shelf {
     /// The object at `/com/uid2/Manager`: scope names as they are (`uid-1000`).
     Main,
     /// The object at `/com/uid2/Manager/euid`: `euid-` and the scope name
@@ -13,6 +13,18 @@ pub(super) enum Shelf {
 const EUID_PREFIX: &str = "euid-";
 
 impl Shelf {
+    /// Every shelf, the top-level product's first.
+    pub const ALL: [Shelf; 2] = [Shelf::Main, Shelf::Euid];
+
+    /// The prefix of this shelf's keys in `GetStats`, `GetSetup` and the text file: none
+    /// for the top-level product, `euid_` for the EUID object's.
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            Shelf::Main => "",
+            Shelf::Euid => "euid_",
+        }
+    }
+
     /// The store's name for a scope of this shelf.
     pub(super) fn file_name(self, scope_name: &str) -> String {
         match self {

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use super::{lock, Runtime, ScopeKey};
 use crate::engine::{Now, Scope};
 use crate::error::Error;
@@ -23,16 +21,16 @@ impl Runtime {
         let state = lock(&self.state);
         Ok(match state.scopes.get(&key) {
             Some(scope) => f(scope, now),
-            None => f(&Scope::default(), now),
+            None => f(&self.new_scope(&key), now),
         })
     }
 
     /// `GetAdvertisingToken`: the token, or `""`.
     pub async fn advertising_token(self: &Arc<Self>, key: ScopeKey) -> Result<String, Error> {
-        let paused = self.limit_ad_tracking();
-        self.read(key, |s, now| match s.advertising_token(now) {
-            Some(token) if !paused => token.to_owned(),
-            _ => String::new(),
+        self.read(key, |s, now| {
+            s.advertising_token(now)
+                .map(str::to_owned)
+                .unwrap_or_default()
         })
         .await
     }
@@ -81,15 +79,5 @@ impl Runtime {
     /// The number of scopes in memory.
     pub fn scope_count(&self) -> usize {
         lock(&self.state).scopes.len()
-    }
-
-    /// The device's limit-ad-tracking policy (shared by every product).
-    pub fn limit_ad_tracking(&self) -> bool {
-        self.device.limit_ad_tracking()
-    }
-
-    /// Follows the limit-ad-tracking policy (for the D-Bus signal).
-    pub fn watch_limit_ad_tracking(&self) -> watch::Receiver<bool> {
-        self.device.subscribe()
     }
 }

@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::{lock, Durability, FailureClass, Runtime, ScopeKey};
+use crate::privacy::Reason;
 use crate::engine::{Event, RefreshAnswer, RefreshOutcome, RequestId};
 use crate::error::{Error, RefreshFailed};
 use crate::identity::{Identity, Status, UnixMillis};
@@ -17,6 +18,17 @@ impl Runtime {
     /// status after it. Every call is answered: by the engine when the refresh ends, or
     /// at once when there is nothing to refresh.
     pub async fn refresh(self: &Arc<Self>, key: ScopeKey) -> Result<Status, Error> {
+        self.refresh_within(key, None).await
+    }
+
+    /// [`Runtime::refresh`], or with `within_ms` only if the served token expires within
+    /// that many milliseconds (the engine decides, by its clock rules; see
+    /// [`Event::RefreshRequested`]).
+    pub(super) async fn refresh_within(
+        self: &Arc<Self>,
+        key: ScopeKey,
+        within_ms: Option<u64>,
+    ) -> Result<Status, Error> {
         let (tx, rx) = oneshot::channel();
         let request = {
             let mut state = lock(&self.state);
@@ -28,7 +40,7 @@ impl Runtime {
         if let Err(e) = self
             .change(
                 &key,
-                Event::RefreshRequested { request },
+                Event::RefreshRequested { request, within_ms },
                 Durability::Eventually,
             )
             .await
@@ -52,13 +64,18 @@ impl Runtime {
             return;
         };
         let result = match answer {
-            RefreshAnswer::Completed(status) | RefreshAnswer::Superseded(status) => Ok(status),
+            RefreshAnswer::Completed(status)
+            | RefreshAnswer::Superseded(status)
+            | RefreshAnswer::NotNeeded(status) => Ok(status),
             RefreshAnswer::Failed => {
                 Err(RefreshFailed::Operator(failure.cloned().unwrap_or(Failure::NoAnswer)).into())
             }
             RefreshAnswer::Rejected => Err(RefreshFailed::Rejected(failure.cloned()).into()),
             RefreshAnswer::NoIdentity => Err(Error::NoIdentity),
-            RefreshAnswer::Paused => Err(RefreshFailed::LimitAdTracking.into()),
+            RefreshAnswer::Denied(Reason::LimitAdTracking) => {
+                Err(RefreshFailed::LimitAdTracking.into())
+            }
+            RefreshAnswer::Denied(reason) => Err(Error::ConsentRequired(reason)),
             RefreshAnswer::Offline => Err(RefreshFailed::Offline.into()),
         };
         // The caller may have gone; nothing to do then.

@@ -115,6 +115,7 @@ pub(super) struct Counters {
 
 /// The memory of one product's counter set, in bytes (one per runtime, allocated once:
 /// counting never allocates).
+#[cfg(any(test, feature = "test-support"))]
 pub const COUNTERS_BYTES: usize = std::mem::size_of::<Counters>();
 
 fn add(counter: &AtomicU64) {

@@ -144,6 +144,7 @@ impl fmt::Debug for Stored {
 
 /// What [`Store::load_all`] found.
 #[derive(Default)]
+#[cfg(any(test, feature = "test-support"))]
 pub struct Loaded {
     /// Scope name and plaintext of every state file that opened, sorted by scope name.
     pub scopes: Vec<(String, Zeroizing<Vec<u8>>)>,
@@ -151,6 +152,7 @@ pub struct Loaded {
     pub set_aside: Vec<SetAside>,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl fmt::Debug for Loaded {
     // Plaintexts hold tokens: show their sizes only.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -252,6 +254,7 @@ impl Store {
     /// (never deleted) and reported in [`Loaded::set_aside`]; the other scopes load. Temp files
     /// left by an interrupted write are removed. Other errors (the directory cannot be listed, a
     /// file cannot be opened for a reason other than a media error) are returned.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn load_all(&self) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded::default();
         for scope in self.list()? {

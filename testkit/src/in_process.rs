@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use uid2d::clock::Clock;
-use uid2d::runtime::Runtime;
+use uid2d::device::{Device, PolicyRecord, ProductSetup};
+use uid2d::runtime::{Runtime, Shelf};
 use uid2d::store::Store;
 
 use crate::Operator;
@@ -18,9 +19,26 @@ pub async fn in_process_service(
     extra_config: &str,
     clock: Arc<dyn Clock>,
 ) -> Arc<Runtime> {
-    let service = unloaded_service(operator, store, extra_config, clock);
-    service.load().await.expect("load the stored state");
-    service
+    in_process_device(operator, store, extra_config, clock)
+        .await
+        .top_level()
+        .clone()
+}
+
+/// [`in_process_service`]'s device (one product, UID2), for the device's own changes.
+pub async fn in_process_device(
+    operator: &Operator,
+    store: Arc<Store>,
+    extra_config: &str,
+    clock: Arc<dyn Clock>,
+) -> Arc<Device> {
+    let device = unloaded_device(operator, store, extra_config, clock);
+    device
+        .top_level()
+        .load()
+        .await
+        .expect("load the stored state");
+    device
 }
 
 /// [`in_process_service`] before start-up has read any state file.
@@ -30,6 +48,17 @@ pub fn unloaded_service(
     extra_config: &str,
     clock: Arc<dyn Clock>,
 ) -> Arc<Runtime> {
+    unloaded_device(operator, store, extra_config, clock)
+        .top_level()
+        .clone()
+}
+
+fn unloaded_device(
+    operator: &Operator,
+    store: Arc<Store>,
+    extra_config: &str,
+    clock: Arc<dyn Clock>,
+) -> Arc<Device> {
     let config = uid2d::config::Config::parse(
         &format!("{}{extra_config}", operator.config_toml()),
         Path::new("test.toml"),
@@ -48,11 +77,17 @@ pub fn unloaded_service(
         reloadable.request_timeout,
     )
     .expect("operator client");
-    Runtime::new(
+    let setup = ProductSetup {
         config,
-        client,
+        operator: client,
+        shelf: Shelf::Main,
+    };
+    Arc::new(Device::new(
         store,
         clock,
         uid2d::engine::Policy::default(),
-    )
+        PolicyRecord::default(),
+        setup,
+        Vec::new(),
+    ))
 }

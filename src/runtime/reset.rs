@@ -1,5 +1,5 @@
-//! Device-wide changes: the limit-ad-tracking switch and `ResetAllIdentities`, over every
-//! product's runtime.
+//! `ResetAllIdentities` for one product's scopes ([`crate::device::Device`] does it for
+//! every product).
 
 use std::sync::Arc;
 
@@ -11,36 +11,6 @@ use crate::error::Error;
 use crate::identity::Status;
 
 impl Runtime {
-    /// Turns the device's limit-ad-tracking policy on or off, durably, for every
-    /// product. While on, no scope is served a token or refreshed; when turned off, due
-    /// refreshes resume.
-    pub async fn set_limit_ad_tracking(self: &Arc<Self>, on: bool) -> Result<(), Error> {
-        self.device.set(on).await
-    }
-
-    /// Re-evaluates every scope under the policy just switched.
-    pub(super) async fn policy_changed(self: &Arc<Self>) {
-        self.note_stats_changed();
-        let every = self.turns.every().await;
-        let keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
-        for key in keys {
-            // Nothing of a tick can be refused.
-            let _ = self
-                .apply(&every, &key, Event::Tick, Durability::Eventually, None)
-                .await;
-        }
-    }
-
-    /// `ResetAllIdentities` for the device: [`Runtime::reset_all`] of every product's
-    /// runtime (UID2 and EUID); the scopes reset in all.
-    pub async fn reset_all_products(self: &Arc<Self>) -> Result<u32, Error> {
-        let mut count = 0;
-        for runtime in self.device.runtimes() {
-            count += runtime.reset_all().await?;
-        }
-        Ok(count)
-    }
-
     /// `ResetAllIdentities`: forgets every scope's identity and remembered opt-out,
     /// durably, also of scopes not read yet; each one's apps (and brokers) are told
     /// `no_identity`. Returns how many scopes held something.

@@ -150,16 +150,45 @@ impl Daemon {
         loop {
             let message = tokio::select! {
                 message = self.notify.recv() => message.expect("the notify reader runs"),
-                status = self.child.wait() => panic!(
-                    "uid2d exited ({status:?}) before sending {what}; log:\n{}",
-                    self.own_log()
-                ),
+                status = self.child.wait() => {
+                    // It may have sent the message just before it exited, still on its way
+                    // through the reader.
+                    if let Some(found) = self.flush().await.into_iter().find(|m| accept(m)) {
+                        return found;
+                    }
+                    panic!(
+                        "uid2d exited ({status:?}) before sending {what}; log:\n{}",
+                        self.own_log()
+                    )
+                }
                 () = tokio::time::sleep(PATIENCE) => panic!("no {what} from uid2d"),
             };
             self.messages.push(message.clone());
             if accept(&message) {
                 return message;
             }
+        }
+    }
+
+    /// Every notify message uid2d sent up to now, read through the reader: a marker sent
+    /// to the socket after them comes back after them (a datagram socket keeps order), so
+    /// none is still on its way. Returns them (also appended to [`Daemon::messages`]).
+    async fn flush(&mut self) -> Vec<String> {
+        let marker = format!("testkit-flush-{}", std::process::id());
+        let sender = std::os::unix::net::UnixDatagram::unbound().expect("a datagram socket");
+        sender
+            .send_to(marker.as_bytes(), &self.notify_path)
+            .expect("send to the notify socket");
+        let mut read = Vec::new();
+        loop {
+            let message = within("the notify reader", self.notify.recv())
+                .await
+                .expect("the notify reader runs");
+            if message == marker {
+                return read;
+            }
+            self.messages.push(message.clone());
+            read.push(message);
         }
     }
 

@@ -11,6 +11,7 @@ use zbus::{fdo, Connection};
 
 use crate::access::{Caller, Rules};
 use crate::apps::{cgroup_of, mount_of, trusted_unit, CallerFacts, Resolver};
+use crate::capabilities::Capability;
 use crate::error::Denied;
 use crate::runtime::ScopeKey;
 
@@ -126,6 +127,15 @@ impl Callers {
         lock(&self.known)
             .iter()
             .filter(|(_, caller)| rules.scope_of(caller).as_ref() == Ok(scope))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The connections that have called and hold `capability`.
+    pub(super) fn holding(&self, rules: &Rules, capability: Capability) -> Vec<OwnedUniqueName> {
+        lock(&self.known)
+            .iter()
+            .filter(|(_, caller)| rules.capabilities(caller).has(capability))
             .map(|(name, _)| name.clone())
             .collect()
     }

@@ -353,3 +353,60 @@ async fn bad_tracking_arguments_are_the_callers_error() {
         "authorized"
     );
 }
+
+#[tokio::test]
+async fn a_reload_applies_the_tracking_default_and_names_capabilities_as_restart_only() {
+    let rig = Rig::new("", "").await;
+    let mut daemon = rig.daemon().await;
+    let conn = rig.bus.connect().await;
+    let m = manager(&conn).await;
+    let identity = rig.operator.identity("user@example.com");
+    assert_eq!(m.set_identity(&identity).await.unwrap(), "established");
+    let held = m.get_capabilities().await.unwrap();
+    assert_eq!(held.len(), 7, "{held:?}");
+
+    let reload = |daemon: &mut Daemon, text: String| {
+        std::fs::write(&daemon.config, text).unwrap();
+        daemon.messages.clear();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.pid()),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+    };
+    reload(
+        &mut daemon,
+        format!(
+            "{}[capabilities]\ndefault = [\"token\", \"tokens\"]\n",
+            rig.config
+        ),
+    );
+    let status = daemon.wait_for_notify("reload refused").await;
+    assert!(
+        status.contains("`capabilities.default`") && status.contains("`tokens`"),
+        "{status}"
+    );
+
+    reload(
+        &mut daemon,
+        format!(
+            "{}[privacy]\ntracking_authorization_default = \"not_determined\"\n\
+             [capabilities]\ndefault = [\"token\"]\n",
+            rig.config
+        ),
+    );
+    let status = daemon.wait_for_notify("Configuration reloaded").await;
+    assert!(
+        status.contains("needs a restart: capabilities.default"),
+        "{status}"
+    );
+    // The default applies at once to the undecided app; the rights stay until a restart.
+    assert_eq!(
+        m.get_tracking_authorization().await.unwrap(),
+        "not_determined"
+    );
+    assert_eq!(m.get_advertising_token().await.unwrap(), "");
+    assert_eq!(m.get_capabilities().await.unwrap(), held);
+    // `GetIdentity` needs `identity`, which the running rights still grant.
+    assert!(!m.get_identity().await.unwrap().is_empty());
+}

@@ -231,3 +231,44 @@ async fn systemd_unit(
     let id: zbus::zvariant::OwnedValue = reply.body().deserialize().ok()?;
     String::try_from(id).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::{Capabilities, Grants};
+    use crate::config::ScopeMode;
+
+    #[test]
+    fn only_connections_that_hold_the_capability_are_chosen() {
+        let rules = Rules {
+            mode: ScopeMode::Uid,
+            device_gid: None,
+            grants: Grants {
+                groups: vec![(50, Capabilities::ADMIN)],
+                ..Grants::default()
+            },
+        };
+        let callers = Callers::default();
+        for (name, uid, gids) in [
+            (":1.1", 1000, vec![]),
+            (":1.2", 1000, vec![50]),
+            (":1.3", 0, vec![]),
+            (":1.4", 1001, vec![60]),
+        ] {
+            let caller = Caller {
+                uid,
+                gids,
+                app: None,
+            };
+            lock(&callers.known).insert(OwnedUniqueName::try_from(name).unwrap(), caller);
+        }
+        let mut chosen: Vec<String> = callers
+            .holding(&rules, Capability::Manage)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        chosen.sort();
+        assert_eq!(chosen, [":1.2", ":1.3"]);
+        assert_eq!(callers.holding(&rules, Capability::Token).len(), 4);
+    }
+}

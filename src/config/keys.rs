@@ -112,12 +112,7 @@ pub(crate) const KEYS: &[Key] = &[
         name: "request_timeout",
         part: Part::Reloadable,
         set: |layer, value| {
-            let (min, max) = REQUEST_TIMEOUT_RANGE;
-            let seconds: u64 = typed(value)?;
-            if !(min..=max).contains(&seconds) {
-                return Err(Invalid::OutOfRange { min, max });
-            }
-            layer.request_timeout = Some(Duration::from_secs(seconds));
+            layer.request_timeout = Some(seconds_in(value, REQUEST_TIMEOUT_RANGE)?);
             Ok(())
         },
     },
@@ -125,12 +120,7 @@ pub(crate) const KEYS: &[Key] = &[
         name: "network_return_spread",
         part: Part::Reloadable,
         set: |layer, value| {
-            let (min, max) = NETWORK_RETURN_SPREAD_RANGE;
-            let seconds: u64 = typed(value)?;
-            if !(min..=max).contains(&seconds) {
-                return Err(Invalid::OutOfRange { min, max });
-            }
-            layer.network_return_spread = Some(Duration::from_secs(seconds));
+            layer.network_return_spread = Some(seconds_in(value, NETWORK_RETURN_SPREAD_RANGE)?);
             Ok(())
         },
     },
@@ -325,12 +315,7 @@ pub(crate) const KEYS: &[Key] = &[
         name: "diagnostics.textfile_interval",
         part: Part::Reloadable,
         set: |layer, value| {
-            let (min, max) = TEXTFILE_INTERVAL_RANGE;
-            let seconds: u64 = typed(value)?;
-            if !(min..=max).contains(&seconds) {
-                return Err(Invalid::OutOfRange { min, max });
-            }
-            layer.textfile_interval = Some(Duration::from_secs(seconds));
+            layer.textfile_interval = Some(seconds_in(value, TEXTFILE_INTERVAL_RANGE)?);
             Ok(())
         },
     },
@@ -395,12 +380,7 @@ pub(crate) const KEYS: &[Key] = &[
         name: "privacy.tracking_request_timeout",
         part: Part::Reloadable,
         set: |layer, value| {
-            let (min, max) = TRACKING_REQUEST_TIMEOUT_RANGE;
-            let seconds: u64 = typed(value)?;
-            if !(min..=max).contains(&seconds) {
-                return Err(Invalid::OutOfRange { min, max });
-            }
-            layer.tracking_request_timeout = Some(Duration::from_secs(seconds));
+            layer.tracking_request_timeout = Some(seconds_in(value, TRACKING_REQUEST_TIMEOUT_RANGE)?);
             Ok(())
         },
     },
@@ -484,8 +464,8 @@ pub(crate) const KEYS: &[Key] = &[
                 if group.is_empty() {
                     return Err(Invalid::Empty);
                 }
-                let set = capability_list(list).map_err(|e| Invalid::AppCapabilities {
-                    app: group.clone(),
+                let set = capability_list(list).map_err(|e| Invalid::GroupCapabilities {
+                    group: group.clone(),
                     reason: e.to_string(),
                 })?;
                 groups.insert(group, set);
@@ -558,6 +538,15 @@ fn pattern(value: Value) -> Result<String, Invalid> {
     let text = not_empty(value)?;
     crate::apps::Pattern::new(&text).map_err(Invalid::Pattern)?;
     Ok(text)
+}
+
+/// A whole number of seconds within `(min, max)`.
+fn seconds_in(value: Value, (min, max): (u64, u64)) -> Result<Duration, Invalid> {
+    let seconds: u64 = typed(value)?;
+    if !(min..=max).contains(&seconds) {
+        return Err(Invalid::OutOfRange { min, max });
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Invalid> {

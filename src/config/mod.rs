@@ -401,6 +401,9 @@ pub enum Invalid {
     /// A `[capabilities]` entry of an app: which app, and why.
     #[error("app `{app}`: {reason}")]
     AppCapabilities { app: String, reason: String },
+    /// A `[capabilities] groups` entry: which group, and why.
+    #[error("group `{group}`: {reason}")]
+    GroupCapabilities { group: String, reason: String },
 }
 
 fn one_line(error: &toml::de::Error) -> String {

@@ -912,7 +912,7 @@ fn capabilities_parse_per_app_and_group_and_bad_ones_name_the_key() {
         (
             "[capabilities]\ngroups = { \"g\" = [\"root\"] }",
             "`capabilities.groups`",
-            "unknown capability `root`",
+            "group `g`: unknown capability `root`",
         ),
         (
             "[capabilities]\ngroups = [\"manage\"]",

@@ -410,3 +410,39 @@ async fn a_reload_applies_the_tracking_default_and_names_capabilities_as_restart
     // `GetIdentity` needs `identity`, which the running rights still grant.
     assert!(!m.get_identity().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn bad_capabilities_stop_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("uid2d.toml");
+    for (text, named) in [
+        (
+            "[capabilities]\ndefault = [\"token\", \"admin\"]\n",
+            "`capabilities.default`: unknown capability `admin`",
+        ),
+        (
+            "[capabilities]\n\"com.example.news\" = \"token\"\n",
+            "`capabilities.<app id>`: app `com.example.news`: must be a list",
+        ),
+        (
+            "[capabilities]\ngroups = { \"no-such-group-here\" = [\"manage\"] }\n",
+            "no-such-group-here",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let output = binaries!()
+            .uid2d_command()
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--bus")
+            .arg("unix:path=/nonexistent")
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{text}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(named), "{text}: {stderr}");
+    }
+}

@@ -134,7 +134,7 @@ signals_only_from() {
 }
 xmllint --noout --nonet "$INTERFACE_XML" "$POLICY" || fail "xmllint: $INTERFACE_XML or $POLICY is not well-formed XML"
 # Every method of each interface is allowed by name in the policy, and nothing else.
-for iface in com.uid2.Manager1 com.uid2.Broker1 com.uid2.Diagnostics1; do
+for iface in com.uid2.Manager1 com.uid2.Broker1 com.uid2.Diagnostics1 com.uid2.Privacy1; do
   xml="dbus/$iface.xml"
   xmllint --noout --nonet "$xml" || fail "xmllint: $xml is not well-formed XML"
   xml_methods=$(xmllint --nonet --xpath "//interface[@name=\"$iface\"]/method/@name" "$xml" \
@@ -184,6 +184,7 @@ link uid2d /usr/bin/uid2-gateway
 644 /usr/share/dbus-1/system-services/com.uid2.Manager.service
 644 /usr/share/dbus-1/interfaces/com.uid2.Broker1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml
+644 /usr/share/dbus-1/interfaces/com.uid2.Privacy1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
 644 /usr/lib/uid2d/uid2d.toml
 644 /usr/lib/systemd/system/uid2-gateway.service

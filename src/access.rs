@@ -1,8 +1,9 @@
 //! Who may do what: the pure rule from a caller (as the bus and the `[apps]` rules report
-//! it), the scope mode and the operation to the scope the call acts on, or a denial. No
-//! I/O: table-tested.
+//! it), the capabilities it holds, the scope mode and the operation to the scope the call
+//! acts on, or a denial. No I/O: table-tested.
 
 use crate::apps::{AppId, Resolution};
+use crate::capabilities::{Capabilities, Capability, Grants};
 use crate::config::ScopeMode;
 use crate::error::{Denied, Error, InvalidArgument};
 use crate::runtime::ScopeKey;
@@ -18,6 +19,14 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
+    /// The app id the `[apps]` rules gave it, if any.
+    pub(crate) fn app_id(&self) -> Option<&AppId> {
+        match &self.app {
+            Some(Resolution::App(app)) => Some(app),
+            _ => None,
+        }
+    }
+
     fn is_root_or_in(&self, gid: Option<u32>) -> bool {
         self.uid == 0 || gid.is_some_and(|gid| self.gids.contains(&gid))
     }
@@ -32,16 +41,25 @@ pub(crate) enum Operation {
     Change,
 }
 
+/// What a member needs of its caller (the table is `dbus::rights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Any identified caller (`GetCapabilities`).
+    Nothing,
+    /// The caller holds the capability.
+    Caller(Capability),
+    /// A broker member: the caller holds `broker`, and the app it names holds this one.
+    ForApp(Capability),
+}
+
 /// The access rules of one daemon, fixed at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rules {
     pub(crate) mode: ScopeMode,
     /// `scope = "device"`: the group allowed to change the device identity.
     pub(crate) device_gid: Option<u32>,
-    /// The group (besides root) allowed to change device-wide policy and reset everything.
-    pub(crate) admin_gid: Option<u32>,
-    /// The group (besides root) allowed to call `com.uid2.Broker1`.
-    pub(crate) broker_gid: Option<u32>,
+    /// `[capabilities]`, with `admin_group` and `broker_group` among its groups.
+    pub(crate) grants: Grants,
 }
 
 impl Rules {
@@ -67,23 +85,38 @@ impl Rules {
         self.scope_of(caller)
     }
 
-    /// Whether `caller` may change device-wide policy (limit ad tracking, reset all).
-    pub(crate) fn admin(&self, caller: &Caller) -> Result<(), Denied> {
-        if caller.is_root_or_in(self.admin_gid) {
+    /// The capabilities `caller` holds (`GetCapabilities`).
+    pub(crate) fn capabilities(&self, caller: &Caller) -> Capabilities {
+        self.grants
+            .of_caller(caller.uid, &caller.gids, caller.app_id())
+    }
+
+    /// Whether `caller` may call a member that needs `need`. A broker member's app is
+    /// checked by [`Rules::broker`], once the app id is known to be one.
+    pub(crate) fn admit(&self, caller: &Caller, need: Need) -> Result<(), Denied> {
+        let capability = match need {
+            Need::Nothing => return Ok(()),
+            Need::Caller(capability) => capability,
+            Need::ForApp(_) => Capability::Broker,
+        };
+        if self.capabilities(caller).has(capability) {
             Ok(())
         } else {
-            Err(Denied::AdminGroup)
+            Err(Denied::Capability(capability))
         }
     }
 
     /// The scope a broker acts on for `app_id`: the app's, or the device identity in
-    /// `scope = "device"`. The caller is checked first, so another caller learns nothing
-    /// (not even whether the app id is well-formed).
-    pub(crate) fn broker(&self, caller: &Caller, app_id: &str) -> Result<ScopeKey, Error> {
-        if !caller.is_root_or_in(self.broker_gid) {
-            return Err(Denied::Broker.into());
-        }
+    /// `scope = "device"`; the app must hold the capability of `need` (a
+    /// [`Need::ForApp`]). The caller was admitted first ([`Rules::admit`]), so another
+    /// caller learns nothing, not even whether the app id is well-formed.
+    pub(crate) fn broker(&self, app_id: &str, need: Need) -> Result<ScopeKey, Error> {
         let app = AppId::new(app_id).map_err(InvalidArgument::AppId)?;
+        if let Need::ForApp(capability) = need {
+            if !self.grants.of_app(Some(&app)).has(capability) {
+                return Err(Denied::AppCapability(capability).into());
+            }
+        }
         Ok(match self.mode {
             ScopeMode::Device => ScopeKey::Device,
             ScopeMode::Uid | ScopeMode::App => ScopeKey::App(app),
@@ -107,8 +140,10 @@ mod tests {
         Rules {
             mode,
             device_gid: Some(40),
-            admin_gid: Some(50),
-            broker_gid: Some(60),
+            grants: Grants {
+                groups: vec![(50, Capabilities::ADMIN), (60, Capabilities::BROKER)],
+                ..Grants::default()
+            },
         }
     }
 
@@ -188,25 +223,35 @@ mod tests {
 
     #[test]
     fn device_policy_is_root_or_the_admin_group() {
+        let manage = Need::Caller(Capability::Manage);
         let rules = rules(ScopeMode::Uid);
-        assert_eq!(rules.admin(&caller(0, &[])), Ok(()));
-        assert_eq!(rules.admin(&caller(1000, &[50])), Ok(()));
-        assert_eq!(rules.admin(&caller(1000, &[51])), Err(Denied::AdminGroup));
+        assert_eq!(rules.admit(&caller(0, &[]), manage), Ok(()));
+        assert_eq!(rules.admit(&caller(1000, &[50]), manage), Ok(()));
+        assert_eq!(
+            rules.admit(&caller(1000, &[51]), manage),
+            Err(Denied::Capability(Capability::Manage))
+        );
         let no_group = Rules {
-            admin_gid: None,
+            grants: Grants::default(),
             ..rules
         };
         assert_eq!(
-            no_group.admin(&caller(1000, &[50])),
-            Err(Denied::AdminGroup)
+            no_group.admit(&caller(1000, &[50]), manage),
+            Err(Denied::Capability(Capability::Manage))
         );
     }
 
     #[test]
     fn brokers_are_root_or_the_broker_group_and_name_valid_apps() {
-        let app_mode = rules(ScopeMode::App);
-        let scope = |r: &Rules, who: &Caller, id: &str| r.broker(who, id).map_err(|e| e.name());
         use crate::error::ErrorName;
+        let read = Need::ForApp(Capability::Token);
+        let app_mode = rules(ScopeMode::App);
+        let scope = |r: &Rules, who: &Caller, id: &str| {
+            r.admit(who, read)
+                .map_err(Error::from)
+                .and_then(|()| r.broker(id, read))
+                .map_err(|e| e.name())
+        };
         assert_eq!(
             scope(&app_mode, &caller(0, &[]), "com.example.a"),
             Ok(ScopeKey::App(app("com.example.a")))
@@ -233,5 +278,23 @@ mod tests {
             scope(&rules(ScopeMode::Device), &caller(0, &[]), "com.example.a"),
             Ok(ScopeKey::Device)
         );
+        // The app's own rights bound what a broker may do for it.
+        let limited = Rules {
+            grants: Grants {
+                apps: [(app("com.example.a"), Capabilities::of(&[Capability::Token]))].into(),
+                ..Grants::default()
+            },
+            ..rules(ScopeMode::App)
+        };
+        assert!(matches!(
+            limited.broker("com.example.a", Need::ForApp(Capability::Generate)),
+            Err(Error::AccessDenied(Denied::AppCapability(
+                Capability::Generate
+            )))
+        ));
+        assert!(matches!(
+            limited.broker("com.example.b", Need::ForApp(Capability::Generate)),
+            Ok(ScopeKey::App(_))
+        ));
     }
 }

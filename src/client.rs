@@ -52,6 +52,16 @@ pub trait Manager1 {
     fn get_limit_ad_tracking(&self) -> zbus::Result<bool>;
     fn reset_all_identities(&self) -> zbus::Result<u32>;
 
+    /// The capabilities the caller holds: `token`, `identity`, `generate`, `privacy`,
+    /// `manage`, `diagnostics`, `broker`.
+    fn get_capabilities(&self) -> zbus::Result<Vec<String>>;
+    /// The caller's tracking authorization: `authorized`, `denied`, `restricted` or
+    /// `not_determined`.
+    fn get_tracking_authorization(&self) -> zbus::Result<String>;
+    /// Asks the settings app to decide; the state once decided, or `not_determined` after
+    /// at most 20 s.
+    fn request_tracking_authorization(&self) -> zbus::Result<String>;
+
     #[zbus(signal)]
     fn limit_ad_tracking_changed(&self, enabled: bool) -> zbus::Result<()>;
 
@@ -62,7 +72,8 @@ pub trait Manager1 {
     fn version(&self) -> zbus::Result<String>;
 }
 
-/// `com.uid2.Diagnostics1` on `/com/uid2/Manager` (root and `admin_group` only): the keys
+/// `com.uid2.Diagnostics1` on `/com/uid2/Manager` (callers that hold `diagnostics`: root,
+/// `admin_group`): the keys
 /// and types of both maps are in `dbus/com.uid2.Diagnostics1.xml`.
 #[zbus::proxy(
     interface = "com.uid2.Diagnostics1",
@@ -76,6 +87,25 @@ pub trait Diagnostics1 {
     /// What only the daemon knows, for `uid2ctl doctor`: operator URLs, trust, state
     /// directory, key source.
     fn get_setup(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+}
+
+/// `com.uid2.Privacy1` on `/com/uid2/Manager` (callers that hold `manage`): the device's
+/// privacy decisions, for the settings app.
+#[zbus::proxy(
+    interface = "com.uid2.Privacy1",
+    default_service = "com.uid2.Manager",
+    default_path = "/com/uid2/Manager"
+)]
+pub trait Privacy1 {
+    /// Decides `app_id`'s tracking authorization (`authorized`, `denied`, `restricted`,
+    /// `not_determined`), durably.
+    fn set_tracking_authorization(&self, app_id: &str, state: &str) -> zbus::Result<()>;
+    /// `app_id`'s tracking authorization.
+    fn get_tracking_authorization(&self, app_id: &str) -> zbus::Result<String>;
+
+    /// An app asks for tracking authorization: decide with `set_tracking_authorization`.
+    #[zbus(signal)]
+    fn tracking_authorization_requested(&self, app_id: &str) -> zbus::Result<()>;
 }
 
 /// One value of `GetStats` (daemon and clients read it alike): a counter (`t`), a state
@@ -96,7 +126,7 @@ pub mod broker {
     use zbus::zvariant::{OwnedValue, Value};
 
     /// `com.uid2.Broker1`: the same methods for a runtime acting on behalf of the app
-    /// `app_id` (root and `[apps] broker_group` only).
+    /// `app_id` (callers that hold `broker`: root, `[apps] broker_group`).
     #[zbus::proxy(
         interface = "com.uid2.Broker1",
         default_service = "com.uid2.Manager",
@@ -125,6 +155,8 @@ pub mod broker {
             app_id: &str,
             seconds: u32,
         ) -> zbus::Result<String>;
+        fn get_tracking_authorization(&self, app_id: &str) -> zbus::Result<String>;
+        fn request_tracking_authorization(&self, app_id: &str) -> zbus::Result<String>;
 
         #[zbus(signal)]
         fn identity_status_changed(&self, app_id: &str, status: &str) -> zbus::Result<()>;

@@ -1,6 +1,7 @@
 //! The device: the products uid2d serves (UID2 and, when `[euid] enabled`, EUID beside
 //! it), each a [`Runtime`] of its own scopes, and what the device decides for all of them
-//! — the limit-ad-tracking record, the network state — as the [`Conditions`] every runtime
+//! — the limit-ad-tracking record, each app's tracking authorization, the network state —
+//! as the [`Conditions`] every runtime
 //! watches. A change of them is made here once and applied by each runtime to its scopes
 //! before the change is answered.
 
@@ -17,6 +18,8 @@ use crate::operator::Operator;
 use crate::runtime::{Conditions, Runtime, Shelf};
 use crate::store::record::{self, POLICY_RECORD};
 use crate::store::{SetAside, Store, StoreError, Stored};
+use crate::apps::AppId;
+use crate::tracking::{self, TrackingAuthorization, TrackingAuthorizations, TRACKING_RECORD};
 
 /// What one product needs to run: its config (the top-level one, or
 /// [`Config::for_euid`]'s), its operator client, and where its scopes are in the store.
@@ -27,12 +30,17 @@ pub struct ProductSetup {
     pub shelf: Shelf,
 }
 
-/// The limit-ad-tracking record as start-up read it ([`Device::read_policy`]).
+/// The limit-ad-tracking record as start-up read it ([`Device::read_policy`]), with the
+/// tracking authorization record.
 #[derive(Debug, Default)]
 pub struct PolicyRecord {
     limit_ad_tracking: bool,
     /// The record was damaged and set aside.
     set_aside: Option<SetAside>,
+    /// Every app's decided tracking authorization.
+    tracking: std::collections::BTreeMap<AppId, TrackingAuthorization>,
+    /// The tracking authorization record was damaged and set aside.
+    tracking_set_aside: Option<SetAside>,
 }
 
 /// Every product's runtime and the device's decisions.
@@ -42,8 +50,8 @@ pub struct Device {
     products: Vec<Arc<Runtime>>,
     conditions: watch::Sender<Conditions>,
     store: Arc<Store>,
-    /// Serialises switches of the limit-ad-tracking record, so that the record on disk is
-    /// the value last decided.
+    /// Serialises switches of the limit-ad-tracking and tracking authorization records,
+    /// so that each record on disk is the value last decided.
     switch: tokio::sync::Mutex<()>,
 }
 
@@ -53,7 +61,7 @@ impl Device {
     pub async fn read_policy(store: &Arc<Store>) -> Result<PolicyRecord, StoreError> {
         let reading = store.clone();
         let stored = crate::runtime::blocking(move || reading.load(POLICY_RECORD)).await?;
-        Ok(match stored {
+        let mut read = match stored {
             Stored::Absent => PolicyRecord::default(),
             Stored::Plaintext(bytes) => PolicyRecord {
                 limit_ad_tracking: record::decode_policy(&bytes).unwrap_or_else(|e| {
@@ -63,13 +71,28 @@ impl Device {
                     );
                     false
                 }),
-                set_aside: None,
+                ..PolicyRecord::default()
             },
             Stored::SetAside(aside) => PolicyRecord {
-                limit_ad_tracking: false,
                 set_aside: Some(aside),
+                ..PolicyRecord::default()
             },
-        })
+        };
+        let reading = store.clone();
+        match crate::runtime::blocking(move || reading.load(TRACKING_RECORD)).await? {
+            Stored::Absent => {}
+            Stored::Plaintext(bytes) => {
+                read.tracking = tracking::decode(&bytes).unwrap_or_else(|e| {
+                    error!(
+                        error_kind = "corrupt_state",
+                        "tracking authorization record rejected ({e}); every app has the default"
+                    );
+                    Default::default()
+                });
+            }
+            Stored::SetAside(aside) => read.tracking_set_aside = Some(aside),
+        }
+        Ok(read)
     }
 
     /// The products of `top_level` (the top-level `environment`'s, at
@@ -83,8 +106,17 @@ impl Device {
         top_level: ProductSetup,
         others: Vec<ProductSetup>,
     ) -> Self {
+        let tracking_default = top_level
+            .config
+            .reloadable
+            .privacy
+            .tracking_authorization_default;
         let conditions = watch::Sender::new(Conditions {
             limit_ad_tracking: policy_record.limit_ad_tracking,
+            tracking: Arc::new(TrackingAuthorizations::new(
+                policy_record.tracking,
+                tracking_default,
+            )),
             ..Conditions::default()
         });
         let products: Vec<Arc<Runtime>> = std::iter::once(top_level)
@@ -101,9 +133,14 @@ impl Device {
                 )
             })
             .collect();
-        if let (Some(aside), Some(top_level)) = (&policy_record.set_aside, products.first()) {
-            // The device's record is no product's; the top-level one reports it, once.
-            top_level.set_aside(aside);
+        if let Some(top_level) = products.first() {
+            // The device's records are no product's; the top-level one reports them, once.
+            for aside in [&policy_record.set_aside, &policy_record.tracking_set_aside]
+                .into_iter()
+                .flatten()
+            {
+                top_level.set_aside(aside);
+            }
         }
         Self {
             products,
@@ -127,7 +164,7 @@ impl Device {
 
     /// The device's decisions now.
     pub fn conditions(&self) -> Conditions {
-        *self.conditions.borrow()
+        self.conditions.borrow().clone()
     }
 
     /// Follows the device's decisions (signals, STATUS=).
@@ -168,6 +205,84 @@ impl Device {
         info!(limit_ad_tracking = on, "device policy changed");
         self.apply().await;
         Ok(())
+    }
+
+    /// The tracking authorization of `app` now (`None`: a scope that names no app, never
+    /// denied by it).
+    pub fn tracking_authorization(&self, app: Option<&AppId>) -> TrackingAuthorization {
+        self.conditions.borrow().tracking.state(app)
+    }
+
+    /// Decides `app`'s tracking authorization, durably (before this returns), for both
+    /// products; every scope of the app obeys it before this returns. A state other than
+    /// `authorized` denies with reason `tracking_denied`.
+    pub async fn set_tracking_authorization(
+        &self,
+        app: &AppId,
+        state: TrackingAuthorization,
+    ) -> Result<(), Error> {
+        let _switch = self.switch.lock().await;
+        let next = self
+            .conditions
+            .borrow()
+            .tracking
+            .with(app, state)
+            .map_err(crate::error::InvalidArgument::from)?;
+        if *self.conditions.borrow().tracking == next {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let bytes = next.encode();
+        crate::runtime::blocking(move || store.save(TRACKING_RECORD, &bytes)).await?;
+        self.conditions
+            .send_modify(|conditions| conditions.tracking = Arc::new(next));
+        info!(
+            app = %app,
+            tracking_authorization = state.as_str(),
+            "tracking authorization decided"
+        );
+        self.apply().await;
+        Ok(())
+    }
+
+    /// `[privacy] tracking_authorization_default` after a reload: apps not decided take it.
+    pub async fn set_tracking_default(&self, default: TrackingAuthorization) {
+        let _switch = self.switch.lock().await;
+        if self.conditions.borrow().tracking.default_state() == default {
+            return;
+        }
+        self.conditions.send_modify(|conditions| {
+            conditions.tracking = Arc::new(conditions.tracking.with_default(default));
+        });
+        self.apply().await;
+    }
+
+    /// `RequestTrackingAuthorization`: `app`'s state once it is other than
+    /// `not_determined`, or `not_determined` after `within`. `asking` runs once the wait
+    /// is set up (it tells the managers), so a decision made at once is not missed.
+    pub async fn await_tracking_decision(
+        &self,
+        app: &AppId,
+        within: std::time::Duration,
+        asking: impl std::future::Future<Output = ()>,
+    ) -> TrackingAuthorization {
+        let mut watching = self.conditions.subscribe();
+        let undecided = TrackingAuthorization::NotDetermined;
+        if self.tracking_authorization(Some(app)) != undecided {
+            return self.tracking_authorization(Some(app));
+        }
+        asking.await;
+        let decided = async {
+            watching
+                .wait_for(|c| c.tracking.state(Some(app)) != undecided)
+                .await
+                .map(|conditions| conditions.tracking.state(Some(app)))
+        };
+        // Timed out, or the device is going away: still undecided.
+        match tokio::time::timeout(within, decided).await {
+            Ok(Ok(state)) => state,
+            _ => undecided,
+        }
     }
 
     /// The device lost (`false`) or regained (`true`) its route to the network (the

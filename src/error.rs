@@ -204,6 +204,10 @@ pub enum InvalidArgument {
     AppId(#[from] crate::apps::BadAppId),
     #[error("seconds must be between 1 and 86400 (one day)")]
     ValidFor,
+    #[error("state must be one of authorized, denied, restricted, not_determined")]
+    TrackingState,
+    #[error("{0}")]
+    TrackingApps(#[from] crate::tracking::TooManyApps),
     /// A call whose arguments are larger than any method takes, refused unread.
     #[error("the arguments of {member} are {len} bytes; uid2d's methods take at most {max}", max = crate::dbus::MAX_ARGUMENTS_LEN)]
     TooLarge { member: &'static str, len: usize },
@@ -244,14 +248,17 @@ pub enum Denied {
     NoUnixUser,
     #[error("the device identity can only be changed by members of the configured device_group")]
     DeviceGroup,
-    #[error(
-        "the device policy can only be changed by root or members of the configured admin_group"
-    )]
-    AdminGroup,
+    /// The caller lacks the capability the member needs ([`crate::capabilities`]).
+    #[error("the caller lacks the `{0}` capability ([capabilities] grants it; admin_group grants manage and diagnostics, [apps] broker_group grants broker)")]
+    Capability(crate::capabilities::Capability),
+    /// A broker acts for an app that lacks the capability the member needs.
+    #[error("the app lacks the `{0}` capability ([capabilities])")]
+    AppCapability(crate::capabilities::Capability),
+    /// A member missing from the capability table: refused rather than let through.
+    #[error("this member has no entry in uid2d's capability table")]
+    Unlisted,
     #[error("no rule of [apps] names the calling app, and unknown = \"deny\"")]
     UnknownApp,
-    #[error("only root and members of the configured broker_group may act for apps")]
-    Broker,
     #[error("app_name must be this app's own registered name (or left out)")]
     AppName,
 }

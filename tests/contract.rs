@@ -22,6 +22,7 @@ async fn live_introspection_of_both_objects_matches_the_documented_interface() {
                 "com.uid2.Manager1",
                 "com.uid2.Broker1",
                 "com.uid2.Diagnostics1",
+                "com.uid2.Privacy1",
             ][..],
         ),
         (
@@ -200,6 +201,11 @@ const SPOOFS: &[(&str, &str, &str)] = &[
         "IdentityStatusChanged",
     ),
     ("/com/uid2/Manager", "com.uid2.Diagnostics1", "Spoofed"),
+    (
+        "/com/uid2/Manager",
+        "com.uid2.Privacy1",
+        "TrackingAuthorizationRequested",
+    ),
     ("/com/uid2/Gateway", "com.uid2.Gateway1", "Spoofed"),
 ];
 
@@ -237,6 +243,10 @@ async fn spoofer() {
                 }
                 (_, "IdentityStatusChanged") => {
                     conn.emit_signal(destination, path, interface, member, &("opt_out",))
+                        .await
+                }
+                (_, "TrackingAuthorizationRequested") => {
+                    conn.emit_signal(destination, path, interface, member, &("com.example.news",))
                         .await
                 }
                 (_, "LimitAdTrackingChanged") => {

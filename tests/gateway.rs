@@ -296,6 +296,50 @@ async fn one_page_holds_uid2_and_euid_and_gets_what_ad_code_needs() {
     );
 }
 
+/// A page asks for its tracking authorization through the gateway, and the TV's settings
+/// app (a connection that holds `manage`) decides it (docs/household.md).
+#[tokio::test]
+async fn a_page_asks_for_tracking_authorization_and_the_settings_app_decides() {
+    let rig = rig(&[]).await;
+    let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
+    let privacy = uid2d::client::Privacy1Proxy::new(&rig.conn).await.unwrap();
+    let mut requests = privacy
+        .receive_tracking_authorization_requested()
+        .await
+        .unwrap();
+    manager(&rig.conn).await.get_capabilities().await.unwrap();
+    for prefix in ["", "euid."] {
+        assert_eq!(
+            page.call(&format!("{prefix}getTrackingAuthorization"), json!({}))
+                .await,
+            Ok(json!("authorized"))
+        );
+    }
+    privacy
+        .set_tracking_authorization(NEWS, "not_determined")
+        .await
+        .unwrap();
+    let settings = async {
+        let request = within("TrackingAuthorizationRequested", requests.next())
+            .await
+            .unwrap();
+        assert_eq!(request.args().unwrap().app_id(), &NEWS);
+        privacy
+            .set_tracking_authorization(NEWS, "denied")
+            .await
+            .unwrap();
+    };
+    let (answer, ()) = tokio::join!(
+        page.call("requestTrackingAuthorization", json!({})),
+        settings
+    );
+    assert_eq!(answer, Ok(json!("denied")));
+    assert_eq!(
+        page.call("euid.getTrackingAuthorization", json!({})).await,
+        Ok(json!("denied"))
+    );
+}
+
 /// After uid2d crashes and a new one takes its name, the gateway follows the contract's
 /// recipe for a broker: it calls the new uid2d (which then signals it) and tells each page
 /// its app's status of each product now. A change made afterwards, not by the page,

@@ -606,6 +606,12 @@ export class Uid2TvSdk {
 
   /** A token that stays valid for `seconds` (one refresh first if needed), or `''`. */
   getAdvertisingTokenValidFor(seconds) { return this._call('getAdvertisingTokenValidFor', { seconds }); }
+
+  /** The app's tracking authorization: `authorized`, `denied`, `restricted` or `not_determined`. */
+  getTrackingAuthorization() { return this._call('getTrackingAuthorization'); }
+
+  /** Asks the person (the TV's settings app) to decide; the state once decided, or `not_determined` after at most 20 s. */
+  requestTrackingAuthorization() { return this._call('requestTrackingAuthorization'); }
 }
 
 /**

@@ -108,6 +108,7 @@ spoof_checks() {
   setpriv --reuid="$app1_uid" --regid="$(id -g app1)" --init-groups stdbuf -oL dbus-monitor --system \
     "type='signal',interface='com.uid2.Manager1'" "type='signal',interface='com.uid2.Broker1'" \
     "type='signal',interface='com.uid2.Diagnostics1'" "type='signal',interface='com.uid2.Gateway1'" \
+    "type='signal',interface='com.uid2.Privacy1'" \
     "type='signal',interface='com.example.Probe'" >"$mon" 2>&1 &
   m=$!
   # Its first message is the bus's NameAcquired with its unique name.
@@ -125,6 +126,7 @@ spoof_checks() {
     spoof "$@" /com/uid2/Manager com.uid2.Manager1.LimitAdTrackingChanged boolean:true
     spoof "$@" /com/uid2/Manager com.uid2.Broker1.IdentityStatusChanged string:com.example.news string:opt_out
     spoof "$@" /com/uid2/Manager com.uid2.Diagnostics1.Spoofed
+    spoof "$@" /com/uid2/Manager com.uid2.Privacy1.TrackingAuthorizationRequested string:com.example.news
     spoof "$@" /com/uid2/Gateway com.uid2.Gateway1.Spoofed
   done
   spoof --dest="$me" /com/example/Probe com.example.Probe.Done

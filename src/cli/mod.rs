@@ -14,11 +14,13 @@ use zbus::zvariant::Value;
 
 mod dii;
 mod human_time;
+mod rights;
 mod target;
 use target::Target;
 
 /// Talk to uid2d, the UID2 identity daemon. Acts on the calling app's own identity, or with
-/// `--app ID` on that app's (through com.uid2.Broker1: root or broker_group).
+/// `--app ID` on that app's (through com.uid2.Broker1: needs broker, as root or
+/// broker_group hold).
 #[derive(Debug, Parser)]
 #[command(name = "uid2ctl", version)]
 struct Args {
@@ -73,12 +75,21 @@ enum Command {
         #[arg(long, value_name = "STATUS")]
         until: Option<String>,
     },
-    /// Device policy: turn "limit ad tracking" on or off (root or admin_group); print it
-    /// without an argument.
+    /// Print the capabilities the caller holds, one a line (token, identity, generate,
+    /// privacy, manage, diagnostics, broker).
+    Capabilities,
+    /// Print the app's tracking authorization (authorized, denied, restricted,
+    /// not_determined); the subcommands ask for it, or decide it as the settings app.
+    Tracking {
+        #[command(subcommand)]
+        action: Option<rights::Tracking>,
+    },
+    /// Device policy: turn "limit ad tracking" on or off (needs manage: root or
+    /// admin_group); print it without an argument.
     LimitAdTracking { state: Option<OnOff> },
-    /// Forget every app's identity and opt-out (root or admin_group); print how many.
+    /// Forget every app's identity and opt-out (needs manage); print how many.
     ResetAll,
-    /// Print uid2d's diagnostics (com.uid2.Diagnostics1, root or admin_group): one
+    /// Print uid2d's diagnostics (com.uid2.Diagnostics1, needs diagnostics): one
     /// `key value` line each, sorted, or one JSON object with `--json`.
     Stats {
         #[arg(long)]
@@ -303,6 +314,8 @@ async fn run(args: Args) -> Result<(), CliError> {
                 .await?;
         }
         Command::Stats { json } => stats(&conn, json).await?,
+        Command::Capabilities => rights::capabilities(&manager).await?,
+        Command::Tracking { action } => rights::tracking(&conn, &manager, &target, action).await?,
         // Answered in `main`, without the bus.
         Command::Dii(_) => {}
         Command::Doctor { json, unit } => {

@@ -15,6 +15,20 @@ pub(super) enum Target<'a> {
 }
 
 impl Target<'_> {
+    pub(super) async fn tracking(&self) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.get_tracking_authorization().await,
+            Target::App(b, app) => b.get_tracking_authorization(app).await,
+        }
+    }
+
+    pub(super) async fn request_tracking(&self) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.request_tracking_authorization().await,
+            Target::App(b, app) => b.request_tracking_authorization(app).await,
+        }
+    }
+
     pub(super) async fn status(&self) -> zbus::Result<String> {
         match self {
             Target::Own(m) => m.get_identity_status().await,

@@ -15,6 +15,7 @@ use super::{
     Invalid, LogLevel, Reloadable, ScopeMode, StartupConfig,
 };
 use crate::apps::AppId;
+use crate::capabilities::{Capabilities, CapabilitiesConfig};
 use crate::privacy::settings::{is_domain, is_match_method};
 use crate::privacy::{EidsConfig, PrivacyConfig, Raw, Signals, TcfPurposes, TrackingAuthorization};
 
@@ -29,6 +30,10 @@ const REQUEST_TIMEOUT_RANGE: (u64, u64) = (1, 300);
 /// `network_return_spread` when no file sets it, in seconds.
 pub(super) const DEFAULT_NETWORK_RETURN_SPREAD: u64 = 30;
 const NETWORK_RETURN_SPREAD_RANGE: (u64, u64) = (0, 600);
+/// `[privacy] tracking_request_timeout` when no file sets it, in seconds: the contract's
+/// bound, under a D-Bus client's default 25 s timeout.
+pub(super) const DEFAULT_TRACKING_REQUEST_TIMEOUT: u64 = 20;
+const TRACKING_REQUEST_TIMEOUT_RANGE: (u64, u64) = (1, 20);
 /// `[diagnostics] textfile_interval` when no file sets it, in seconds.
 pub(super) const DEFAULT_TEXTFILE_INTERVAL: u64 = 60;
 const TEXTFILE_INTERVAL_RANGE: (u64, u64) = (1, 3600);
@@ -107,12 +112,7 @@ pub(crate) const KEYS: &[Key] = &[
         name: "request_timeout",
         part: Part::Reloadable,
         set: |layer, value| {
-            let (min, max) = REQUEST_TIMEOUT_RANGE;
-            let seconds: u64 = typed(value)?;
-            if !(min..=max).contains(&seconds) {
-                return Err(Invalid::OutOfRange { min, max });
-            }
-            layer.request_timeout = Some(Duration::from_secs(seconds));
+            layer.request_timeout = Some(seconds_in(value, REQUEST_TIMEOUT_RANGE)?);
             Ok(())
         },
     },
@@ -120,12 +120,7 @@ pub(crate) const KEYS: &[Key] = &[
         name: "network_return_spread",
         part: Part::Reloadable,
         set: |layer, value| {
-            let (min, max) = NETWORK_RETURN_SPREAD_RANGE;
-            let seconds: u64 = typed(value)?;
-            if !(min..=max).contains(&seconds) {
-                return Err(Invalid::OutOfRange { min, max });
-            }
-            layer.network_return_spread = Some(Duration::from_secs(seconds));
+            layer.network_return_spread = Some(seconds_in(value, NETWORK_RETURN_SPREAD_RANGE)?);
             Ok(())
         },
     },
@@ -320,12 +315,7 @@ pub(crate) const KEYS: &[Key] = &[
         name: "diagnostics.textfile_interval",
         part: Part::Reloadable,
         set: |layer, value| {
-            let (min, max) = TEXTFILE_INTERVAL_RANGE;
-            let seconds: u64 = typed(value)?;
-            if !(min..=max).contains(&seconds) {
-                return Err(Invalid::OutOfRange { min, max });
-            }
-            layer.textfile_interval = Some(Duration::from_secs(seconds));
+            layer.textfile_interval = Some(seconds_in(value, TEXTFILE_INTERVAL_RANGE)?);
             Ok(())
         },
     },
@@ -383,6 +373,14 @@ pub(crate) const KEYS: &[Key] = &[
                 return Err(Invalid::TrackingDefault);
             }
             layer.privacy_tracking_default = Some(state);
+            Ok(())
+        },
+    },
+    Key {
+        name: "privacy.tracking_request_timeout",
+        part: Part::Reloadable,
+        set: |layer, value| {
+            layer.tracking_request_timeout = Some(seconds_in(value, TRACKING_REQUEST_TIMEOUT_RANGE)?);
             Ok(())
         },
     },
@@ -446,7 +444,72 @@ pub(crate) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "capabilities.default",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.capabilities_default = Some(capability_list(value)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "capabilities.groups",
+        part: Part::Startup,
+        set: |layer, value| {
+            let Value::Table(table) = value else {
+                return Err(Invalid::NotATable);
+            };
+            let mut groups = BTreeMap::new();
+            for (group, list) in table {
+                if group.is_empty() {
+                    return Err(Invalid::Empty);
+                }
+                let set = capability_list(list).map_err(|e| Invalid::GroupCapabilities {
+                    group: group.clone(),
+                    reason: e.to_string(),
+                })?;
+                groups.insert(group, set);
+            }
+            layer.capabilities_groups = Some(groups);
+            Ok(())
+        },
+    },
 ];
+
+/// The table whose other keys are app ids: `[capabilities] "<app id>" = [...]`.
+const CAPABILITIES_TABLE: &str = "capabilities.";
+/// How errors name an app's `[capabilities]` entry.
+const APP_CAPABILITIES_KEY: &str = "capabilities.<app id>";
+
+/// A `[capabilities]` list: capability names.
+fn capability_list(value: Value) -> Result<Capabilities, Invalid> {
+    let names: Vec<String> = typed(value).map_err(|_| {
+        Invalid::Capabilities("must be a list of capability names, such as [\"token\"]".into())
+    })?;
+    Capabilities::parse(names.iter().map(String::as_str))
+        .map_err(|e| Invalid::Capabilities(e.to_string()))
+}
+
+/// `[capabilities] "<app id>" = [...]`: what that app holds in place of `default`. A dotted
+/// app id must be quoted, or TOML reads it as nested tables.
+fn app_capabilities(layer: &mut Layer, name: &str, value: Value) -> Result<(), Invalid> {
+    let app = AppId::new(name).map_err(Invalid::AppId)?;
+    let set = match value {
+        Value::Table(_) => {
+            return Err(Invalid::AppCapabilities {
+                app: name.to_owned(),
+                reason: "must be a list; quote a dotted app id: \"com.example.app\" = [...]"
+                    .into(),
+            })
+        }
+        value => capability_list(value).map_err(|e| Invalid::AppCapabilities {
+            app: name.to_owned(),
+            reason: e.to_string(),
+        })?,
+    };
+    layer.capabilities_apps.insert(app, set);
+    Ok(())
+}
 
 /// One `[privacy.device]` key: checked and decoded as `SetDevicePrivacySignals` does.
 fn device_signal(layer: &mut Layer, name: &str, value: Value) -> Result<(), Invalid> {
@@ -475,6 +538,15 @@ fn pattern(value: Value) -> Result<String, Invalid> {
     let text = not_empty(value)?;
     crate::apps::Pattern::new(&text).map_err(Invalid::Pattern)?;
     Ok(text)
+}
+
+/// A whole number of seconds within `(min, max)`.
+fn seconds_in(value: Value, (min, max): (u64, u64)) -> Result<Duration, Invalid> {
+    let seconds: u64 = typed(value)?;
+    if !(min..=max).contains(&seconds) {
+        return Err(Invalid::OutOfRange { min, max });
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Invalid> {
@@ -523,6 +595,11 @@ pub(super) struct Layer {
     eids_inserter: Option<BTreeMap<AppId, String>>,
     eids_matcher: Option<String>,
     eids_mm: Option<u32>,
+    tracking_request_timeout: Option<Duration>,
+    capabilities_default: Option<Capabilities>,
+    capabilities_groups: Option<BTreeMap<String, Capabilities>>,
+    /// Per app: a later file replaces the apps it names.
+    capabilities_apps: BTreeMap<AppId, Capabilities>,
     /// The file that last set each key, to name it in errors found after the last file.
     origin: BTreeMap<&'static str, PathBuf>,
 }
@@ -551,6 +628,12 @@ fn apply_table(
                 reason,
             })?;
             layer.origin.insert(key.name, path.to_owned());
+        } else if prefix == CAPABILITIES_TABLE {
+            app_capabilities(layer, &name, value).map_err(|reason| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: APP_CAPABILITIES_KEY,
+                reason,
+            })?;
         } else if let Some(table_name) = table_named(&dotted) {
             let Value::Table(inner) = value else {
                 return Err(ConfigError::Invalid {
@@ -615,6 +698,11 @@ impl Layer {
                 max_scopes: self.max_scopes.unwrap_or(DEFAULT_MAX_SCOPES),
                 apps: self.apps,
                 euid_enabled: self.euid_enabled.unwrap_or(true),
+                capabilities: CapabilitiesConfig {
+                    default: self.capabilities_default.unwrap_or(Capabilities::DEFAULT),
+                    apps: self.capabilities_apps,
+                    groups: self.capabilities_groups.unwrap_or_default(),
+                },
             },
             reloadable: Reloadable {
                 environment,
@@ -646,6 +734,9 @@ impl Layer {
                         device: self.privacy_device,
                     }
                 },
+                tracking_request_timeout: self
+                    .tracking_request_timeout
+                    .unwrap_or(Duration::from_secs(DEFAULT_TRACKING_REQUEST_TIMEOUT)),
                 eids: EidsConfig {
                     inserter: self.eids_inserter.unwrap_or_default(),
                     matcher: self.eids_matcher,

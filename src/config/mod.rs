@@ -184,6 +184,8 @@ pub struct StartupConfig {
     pub apps: AppsConfig,
     /// `[euid] enabled`: serve EUID at `/com/uid2/Manager/euid` (default true).
     pub euid_enabled: bool,
+    /// `[capabilities]`: what apps and groups may call.
+    pub(crate) capabilities: crate::capabilities::CapabilitiesConfig,
 }
 
 impl Default for StartupConfig {
@@ -196,6 +198,7 @@ impl Default for StartupConfig {
             max_scopes: keys::DEFAULT_MAX_SCOPES,
             apps: AppsConfig::default(),
             euid_enabled: true,
+            capabilities: Default::default(),
         }
     }
 }
@@ -291,6 +294,9 @@ pub struct Reloadable {
     /// `[privacy]`: consent enforcement, the static device signals.
     #[cfg_attr(not(test), allow(dead_code))] // read once the daemon is wired to src/privacy
     pub(crate) privacy: crate::privacy::PrivacyConfig,
+    /// `[privacy] tracking_request_timeout`: the longest `RequestTrackingAuthorization`
+    /// waits for a decision; 1 to 20 s (under a D-Bus client's default 25 s timeout).
+    pub tracking_request_timeout: Duration,
     /// `[eids]`: OpenRTB 2.6 eid provenance for `GetBidSignals`.
     #[cfg_attr(not(test), allow(dead_code))] // read once the daemon is wired to src/privacy
     pub(crate) eids: crate::privacy::EidsConfig,
@@ -311,6 +317,7 @@ impl Default for Reloadable {
             textfile: None,
             textfile_interval: Duration::from_secs(keys::DEFAULT_TEXTFILE_INTERVAL),
             privacy: crate::privacy::PrivacyConfig::default(),
+            tracking_request_timeout: Duration::from_secs(keys::DEFAULT_TRACKING_REQUEST_TIMEOUT),
             eids: crate::privacy::EidsConfig::default(),
         }
     }
@@ -388,6 +395,15 @@ pub enum Invalid {
     Domain,
     #[error("must be an AdCOM match method: 0 to 5, or 500 and up")]
     MatchMethod,
+    /// A `[capabilities]` list: not a list of names, or a name no capability has.
+    #[error("{0}")]
+    Capabilities(String),
+    /// A `[capabilities]` entry of an app: which app, and why.
+    #[error("app `{app}`: {reason}")]
+    AppCapabilities { app: String, reason: String },
+    /// A `[capabilities] groups` entry: which group, and why.
+    #[error("group `{group}`: {reason}")]
+    GroupCapabilities { group: String, reason: String },
 }
 
 fn one_line(error: &toml::de::Error) -> String {
@@ -452,6 +468,7 @@ impl Config {
                     broker_group,
                 },
             euid_enabled,
+            capabilities,
         } = &self.startup;
         let new_apps = &new.startup.apps;
         let changed = [
@@ -466,6 +483,18 @@ impl Config {
             ("apps.unknown", *unknown != new_apps.unknown),
             ("apps.broker_group", *broker_group != new_apps.broker_group),
             ("euid.enabled", *euid_enabled != new.startup.euid_enabled),
+            (
+                "capabilities.default",
+                capabilities.default != new.startup.capabilities.default,
+            ),
+            (
+                "capabilities.groups",
+                capabilities.groups != new.startup.capabilities.groups,
+            ),
+            (
+                "capabilities.<app id>",
+                capabilities.apps != new.startup.capabilities.apps,
+            ),
         ];
         changed
             .into_iter()

@@ -197,7 +197,9 @@ fn unknown_keys_and_bad_values_name_the_key() {
     );
     let message = parse("x = 1").unwrap_err().to_string();
     assert!(
-        message.contains("rtc, max_scopes, generate, apps, euid, diagnostics, privacy, eids)"),
+        message.contains(
+            "rtc, max_scopes, generate, apps, euid, diagnostics, privacy, eids, capabilities)"
+        ),
         "{message}"
     );
     // Syntax errors are one line too, with the file's name.
@@ -483,9 +485,17 @@ fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
         "max_scopes = 9\n[apps]\nlabel = \"^(?P<app>.+)$\"\nunit = \"\"\n",
         "uids = { \"1\" = \"com.example.a\" }\nunknown = \"deny\"\nbroker_group = \"b\"\n",
         "[euid]\nenabled = false\n",
+        "[capabilities]\ndefault = [\"token\"]\ngroups = { \"g\" = [\"manage\"] }\n",
     ))
     .unwrap();
     let restart: BTreeSet<&str> = running.restart_needed(&all).into_iter().collect();
+    // App entries are not keys of the table: any app id may be one.
+    assert!(!restart.contains("capabilities.<app id>"));
+    let with_app = parse("[capabilities]\n\"com.example.a\" = []").unwrap();
+    assert_eq!(
+        running.restart_needed(&with_app),
+        ["capabilities.<app id>"]
+    );
     let startup: BTreeSet<&str> = KEYS
         .iter()
         .filter(|key| key.part == Part::Startup)
@@ -858,4 +868,115 @@ fn privacy_device_keys_layer_key_by_key_and_a_reload_applies_them() {
         running.reloaded(config.clone()).reloadable.privacy,
         config.reloadable.privacy
     );
+}
+
+#[test]
+fn capabilities_parse_per_app_and_group_and_bad_ones_name_the_key() {
+    use crate::capabilities::{Capabilities, Capability};
+    let defaults = parse("").unwrap();
+    assert_eq!(
+        defaults.startup.capabilities.default,
+        Capabilities::DEFAULT
+    );
+    assert!(defaults.startup.capabilities.apps.is_empty());
+    let config = parse(concat!(
+        "[capabilities]\ndefault = [\"token\"]\n",
+        "groups = { \"tvsettings\" = [\"manage\", \"diagnostics\"] }\n",
+        "\"com.example.news\" = [\"token\", \"generate\"]\n",
+        "\"com.example.kids\" = []\n",
+    ))
+    .unwrap();
+    let capabilities = &config.startup.capabilities;
+    assert_eq!(capabilities.default, Capabilities::of(&[Capability::Token]));
+    assert_eq!(
+        capabilities.groups["tvsettings"],
+        Capabilities::of(&[Capability::Manage, Capability::Diagnostics])
+    );
+    let news = crate::apps::AppId::new("com.example.news").unwrap();
+    assert_eq!(
+        capabilities.apps[&news],
+        Capabilities::of(&[Capability::Token, Capability::Generate])
+    );
+    assert_eq!(capabilities.apps.len(), 2);
+    for (text, key, reason) in [
+        (
+            "[capabilities]\ndefault = [\"tokens\"]",
+            "`capabilities.default`",
+            "unknown capability `tokens`",
+        ),
+        (
+            "[capabilities]\ndefault = \"token\"",
+            "`capabilities.default`",
+            "must be a list of capability names",
+        ),
+        (
+            "[capabilities]\ngroups = { \"g\" = [\"root\"] }",
+            "`capabilities.groups`",
+            "group `g`: unknown capability `root`",
+        ),
+        (
+            "[capabilities]\ngroups = [\"manage\"]",
+            "`capabilities.groups`",
+            "must be a table",
+        ),
+        (
+            "[capabilities]\n\"com.example.a\" = [\"admin\"]",
+            "`capabilities.<app id>`",
+            "app `com.example.a`: unknown capability `admin`",
+        ),
+        (
+            "[capabilities]\ncom.example.a = [\"token\"]",
+            "`capabilities.<app id>`",
+            "quote a dotted app id",
+        ),
+        (
+            "[capabilities]\n\"-bad\" = [\"token\"]",
+            "`capabilities.<app id>`",
+            "an app id is",
+        ),
+        ("capabilities = 1", "`capabilities`", "must be a table"),
+    ] {
+        let message = parse(text).unwrap_err().to_string();
+        assert!(
+            message.contains(key) && message.contains(reason),
+            "{text:?}: {message}"
+        );
+    }
+    // A later file replaces what it sets, app by app.
+    let layered = Root::new(&[
+        (
+            "vendor.toml",
+            "[capabilities]\n\"com.example.a\" = []\n\"com.example.b\" = []",
+        ),
+        ("main.toml", "[capabilities]\n\"com.example.a\" = [\"token\"]"),
+    ])
+    .load()
+    .unwrap();
+    let a = crate::apps::AppId::new("com.example.a").unwrap();
+    assert_eq!(
+        layered.startup.capabilities.apps[&a],
+        Capabilities::of(&[Capability::Token])
+    );
+    assert_eq!(layered.startup.capabilities.apps.len(), 2);
+}
+
+#[test]
+fn tracking_request_timeout_is_1_to_20_seconds() {
+    assert_eq!(
+        parse("").unwrap().reloadable.tracking_request_timeout,
+        Duration::from_secs(20)
+    );
+    assert_eq!(
+        parse("[privacy]\ntracking_request_timeout = 1")
+            .unwrap()
+            .reloadable
+            .tracking_request_timeout,
+        Duration::from_secs(1)
+    );
+    for bad in ["0", "21", "\"5\""] {
+        let message = parse(&format!("[privacy]\ntracking_request_timeout = {bad}"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("`privacy.tracking_request_timeout`"), "{message}");
+    }
 }

@@ -102,6 +102,12 @@ pub(super) async fn reload(options: &Options, device: &Device, log: Option<&LogC
         }
         loaded.restart
     });
+    if outcome.is_ok() {
+        let privacy = &device.top_level().config().reloadable.privacy;
+        device
+            .set_tracking_default(privacy.tracking_authorization_default)
+            .await;
+    }
     let summary = systemd::summary(device);
     let status = match outcome {
         Ok(restart) if restart.is_empty() => format!("Configuration reloaded; {summary}"),

@@ -8,6 +8,7 @@ use tracing::info;
 use super::reload::{operator_clients, product_configs};
 use super::{DaemonError, Options, BUS_TIMEOUT};
 use crate::access::Rules;
+use crate::capabilities::{Capabilities, Grants};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ScopeMode};
 use crate::dbus::{self, Callers, Shell, BUS_NAME};
@@ -36,21 +37,14 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
             (ScopeMode::Device, Some(group)) => Some(resolve_group(group)?),
             _ => None,
         },
-        admin_gid: startup
-            .admin_group
-            .as_deref()
-            .map(resolve_group)
-            .transpose()?,
-        broker_gid: startup
-            .apps
-            .broker_group
-            .as_deref()
-            .map(resolve_group)
-            .transpose()?,
+        grants: grants(startup)?,
     };
-    let apps = match startup.scope {
-        ScopeMode::App => Some(startup.apps.resolver().map_err(DaemonError::AppRules)?),
-        ScopeMode::Uid | ScopeMode::Device => None,
+    // The `[apps]` rules name the caller in `scope = "app"`, and in the other modes only
+    // where `[capabilities]` grants by app id.
+    let apps = if startup.scope == ScopeMode::App || !startup.capabilities.apps.is_empty() {
+        Some(startup.apps.resolver().map_err(DaemonError::AppRules)?)
+    } else {
+        None
     };
     let store = {
         let (state_dir, credentials_dir) =
@@ -111,6 +105,29 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
         conn,
         clock,
         unread,
+    })
+}
+
+/// `[capabilities]` with its groups resolved, and `admin_group` (manage, diagnostics) and
+/// `[apps] broker_group` (broker) among them.
+fn grants(startup: &crate::config::StartupConfig) -> Result<Grants, DaemonError> {
+    let shorthands = [
+        (&startup.admin_group, Capabilities::ADMIN),
+        (&startup.apps.broker_group, Capabilities::BROKER),
+    ];
+    let mut groups = Vec::new();
+    for (group, granted) in shorthands {
+        if let Some(group) = group {
+            groups.push((resolve_group(group)?, granted));
+        }
+    }
+    for (group, granted) in &startup.capabilities.groups {
+        groups.push((resolve_group(group)?, *granted));
+    }
+    Ok(Grants {
+        default: startup.capabilities.default,
+        apps: startup.capabilities.apps.clone(),
+        groups,
     })
 }
 

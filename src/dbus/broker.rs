@@ -1,7 +1,8 @@
 //! The `com.uid2.Broker1` object: for a runtime that hosts many apps (an HTML5 engine, an
-//! app manager, a Firebolt/Thunder gateway) and calls on each app's behalf. Root and
-//! `[apps] broker_group` only; every method names its app first and acts on `app-<app id>`
-//! (the device identity in `scope = "device"`).
+//! app manager, a Firebolt/Thunder gateway) and calls on each app's behalf. Callers that
+//! hold `broker` (root, `[apps] broker_group`, `[capabilities]`) only, for apps that hold
+//! the member's own capability; every method names its app first and acts on
+//! `app-<app id>` (the device identity in `scope = "device"`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,8 +43,8 @@ impl Broker {
         header: &Header<'_>,
         app_id: &str,
     ) -> std::result::Result<ScopeKey, Error> {
-        let caller = self.shell.callers.caller(conn, header).await?;
-        let scope = self.shell.rules.broker(&caller, app_id)?;
+        let (_, need) = self.shell.admit(conn, header).await?;
+        let scope = self.shell.rules.broker(app_id, need)?;
         if let Some(sender) = header.sender() {
             self.shell.callers.add_broker(sender.as_str());
         }
@@ -200,6 +201,32 @@ impl Broker {
             .runtime
             .advertising_token_valid_for(scope, seconds)
             .await?)
+    }
+
+    /// `app_id`'s tracking authorization.
+    #[zbus(out_args("state"))]
+    async fn get_tracking_authorization(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        Ok(super::privacy::tracking_state(&self.shell, scope.app()))
+    }
+
+    /// Asks the settings app to decide `app_id`'s tracking authorization, as
+    /// `com.uid2.Manager1.RequestTrackingAuthorization` does for the caller's own.
+    #[zbus(out_args("state"))]
+    async fn request_tracking_authorization(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        let within = self.runtime.config().reloadable.tracking_request_timeout;
+        Ok(super::privacy::request_tracking(&self.shell, conn, &scope, within).await?)
     }
 
     /// To the broker connections: an app scope's status changed or it has a new token.

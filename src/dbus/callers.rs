@@ -11,6 +11,7 @@ use zbus::{fdo, Connection};
 
 use crate::access::{Caller, Rules};
 use crate::apps::{cgroup_of, mount_of, trusted_unit, CallerFacts, Resolver};
+use crate::capabilities::Capability;
 use crate::error::Denied;
 use crate::runtime::ScopeKey;
 
@@ -130,6 +131,15 @@ impl Callers {
             .collect()
     }
 
+    /// The connections that have called and hold `capability`.
+    pub(super) fn holding(&self, rules: &Rules, capability: Capability) -> Vec<OwnedUniqueName> {
+        lock(&self.known)
+            .iter()
+            .filter(|(_, caller)| rules.capabilities(caller).has(capability))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Notes a connection that acts as a broker.
     pub(super) fn add_broker(&self, name: &str) {
         if let Ok(name) = OwnedUniqueName::try_from(name.to_owned()) {
@@ -220,4 +230,45 @@ async fn systemd_unit(
         .ok()?;
     let id: zbus::zvariant::OwnedValue = reply.body().deserialize().ok()?;
     String::try_from(id).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::{Capabilities, Grants};
+    use crate::config::ScopeMode;
+
+    #[test]
+    fn only_connections_that_hold_the_capability_are_chosen() {
+        let rules = Rules {
+            mode: ScopeMode::Uid,
+            device_gid: None,
+            grants: Grants {
+                groups: vec![(50, Capabilities::ADMIN)],
+                ..Grants::default()
+            },
+        };
+        let callers = Callers::default();
+        for (name, uid, gids) in [
+            (":1.1", 1000, vec![]),
+            (":1.2", 1000, vec![50]),
+            (":1.3", 0, vec![]),
+            (":1.4", 1001, vec![60]),
+        ] {
+            let caller = Caller {
+                uid,
+                gids,
+                app: None,
+            };
+            lock(&callers.known).insert(OwnedUniqueName::try_from(name).unwrap(), caller);
+        }
+        let mut chosen: Vec<String> = callers
+            .holding(&rules, Capability::Manage)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        chosen.sort();
+        assert_eq!(chosen, [":1.2", ":1.3"]);
+        assert_eq!(callers.holding(&rules, Capability::Token).len(), 4);
+    }
 }

@@ -1,5 +1,5 @@
 //! `com.uid2.Diagnostics1` at `/com/uid2/Manager`: the daemon's counters since start and
-//! its setup, for root and `admin_group` only (dbus/com.uid2.Diagnostics1.xml documents
+//! its setup, for callers that hold `diagnostics` (root, `admin_group`) only (dbus/com.uid2.Diagnostics1.xml documents
 //! every key).
 
 use std::collections::HashMap;
@@ -28,8 +28,7 @@ impl Diagnostics {
     }
 
     async fn admit(&self, header: &Header<'_>, conn: &Connection) -> Result<(), Reply> {
-        let caller = self.shell.callers.caller(conn, header).await?;
-        self.shell.rules.admin(&caller)?;
+        self.shell.admit(conn, header).await?;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use super::reply::Reply;
 use super::signatures::{self, Checked};
 use super::Shell;
 use crate::access::Operation;
+use crate::capabilities::Capability;
 use crate::error::{Error, InvalidArgument};
 use crate::runtime::{GenerateOptions, Runtime, ScopeKey};
 
@@ -38,7 +39,7 @@ impl Manager {
         header: &Header<'_>,
         operation: Operation,
     ) -> std::result::Result<ScopeKey, Error> {
-        let caller = self.shell.callers.caller(conn, header).await?;
+        let (caller, _) = self.shell.admit(conn, header).await?;
         Ok(self.shell.rules.scope(&caller, operation)?)
     }
 }
@@ -153,8 +154,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         enabled: bool,
     ) -> Result<()> {
-        let caller = self.shell.callers.caller(conn, &header).await?;
-        self.shell.rules.admin(&caller)?;
+        self.shell.admit(conn, &header).await?;
         Ok(self.shell.device.set_limit_ad_tracking(enabled).await?)
     }
 
@@ -165,8 +165,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<u32> {
-        let caller = self.shell.callers.caller(conn, &header).await?;
-        self.shell.rules.admin(&caller)?;
+        self.shell.admit(conn, &header).await?;
         Ok(self.shell.device.reset_all().await?)
     }
 
@@ -176,8 +175,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<bool> {
-        // Any identified caller may read the device policy.
-        self.shell.callers.caller(conn, &header).await?;
+        self.shell.admit(conn, &header).await?;
         Ok(self.runtime.limit_ad_tracking())
     }
 
@@ -216,6 +214,42 @@ impl Manager {
             .runtime
             .advertising_token_valid_for(scope, seconds)
             .await?)
+    }
+
+    /// The capabilities the caller holds, by name.
+    #[zbus(out_args("capabilities"))]
+    async fn get_capabilities(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<&'static str>> {
+        let (caller, _) = self.shell.admit(conn, &header).await?;
+        let held = self.shell.rules.capabilities(&caller);
+        Ok(held.iter().map(Capability::as_str).collect())
+    }
+
+    /// The caller's tracking authorization.
+    #[zbus(out_args("state"))]
+    async fn get_tracking_authorization(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(super::privacy::tracking_state(&self.shell, scope.app()))
+    }
+
+    /// Asks the settings app (the connections that hold `manage`) to decide the caller's
+    /// tracking authorization; answers when decided, or `not_determined` after the timeout.
+    #[zbus(out_args("state"))]
+    async fn request_tracking_authorization(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        let within = self.runtime.config().reloadable.tracking_request_timeout;
+        Ok(super::privacy::request_tracking(&self.shell, conn, &scope, within).await?)
     }
 
     #[zbus(signal)]

@@ -5,14 +5,17 @@
 //! [`interface`] maps calls onto the runtime; [`callers`] learns who is calling from the
 //! bus (never from anything the caller says); [`signals`] delivers status changes to the
 //! connections of their scope only; [`signatures`] answers a call whose argument types are
-//! wrong with the contract's `InvalidArgument`. Who may do what is [`crate::access`]'s.
+//! wrong with the contract's `InvalidArgument`; [`rights`] is what each member needs of
+//! its caller. Who may do what is [`crate::access`]'s.
 
 mod adtech;
 mod broker;
 mod callers;
 mod diagnostics;
 mod interface;
+mod privacy;
 mod reply;
+mod rights;
 mod signals;
 mod signatures;
 
@@ -20,6 +23,7 @@ pub(crate) use broker::Broker;
 pub(crate) use callers::Callers;
 pub(crate) use diagnostics::Diagnostics;
 pub(crate) use interface::Manager;
+pub(crate) use privacy::Privacy;
 pub(crate) use signals::{bus_closed, relay_signals, watch_callers};
 pub(crate) use signatures::MAX_ARGUMENTS_LEN;
 
@@ -32,8 +36,11 @@ pub(crate) const EUID_OBJECT_PATH: &str = "/com/uid2/Manager/euid";
 
 use std::sync::Arc;
 
-use crate::access::Rules;
+use zbus::message::Header;
+
+use crate::access::{Caller, Need, Rules};
 use crate::device::Device;
+use crate::error::{Denied, Error};
 use crate::runtime::Shelf;
 
 /// What every object uid2d serves shares: the device, the access rules and the callers.
@@ -42,6 +49,26 @@ pub(crate) struct Shell {
     pub(crate) device: Arc<Device>,
     pub(crate) rules: Rules,
     pub(crate) callers: Arc<Callers>,
+}
+
+impl Shell {
+    /// The caller of the message in `header`, admitted by its member's row of
+    /// [`rights::RIGHTS`] (a member without one is refused); with what the member needs,
+    /// for a broker member's app.
+    pub(crate) async fn admit(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+    ) -> Result<(Caller, Need), Error> {
+        let caller = self.callers.caller(conn, header).await?;
+        let need = match (header.interface(), header.member()) {
+            (Some(interface), Some(member)) => rights::need(interface, member),
+            _ => None,
+        }
+        .ok_or(Denied::Unlisted)?;
+        self.rules.admit(&caller, need)?;
+        Ok((caller, need))
+    }
 }
 
 /// The object of a product's runtime, by where its scopes are kept.
@@ -53,7 +80,7 @@ pub(crate) fn object_path(shelf: Shelf) -> &'static str {
 }
 
 /// Adds every object uid2d serves to `builder`: `Manager1` and `Broker1` of each product
-/// at its path, `Diagnostics1` at [`OBJECT_PATH`].
+/// at its path, `Diagnostics1` and `Privacy1` at [`OBJECT_PATH`].
 pub(crate) fn serve(
     mut builder: zbus::connection::Builder<'static>,
     shell: &Arc<Shell>,
@@ -64,5 +91,7 @@ pub(crate) fn serve(
             .serve_at(path, Manager::new(runtime.clone(), shell.clone()))?
             .serve_at(path, Broker::new(runtime.clone(), shell.clone()))?;
     }
-    builder.serve_at(OBJECT_PATH, Diagnostics::new(shell.clone()))
+    builder
+        .serve_at(OBJECT_PATH, Diagnostics::new(shell.clone()))?
+        .serve_at(OBJECT_PATH, Privacy::new(shell.clone()))
 }

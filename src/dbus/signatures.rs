@@ -50,6 +50,9 @@ pub(super) const MANAGER1: InSignatures = &[
     ("SetLimitAdTracking", "b"),
     ("ResetAllIdentities", ""),
     ("GetLimitAdTracking", ""),
+    ("GetCapabilities", ""),
+    ("GetTrackingAuthorization", ""),
+    ("RequestTrackingAuthorization", ""),
 ];
 
 /// `com.uid2.Broker1`'s methods (dbus/com.uid2.Broker1.xml).
@@ -66,10 +69,18 @@ pub(super) const BROKER1: InSignatures = &[
     ("GetTokenInfo", "s"),
     ("GetEids", "s"),
     ("GetAdvertisingTokenValidFor", "su"),
+    ("GetTrackingAuthorization", "s"),
+    ("RequestTrackingAuthorization", "s"),
 ];
 
 /// `com.uid2.Diagnostics1`'s methods (dbus/com.uid2.Diagnostics1.xml).
 pub(super) const DIAGNOSTICS1: InSignatures = &[("GetStats", ""), ("GetSetup", "")];
+
+/// `com.uid2.Privacy1`'s methods (dbus/com.uid2.Privacy1.xml).
+pub(super) const PRIVACY1: InSignatures = &[
+    ("SetTrackingAuthorization", "ss"),
+    ("GetTrackingAuthorization", "s"),
+];
 
 /// An interface object whose method calls are checked against `signatures` first.
 #[derive(Debug)]

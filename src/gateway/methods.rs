@@ -143,6 +143,23 @@ pub(crate) const METHODS: &[Method] = &[
         },
     },
     Method {
+        name: "getTrackingAuthorization",
+        params: &[],
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| {
+            answer(async move { b.get_tracking_authorization(&app).await.map(Value::from) })
+        },
+    },
+    Method {
+        name: "requestTrackingAuthorization",
+        params: &[],
+        parse: |_| Ok(Args::None),
+        // Answered when the settings app decides, or `not_determined` after at most 20 s.
+        run: |b, app, _| {
+            answer(async move { b.request_tracking_authorization(&app).await.map(Value::from) })
+        },
+    },
+    Method {
         name: "setIdentity",
         params: &["identity"],
         parse: |params| match params.get("identity") {

@@ -1,5 +1,5 @@
-//! What the device decided that every scope of this runtime obeys (limit ad tracking, the
-//! network), as a value the runtime watches; [`crate::device::Device`] changes it and has
+//! What the device decided that every scope of this runtime obeys (limit ad tracking, each
+//! app's tracking authorization, the network), as a value the runtime watches; [`crate::device::Device`] changes it and has
 //! each runtime apply the change to its scopes, in the turn of every scope.
 
 use std::sync::Arc;
@@ -9,12 +9,16 @@ use tokio::sync::watch;
 use super::{lock, Durability, Runtime, ScopeKey};
 use crate::engine::{Event, Persisted, Scope};
 use crate::privacy::Reason;
+use crate::tracking::TrackingAuthorizations;
 
 /// The device's decisions every product's scopes obey.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conditions {
     /// The device-wide limit-ad-tracking policy: no token served, nothing sent.
     pub limit_ad_tracking: bool,
+    /// Each app's tracking authorization: an app scope whose state is not `authorized`
+    /// is served nothing and sends nothing. Shared: a clone of the conditions is cheap.
+    pub tracking: Arc<TrackingAuthorizations>,
     /// Whether the device has a route to the network (src/network.rs watches it); online
     /// until told otherwise, so that without a watcher uid2d behaves as without one.
     pub online: bool,
@@ -24,6 +28,7 @@ impl Default for Conditions {
     fn default() -> Self {
         Self {
             limit_ad_tracking: false,
+            tracking: Arc::default(),
             online: true,
         }
     }
@@ -32,7 +37,7 @@ impl Default for Conditions {
 impl Runtime {
     /// The device's decisions now.
     pub fn conditions(&self) -> Conditions {
-        *self.conditions.borrow()
+        self.conditions.borrow().clone()
     }
 
     /// Follows the device's decisions (STATUS=, signals, diagnostics).
@@ -50,12 +55,18 @@ impl Runtime {
         self.conditions().limit_ad_tracking
     }
 
-    /// What the device decides for scope `_key` of this product now: `Some(reason)` when
-    /// nothing may be served or sent for it.
-    pub(super) fn decision(&self, _key: &ScopeKey) -> Option<Reason> {
-        self.conditions()
-            .limit_ad_tracking
-            .then_some(Reason::LimitAdTracking)
+    /// What the device decides for scope `key` of this product now: `Some(reason)` when
+    /// nothing may be served or sent for it. Limit ad tracking first, then the app's
+    /// tracking authorization (the order of [`crate::privacy::decide`]).
+    pub(super) fn decision(&self, key: &ScopeKey) -> Option<Reason> {
+        let conditions = self.conditions.borrow();
+        if conditions.limit_ad_tracking {
+            Some(Reason::LimitAdTracking)
+        } else if conditions.tracking.state(key.app()).denies() {
+            Some(Reason::TrackingDenied)
+        } else {
+            None
+        }
     }
 
     /// A scope that holds nothing yet, under the device's decisions now.

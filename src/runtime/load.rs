@@ -55,7 +55,8 @@ impl Runtime {
         let store = self.store.clone();
         let mut keys = Vec::new();
         for name in blocking(move || store.list()).await? {
-            if name == POLICY_RECORD {
+            // The device's records are no scope's.
+            if name == POLICY_RECORD || name == crate::tracking::TRACKING_RECORD {
                 continue;
             }
             // The other product's scopes.

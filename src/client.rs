@@ -51,6 +51,13 @@ pub trait Manager1 {
     fn set_limit_ad_tracking(&self, enabled: bool) -> zbus::Result<()>;
     fn get_limit_ad_tracking(&self) -> zbus::Result<bool>;
     fn reset_all_identities(&self) -> zbus::Result<u32>;
+    /// The caller's own privacy signals (IAB key names); returns `granted` or `denied`.
+    fn set_privacy_signals(&self, signals: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
+    fn get_privacy_signals(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    /// `consent`, `reason`, `source`, `jurisdiction` (s), `gdpr_applies` (i).
+    fn get_consent(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    #[zbus(signal)]
+    fn consent_changed(&self, consent: &str, reason: &str) -> zbus::Result<()>;
 
     #[zbus(signal)]
     fn limit_ad_tracking_changed(&self, enabled: bool) -> zbus::Result<()>;
@@ -76,6 +83,19 @@ pub trait Diagnostics1 {
     /// What only the daemon knows, for `uid2ctl doctor`: operator URLs, trust, state
     /// directory, key source.
     fn get_setup(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+}
+
+/// `com.uid2.Privacy1` on `/com/uid2/Manager` (root and `admin_group` only): the
+/// device's privacy signals, with the keys of `Manager1.SetPrivacySignals`
+/// (`dbus/com.uid2.Privacy1.xml`).
+#[zbus::proxy(
+    interface = "com.uid2.Privacy1",
+    default_service = "com.uid2.Manager",
+    default_path = "/com/uid2/Manager"
+)]
+pub trait Privacy1 {
+    fn set_device_privacy_signals(&self, signals: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
+    fn get_device_privacy_signals(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
 }
 
 /// One value of `GetStats` (daemon and clients read it alike): a counter (`t`), a state
@@ -128,6 +148,15 @@ pub mod broker {
 
         #[zbus(signal)]
         fn identity_status_changed(&self, app_id: &str, status: &str) -> zbus::Result<()>;
+        fn set_privacy_signals(
+            &self,
+            app_id: &str,
+            signals: HashMap<&str, Value<'_>>,
+        ) -> zbus::Result<String>;
+        fn get_privacy_signals(&self, app_id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+        fn get_consent(&self, app_id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+        #[zbus(signal)]
+        fn consent_changed(&self, app_id: &str, consent: &str, reason: &str) -> zbus::Result<()>;
     }
 }
 

@@ -11,10 +11,12 @@ use tracing::{error, info};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::consent::{PrivacySignals, SignalsLoad};
 use crate::engine::Policy;
 use crate::error::Error;
 use crate::operator::Operator;
-use crate::runtime::{Conditions, Runtime, Shelf};
+use crate::privacy::Signals;
+use crate::runtime::{Conditions, Decisions, Runtime, ScopeKey, Shelf};
 use crate::store::record::{self, POLICY_RECORD};
 use crate::store::{SetAside, Store, StoreError, Stored};
 
@@ -33,6 +35,8 @@ pub struct PolicyRecord {
     limit_ad_tracking: bool,
     /// The record was damaged and set aside.
     set_aside: Option<SetAside>,
+    /// The privacy signals (every scope's and the device's) read back.
+    signals: SignalsLoad,
 }
 
 /// Every product's runtime and the device's decisions.
@@ -42,14 +46,23 @@ pub struct Device {
     products: Vec<Arc<Runtime>>,
     conditions: watch::Sender<Conditions>,
     store: Arc<Store>,
+    /// Every scope's privacy signals and the device's.
+    privacy: Arc<PrivacySignals>,
     /// Serialises switches of the limit-ad-tracking record, so that the record on disk is
     /// the value last decided.
     switch: tokio::sync::Mutex<()>,
 }
 
+impl PolicyRecord {
+    fn with_signals(self, signals: SignalsLoad) -> Self {
+        Self { signals, ..self }
+    }
+}
+
 impl Device {
     /// Reads the limit-ad-tracking record back (absent: off; a damaged one is set aside,
-    /// reported by the top-level product once it runs, and off).
+    /// reported by the top-level product once it runs, and off), and the privacy signals
+    /// ([`PrivacySignals::load`]).
     pub async fn read_policy(store: &Arc<Store>) -> Result<PolicyRecord, StoreError> {
         let reading = store.clone();
         let stored = crate::runtime::blocking(move || reading.load(POLICY_RECORD)).await?;
@@ -64,12 +77,15 @@ impl Device {
                     false
                 }),
                 set_aside: None,
+                signals: SignalsLoad::default(),
             },
             Stored::SetAside(aside) => PolicyRecord {
                 limit_ad_tracking: false,
                 set_aside: Some(aside),
+                signals: SignalsLoad::default(),
             },
-        })
+        }
+        .with_signals(PrivacySignals::load(store).await?))
     }
 
     /// The products of `top_level` (the top-level `environment`'s, at
@@ -83,32 +99,44 @@ impl Device {
         top_level: ProductSetup,
         others: Vec<ProductSetup>,
     ) -> Self {
+        let PolicyRecord {
+            limit_ad_tracking,
+            set_aside,
+            mut signals,
+        } = policy_record;
+        let signals_aside = std::mem::take(&mut signals.set_aside);
+        let privacy = Arc::new(PrivacySignals::new(store.clone(), signals));
         let conditions = watch::Sender::new(Conditions {
-            limit_ad_tracking: policy_record.limit_ad_tracking,
+            limit_ad_tracking,
             ..Conditions::default()
         });
         let products: Vec<Arc<Runtime>> = std::iter::once(top_level)
             .chain(others)
             .map(|setup| {
                 Runtime::new(
-                    setup.config,
-                    setup.operator,
+                    setup,
                     store.clone(),
                     clock.clone(),
                     policy,
-                    setup.shelf,
                     conditions.subscribe(),
+                    privacy.clone(),
                 )
             })
             .collect();
-        if let (Some(aside), Some(top_level)) = (&policy_record.set_aside, products.first()) {
+        if let (Some(aside), Some(top_level)) = (&set_aside, products.first()) {
             // The device's record is no product's; the top-level one reports it, once.
             top_level.set_aside(aside);
+        }
+        if let Some(top_level) = products.first() {
+            for aside in &signals_aside {
+                top_level.set_aside(aside);
+            }
         }
         Self {
             products,
             conditions,
             store,
+            privacy,
             switch: tokio::sync::Mutex::new(()),
         }
     }
@@ -163,10 +191,11 @@ impl Device {
             }
         })
         .await?;
+        let before = self.decisions();
         self.conditions
             .send_modify(|conditions| conditions.limit_ad_tracking = on);
         info!(limit_ad_tracking = on, "device policy changed");
-        self.apply().await;
+        self.apply(before).await;
         Ok(())
     }
 
@@ -179,22 +208,71 @@ impl Device {
         self.conditions
             .send_modify(|conditions| conditions.online = online);
         info!(online, "network state changed");
-        self.apply().await;
+        // No decision depends on the network.
+        self.apply(self.products.iter().map(|_| Vec::new()).collect())
+            .await;
     }
 
-    /// `ResetAllIdentities`: every product's [`Runtime::reset_all`]; the scopes reset.
+    /// `ResetAllIdentities`: every product's [`Runtime::reset_all`]; the scopes reset,
+    /// and every scope's privacy signals removed (the device's stay).
     pub async fn reset_all(&self) -> Result<u32, Error> {
         let mut count = 0;
         for runtime in &self.products {
             count += runtime.reset_all().await?;
         }
+        let before = self.decisions();
+        self.privacy.remove_scopes().await?;
+        self.apply(before).await;
         Ok(count)
     }
 
+    /// The privacy signals every product decides from.
+    pub(crate) fn privacy(&self) -> &PrivacySignals {
+        &self.privacy
+    }
+
+    /// `SetPrivacySignals`: replaces scope `key`'s own signals (both products decide from
+    /// them), durably, and applies the decisions before returning.
+    pub(crate) async fn set_privacy_signals(
+        &self,
+        key: &ScopeKey,
+        signals: Signals,
+    ) -> Result<(), Error> {
+        let before: Vec<_> = self.products.iter().map(|r| r.consent(key)).collect();
+        let max_scopes = self.top_level().config().startup.max_scopes;
+        self.privacy.set_scope(key, signals, max_scopes).await?;
+        info!(scope = %key, "privacy signals set");
+        for (runtime, before) in self.products.iter().zip(before) {
+            runtime.redecide(key, before).await;
+        }
+        Ok(())
+    }
+
+    /// `SetDevicePrivacySignals`: replaces the device's signals, durably, and applies the
+    /// decisions of every scope before returning.
+    pub(crate) async fn set_device_privacy_signals(&self, signals: Signals) -> Result<(), Error> {
+        let before = self.decisions();
+        self.privacy.set_device(signals).await?;
+        info!("device privacy signals set");
+        self.apply(before).await;
+        Ok(())
+    }
+
+    /// Every product's decisions now, before a change ([`Device::decisions_changed`]).
+    pub fn decisions(&self) -> Vec<Decisions> {
+        self.products.iter().map(|r| r.decisions()).collect()
+    }
+
+    /// After a change of what decisions depend on (a reloaded `[privacy]`): every scope
+    /// obeys the decisions now, and those that moved since `before` are announced.
+    pub async fn decisions_changed(&self, before: Vec<Decisions>) {
+        self.apply(before).await;
+    }
+
     /// Has every product apply the device's decisions now to its scopes.
-    async fn apply(&self) {
-        for runtime in &self.products {
-            runtime.conditions_changed().await;
+    async fn apply(&self, before: Vec<Decisions>) {
+        for (runtime, before) in self.products.iter().zip(before) {
+            runtime.conditions_changed(before).await;
         }
     }
 }

@@ -204,6 +204,10 @@ pub enum InvalidArgument {
     AppId(#[from] crate::apps::BadAppId),
     #[error("seconds must be between 1 and 86400 (one day)")]
     ValidFor,
+    /// `SetPrivacySignals` / `SetDevicePrivacySignals`: names the key, never quotes a
+    /// consent string.
+    #[error("{0}")]
+    PrivacySignals(#[from] crate::privacy::SignalError),
     /// A call whose arguments are larger than any method takes, refused unread.
     #[error("the arguments of {member} are {len} bytes; uid2d's methods take at most {max}", max = crate::dbus::MAX_ARGUMENTS_LEN)]
     TooLarge { member: &'static str, len: usize },

@@ -35,6 +35,7 @@ pub(crate) mod apps;
 pub(crate) mod bounded_file;
 pub(crate) mod bus;
 pub(crate) mod cli;
+pub(crate) mod consent;
 pub(crate) mod daemon;
 pub(crate) mod dbus;
 pub(crate) mod doctor;

@@ -22,6 +22,7 @@ async fn live_introspection_of_both_objects_matches_the_documented_interface() {
                 "com.uid2.Manager1",
                 "com.uid2.Broker1",
                 "com.uid2.Diagnostics1",
+                "com.uid2.Privacy1",
             ][..],
         ),
         (

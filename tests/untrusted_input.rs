@@ -294,6 +294,7 @@ async fn wrong_argument_types_get_invalid_argument_on_every_interface() {
         ("com.uid2.Manager1", &objects[..]),
         ("com.uid2.Broker1", &objects[..]),
         ("com.uid2.Diagnostics1", &objects[..1]),
+        ("com.uid2.Privacy1", &objects[..1]),
     ];
     let mut checked = 0;
     for (interface, paths) in interfaces {

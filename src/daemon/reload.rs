@@ -85,6 +85,7 @@ pub(super) async fn reload(options: &Options, device: &Device, log: Option<&LogC
         Err(_) => Err(DaemonError::ReloadTimeout(RELOAD_TIMEOUT.as_secs())),
     };
     // Every operator client was built before any runtime changes.
+    let before = device.decisions();
     let outcome = loaded.map(|loaded| {
         if let Some(log) = log {
             log.set_level(loaded.log_level);
@@ -102,6 +103,10 @@ pub(super) async fn reload(options: &Options, device: &Device, log: Option<&LogC
         }
         loaded.restart
     });
+    if outcome.is_ok() {
+        // `[privacy]` is reloadable: every scope obeys the decision of the new config.
+        device.decisions_changed(before).await;
+    }
     let summary = systemd::summary(device);
     let status = match outcome {
         Ok(restart) if restart.is_empty() => format!("Configuration reloaded; {summary}"),

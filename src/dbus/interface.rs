@@ -14,6 +14,7 @@ use super::signatures::{self, Checked};
 use super::Shell;
 use crate::access::Operation;
 use crate::error::{Error, InvalidArgument};
+use crate::privacy::Signals;
 use crate::runtime::{GenerateOptions, Runtime, ScopeKey};
 
 type Result<T> = std::result::Result<T, Reply>;
@@ -217,6 +218,50 @@ impl Manager {
             .advertising_token_valid_for(scope, seconds)
             .await?)
     }
+
+    /// The caller's own privacy signals; returns this product's consent now.
+    #[zbus(out_args("consent"))]
+    async fn set_privacy_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        signals: HashMap<String, OwnedValue>,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Change).await?;
+        let signals = Signals::from_dbus(&signals).map_err(InvalidArgument::from)?;
+        self.shell
+            .device
+            .set_privacy_signals(&scope, signals)
+            .await?;
+        Ok(self.runtime.consent(&scope).consent_str().to_owned())
+    }
+
+    #[zbus(out_args("signals"))]
+    async fn get_privacy_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<HashMap<String, OwnedValue>> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(self.shell.device.privacy().scope(&scope).to_dbus())
+    }
+
+    #[zbus(out_args("consent"))]
+    async fn get_consent(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<HashMap<&'static str, Value<'static>>> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(super::adtech::consent_dict(&self.runtime.consent(&scope)))
+    }
+
+    #[zbus(signal)]
+    pub(super) async fn consent_changed(
+        emitter: &SignalEmitter<'_>,
+        consent: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal)]
     pub(super) async fn limit_ad_tracking_changed(

@@ -1,6 +1,7 @@
 //! The D-Bus adapter: `com.uid2.Manager1` and `com.uid2.Broker1` for each product, at
 //! `/com/uid2/Manager` (the product of the top-level `environment`) and at
-//! `/com/uid2/Manager/euid` (EUID, `[euid] enabled`), and `com.uid2.Diagnostics1`.
+//! `/com/uid2/Manager/euid` (EUID, `[euid] enabled`), and `com.uid2.Diagnostics1` and
+//! `com.uid2.Privacy1` (the device's privacy signals).
 //!
 //! [`interface`] maps calls onto the runtime; [`callers`] learns who is calling from the
 //! bus (never from anything the caller says); [`signals`] delivers status changes to the
@@ -12,6 +13,7 @@ mod broker;
 mod callers;
 mod diagnostics;
 mod interface;
+mod privacy;
 mod reply;
 mod signals;
 mod signatures;
@@ -20,6 +22,7 @@ pub(crate) use broker::Broker;
 pub(crate) use callers::Callers;
 pub(crate) use diagnostics::Diagnostics;
 pub(crate) use interface::Manager;
+pub(crate) use privacy::Privacy;
 pub(crate) use signals::{bus_closed, relay_signals, watch_callers};
 pub(crate) use signatures::MAX_ARGUMENTS_LEN;
 
@@ -53,7 +56,7 @@ pub(crate) fn object_path(shelf: Shelf) -> &'static str {
 }
 
 /// Adds every object uid2d serves to `builder`: `Manager1` and `Broker1` of each product
-/// at its path, `Diagnostics1` at [`OBJECT_PATH`].
+/// at its path, `Diagnostics1` and `Privacy1` at [`OBJECT_PATH`].
 pub(crate) fn serve(
     mut builder: zbus::connection::Builder<'static>,
     shell: &Arc<Shell>,
@@ -64,5 +67,7 @@ pub(crate) fn serve(
             .serve_at(path, Manager::new(runtime.clone(), shell.clone()))?
             .serve_at(path, Broker::new(runtime.clone(), shell.clone()))?;
     }
-    builder.serve_at(OBJECT_PATH, Diagnostics::new(shell.clone()))
+    builder
+        .serve_at(OBJECT_PATH, Diagnostics::new(shell.clone()))?
+        .serve_at(OBJECT_PATH, Privacy::new(shell.clone()))
 }

@@ -50,6 +50,9 @@ pub(super) const MANAGER1: InSignatures = &[
     ("SetLimitAdTracking", "b"),
     ("ResetAllIdentities", ""),
     ("GetLimitAdTracking", ""),
+    ("SetPrivacySignals", "a{sv}"),
+    ("GetPrivacySignals", ""),
+    ("GetConsent", ""),
 ];
 
 /// `com.uid2.Broker1`'s methods (dbus/com.uid2.Broker1.xml).
@@ -66,6 +69,15 @@ pub(super) const BROKER1: InSignatures = &[
     ("GetTokenInfo", "s"),
     ("GetEids", "s"),
     ("GetAdvertisingTokenValidFor", "su"),
+    ("SetPrivacySignals", "sa{sv}"),
+    ("GetPrivacySignals", "s"),
+    ("GetConsent", "s"),
+];
+
+/// `com.uid2.Privacy1`'s methods (dbus/com.uid2.Privacy1.xml).
+pub(super) const PRIVACY1: InSignatures = &[
+    ("SetDevicePrivacySignals", "a{sv}"),
+    ("GetDevicePrivacySignals", ""),
 ];
 
 /// `com.uid2.Diagnostics1`'s methods (dbus/com.uid2.Diagnostics1.xml).

@@ -320,3 +320,47 @@ async fn a_denied_scope_gets_no_token_and_sends_no_operator_request() {
     let device = privacy.get_device_privacy_signals().await.unwrap();
     assert_eq!(text(&device, "IABUSPrivacy_String"), "1YYN");
 }
+
+#[tokio::test]
+async fn the_operators_optout_and_insufficient_consent_envelopes_in_set_identity() {
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let bus = Bus::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let spec = || operator.spec(&binaries!(), &bus, state.path(), "");
+    let daemon = Daemon::start(spec()).await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    m.set_identity(&operator.identity("user@example.com"))
+        .await
+        .unwrap();
+
+    // Insufficient consent: refused, the stored identity untouched.
+    let envelope = operator
+        .sim
+        .backend_answer("insufficient-consent@example.com")
+        .to_string();
+    assert_eq!(envelope, r#"{"status":"insufficient_user_consent"}"#);
+    let error = m.set_identity(&envelope).await.unwrap_err();
+    assert_eq!(error_name(&error), "ConsentRequired");
+    assert_eq!(m.get_identity_status().await.unwrap(), "established");
+    assert!(!m.get_advertising_token().await.unwrap().is_empty());
+
+    // Opt-out: the identity goes, opt_out is remembered across a restart.
+    let envelope = operator
+        .sim
+        .backend_answer("optout@example.com")
+        .to_string();
+    assert_eq!(envelope, r#"{"status":"optout"}"#);
+    assert_eq!(m.set_identity(&envelope).await.unwrap(), "opt_out");
+    assert_eq!(m.get_advertising_token().await.unwrap(), "");
+    assert_eq!(m.get_identity().await.unwrap(), "");
+    daemon.stop().await;
+    let _daemon = Daemon::start(spec()).await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    assert_eq!(m.get_identity_status().await.unwrap(), "opt_out");
+    // The web SDK's identity shape of an opt-out says the same.
+    m.reset_identity().await.unwrap();
+    let web = r#"{"advertising_token":"","refresh_token":"","status":"optout"}"#;
+    assert_eq!(m.set_identity(web).await.unwrap(), "opt_out");
+}

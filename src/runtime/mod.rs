@@ -44,7 +44,8 @@ use crate::device::ProductSetup;
 use crate::engine::{Action, Event, Policy, RequestId, Scope};
 use crate::error::Error;
 use crate::error::InvalidIdentity;
-use crate::identity::{Identity, Status, UnixMillis};
+use crate::identity::{Identity, SetInput, Status, UnixMillis};
+use crate::privacy::Reason;
 use crate::operator::{Failure, Operator};
 use crate::store::Store;
 
@@ -217,11 +218,17 @@ impl Runtime {
         key: ScopeKey,
         json: &str,
     ) -> Result<Status, Error> {
-        let identity = Identity::from_json(json).map_err(InvalidIdentity::Parse)?;
-        let status = self
-            .change(&key, Event::Set(identity), Durability::BeforeReply)
-            .await?;
-        info!(scope = %key, "identity set");
+        let event = match Identity::set_input(json).map_err(InvalidIdentity::Parse)? {
+            SetInput::Identity(identity) => Event::Set(identity),
+            SetInput::OptOut => Event::SetOptOut,
+            // The EUID operator's answer to a generate without TCF consent.
+            SetInput::InsufficientUserConsent => {
+                return Err(Error::ConsentRequired(Reason::TcfInsufficient))
+            }
+        };
+        let opt_out = event == Event::SetOptOut;
+        let status = self.change(&key, event, Durability::BeforeReply).await?;
+        info!(scope = %key, opt_out, "identity set");
         Ok(status)
     }
 

@@ -56,6 +56,9 @@ pub trait Manager1 {
     fn get_privacy_signals(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
     /// `consent`, `reason`, `source`, `jurisdiction` (s), `gdpr_applies` (i).
     fn get_consent(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    /// `options`: `placement` (`ortb26`|`ortb25`|`compatible`), `product`
+    /// (`auto`|`uid2`|`euid`).
+    fn get_bid_signals(&self, options: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
     #[zbus(signal)]
     fn consent_changed(&self, consent: &str, reason: &str) -> zbus::Result<()>;
 
@@ -155,6 +158,11 @@ pub mod broker {
         ) -> zbus::Result<String>;
         fn get_privacy_signals(&self, app_id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
         fn get_consent(&self, app_id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+        fn get_bid_signals(
+            &self,
+            app_id: &str,
+            options: HashMap<&str, Value<'_>>,
+        ) -> zbus::Result<String>;
         #[zbus(signal)]
         fn consent_changed(&self, app_id: &str, consent: &str, reason: &str) -> zbus::Result<()>;
     }

@@ -15,7 +15,8 @@ use crate::consent::{PrivacySignals, SignalsLoad};
 use crate::engine::Policy;
 use crate::error::Error;
 use crate::operator::Operator;
-use crate::privacy::Signals;
+use crate::error::InvalidArgument;
+use crate::privacy::{bid_signals_json, BidOptions, Signals};
 use crate::runtime::{Conditions, Decisions, Runtime, ScopeKey, Shelf};
 use crate::store::record::{self, POLICY_RECORD};
 use crate::store::{SetAside, Store, StoreError, Stored};
@@ -256,6 +257,41 @@ impl Device {
         info!("device privacy signals set");
         self.apply(before).await;
         Ok(())
+    }
+
+    /// `GetBidSignals` on the object of `own` for scope `key`: the product `options` name
+    /// (`auto`: `own`'s), its served token (none while denied) and the decision that gated
+    /// it, the merged signals, and the `[eids]` provenance for the scope's app. A product
+    /// this device does not serve is `InvalidArgument`.
+    pub(crate) async fn bid_signals(
+        &self,
+        own: &Runtime,
+        key: ScopeKey,
+        options: BidOptions,
+    ) -> Result<String, Error> {
+        let product = options.product.resolve(own.product());
+        let runtime = self
+            .products
+            .iter()
+            .find(|runtime| runtime.product() == product)
+            .ok_or(InvalidArgument::ProductNotServed(product.as_str()))?;
+        let consent = runtime.consent(&key);
+        let token = runtime.advertising_token(key.clone()).await?;
+        let config = runtime.config();
+        let provenance = config.reloadable.eids.provenance(key.app());
+        Ok(self
+            .privacy
+            .with_merged(&key, &config.reloadable.privacy, |merged| {
+                bid_signals_json(
+                    product,
+                    Some(&token),
+                    &consent,
+                    merged,
+                    false,
+                    options.placement,
+                    provenance,
+                )
+            }))
     }
 
     /// Every product's decisions now, before a change ([`Device::decisions_changed`]).

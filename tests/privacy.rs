@@ -364,3 +364,103 @@ async fn the_operators_optout_and_insufficient_consent_envelopes_in_set_identity
     let web = r#"{"advertising_token":"","refresh_token":"","status":"optout"}"#;
     assert_eq!(m.set_identity(web).await.unwrap(), "opt_out");
 }
+
+#[tokio::test]
+async fn bid_signals_carry_the_served_token_the_signals_and_the_provenance() {
+    let eids = "[eids]\nmatcher = \"tv.example\"\nmm = 3\n\
+                [eids.inserter]\n\"com.example.news\" = \"news.example\"\n";
+    let both = BothProducts::start(&binaries!(), eids).await;
+    let conn = both.bus.connect().await;
+    let broker = uid2d::client::Broker1Proxy::new(&conn).await.unwrap();
+    let app = "com.example.news";
+    let bid = |options: &[(&'static str, &'static str)]| {
+        let options: HashMap<&str, Value<'_>> =
+            options.iter().map(|&(k, v)| (k, Value::from(v))).collect();
+        let broker = &broker;
+        async move {
+            let text = broker.get_bid_signals(app, options).await.unwrap();
+            serde_json::from_str::<Json>(&text).unwrap()
+        }
+    };
+    assert_eq!(bid(&[]).await, serde_json::json!({}), "nothing known");
+
+    broker
+        .set_identity(app, &both.uid2.identity("user@example.com"))
+        .await
+        .unwrap();
+    let token = broker.get_advertising_token(app).await.unwrap();
+    let fixtures = fixtures();
+    let usnat = fixtures["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "usnat: notices given, no opt-out")
+        .unwrap();
+    let mut signals = usnat["signals"].clone();
+    signals["IABUSPrivacy_String"] = "1YNN".into();
+    let gpp = signals["IABGPP_HDR_GppString"].clone();
+    assert_eq!(
+        broker
+            .set_privacy_signals(app, dict(&signals))
+            .await
+            .unwrap(),
+        "granted"
+    );
+    let eid = serde_json::json!({
+        "inserter": "news.example",
+        "source": "uidapi.com",
+        "matcher": "tv.example",
+        "mm": 3,
+        "uids": [{"id": token, "atype": 3}],
+    });
+    // A US section in force: GDPR does not apply (the decision says so, gdpr 0).
+    let regs = serde_json::json!({"gdpr": 0, "gpp": gpp, "gpp_sid": [7], "us_privacy": "1YNN"});
+    assert_eq!(
+        bid(&[]).await,
+        serde_json::json!({"user": {"eids": [eid]}, "regs": regs})
+    );
+    assert_eq!(
+        bid(&[("placement", "ortb25")]).await,
+        serde_json::json!({"user": {"ext": {"eids": [eid]}}, "regs": regs})
+    );
+    assert_eq!(
+        bid(&[("placement", "compatible"), ("product", "uid2")]).await,
+        serde_json::json!({"user": {"eids": [eid], "ext": {"eids": [eid]}}, "regs": regs})
+    );
+    // EUID for the same app: no identity there, and denied where GDPR does not apply.
+    assert_eq!(
+        bid(&[("product", "euid")]).await,
+        serde_json::json!({"regs": regs})
+    );
+    // Denied: no eids, the signals that denied it.
+    let opted_out = HashMap::from([("IABUSPrivacy_String", Value::from("1YYN"))]);
+    broker.set_privacy_signals(app, opted_out).await.unwrap();
+    assert_eq!(
+        bid(&[]).await,
+        serde_json::json!({"regs": {"us_privacy": "1YYN"}})
+    );
+
+    // Bad options are named; the caller's own scope on Manager1 has no inserter.
+    for (key, value, says) in [
+        ("placement", Value::from("ortb3"), "placement"),
+        ("product", Value::from("id5"), "product"),
+        ("product", Value::from(1_i32), "product"),
+        ("colour", Value::from("red"), "colour"),
+    ] {
+        let error = broker
+            .get_bid_signals(app, HashMap::from([(key, value)]))
+            .await
+            .unwrap_err();
+        let (name, message) = uid2d::client::error_parts(&error).unwrap();
+        assert_eq!(name, "com.uid2.Manager1.Error.InvalidArgument");
+        assert!(message.contains(says), "{message}");
+    }
+    let (uid2, _) = both.objects().await;
+    uid2.set_identity(&both.uid2.identity("other@example.com"))
+        .await
+        .unwrap();
+    let own: Json =
+        serde_json::from_str(&uid2.get_bid_signals(HashMap::new()).await.unwrap()).unwrap();
+    assert!(own["user"]["eids"][0].get("inserter").is_none(), "{own}");
+    assert_eq!(own["user"]["eids"][0]["matcher"], "tv.example");
+}

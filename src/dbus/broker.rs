@@ -16,7 +16,7 @@ use super::reply::Reply;
 use super::signatures::{self, Checked};
 use super::Shell;
 use crate::error::{Error, InvalidArgument};
-use crate::privacy::Signals;
+use crate::privacy::{BidOptions, Signals};
 use crate::runtime::{Runtime, ScopeKey};
 
 type Result<T> = std::result::Result<T, Reply>;
@@ -241,6 +241,23 @@ impl Broker {
     ) -> Result<HashMap<&'static str, Value<'static>>> {
         let scope = self.scope(conn, &header, app_id).await?;
         Ok(super::adtech::consent_dict(&self.runtime.consent(&scope)))
+    }
+
+    #[zbus(out_args("signals"))]
+    async fn get_bid_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        let options = BidOptions::from_dbus(&options).map_err(InvalidArgument::from)?;
+        Ok(self
+            .shell
+            .device
+            .bid_signals(&self.runtime, scope, options)
+            .await?)
     }
 
     #[zbus(signal)]

@@ -14,7 +14,7 @@ use super::signatures::{self, Checked};
 use super::Shell;
 use crate::access::Operation;
 use crate::error::{Error, InvalidArgument};
-use crate::privacy::Signals;
+use crate::privacy::{BidOptions, Signals};
 use crate::runtime::{GenerateOptions, Runtime, ScopeKey};
 
 type Result<T> = std::result::Result<T, Reply>;
@@ -254,6 +254,23 @@ impl Manager {
     ) -> Result<HashMap<&'static str, Value<'static>>> {
         let scope = self.scope(conn, &header, Operation::Read).await?;
         Ok(super::adtech::consent_dict(&self.runtime.consent(&scope)))
+    }
+
+    /// One JSON object for a player, an SSAI request or Prebid Server.
+    #[zbus(out_args("signals"))]
+    async fn get_bid_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        let options = BidOptions::from_dbus(&options).map_err(InvalidArgument::from)?;
+        Ok(self
+            .shell
+            .device
+            .bid_signals(&self.runtime, scope, options)
+            .await?)
     }
 
     #[zbus(signal)]

@@ -53,6 +53,7 @@ pub(super) const MANAGER1: InSignatures = &[
     ("SetPrivacySignals", "a{sv}"),
     ("GetPrivacySignals", ""),
     ("GetConsent", ""),
+    ("GetBidSignals", "a{sv}"),
 ];
 
 /// `com.uid2.Broker1`'s methods (dbus/com.uid2.Broker1.xml).
@@ -72,6 +73,7 @@ pub(super) const BROKER1: InSignatures = &[
     ("SetPrivacySignals", "sa{sv}"),
     ("GetPrivacySignals", "s"),
     ("GetConsent", "s"),
+    ("GetBidSignals", "sa{sv}"),
 ];
 
 /// `com.uid2.Privacy1`'s methods (dbus/com.uid2.Privacy1.xml).

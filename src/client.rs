@@ -52,7 +52,10 @@ pub trait Manager1 {
     fn get_limit_ad_tracking(&self) -> zbus::Result<bool>;
     fn reset_all_identities(&self) -> zbus::Result<u32>;
     /// The caller's own privacy signals (IAB key names); returns `granted` or `denied`.
-    fn set_privacy_signals(&self, signals: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
+    fn set_privacy_signals(
+        &self,
+        privacy_signals: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String>;
     fn get_privacy_signals(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
     /// `consent`, `reason`, `source`, `jurisdiction` (s), `gdpr_applies` (i).
     fn get_consent(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
@@ -97,7 +100,10 @@ pub trait Diagnostics1 {
     default_path = "/com/uid2/Manager"
 )]
 pub trait Privacy1 {
-    fn set_device_privacy_signals(&self, signals: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
+    fn set_device_privacy_signals(
+        &self,
+        privacy_signals: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<()>;
     fn get_device_privacy_signals(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
 }
 
@@ -154,7 +160,7 @@ pub mod broker {
         fn set_privacy_signals(
             &self,
             app_id: &str,
-            signals: HashMap<&str, Value<'_>>,
+            privacy_signals: HashMap<&str, Value<'_>>,
         ) -> zbus::Result<String>;
         fn get_privacy_signals(&self, app_id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
         fn get_consent(&self, app_id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;

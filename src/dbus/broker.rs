@@ -210,10 +210,10 @@ impl Broker {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         app_id: &str,
-        signals: HashMap<String, OwnedValue>,
+        privacy_signals: HashMap<String, OwnedValue>,
     ) -> Result<String> {
         let scope = self.scope(conn, &header, app_id).await?;
-        let signals = Signals::from_dbus(&signals).map_err(InvalidArgument::from)?;
+        let signals = Signals::from_dbus(&privacy_signals).map_err(InvalidArgument::from)?;
         self.shell
             .device
             .set_privacy_signals(&scope, signals)
@@ -221,7 +221,7 @@ impl Broker {
         Ok(self.runtime.consent(&scope).consent_str().to_owned())
     }
 
-    #[zbus(out_args("signals"))]
+    #[zbus(out_args("privacy_signals"))]
     async fn get_privacy_signals(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -243,7 +243,7 @@ impl Broker {
         Ok(super::adtech::consent_dict(&self.runtime.consent(&scope)))
     }
 
-    #[zbus(out_args("signals"))]
+    #[zbus(out_args("bid_signals"))]
     async fn get_bid_signals(
         &self,
         #[zbus(header)] header: Header<'_>,

@@ -225,10 +225,10 @@ impl Manager {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-        signals: HashMap<String, OwnedValue>,
+        privacy_signals: HashMap<String, OwnedValue>,
     ) -> Result<String> {
         let scope = self.scope(conn, &header, Operation::Change).await?;
-        let signals = Signals::from_dbus(&signals).map_err(InvalidArgument::from)?;
+        let signals = Signals::from_dbus(&privacy_signals).map_err(InvalidArgument::from)?;
         self.shell
             .device
             .set_privacy_signals(&scope, signals)
@@ -236,7 +236,7 @@ impl Manager {
         Ok(self.runtime.consent(&scope).consent_str().to_owned())
     }
 
-    #[zbus(out_args("signals"))]
+    #[zbus(out_args("privacy_signals"))]
     async fn get_privacy_signals(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -257,7 +257,7 @@ impl Manager {
     }
 
     /// One JSON object for a player, an SSAI request or Prebid Server.
-    #[zbus(out_args("signals"))]
+    #[zbus(out_args("bid_signals"))]
     async fn get_bid_signals(
         &self,
         #[zbus(header)] header: Header<'_>,

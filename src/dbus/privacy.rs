@@ -44,10 +44,10 @@ impl Privacy {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-        signals: HashMap<String, OwnedValue>,
+        privacy_signals: HashMap<String, OwnedValue>,
     ) -> Result<()> {
         self.admit(&header, conn).await?;
-        let signals = Signals::from_dbus(&signals).map_err(InvalidArgument::from)?;
+        let signals = Signals::from_dbus(&privacy_signals).map_err(InvalidArgument::from)?;
         Ok(self
             .shell
             .device
@@ -55,7 +55,7 @@ impl Privacy {
             .await?)
     }
 
-    #[zbus(out_args("signals"))]
+    #[zbus(out_args("privacy_signals"))]
     async fn get_device_privacy_signals(
         &self,
         #[zbus(header)] header: Header<'_>,

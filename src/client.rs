@@ -51,6 +51,19 @@ pub trait Manager1 {
     fn set_limit_ad_tracking(&self, enabled: bool) -> zbus::Result<()>;
     fn get_limit_ad_tracking(&self) -> zbus::Result<bool>;
     fn reset_all_identities(&self) -> zbus::Result<u32>;
+    /// The caller's own privacy signals (IAB key names); returns `granted` or `denied`.
+    fn set_privacy_signals(
+        &self,
+        privacy_signals: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String>;
+    fn get_privacy_signals(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    /// `consent`, `reason`, `source`, `jurisdiction` (s), `gdpr_applies` (i).
+    fn get_consent(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    /// `options`: `placement` (`ortb26`|`ortb25`|`compatible`), `product`
+    /// (`auto`|`uid2`|`euid`).
+    fn get_bid_signals(&self, options: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
+    #[zbus(signal)]
+    fn consent_changed(&self, consent: &str, reason: &str) -> zbus::Result<()>;
 
     /// The capabilities the caller holds: `token`, `identity`, `generate`, `privacy`,
     /// `manage`, `diagnostics`, `broker`.
@@ -90,7 +103,8 @@ pub trait Diagnostics1 {
 }
 
 /// `com.uid2.Privacy1` on `/com/uid2/Manager` (callers that hold `manage`): the device's
-/// privacy decisions, for the settings app.
+/// privacy signals (the keys of `Manager1.SetPrivacySignals`) and decisions, for the
+/// settings app (`dbus/com.uid2.Privacy1.xml`).
 #[zbus::proxy(
     interface = "com.uid2.Privacy1",
     default_service = "com.uid2.Manager",
@@ -106,6 +120,14 @@ pub trait Privacy1 {
     /// An app asks for tracking authorization: decide with `set_tracking_authorization`.
     #[zbus(signal)]
     fn tracking_authorization_requested(&self, app_id: &str) -> zbus::Result<()>;
+
+    /// Replaces the device's privacy signals (`{}` clears them), durably.
+    fn set_device_privacy_signals(
+        &self,
+        privacy_signals: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<()>;
+    /// The device's privacy signals as set (not the config's `[privacy.device]`).
+    fn get_device_privacy_signals(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
 }
 
 /// One value of `GetStats` (daemon and clients read it alike): a counter (`t`), a state
@@ -160,6 +182,20 @@ pub mod broker {
 
         #[zbus(signal)]
         fn identity_status_changed(&self, app_id: &str, status: &str) -> zbus::Result<()>;
+        fn set_privacy_signals(
+            &self,
+            app_id: &str,
+            privacy_signals: HashMap<&str, Value<'_>>,
+        ) -> zbus::Result<String>;
+        fn get_privacy_signals(&self, app_id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+        fn get_consent(&self, app_id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+        fn get_bid_signals(
+            &self,
+            app_id: &str,
+            options: HashMap<&str, Value<'_>>,
+        ) -> zbus::Result<String>;
+        #[zbus(signal)]
+        fn consent_changed(&self, app_id: &str, consent: &str, reason: &str) -> zbus::Result<()>;
     }
 }
 

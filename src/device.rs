@@ -12,10 +12,13 @@ use tracing::{error, info};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::consent::{PrivacySignals, SignalsLoad};
 use crate::engine::Policy;
 use crate::error::Error;
 use crate::operator::Operator;
-use crate::runtime::{Conditions, Runtime, Shelf};
+use crate::error::InvalidArgument;
+use crate::privacy::{bid_signals_json, BidOptions, Signals};
+use crate::runtime::{Conditions, Decisions, Runtime, ScopeKey, Shelf};
 use crate::store::record::{self, POLICY_RECORD};
 use crate::store::{SetAside, Store, StoreError, Stored};
 use crate::apps::AppId;
@@ -41,6 +44,8 @@ pub struct PolicyRecord {
     tracking: std::collections::BTreeMap<AppId, TrackingAuthorization>,
     /// The tracking authorization record was damaged and set aside.
     tracking_set_aside: Option<SetAside>,
+    /// The privacy signals (every scope's and the device's) read back.
+    signals: SignalsLoad,
 }
 
 /// Every product's runtime and the device's decisions.
@@ -50,6 +55,8 @@ pub struct Device {
     products: Vec<Arc<Runtime>>,
     conditions: watch::Sender<Conditions>,
     store: Arc<Store>,
+    /// Every scope's privacy signals and the device's.
+    privacy: Arc<PrivacySignals>,
     /// Serialises switches of the limit-ad-tracking and tracking authorization records,
     /// so that each record on disk is the value last decided.
     switch: tokio::sync::Mutex<()>,
@@ -57,7 +64,8 @@ pub struct Device {
 
 impl Device {
     /// Reads the limit-ad-tracking record back (absent: off; a damaged one is set aside,
-    /// reported by the top-level product once it runs, and off).
+    /// reported by the top-level product once it runs, and off), and the privacy signals
+    /// ([`PrivacySignals::load`]).
     pub async fn read_policy(store: &Arc<Store>) -> Result<PolicyRecord, StoreError> {
         let reading = store.clone();
         let stored = crate::runtime::blocking(move || reading.load(POLICY_RECORD)).await?;
@@ -92,6 +100,7 @@ impl Device {
             }
             Stored::SetAside(aside) => read.tracking_set_aside = Some(aside),
         }
+        read.signals = PrivacySignals::load(store).await?;
         Ok(read)
     }
 
@@ -111,34 +120,44 @@ impl Device {
             .reloadable
             .privacy
             .tracking_authorization_default;
+        let PolicyRecord {
+            limit_ad_tracking,
+            set_aside,
+            tracking,
+            tracking_set_aside,
+            mut signals,
+        } = policy_record;
+        let signals_aside = std::mem::take(&mut signals.set_aside);
+        let privacy = Arc::new(PrivacySignals::new(store.clone(), signals));
         let conditions = watch::Sender::new(Conditions {
-            limit_ad_tracking: policy_record.limit_ad_tracking,
-            tracking: Arc::new(TrackingAuthorizations::new(
-                policy_record.tracking,
-                tracking_default,
-            )),
+            limit_ad_tracking,
+            tracking: Arc::new(TrackingAuthorizations::new(tracking, tracking_default)),
             ..Conditions::default()
         });
         let products: Vec<Arc<Runtime>> = std::iter::once(top_level)
             .chain(others)
             .map(|setup| {
                 Runtime::new(
-                    setup.config,
-                    setup.operator,
+                    setup,
                     store.clone(),
                     clock.clone(),
                     policy,
-                    setup.shelf,
                     conditions.subscribe(),
+                    privacy.clone(),
                 )
             })
             .collect();
         if let Some(top_level) = products.first() {
             // The device's records are no product's; the top-level one reports them, once.
-            for aside in [&policy_record.set_aside, &policy_record.tracking_set_aside]
+            for aside in [&set_aside, &tracking_set_aside]
                 .into_iter()
                 .flatten()
             {
+                top_level.set_aside(aside);
+            }
+        }
+        if let Some(top_level) = products.first() {
+            for aside in &signals_aside {
                 top_level.set_aside(aside);
             }
         }
@@ -146,6 +165,7 @@ impl Device {
             products,
             conditions,
             store,
+            privacy,
             switch: tokio::sync::Mutex::new(()),
         }
     }
@@ -200,10 +220,11 @@ impl Device {
             }
         })
         .await?;
+        let before = self.decisions();
         self.conditions
             .send_modify(|conditions| conditions.limit_ad_tracking = on);
         info!(limit_ad_tracking = on, "device policy changed");
-        self.apply().await;
+        self.apply(before).await;
         Ok(())
     }
 
@@ -234,6 +255,7 @@ impl Device {
         let store = self.store.clone();
         let bytes = next.encode();
         crate::runtime::blocking(move || store.save(TRACKING_RECORD, &bytes)).await?;
+        let before = self.decisions();
         self.conditions
             .send_modify(|conditions| conditions.tracking = Arc::new(next));
         info!(
@@ -241,11 +263,13 @@ impl Device {
             tracking_authorization = state.as_str(),
             "tracking authorization decided"
         );
-        self.apply().await;
+        self.apply(before).await;
         Ok(())
     }
 
     /// `[privacy] tracking_authorization_default` after a reload: apps not decided take it.
+    /// Applied to the scopes, and announced, with the rest of the reloaded `[privacy]`
+    /// ([`Device::decisions_changed`]), so a scope hears of one reload once.
     pub async fn set_tracking_default(&self, default: TrackingAuthorization) {
         let _switch = self.switch.lock().await;
         if self.conditions.borrow().tracking.default_state() == default {
@@ -254,7 +278,6 @@ impl Device {
         self.conditions.send_modify(|conditions| {
             conditions.tracking = Arc::new(conditions.tracking.with_default(default));
         });
-        self.apply().await;
     }
 
     /// `RequestTrackingAuthorization`: `app`'s state once it is other than
@@ -294,22 +317,106 @@ impl Device {
         self.conditions
             .send_modify(|conditions| conditions.online = online);
         info!(online, "network state changed");
-        self.apply().await;
+        // No decision depends on the network.
+        self.apply(self.products.iter().map(|_| Vec::new()).collect())
+            .await;
     }
 
-    /// `ResetAllIdentities`: every product's [`Runtime::reset_all`]; the scopes reset.
+    /// `ResetAllIdentities`: every product's [`Runtime::reset_all`]; the scopes reset,
+    /// and every scope's privacy signals removed (the device's stay).
     pub async fn reset_all(&self) -> Result<u32, Error> {
         let mut count = 0;
         for runtime in &self.products {
             count += runtime.reset_all().await?;
         }
+        let before = self.decisions();
+        self.privacy.remove_scopes().await?;
+        self.apply(before).await;
         Ok(count)
     }
 
+    /// The privacy signals every product decides from.
+    pub(crate) fn privacy(&self) -> &PrivacySignals {
+        &self.privacy
+    }
+
+    /// `SetPrivacySignals`: replaces scope `key`'s own signals (both products decide from
+    /// them), durably, and applies the decisions before returning.
+    pub(crate) async fn set_privacy_signals(
+        &self,
+        key: &ScopeKey,
+        signals: Signals,
+    ) -> Result<(), Error> {
+        let before: Vec<_> = self.products.iter().map(|r| r.consent(key)).collect();
+        let max_scopes = self.top_level().config().startup.max_scopes;
+        self.privacy.set_scope(key, signals, max_scopes).await?;
+        info!(scope = %key, "privacy signals set");
+        for (runtime, before) in self.products.iter().zip(before) {
+            runtime.redecide(key, before).await;
+        }
+        Ok(())
+    }
+
+    /// `SetDevicePrivacySignals`: replaces the device's signals, durably, and applies the
+    /// decisions of every scope before returning.
+    pub(crate) async fn set_device_privacy_signals(&self, signals: Signals) -> Result<(), Error> {
+        let before = self.decisions();
+        self.privacy.set_device(signals).await?;
+        info!("device privacy signals set");
+        self.apply(before).await;
+        Ok(())
+    }
+
+    /// `GetBidSignals` on the object of `own` for scope `key`: the product `options` name
+    /// (`auto`: `own`'s), its served token (none while denied) and the decision that gated
+    /// it, the merged signals, and the `[eids]` provenance for the scope's app. A product
+    /// this device does not serve is `InvalidArgument`.
+    pub(crate) async fn bid_signals(
+        &self,
+        own: &Runtime,
+        key: ScopeKey,
+        options: BidOptions,
+    ) -> Result<String, Error> {
+        let product = options.product.resolve(own.product());
+        let runtime = self
+            .products
+            .iter()
+            .find(|runtime| runtime.product() == product)
+            .ok_or(InvalidArgument::ProductNotServed(product.as_str()))?;
+        let consent = runtime.consent(&key);
+        let token = runtime.advertising_token(key.clone()).await?;
+        let config = runtime.config();
+        let provenance = config.reloadable.eids.provenance(key.app());
+        Ok(self
+            .privacy
+            .with_merged(&key, &config.reloadable.privacy, |merged| {
+                bid_signals_json(
+                    product,
+                    Some(&token),
+                    &consent,
+                    merged,
+                    false,
+                    options.placement,
+                    provenance,
+                )
+            }))
+    }
+
+    /// Every product's decisions now, before a change ([`Device::decisions_changed`]).
+    pub fn decisions(&self) -> Vec<Decisions> {
+        self.products.iter().map(|r| r.decisions()).collect()
+    }
+
+    /// After a change of what decisions depend on (a reloaded `[privacy]`): every scope
+    /// obeys the decisions now, and those that moved since `before` are announced.
+    pub async fn decisions_changed(&self, before: Vec<Decisions>) {
+        self.apply(before).await;
+    }
+
     /// Has every product apply the device's decisions now to its scopes.
-    async fn apply(&self) {
-        for runtime in &self.products {
-            runtime.conditions_changed().await;
+    async fn apply(&self, before: Vec<Decisions>) {
+        for (runtime, before) in self.products.iter().zip(before) {
+            runtime.conditions_changed(before).await;
         }
     }
 }

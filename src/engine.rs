@@ -182,6 +182,9 @@ pub enum Event {
     Set(Identity),
     /// Client-side generate answered opt-out for this DII hash.
     GenerateOptOut { dii_hash: String },
+    /// `SetIdentity` of the operator's `{"status":"optout"}` envelope: the user opted out;
+    /// the identity held (if any) is dropped and `opt_out` remembered until a reset.
+    SetOptOut,
     /// `RefreshIdentity`: one attempt now, whatever the schedule (or the one under way).
     /// With `within_ms` (`GetAdvertisingTokenValidFor`, an ad break about to start), only
     /// if the served token would expire within that many milliseconds by a trusted clock
@@ -500,6 +503,7 @@ impl Scope {
                 };
                 next.replace(Held::Identity { identity, fresh });
             }
+            Event::SetOptOut => next.replace(Held::Nothing(Status::OptOut)),
             Event::GenerateOptOut { dii_hash } => {
                 next.replace(Held::Nothing(Status::OptOut));
                 if !next.dii_opted_out(&dii_hash) {

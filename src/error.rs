@@ -208,6 +208,16 @@ pub enum InvalidArgument {
     TrackingState,
     #[error("{0}")]
     TrackingApps(#[from] crate::tracking::TooManyApps),
+    /// `SetPrivacySignals` / `SetDevicePrivacySignals`: names the key, never quotes a
+    /// consent string.
+    #[error("{0}")]
+    PrivacySignals(#[from] crate::privacy::SignalError),
+    /// `GetBidSignals`' options.
+    #[error("{0}")]
+    BidOption(#[from] crate::privacy::BidOptionError),
+    /// `GetBidSignals` with `product` naming one this device does not serve.
+    #[error("product {0} is not served on this device")]
+    ProductNotServed(&'static str),
     /// A call whose arguments are larger than any method takes, refused unread.
     #[error("the arguments of {member} are {len} bytes; uid2d's methods take at most {max}", max = crate::dbus::MAX_ARGUMENTS_LEN)]
     TooLarge { member: &'static str, len: usize },

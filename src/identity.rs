@@ -100,18 +100,47 @@ const FIELDS: [&str; 6] = [
     "refresh_response_key",
 ];
 
+/// What `SetIdentity` was given ([`Identity::set_input`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetInput {
+    Identity(Identity),
+    /// The operator's `optout` envelope: the user opted out.
+    OptOut,
+    /// The operator's `insufficient_user_consent` envelope: nothing to store.
+    InsufficientUserConsent,
+}
+
 impl Identity {
     /// Parses an identity object, or a whole `{"status":"success","body":{…}}` response.
     ///
     /// Times may be JSON integers or strings holding an integer (as the Android SDK and
     /// the server SDKs' JSON accept); unknown keys are ignored. A text longer than
-    /// [`MAX_IDENTITY_JSON`] is refused before it is parsed.
+    /// [`MAX_IDENTITY_JSON`] is refused before it is parsed. (`SetIdentity` takes
+    /// [`Identity::set_input`], which also takes the operator's envelopes.)
+    #[cfg(any(test, feature = "test-support"))]
     pub fn from_json(text: &str) -> Result<Self, ParseError> {
         if text.len() > MAX_IDENTITY_JSON {
             return Err(ParseError::TooLarge(text.len()));
         }
         let value: Value = serde_json::from_str(text).map_err(|_| ParseError::NotJson)?;
         Self::from_value(&value)
+    }
+
+    /// `SetIdentity`'s input: an identity (as [`Identity::from_json`] takes it), or one of
+    /// the operator's envelopes that carry none — `{"status":"optout"}` (also the web
+    /// SDK's identity shape with `"status":"optout"` beside other fields) and
+    /// `{"status":"insufficient_user_consent"}` (the EUID operator's answer to a generate
+    /// without TCF consent; UID2 `/v2/token/generate` docs, EUID operator).
+    pub fn set_input(text: &str) -> Result<SetInput, ParseError> {
+        if text.len() > MAX_IDENTITY_JSON {
+            return Err(ParseError::TooLarge(text.len()));
+        }
+        let value: Value = serde_json::from_str(text).map_err(|_| ParseError::NotJson)?;
+        match value.get("status").and_then(Value::as_str) {
+            Some("optout") => Ok(SetInput::OptOut),
+            Some("insufficient_user_consent") => Ok(SetInput::InsufficientUserConsent),
+            _ => Self::from_value(&value).map(SetInput::Identity),
+        }
     }
 
     /// As [`Identity::from_json`], from an already parsed value.

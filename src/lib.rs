@@ -36,6 +36,7 @@ pub(crate) mod bounded_file;
 pub(crate) mod bus;
 pub(crate) mod capabilities;
 pub(crate) mod cli;
+pub(crate) mod consent;
 pub(crate) mod daemon;
 pub(crate) mod dbus;
 pub(crate) mod doctor;

@@ -41,7 +41,7 @@ fn eid(eids: &str) -> (String, String) {
 
 #[tokio::test]
 async fn one_app_holds_a_uid2_and_an_euid_identity_each_refreshed_by_its_own_operator() {
-    let rig = BothProducts::start(&binaries!(), "").await;
+    let rig = BothProducts::start(&binaries!(), NO_CONSENT_ENFORCEMENT).await;
     let (uid2, euid) = rig.objects().await;
     for object in [&uid2, &euid] {
         assert_eq!(object.get_eids().await.unwrap(), "[]");
@@ -125,6 +125,9 @@ async fn one_app_holds_a_uid2_and_an_euid_identity_each_refreshed_by_its_own_ope
             keys,
             [
                 "automatic_refresh",
+                "consent",
+                "consent_reason",
+                "consent_source",
                 "environment",
                 "identity_expires",
                 "product",
@@ -178,7 +181,7 @@ async fn one_app_holds_a_uid2_and_an_euid_identity_each_refreshed_by_its_own_ope
 
 #[tokio::test]
 async fn token_valid_for_an_ad_break() {
-    let rig = BothProducts::start(&binaries!(), "").await;
+    let rig = BothProducts::start(&binaries!(), NO_CONSENT_ENFORCEMENT).await;
     let (uid2, euid) = rig.objects().await;
 
     // Out of range.
@@ -278,7 +281,7 @@ async fn token_valid_for_an_ad_break() {
 
 #[tokio::test]
 async fn uid2ctl_reaches_the_euid_object_and_prints_info_and_eids() {
-    let rig = BothProducts::start(&binaries!(), "").await;
+    let rig = BothProducts::start(&binaries!(), NO_CONSENT_ENFORCEMENT).await;
     let (uid2, euid) = rig.objects().await;
     let identity = rig.euid.identity("ctl@example.com");
     euid.set_identity(&identity).await.unwrap();

@@ -890,3 +890,82 @@ async fn a_page_cannot_store_an_identity_uid2d_could_not_serve() {
     assert_eq!(page.call("getAdvertisingToken", json!({})).await, Ok(token));
     rig.gateway.assert_running();
 }
+
+#[tokio::test]
+async fn a_page_sets_its_privacy_signals_and_gets_consent_and_bid_signals() {
+    // As shipped: consent enforced.
+    let rig = AppRig::start_with(&binaries!(), &[], 3600, "").await;
+    let mut page = Page::connect(&rig.open(NEWS, NEWS_ORIGIN).await, NEWS_ORIGIN).await;
+    let uid2: Value = serde_json::from_str(&rig.operator.identity("uid2@example.com")).unwrap();
+    page.call("setIdentity", json!({ "identity": uid2 }))
+        .await
+        .unwrap();
+    let token = page.call("getAdvertisingToken", json!({})).await.unwrap();
+    assert_eq!(
+        page.call(
+            "setPrivacySignals",
+            json!({"signals": {"IABUSPrivacy_String": "1YNN", "IABTCF_gdprApplies": 0}})
+        )
+        .await,
+        Ok(json!("granted"))
+    );
+    assert_eq!(
+        page.call("getPrivacySignals", json!({})).await,
+        Ok(json!({"IABUSPrivacy_String": "1YNN", "IABTCF_gdprApplies": 0}))
+    );
+    assert_eq!(
+        page.call("getBidSignals", json!({"placement": "ortb25"}))
+            .await,
+        Ok(json!({
+            "user": {"ext": {"eids": [{"source": "uidapi.com", "uids": [{"id": token, "atype": 3}]}]}},
+            "regs": {"gdpr": 0, "us_privacy": "1YNN"},
+        }))
+    );
+    // The app's signals decide EUID too.
+    let consent = page.call("euid.getConsent", json!({})).await.unwrap();
+    assert_eq!(consent["reason"], "gdpr_not_applicable");
+    assert_eq!(consent["gdpr_applies"], 0);
+
+    // Opted out of sale: denied, no eids, the token withheld.
+    assert_eq!(
+        page.call(
+            "setPrivacySignals",
+            json!({"signals": {"IABUSPrivacy_String": "1YYN"}})
+        )
+        .await,
+        Ok(json!("denied"))
+    );
+    let consent = page.call("getConsent", json!({})).await.unwrap();
+    assert_eq!(
+        (&consent["consent"], &consent["reason"], &consent["source"]),
+        (&json!("denied"), &json!("us_opt_out"), &json!("app"))
+    );
+    assert_eq!(
+        page.call("getAdvertisingToken", json!({})).await,
+        Ok(json!(""))
+    );
+    assert_eq!(
+        page.call("getBidSignals", json!({})).await,
+        Ok(json!({"regs": {"us_privacy": "1YYN"}}))
+    );
+
+    // Bad signals: named, nothing stored.
+    for (signals, says) in [
+        (
+            json!({"IABUSPrivacy_String": "1YZN"}),
+            "IABUSPrivacy_String",
+        ),
+        (json!({"IABTCF_gdprApplies": true}), "IABTCF_gdprApplies"),
+        (json!({"Other": "x"}), "Other"),
+    ] {
+        let error = page
+            .call("setPrivacySignals", json!({ "signals": signals }))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains(says), "{error}");
+    }
+    assert_eq!(
+        page.call("getPrivacySignals", json!({})).await,
+        Ok(json!({"IABUSPrivacy_String": "1YYN"}))
+    );
+}

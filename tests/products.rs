@@ -11,7 +11,7 @@ use uid2d_testkit::*;
 #[tokio::test]
 async fn status_counts_both_products_and_log_lines_name_them() {
     // Kept whole: its temporary directory holds the daemon's state.
-    let mut rig = BothProducts::start(&binaries!(), "").await;
+    let mut rig = BothProducts::start(&binaries!(), NO_CONSENT_ENFORCEMENT).await;
     let (uid2, euid, daemon, bus) = (&rig.uid2, &rig.euid, &mut rig.daemon, &rig.bus);
     let ready = daemon.wait_for_notify("READY=1").await;
     assert!(

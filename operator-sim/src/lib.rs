@@ -17,7 +17,10 @@
 //!   server SDKs: `Authorization: Bearer <api_key>`, body and answer in the API-key envelope
 //!   (version 1, timestamp, nonce) under `api_secret`.
 //! - `GET /sim/identity?email=…` (or `phone=`, `email_hash=`, `phone_hash=`): sim only; an
-//!   identity as a publisher backend would hand it to the TV, as plain JSON.
+//!   identity as a publisher backend would hand it to the TV, as plain JSON; for
+//!   `optout@example.com` / `+00000000002` the operator's `{"status":"optout"}`, for
+//!   `insufficient-consent@example.com` / `+00000000003` `{"status":"insufficient_user_consent"}`
+//!   (also what `/v2/token/generate` and CSTG answer for them).
 //! - `POST /sim/fault?endpoint=refresh&fault=503:30[&count=N]`: sim only; sets a fault on a
 //!   running binary (syntax of [`Fault`]'s `FromStr`).
 //! - `GET /ops/healthcheck` → `OK`.
@@ -286,6 +289,14 @@ impl OperatorSim {
             }
             notified.await;
         }
+    }
+
+    /// What `GET /sim/identity` answers for `dii`: an identity, or for the test DIIs
+    /// `optout@example.com` / `+00000000002` the operator's `{"status":"optout"}` and for
+    /// `insufficient-consent@example.com` / `+00000000003` its
+    /// `{"status":"insufficient_user_consent"}`, as a publisher backend would pass them on.
+    pub fn backend_answer(&self, dii: &str) -> serde_json::Value {
+        self.shared.backend_answer(Dii::from_raw(dii))
     }
 
     /// Mints an identity for a raw email (or a phone number starting with `+`) and registers

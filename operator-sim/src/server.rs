@@ -263,6 +263,7 @@ fn answer(shared: &Shared, dii: Dii, opted_out: bool, forced: Forced) -> Value {
     match forced {
         Forced::Answer(answer) => answer,
         _ if opted_out => json!({"status": "optout"}),
+        _ if dii.lacks_consent() => json!({"status": "insufficient_user_consent"}),
         Forced::Token(token) => {
             let mut body = shared.mint(dii);
             body["advertising_token"] = token.into();
@@ -525,7 +526,7 @@ fn sim_identity(shared: &Shared, query: &str) -> Reply {
         _ => None,
     };
     match dii {
-        Some(dii) if params.len() == 1 => json_reply(200, &shared.mint(dii)),
+        Some(dii) if params.len() == 1 => json_reply(200, &shared.backend_answer(dii)),
         _ => client_error("give one of email=, phone= (+digits), email_hash=, phone_hash="),
     }
 }

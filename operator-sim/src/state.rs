@@ -71,6 +71,12 @@ impl Dii {
         self.is_one_of("optout@example.com", "+00000000002")
     }
 
+    /// The sim's test DIIs whose (server-side) generate answers `insufficient_user_consent`,
+    /// as the EUID operator does for a generate without TCF consent.
+    pub(crate) fn lacks_consent(&self) -> bool {
+        self.is_one_of("insufficient-consent@example.com", "+00000000003")
+    }
+
     /// The documented test DIIs whose generate succeeds but whose refresh answers opt-out.
     pub(crate) fn refresh_opts_out(&self) -> bool {
         self.is_one_of("refresh-optout@example.com", "+00000000000")
@@ -169,6 +175,19 @@ impl Shared {
     }
 
     /// A new identity for `dii`, its refresh token registered as live.
+    /// What a publisher backend hands the TV for `dii`: the operator's `optout` or
+    /// `insufficient_user_consent` envelope for the test DIIs answered so, else a new
+    /// identity.
+    pub(crate) fn backend_answer(&self, dii: Dii) -> Value {
+        if dii.opted_out() {
+            serde_json::json!({"status": "optout"})
+        } else if dii.lacks_consent() {
+            serde_json::json!({"status": "insufficient_user_consent"})
+        } else {
+            self.mint(dii)
+        }
+    }
+
     pub(crate) fn mint(&self, dii: Dii) -> Value {
         let now = self.now_ms();
         let config = &self.config;

@@ -85,6 +85,7 @@ pub(super) async fn reload(options: &Options, device: &Device, log: Option<&LogC
         Err(_) => Err(DaemonError::ReloadTimeout(RELOAD_TIMEOUT.as_secs())),
     };
     // Every operator client was built before any runtime changes.
+    let before = device.decisions();
     let outcome = loaded.map(|loaded| {
         if let Some(log) = log {
             log.set_level(loaded.log_level);
@@ -107,6 +108,9 @@ pub(super) async fn reload(options: &Options, device: &Device, log: Option<&LogC
         device
             .set_tracking_default(privacy.tracking_authorization_default)
             .await;
+        // `[privacy]` is reloadable: every scope obeys the decision of the new config
+        // (its tracking authorization default too), and hears of it once.
+        device.decisions_changed(before).await;
     }
     let summary = systemd::summary(device);
     let status = match outcome {

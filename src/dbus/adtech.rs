@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use zbus::zvariant::Value;
 
+use crate::privacy::Consent;
 use crate::runtime::TokenInfo;
 
 /// `a{sv}`: `status`, `product`, `source`, `environment` (s), `automatic_refresh` (b),
-/// and with a stored identity `identity_expires`, `refresh_from`, `refresh_expires` (x,
-/// ms since the epoch).
+/// `consent`, `consent_reason`, `consent_source` (s), and with a stored identity
+/// `identity_expires`, `refresh_from`, `refresh_expires` (x, ms since the epoch).
 pub(crate) fn token_info_dict(info: &TokenInfo) -> HashMap<&'static str, Value<'static>> {
     let mut dict = HashMap::from([
         ("status", Value::from(info.status.as_str())),
@@ -17,6 +18,9 @@ pub(crate) fn token_info_dict(info: &TokenInfo) -> HashMap<&'static str, Value<'
         ("source", Value::from(info.product.source())),
         ("environment", Value::from(info.environment)),
         ("automatic_refresh", Value::from(info.automatic_refresh)),
+        ("consent", Value::from(info.consent.consent_str())),
+        ("consent_reason", Value::from(info.consent.reason_str())),
+        ("consent_source", Value::from(info.consent.source.as_str())),
     ]);
     if let Some(times) = &info.times {
         dict.insert("identity_expires", Value::from(times.identity_expires));
@@ -24,4 +28,16 @@ pub(crate) fn token_info_dict(info: &TokenInfo) -> HashMap<&'static str, Value<'
         dict.insert("refresh_expires", Value::from(times.refresh_expires));
     }
     dict
+}
+
+/// `GetConsent`'s dictionary: `consent`, `reason` (`""` when granted), `source`,
+/// `jurisdiction` (s) and `gdpr_applies` (i: -1 not known, 0, 1).
+pub(crate) fn consent_dict(consent: &Consent) -> HashMap<&'static str, Value<'static>> {
+    HashMap::from([
+        ("consent", Value::from(consent.consent_str())),
+        ("reason", Value::from(consent.reason_str())),
+        ("source", Value::from(consent.source.as_str())),
+        ("jurisdiction", Value::from(consent.jurisdiction.as_str())),
+        ("gdpr_applies", Value::from(consent.gdpr_applies_i32())),
+    ])
 }

@@ -16,7 +16,8 @@ use super::interface::generate_options;
 use super::reply::Reply;
 use super::signatures::{self, Checked};
 use super::Shell;
-use crate::error::Error;
+use crate::error::{Error, InvalidArgument};
+use crate::privacy::{BidOptions, Signals};
 use crate::runtime::{Runtime, ScopeKey};
 
 type Result<T> = std::result::Result<T, Reply>;
@@ -230,6 +231,70 @@ impl Broker {
     }
 
     /// To the broker connections: an app scope's status changed or it has a new token.
+    #[zbus(out_args("consent"))]
+    async fn set_privacy_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+        privacy_signals: HashMap<String, OwnedValue>,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        let signals = Signals::from_dbus(&privacy_signals).map_err(InvalidArgument::from)?;
+        self.shell
+            .device
+            .set_privacy_signals(&scope, signals)
+            .await?;
+        Ok(self.runtime.consent(&scope).consent_str().to_owned())
+    }
+
+    #[zbus(out_args("privacy_signals"))]
+    async fn get_privacy_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+    ) -> Result<HashMap<String, OwnedValue>> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        Ok(self.shell.device.privacy().scope(&scope).to_dbus())
+    }
+
+    #[zbus(out_args("consent"))]
+    async fn get_consent(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+    ) -> Result<HashMap<&'static str, Value<'static>>> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        Ok(super::adtech::consent_dict(&self.runtime.consent(&scope)))
+    }
+
+    #[zbus(out_args("bid_signals"))]
+    async fn get_bid_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, app_id).await?;
+        let options = BidOptions::from_dbus(&options).map_err(InvalidArgument::from)?;
+        Ok(self
+            .shell
+            .device
+            .bid_signals(&self.runtime, scope, options)
+            .await?)
+    }
+
+    #[zbus(signal)]
+    pub(super) async fn consent_changed(
+        emitter: &SignalEmitter<'_>,
+        app_id: &str,
+        consent: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
+
     #[zbus(signal)]
     pub(super) async fn identity_status_changed(
         emitter: &SignalEmitter<'_>,

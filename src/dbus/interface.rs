@@ -15,6 +15,7 @@ use super::Shell;
 use crate::access::Operation;
 use crate::capabilities::Capability;
 use crate::error::{Error, InvalidArgument};
+use crate::privacy::{BidOptions, Signals};
 use crate::runtime::{GenerateOptions, Runtime, ScopeKey};
 
 type Result<T> = std::result::Result<T, Reply>;
@@ -251,6 +252,66 @@ impl Manager {
         let within = self.runtime.config().reloadable.tracking_request_timeout;
         Ok(super::privacy::request_tracking(&self.shell, conn, &scope, within).await?)
     }
+    /// The caller's own privacy signals; returns this product's consent now.
+    #[zbus(out_args("consent"))]
+    async fn set_privacy_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        privacy_signals: HashMap<String, OwnedValue>,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Change).await?;
+        let signals = Signals::from_dbus(&privacy_signals).map_err(InvalidArgument::from)?;
+        self.shell
+            .device
+            .set_privacy_signals(&scope, signals)
+            .await?;
+        Ok(self.runtime.consent(&scope).consent_str().to_owned())
+    }
+
+    #[zbus(out_args("privacy_signals"))]
+    async fn get_privacy_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<HashMap<String, OwnedValue>> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(self.shell.device.privacy().scope(&scope).to_dbus())
+    }
+
+    #[zbus(out_args("consent"))]
+    async fn get_consent(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<HashMap<&'static str, Value<'static>>> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        Ok(super::adtech::consent_dict(&self.runtime.consent(&scope)))
+    }
+
+    /// One JSON object for a player, an SSAI request or Prebid Server.
+    #[zbus(out_args("bid_signals"))]
+    async fn get_bid_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<String> {
+        let scope = self.scope(conn, &header, Operation::Read).await?;
+        let options = BidOptions::from_dbus(&options).map_err(InvalidArgument::from)?;
+        Ok(self
+            .shell
+            .device
+            .bid_signals(&self.runtime, scope, options)
+            .await?)
+    }
+
+    #[zbus(signal)]
+    pub(super) async fn consent_changed(
+        emitter: &SignalEmitter<'_>,
+        consent: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal)]
     pub(super) async fn limit_ad_tracking_changed(

@@ -1,6 +1,7 @@
 //! The D-Bus adapter: `com.uid2.Manager1` and `com.uid2.Broker1` for each product, at
 //! `/com/uid2/Manager` (the product of the top-level `environment`) and at
-//! `/com/uid2/Manager/euid` (EUID, `[euid] enabled`), and `com.uid2.Diagnostics1`.
+//! `/com/uid2/Manager/euid` (EUID, `[euid] enabled`), and `com.uid2.Diagnostics1` and
+//! `com.uid2.Privacy1` (the device's privacy signals).
 //!
 //! [`interface`] maps calls onto the runtime; [`callers`] learns who is calling from the
 //! bus (never from anything the caller says); [`signals`] delivers status changes to the

@@ -1,7 +1,11 @@
 //! `com.uid2.Privacy1` at `/com/uid2/Manager` (dbus/com.uid2.Privacy1.xml): the device's
-//! privacy decisions, for callers that hold `manage` (a settings app). Here: each app's
-//! tracking authorization ([`crate::tracking`]), and the request an app makes for one.
+//! privacy signals and decisions, for callers that hold `manage` (a settings app, the
+//! platform's CMP, a Firebolt bridge): the device's own privacy signals
+//! ([`crate::consent`]), each app's tracking authorization ([`crate::tracking`]), and the
+//! request an app makes for one. Each member checks its caller and hands the call to the
+//! device.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +13,7 @@ use tracing::debug;
 use zbus::message::Header;
 use zbus::names::{BusName, UniqueName};
 use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedValue;
 use zbus::{interface, Connection};
 
 use super::reply::Reply;
@@ -17,6 +22,7 @@ use super::{Shell, OBJECT_PATH};
 use crate::apps::AppId;
 use crate::capabilities::Capability;
 use crate::error::{Error, InvalidArgument};
+use crate::privacy::Signals;
 use crate::runtime::ScopeKey;
 use crate::tracking::state_named;
 
@@ -37,6 +43,33 @@ impl Privacy {
 
 #[interface(name = "com.uid2.Privacy1")]
 impl Privacy {
+    /// Replaces the device's signals durably; every scope obeys them before the reply.
+    async fn set_device_privacy_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        privacy_signals: HashMap<String, OwnedValue>,
+    ) -> Result<()> {
+        self.shell.admit(conn, &header).await?;
+        let signals = Signals::from_dbus(&privacy_signals).map_err(InvalidArgument::from)?;
+        Ok(self
+            .shell
+            .device
+            .set_device_privacy_signals(signals)
+            .await?)
+    }
+
+    /// The device's signals as set (not the config's `[privacy.device]`).
+    #[zbus(out_args("privacy_signals"))]
+    async fn get_device_privacy_signals(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<HashMap<String, OwnedValue>> {
+        self.shell.admit(conn, &header).await?;
+        Ok(self.shell.device.privacy().device().to_dbus())
+    }
+
     /// Decides `app_id`'s tracking authorization, durably, for both products.
     async fn set_tracking_authorization(
         &self,

@@ -3,7 +3,7 @@
 //! each call before the method runs. A member without a row is refused.
 
 use crate::access::Need;
-use crate::capabilities::Capability::{Diagnostics, Generate, Identity, Manage, Token};
+use crate::capabilities::Capability::{Diagnostics, Generate, Identity, Manage, Privacy, Token};
 
 /// Interface, member, what it needs.
 pub(super) const RIGHTS: &[(&str, &str, Need)] = &[
@@ -73,6 +73,18 @@ pub(super) const RIGHTS: &[(&str, &str, Need)] = &[
         "RequestTrackingAuthorization",
         Need::Caller(Token),
     ),
+    (
+        "com.uid2.Manager1",
+        "SetPrivacySignals",
+        Need::Caller(Privacy),
+    ),
+    (
+        "com.uid2.Manager1",
+        "GetPrivacySignals",
+        Need::Caller(Privacy),
+    ),
+    ("com.uid2.Manager1", "GetConsent", Need::Caller(Token)),
+    ("com.uid2.Manager1", "GetBidSignals", Need::Caller(Token)),
     ("com.uid2.Broker1", "SetIdentity", Need::ForApp(Identity)),
     (
         "com.uid2.Broker1",
@@ -120,6 +132,18 @@ pub(super) const RIGHTS: &[(&str, &str, Need)] = &[
         Need::ForApp(Token),
     ),
     (
+        "com.uid2.Broker1",
+        "SetPrivacySignals",
+        Need::ForApp(Privacy),
+    ),
+    (
+        "com.uid2.Broker1",
+        "GetPrivacySignals",
+        Need::ForApp(Privacy),
+    ),
+    ("com.uid2.Broker1", "GetConsent", Need::ForApp(Token)),
+    ("com.uid2.Broker1", "GetBidSignals", Need::ForApp(Token)),
+    (
         "com.uid2.Diagnostics1",
         "GetStats",
         Need::Caller(Diagnostics),
@@ -128,6 +152,16 @@ pub(super) const RIGHTS: &[(&str, &str, Need)] = &[
         "com.uid2.Diagnostics1",
         "GetSetup",
         Need::Caller(Diagnostics),
+    ),
+    (
+        "com.uid2.Privacy1",
+        "SetDevicePrivacySignals",
+        Need::Caller(Manage),
+    ),
+    (
+        "com.uid2.Privacy1",
+        "GetDevicePrivacySignals",
+        Need::Caller(Manage),
     ),
     (
         "com.uid2.Privacy1",

@@ -15,7 +15,7 @@ use zbus::{fdo, Connection, MatchRule, MessageStream};
 
 use super::{object_path, Broker, Callers, Manager, Shell};
 use crate::access::Rules;
-use crate::runtime::{Runtime, StatusChange};
+use crate::runtime::{ConsentChange, Runtime, StatusChange};
 
 type Ends = SelectAll<std::pin::Pin<Box<dyn futures_util::Stream<Item = OwnedUniqueName> + Send>>>;
 
@@ -54,6 +54,7 @@ pub(crate) async fn relay_signals(
 ) -> zbus::Result<()> {
     let path = object_path(runtime.shelf());
     let mut changes = runtime.subscribe();
+    let mut consents = runtime.subscribe_consent();
     let mut conditions = runtime.watch_conditions();
     let mut limit_ad_tracking = conditions.borrow_and_update().limit_ad_tracking;
     loop {
@@ -70,6 +71,11 @@ pub(crate) async fn relay_signals(
             },
             change = changes.recv() => {
                 if !relay_change(&conn, path, &shell.rules, &shell.callers, change).await? {
+                    return Ok(());
+                }
+            }
+            change = consents.recv() => {
+                if !relay_consent(&conn, path, &shell.rules, &shell.callers, change).await? {
                     return Ok(());
                 }
             }
@@ -117,6 +123,45 @@ async fn relay_change(
         }
         Err(RecvError::Lagged(n)) => {
             warn!("{n} status changes were not signalled (too many at once)");
+        }
+        Err(RecvError::Closed) => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `ConsentChanged` on `path` to the connections of the change's scope only (and, for an
+/// app scope, to the brokers); `false` once the runtime's channel has closed.
+async fn relay_consent(
+    conn: &Connection,
+    path: &str,
+    rules: &Rules,
+    callers: &Callers,
+    change: Result<ConsentChange, RecvError>,
+) -> zbus::Result<bool> {
+    match change {
+        Ok(ConsentChange { scope, consent }) => {
+            let (consent, reason) = (consent.consent_str(), consent.reason_str());
+            for name in callers.connections_of(rules, &scope) {
+                let emitter = SignalEmitter::new(conn, path)?
+                    .set_destination(BusName::Unique(UniqueName::from(&name)));
+                if let Err(e) = Manager::consent_changed(&emitter, consent, reason).await {
+                    debug!("cannot signal {name}: {e}");
+                }
+            }
+            if let Some(app) = scope.app() {
+                for name in callers.brokers() {
+                    let emitter = SignalEmitter::new(conn, path)?
+                        .set_destination(BusName::Unique(UniqueName::from(&name)));
+                    if let Err(e) =
+                        Broker::consent_changed(&emitter, app.as_str(), consent, reason).await
+                    {
+                        debug!("cannot signal broker {name}: {e}");
+                    }
+                }
+            }
+        }
+        Err(RecvError::Lagged(n)) => {
+            warn!("{n} consent changes were not signalled (too many at once)");
         }
         Err(RecvError::Closed) => return Ok(false),
     }

@@ -53,6 +53,10 @@ pub(super) const MANAGER1: InSignatures = &[
     ("GetCapabilities", ""),
     ("GetTrackingAuthorization", ""),
     ("RequestTrackingAuthorization", ""),
+    ("SetPrivacySignals", "a{sv}"),
+    ("GetPrivacySignals", ""),
+    ("GetConsent", ""),
+    ("GetBidSignals", "a{sv}"),
 ];
 
 /// `com.uid2.Broker1`'s methods (dbus/com.uid2.Broker1.xml).
@@ -71,16 +75,22 @@ pub(super) const BROKER1: InSignatures = &[
     ("GetAdvertisingTokenValidFor", "su"),
     ("GetTrackingAuthorization", "s"),
     ("RequestTrackingAuthorization", "s"),
+    ("SetPrivacySignals", "sa{sv}"),
+    ("GetPrivacySignals", "s"),
+    ("GetConsent", "s"),
+    ("GetBidSignals", "sa{sv}"),
+];
+
+/// `com.uid2.Privacy1`'s methods (dbus/com.uid2.Privacy1.xml).
+pub(super) const PRIVACY1: InSignatures = &[
+    ("SetDevicePrivacySignals", "a{sv}"),
+    ("GetDevicePrivacySignals", ""),
+    ("SetTrackingAuthorization", "ss"),
+    ("GetTrackingAuthorization", "s"),
 ];
 
 /// `com.uid2.Diagnostics1`'s methods (dbus/com.uid2.Diagnostics1.xml).
 pub(super) const DIAGNOSTICS1: InSignatures = &[("GetStats", ""), ("GetSetup", "")];
-
-/// `com.uid2.Privacy1`'s methods (dbus/com.uid2.Privacy1.xml).
-pub(super) const PRIVACY1: InSignatures = &[
-    ("SetTrackingAuthorization", "ss"),
-    ("GetTrackingAuthorization", "s"),
-];
 
 /// An interface object whose method calls are checked against `signatures` first.
 #[derive(Debug)]

@@ -30,6 +30,13 @@ pub(crate) enum Args {
     Enabled(bool),
     /// Seconds the token must stay valid for (uid2d checks 1–86400).
     Seconds(u32),
+    /// `setPrivacySignals`' object, checked and decoded by uid2d.
+    Signals(Map<String, Value>),
+    /// `getBidSignals`' options (uid2d checks their values).
+    BidOptions {
+        placement: Option<String>,
+        product: Option<String>,
+    },
 }
 
 /// uid2d's answer to one method, as the JSON-RPC result.
@@ -127,7 +134,7 @@ pub(crate) const METHODS: &[Method] = &[
         name: "getTokenInfo",
         params: &[],
         parse: |_| Ok(Args::None),
-        run: |b, app, _| answer(async move { b.get_token_info(&app).await.map(token_info) }),
+        run: |b, app, _| answer(async move { b.get_token_info(&app).await.map(dict_object) }),
     },
     Method {
         name: "getEids",
@@ -251,7 +258,89 @@ pub(crate) const METHODS: &[Method] = &[
             })
         },
     },
+    Method {
+        name: "setPrivacySignals",
+        params: &["signals"],
+        parse: |params| match params.get("signals") {
+            Some(Value::Object(signals)) => {
+                signals_dict(signals)?;
+                Ok(Args::Signals(signals.clone()))
+            }
+            _ => Err(bad_params("signals (an object of IAB keys) is required")),
+        },
+        run: |b, app, args| {
+            answer(async move {
+                let Args::Signals(signals) = args else {
+                    return Err(wrong_shape());
+                };
+                // Checked at parse time; a failure here is the same refusal.
+                let dict = signals_dict(&signals)
+                    .map_err(|e| zbus::Error::Failure(e.message.clone()))?;
+                b.set_privacy_signals(&app, dict).await.map(Value::from)
+            })
+        },
+    },
+    Method {
+        name: "getPrivacySignals",
+        params: &[],
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| answer(async move { b.get_privacy_signals(&app).await.map(dict_object) }),
+    },
+    Method {
+        name: "getConsent",
+        params: &[],
+        parse: |_| Ok(Args::None),
+        run: |b, app, _| answer(async move { b.get_consent(&app).await.map(dict_object) }),
+    },
+    Method {
+        name: "getBidSignals",
+        params: &["placement", "product"],
+        parse: |params| {
+            Ok(Args::BidOptions {
+                placement: params.optional_string("placement")?,
+                product: params.optional_string("product")?,
+            })
+        },
+        // uid2d's JSON, as a value: the object a player or Prebid Server takes.
+        run: |b, app, args| {
+            answer(async move {
+                let Args::BidOptions { placement, product } = args else {
+                    return Err(wrong_shape());
+                };
+                let mut options: HashMap<&str, Variant<'_>> = HashMap::new();
+                if let Some(p) = placement.as_deref() {
+                    options.insert("placement", Variant::from(p));
+                }
+                if let Some(p) = product.as_deref() {
+                    options.insert("product", Variant::from(p));
+                }
+                b.get_bid_signals(&app, options)
+                    .await
+                    .map(|text| serde_json::from_str(&text).unwrap_or_else(|_| Value::Object(Map::new())))
+            })
+        },
+    },
 ];
+
+/// `setPrivacySignals`' `signals` as `SetPrivacySignals`' `a{sv}`: a string as `s`, an
+/// integer as `i` (the IAB types; uid2d names a key of the wrong type). Anything else is
+/// refused here, naming the key.
+fn signals_dict(signals: &Map<String, Value>) -> Result<HashMap<&str, Variant<'_>>, RpcError> {
+    signals
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Value::String(s) => Variant::from(s.as_str()),
+                Value::Number(n) => match n.as_i64().map(i32::try_from) {
+                    Some(Ok(n)) => Variant::from(n),
+                    _ => return Err(bad_params(&format!("signals.{key}: not a 32-bit integer"))),
+                },
+                _ => return Err(bad_params(&format!("signals.{key}: must be a string or an integer"))),
+            };
+            Ok((key.as_str(), value))
+        })
+        .collect()
+}
 
 /// The call `method` with `params` names, or the JSON-RPC error to answer.
 pub(crate) fn call_of(method: &str, params: &Params<'_>) -> Result<Call, RpcError> {
@@ -327,9 +416,10 @@ fn page_identity(json: String) -> Value {
     }
 }
 
-/// `GetTokenInfo`'s `a{sv}` as a JSON object: strings, booleans and the `x` times (ms since
-/// the epoch) as numbers; a type uid2d does not send is left out.
-fn token_info(info: HashMap<String, OwnedValue>) -> Value {
+/// An `a{sv}` of uid2d (`GetTokenInfo`, `GetConsent`, `GetPrivacySignals`) as a JSON
+/// object: strings, booleans and integers (the `x` times in ms since the epoch) as they
+/// are; a type uid2d does not send is left out.
+fn dict_object(info: HashMap<String, OwnedValue>) -> Value {
     let mut object = Map::new();
     for (key, value) in info {
         let json = match &*value {
@@ -527,7 +617,7 @@ mod tests {
             OwnedValue::from(1_700_000_000_000_i64),
         );
         assert_eq!(
-            token_info(info),
+            dict_object(info),
             json!({"status":"established","automatic_refresh":true,"refresh_from":1_700_000_000_000_i64})
         );
     }

@@ -7,10 +7,6 @@
 //! Consent strings are personal data: no type here prints one in `Debug`, and no error
 //! quotes one. The rules and their sources are in `docs/privacy.md`.
 
-// Nothing outside this module calls it until the daemon is wired to it (the D-Bus members,
-// the store, the gating); the tests call every part.
-#![cfg_attr(not(test), allow(dead_code))]
-
 pub(crate) mod bid;
 pub(crate) mod decision;
 pub(crate) mod decode;
@@ -23,18 +19,12 @@ mod tcf_work;
 mod tests;
 mod us;
 
-// The API the daemon calls (some parts only once it is wired).
-#[allow(unused_imports)]
-pub(crate) use bid::{bid_signals_json, BidOptionError, BidOptions, Placement, ProductChoice};
-#[allow(unused_imports)]
+// The API the daemon calls.
+pub(crate) use bid::{bid_signals_json, BidOptionError, BidOptions};
 pub(crate) use decision::{decide, Consent, DeviceFacts, Reason};
-#[allow(unused_imports)]
-pub(crate) use merge::{merge, Merged, Source};
-#[allow(unused_imports)]
-pub(crate) use record::{decode_signals, encode_signals, SignalsRecordError};
-#[allow(unused_imports)]
+pub(crate) use merge::{merge, Merged};
+pub(crate) use record::{decode_signals, encode_signals};
 pub(crate) use settings::{
     EidsConfig, Jurisdiction, PrivacyConfig, TcfPurposes, TrackingAuthorization,
 };
-#[allow(unused_imports)]
-pub(crate) use signals::{Key, Raw, SignalError, Signals};
+pub(crate) use signals::{Raw, SignalError, Signals};

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 use zbus::zvariant::{OwnedValue, Str};
 
+use super::merge::Source;
+use super::signals::Key;
 use super::*;
 use crate::product::Product;
 

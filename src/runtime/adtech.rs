@@ -11,6 +11,7 @@ use super::{Runtime, ScopeKey};
 use crate::error::{Error, InvalidArgument};
 use crate::identity::{Status, UnixMillis};
 use crate::openrtb::eids_json;
+use crate::privacy::Consent;
 use crate::product::Product;
 
 /// `GetAdvertisingTokenValidFor`'s `seconds`: 1 s to one day.
@@ -27,6 +28,8 @@ pub struct TokenInfo {
     /// The stored identity's times, when one is stored.
     pub times: Option<IdentityTimes>,
     pub automatic_refresh: bool,
+    /// The scope's consent decision for this product.
+    pub consent: Consent,
 }
 
 /// An identity's three instants, in ms since the Unix epoch.
@@ -58,6 +61,7 @@ impl Runtime {
     /// `GetTokenInfo`.
     pub async fn token_info(self: &Arc<Self>, key: ScopeKey) -> Result<TokenInfo, Error> {
         let (product, environment) = (self.product(), self.environment_name());
+        let consent = self.consent(&key);
         self.read(key, |s, now| TokenInfo {
             status: s.status(now),
             product,
@@ -68,6 +72,7 @@ impl Runtime {
                 refresh_expires: identity.refresh_expires,
             }),
             automatic_refresh: s.auto_refresh(),
+            consent,
         })
         .await
     }

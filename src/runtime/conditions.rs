@@ -4,12 +4,23 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+use tracing::info;
 
 use super::{lock, Durability, Runtime, ScopeKey};
 use crate::engine::{Event, Persisted, Scope};
-use crate::privacy::Reason;
+use crate::privacy::{Consent, DeviceFacts, Reason};
 use crate::tracking::TrackingAuthorizations;
+
+/// Each scope's decision at one moment ([`Runtime::decisions`]).
+pub type Decisions = Vec<(ScopeKey, Consent)>;
+
+/// A scope's consent decision changed (`ConsentChanged`).
+#[derive(Debug, Clone)]
+pub struct ConsentChange {
+    pub scope: ScopeKey,
+    pub consent: Consent,
+}
 
 /// The device's decisions every product's scopes obey.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,17 +66,72 @@ impl Runtime {
         self.conditions().limit_ad_tracking
     }
 
+    /// The consent decision for scope `key` of this product now (`GetConsent`): its
+    /// signals merged with the device's and the config's, the device's facts.
+    pub fn consent(&self, key: &ScopeKey) -> Consent {
+        let settings = self.settings();
+        let privacy = &settings.config.reloadable.privacy;
+        let facts = {
+            let conditions = self.conditions.borrow();
+            DeviceFacts {
+                limit_ad_tracking: conditions.limit_ad_tracking,
+                child: false,
+                tracking: conditions.tracking.state(key.app()),
+            }
+        };
+        self.privacy.consent(self.product(), key, privacy, facts)
+    }
+
     /// What the device decides for scope `key` of this product now: `Some(reason)` when
-    /// nothing may be served or sent for it. Limit ad tracking first, then the app's
-    /// tracking authorization (the order of [`crate::privacy::decide`]).
+    /// nothing may be served or sent for it (limit ad tracking, the app's tracking
+    /// authorization and its privacy signals, in the order of [`crate::privacy::decide`]).
     pub(super) fn decision(&self, key: &ScopeKey) -> Option<Reason> {
-        let conditions = self.conditions.borrow();
-        if conditions.limit_ad_tracking {
-            Some(Reason::LimitAdTracking)
-        } else if conditions.tracking.state(key.app()).denies() {
-            Some(Reason::TrackingDenied)
-        } else {
-            None
+        self.consent(key).reason
+    }
+
+    /// The decisions now of every scope whose decision a change may move and whose
+    /// connections hear of it: the scopes held in memory, and those with signals of their
+    /// own. Taken before a change, for [`Runtime::conditions_changed`].
+    pub fn decisions(&self) -> Decisions {
+        let mut keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
+        keys.extend(self.privacy.scopes());
+        keys.into_iter()
+            .map(|key| {
+                let consent = self.consent(&key);
+                (key, consent)
+            })
+            .collect()
+    }
+
+    /// Follows the consent decisions that change (`ConsentChanged`).
+    pub fn subscribe_consent(&self) -> broadcast::Receiver<ConsentChange> {
+        self.consent_changes.subscribe()
+    }
+
+    /// Applies the decision now to scope `key` (in its turn), and announces it if it is
+    /// not `before`: after its own signals changed.
+    pub async fn redecide(self: &Arc<Self>, key: &ScopeKey, before: Consent) {
+        let consent = self.consent(key);
+        // Idempotent, never refused; a scope not held stays not held.
+        let _ = self
+            .change(key, Event::Decided(consent.reason), Durability::Eventually)
+            .await;
+        self.announce(key, before, consent);
+    }
+
+    fn announce(&self, key: &ScopeKey, before: Consent, now: Consent) {
+        if before.reason != now.reason {
+            info!(
+                scope = %key,
+                uid2d_product = self.product().as_str(),
+                consent = now.consent_str(),
+                reason = now.reason_str(),
+                "consent decision changed"
+            );
+            let _ = self.consent_changes.send(ConsentChange {
+                scope: key.clone(),
+                consent: now,
+            });
         }
     }
 
@@ -86,7 +152,9 @@ impl Runtime {
     /// called by the device after it changed them. Back online, scopes that are due or
     /// backing off retry after a random delay (`network_return_spread`); a decision
     /// lifted, due refreshes resume.
-    pub async fn conditions_changed(self: &Arc<Self>) {
+    /// `before` is [`Runtime::decisions`] taken before the change: a scope whose
+    /// decision moved is announced (`ConsentChanged`).
+    pub async fn conditions_changed(self: &Arc<Self>, before: Decisions) {
         let every = self.turns.every().await;
         let online = self.conditions().online;
         self.note_stats_changed();
@@ -100,6 +168,9 @@ impl Runtime {
                     .apply(&every, &key, event, Durability::Eventually, None)
                     .await;
             }
+        }
+        for (key, was) in before {
+            self.announce(&key, was, self.consent(&key));
         }
     }
 }

@@ -56,7 +56,10 @@ impl Runtime {
         let mut keys = Vec::new();
         for name in blocking(move || store.list()).await? {
             // The device's records are no scope's.
-            if name == POLICY_RECORD || name == crate::tracking::TRACKING_RECORD {
+            if name == POLICY_RECORD
+                || name == crate::tracking::TRACKING_RECORD
+                || crate::consent::is_signals_record(&name)
+            {
                 continue;
             }
             // The other product's scopes.

@@ -39,15 +39,18 @@ use tracing::{debug, info};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::consent::PrivacySignals;
+use crate::device::ProductSetup;
 use crate::engine::{Action, Event, Policy, RequestId, Scope};
 use crate::error::Error;
 use crate::error::InvalidIdentity;
-use crate::identity::{Identity, Status, UnixMillis};
+use crate::identity::{Identity, SetInput, Status, UnixMillis};
+use crate::privacy::Reason;
 use crate::operator::{Failure, Operator};
 use crate::store::Store;
 
 pub use adtech::TokenInfo;
-pub use conditions::Conditions;
+pub use conditions::{ConsentChange, Decisions, Conditions};
 pub use generate::GenerateOptions;
 pub(crate) use persist::blocking;
 pub use product::Shelf;
@@ -116,6 +119,10 @@ pub struct Runtime {
     loading: load::Loading,
     /// Diagnostics counters since start (stats.rs).
     counters: stats::Counters,
+    /// The privacy signals every product decides from (src/consent.rs).
+    privacy: Arc<PrivacySignals>,
+    /// Consent decisions that changed, for `ConsentChanged`.
+    consent_changes: broadcast::Sender<ConsentChange>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,19 +131,25 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Runtime {
-    /// The runtime of one product: `config` is the product's (the top-level one, or
-    /// [`Config::for_euid`]'s), `shelf` where its scopes are in the store it shares with
-    /// the other products, `conditions` the device's decisions it obeys.
+    /// The runtime of one product: `setup` its config (the top-level one, or
+    /// [`Config::for_euid`]'s), operator client and shelf (where its scopes are in the
+    /// store it shares with the other products); `conditions` the device's decisions it
+    /// obeys, `privacy` the signals it decides consent from.
     pub(crate) fn new(
-        config: Config,
-        operator: Operator,
+        setup: ProductSetup,
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         policy: Policy,
-        shelf: Shelf,
         conditions: watch::Receiver<Conditions>,
+        privacy: Arc<PrivacySignals>,
     ) -> Arc<Self> {
+        let ProductSetup {
+            config,
+            operator,
+            shelf,
+        } = setup;
         let (changes, _) = broadcast::channel(256);
+        let (consent_changes, _) = broadcast::channel(256);
         Arc::new(Self {
             state: Mutex::new(State {
                 scopes: HashMap::new(),
@@ -157,6 +170,8 @@ impl Runtime {
             storage: persist::Storage::default(),
             loading: load::Loading::default(),
             counters: stats::Counters::default(),
+            privacy,
+            consent_changes,
         })
     }
 
@@ -203,11 +218,17 @@ impl Runtime {
         key: ScopeKey,
         json: &str,
     ) -> Result<Status, Error> {
-        let identity = Identity::from_json(json).map_err(InvalidIdentity::Parse)?;
-        let status = self
-            .change(&key, Event::Set(identity), Durability::BeforeReply)
-            .await?;
-        info!(scope = %key, "identity set");
+        let event = match Identity::set_input(json).map_err(InvalidIdentity::Parse)? {
+            SetInput::Identity(identity) => Event::Set(identity),
+            SetInput::OptOut => Event::SetOptOut,
+            // The EUID operator's answer to a generate without TCF consent.
+            SetInput::InsufficientUserConsent => {
+                return Err(Error::ConsentRequired(Reason::TcfInsufficient))
+            }
+        };
+        let opt_out = event == Event::SetOptOut;
+        let status = self.change(&key, event, Durability::BeforeReply).await?;
+        info!(scope = %key, opt_out, "identity set");
         Ok(status)
     }
 

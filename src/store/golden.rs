@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use super::record::{decode_policy, decode_scope, encode_policy, encode_scope, POLICY_RECORD};
 use super::sealed::{MAGIC, MIN_FILE_LEN};
 use super::{KeyOrigin, Store, KEY_FILE_NAME};
+use crate::consent::DEVICE_SIGNALS_RECORD;
 use crate::engine::{Held, Persisted};
+use crate::privacy::{decode_signals, encode_signals, Raw, Signals};
 use crate::identity::{Identity, Status};
 
 /// The test key: bytes 0, 1, …, 31, as Base64 with a newline.
@@ -24,6 +26,8 @@ fn golden_dir() -> PathBuf {
 enum Content {
     Scope(Persisted),
     Policy(bool),
+    /// A layer of privacy signals (`src/consent.rs` names the files).
+    Signals(Signals),
 }
 
 impl Content {
@@ -31,6 +35,7 @@ impl Content {
         match self {
             Content::Scope(persisted) => encode_scope(persisted).to_vec(),
             Content::Policy(on) => encode_policy(*on),
+            Content::Signals(signals) => encode_signals(signals),
         }
     }
 }
@@ -100,7 +105,21 @@ fn expected() -> Vec<(&'static str, Content)> {
         ),
         // Limit ad tracking on.
         (POLICY_RECORD, Content::Policy(true)),
+        // uid-1000's own privacy signals: every key (the privacy record's golden record).
+        ("signals-uid-1000", Content::Signals(golden_signals())),
+        // The device's signals (com.uid2.Privacy1): one key.
+        (
+            DEVICE_SIGNALS_RECORD,
+            Content::Signals(Signals::of(&[("IABUSPrivacy_String", Raw::Str("1YNN"))])),
+        ),
     ]
+}
+
+/// The signals of `tests/fixtures/privacy/record-v1.json`.
+fn golden_signals() -> Signals {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/privacy/record-v1.json");
+    let bytes = fs::read(path).expect("tests/fixtures/privacy/record-v1.json");
+    decode_signals(bytes.trim_ascii_end()).expect("the golden privacy record")
 }
 
 /// A copy of the golden dir: loading may rename or remove files, and git does not keep the
@@ -145,6 +164,7 @@ fn golden_files_of_version_1_read_back_exactly() {
                 Content::Scope(record.persisted)
             }
             Content::Policy(_) => Content::Policy(decode_policy(plaintext).expect(name)),
+            Content::Signals(_) => Content::Signals(decode_signals(plaintext).expect(name)),
         };
         assert_eq!(&read, content, "{name}");
         // This build still writes the very same record: the reader is not the only thing
@@ -172,6 +192,23 @@ fn golden_files_are_bound_to_their_scope() {
         .expect("load");
     assert_eq!(loaded.set_aside.len(), 1);
     assert_eq!(loaded.set_aside[0].scope, "uid-1003");
+}
+
+/// Made the privacy signals' golden files once, beside the others (added with the
+/// records: the format and the other files are unchanged), `cargo test --lib
+/// store::golden::write_signals_golden_files -- --ignored`. Refuses to replace them.
+#[test]
+#[ignore = "writes the signals files of tests/fixtures/storage/v1 once"]
+fn write_signals_golden_files() {
+    let dir = golden_dir();
+    let store = Store::open(&dir, None).expect("open");
+    for (name, content) in expected() {
+        if let Content::Signals(_) = content {
+            let path = dir.join(format!("{name}.state"));
+            assert!(!path.exists(), "{} exists", path.display());
+            store.save(name, &content.encode()).expect(name);
+        }
+    }
 }
 
 /// Made the golden files once: `cargo test --lib store::golden -- --ignored`. Refuses to

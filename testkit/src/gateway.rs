@@ -129,8 +129,25 @@ pub struct AppRig {
 impl AppRig {
     /// Starts it all: `uid2d` and its `uid2-gateway` role from `bins`, the gateway with
     /// `gateway_args`; identities the operator issues are due for refresh `refresh_after`
-    /// seconds after issue.
+    /// seconds after issue. Pages get both products' tokens: consent is not enforced
+    /// ([`crate::NO_CONSENT_ENFORCEMENT`]; [`AppRig::start_with`] `""` enforces it).
     pub async fn start(bins: &Binaries, gateway_args: &[&str], refresh_after: u64) -> AppRig {
+        Self::start_with(
+            bins,
+            gateway_args,
+            refresh_after,
+            crate::NO_CONSENT_ENFORCEMENT,
+        )
+        .await
+    }
+
+    /// As [`AppRig::start`], with `extra` config lines for uid2d (before `[euid]`).
+    pub async fn start_with(
+        bins: &Binaries,
+        gateway_args: &[&str],
+        refresh_after: u64,
+        extra: &str,
+    ) -> AppRig {
         let bus = Bus::start().await;
         let operator = Operator::with_lifetimes(refresh_after, 4 * 3600, 30 * 86400).await;
         let state = tempfile::tempdir().expect("a temporary directory");
@@ -139,7 +156,7 @@ impl AppRig {
             &bus,
             state.path(),
             &format!(
-                "scope = \"app\"\n[apps]\nbroker_group = \"root\"\n\
+                "scope = \"app\"\n{extra}[apps]\nbroker_group = \"root\"\n\
                  [euid]\nbase_url = \"{}/v2\"\n",
                 operator.sim.base_url()
             ),

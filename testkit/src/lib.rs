@@ -33,7 +33,7 @@ pub use daemon::{Daemon, DaemonSpec};
 pub use gateway::{AppRig, Gateway};
 pub use host::{as_nobody, files_under, is_root, set_mode};
 pub use in_process::{in_process_device, in_process_service, unloaded_service};
-pub use operator::{BothProducts, Operator};
+pub use operator::{BothProducts, Operator, NO_CONSENT_ENFORCEMENT};
 pub use secrets::{assert_no_secrets, check_log_for_secrets, remember_secret, secrets_of};
 
 /// How long any single awaited event may take before the test fails (a safety net so a

@@ -81,6 +81,12 @@ impl Operator {
     }
 }
 
+/// Config lines for tests of other features that serve one app both products: the
+/// contract denies UID2 where GDPR applies and EUID where it does not, so one app is
+/// served both tokens only with `[privacy] enforce = false` (tests/privacy.rs tests the
+/// decision itself).
+pub const NO_CONSENT_ENFORCEMENT: &str = "[privacy]\nenforce = false\n";
+
 /// uid2d with a UID2 operator at `base_url` and another as the EUID one at
 /// `[euid] base_url` (ending in `/v2`, as the real EUID bases do), one `ca_file` holding
 /// both test CAs. Both operators' identities are due for refresh after an hour, expire

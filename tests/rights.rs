@@ -446,3 +446,45 @@ async fn bad_capabilities_stop_start_up_naming_the_key() {
         assert!(stderr.contains(named), "{text}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn in_uid_scope_the_apps_rules_name_apps_for_their_rights_only() {
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let bus = Bus::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(operator.spec(
+        &binaries!(),
+        &bus,
+        state.path(),
+        &format!(
+            "[apps]\nunit = \"\"\nuids = {{ \"0\" = \"{NEWS}\" }}\n\
+             [privacy]\ntracking_authorization_default = \"not_determined\"\n\
+             [capabilities]\n\"{NEWS}\" = [\"token\"]\n"
+        ),
+    ))
+    .await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    // Named com.example.news for its rights...
+    let error = m
+        .set_identity(&operator.identity("user@example.com"))
+        .await
+        .unwrap_err();
+    assert!(
+        message(&error).contains("`identity`"),
+        "{}",
+        message(&error)
+    );
+    // ...but its identity is still its uid's scope, which names no app: tracking
+    // authorization does not apply to it.
+    assert_eq!(m.get_tracking_authorization().await.unwrap(), "authorized");
+    assert_eq!(
+        m.request_tracking_authorization().await.unwrap(),
+        "authorized"
+    );
+    let broker = Broker1Proxy::new(&conn).await.unwrap();
+    assert_eq!(
+        broker.get_tracking_authorization(NEWS).await.unwrap(),
+        "not_determined"
+    );
+}

@@ -1,15 +1,15 @@
 //! The device: the products uid2d serves (UID2 and, when `[euid] enabled`, EUID beside
 //! it), each a [`Runtime`] of its own scopes, and what the device decides for all of them
 //! — the limit-ad-tracking record, each app's tracking authorization, the network state —
-//! as the [`Conditions`] every runtime
-//! watches. A change of them is made here once and applied by each runtime to its scopes
-//! before the change is answered.
+//! as the [`Conditions`] every runtime watches. A change of them is made here once and
+//! applied by each runtime to its scopes before the change is answered.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use crate::apps::AppId;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::{PrivacySignals, SignalsLoad};
@@ -21,7 +21,6 @@ use crate::privacy::{bid_signals_json, BidOptions, Signals};
 use crate::runtime::{Conditions, Decisions, Runtime, ScopeKey, Shelf};
 use crate::store::record::{self, POLICY_RECORD};
 use crate::store::{SetAside, Store, StoreError, Stored};
-use crate::apps::AppId;
 use crate::tracking::{self, TrackingAuthorization, TrackingAuthorizations, TRACKING_RECORD};
 
 /// What one product needs to run: its config (the top-level one, or
@@ -281,8 +280,9 @@ impl Device {
     }
 
     /// `RequestTrackingAuthorization`: `app`'s state once it is other than
-    /// `not_determined`, or `not_determined` after `within`. `asking` runs once the wait
-    /// is set up (it tells the managers), so a decision made at once is not missed.
+    /// `not_determined`, or `not_determined` after `within` (asking included). `asking`
+    /// (telling the managers) runs only for an undecided app, and once the wait is set
+    /// up, so a decision made at once is not missed.
     pub async fn await_tracking_decision(
         &self,
         app: &AppId,
@@ -294,8 +294,8 @@ impl Device {
         if self.tracking_authorization(Some(app)) != undecided {
             return self.tracking_authorization(Some(app));
         }
-        asking.await;
         let decided = async {
+            asking.await;
             watching
                 .wait_for(|c| c.tracking.state(Some(app)) != undecided)
                 .await

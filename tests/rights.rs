@@ -52,6 +52,13 @@ fn message(error: &zbus::Error) -> String {
     uid2d::client::error_parts(error).unwrap().1
 }
 
+/// `error` is uid2d's error `name`, and its message holds `text`.
+fn assert_error(error: &zbus::Error, name: &str, text: &str) {
+    assert_eq!(error_name(error), name, "{error}");
+    let message = message(error);
+    assert!(message.contains(text), "{message}");
+}
+
 #[tokio::test]
 async fn an_apps_capabilities_bound_what_it_and_a_broker_for_it_may_call() {
     let rig = Rig::new("", &format!("[capabilities]\n\"{NEWS}\" = [\"token\"]\n")).await;
@@ -77,10 +84,8 @@ async fn an_apps_capabilities_bound_what_it_and_a_broker_for_it_may_call() {
             "generate",
         ),
     ] {
-        assert_eq!(error_name(&error), "AccessDenied");
-        let text = message(&error);
-        assert!(text.contains(&format!("`{capability}`")), "{text}");
-        assert!(!text.contains(NEWS), "{text}");
+        assert_error(&error, "AccessDenied", &format!("`{capability}`"));
+        assert!(!message(&error).contains(NEWS), "{error}");
     }
     // A broker may not do for the app what the app may not do.
     let broker = Broker1Proxy::new(&conn).await.unwrap();
@@ -88,12 +93,7 @@ async fn an_apps_capabilities_bound_what_it_and_a_broker_for_it_may_call() {
         .generate_identity(NEWS, "email", "user@example.com", Default::default())
         .await
         .unwrap_err();
-    assert_eq!(error_name(&error), "AccessDenied");
-    assert!(
-        message(&error).contains("`generate`"),
-        "{}",
-        message(&error)
-    );
+    assert_error(&error, "AccessDenied", "`generate`");
     assert_eq!(rig.operator.sim.requests(Endpoint::ClientGenerate), 0);
     // Another app keeps the default rights.
     assert_eq!(
@@ -216,12 +216,7 @@ async fn assert_denied(m: &Manager1Proxy<'_>, operator: &Operator) {
         .generate_identity("email", "other@example.com", Default::default())
         .await
         .unwrap_err();
-    assert_eq!(error_name(&error), "ConsentRequired");
-    assert!(
-        message(&error).contains("tracking_denied"),
-        "{}",
-        message(&error)
-    );
+    assert_error(&error, "ConsentRequired", "tracking_denied");
     assert_eq!(operator.sim.requests(Endpoint::ClientGenerate), 0);
 }
 
@@ -345,8 +340,7 @@ async fn bad_tracking_arguments_are_the_callers_error() {
             .set_tracking_authorization(app, state)
             .await
             .unwrap_err();
-        assert_eq!(error_name(&error), "InvalidArgument");
-        assert!(message(&error).contains(text), "{}", message(&error));
+        assert_error(&error, "InvalidArgument", text);
     }
     assert_eq!(
         privacy.get_tracking_authorization(NEWS).await.unwrap(),
@@ -445,4 +439,42 @@ async fn bad_capabilities_stop_start_up_naming_the_key() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(named), "{text}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn in_uid_scope_the_apps_rules_name_apps_for_their_rights_only() {
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let bus = Bus::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(operator.spec(
+        &binaries!(),
+        &bus,
+        state.path(),
+        &format!(
+            "[apps]\nunit = \"\"\nuids = {{ \"0\" = \"{NEWS}\" }}\n\
+             [privacy]\ntracking_authorization_default = \"not_determined\"\n\
+             [capabilities]\n\"{NEWS}\" = [\"token\"]\n"
+        ),
+    ))
+    .await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    // Named com.example.news for its rights...
+    let error = m
+        .set_identity(&operator.identity("user@example.com"))
+        .await
+        .unwrap_err();
+    assert_error(&error, "AccessDenied", "`identity`");
+    // ...but its identity is still its uid's scope, which names no app: tracking
+    // authorization does not apply to it.
+    assert_eq!(m.get_tracking_authorization().await.unwrap(), "authorized");
+    assert_eq!(
+        m.request_tracking_authorization().await.unwrap(),
+        "authorized"
+    );
+    let broker = Broker1Proxy::new(&conn).await.unwrap();
+    assert_eq!(
+        broker.get_tracking_authorization(NEWS).await.unwrap(),
+        "not_determined"
+    );
 }

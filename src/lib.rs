@@ -31,6 +31,7 @@ internal!(
 );
 
 pub(crate) mod access;
+pub(crate) mod app_events;
 pub(crate) mod apps;
 pub(crate) mod bounded_file;
 pub(crate) mod bus;

@@ -14,6 +14,7 @@ use super::{
     check_base_url, AppsConfig, Config, ConfigError, Environment, EuidConfig, GenerateConfig,
     Invalid, LogLevel, Reloadable, ScopeMode, StartupConfig,
 };
+use crate::app_events::{DEFAULT_APP_EVENTS, MAX_APP_EVENTS};
 use crate::apps::AppId;
 use crate::privacy::settings::{is_domain, is_match_method};
 use crate::privacy::{EidsConfig, PrivacyConfig, Raw, Signals, TcfPurposes, TrackingAuthorization};
@@ -330,6 +331,21 @@ pub(crate) const KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "diagnostics.app_events",
+        part: Part::Startup,
+        set: |layer, value| {
+            let count: usize = typed(value)?;
+            if count > MAX_APP_EVENTS {
+                return Err(Invalid::CountOutOfRange {
+                    min: 0,
+                    max: MAX_APP_EVENTS,
+                });
+            }
+            layer.app_events = Some(count);
+            Ok(())
+        },
+    },
+    Key {
         name: "privacy.enforce",
         part: Part::Reloadable,
         set: |layer, value| {
@@ -513,6 +529,7 @@ pub(super) struct Layer {
     /// `Some(None)`: set to `""` (off).
     textfile: Option<Option<PathBuf>>,
     textfile_interval: Option<Duration>,
+    app_events: Option<usize>,
     privacy_enforce: Option<bool>,
     privacy_jurisdiction: Option<crate::privacy::Jurisdiction>,
     privacy_tcf_vendor_id: Option<u16>,
@@ -613,6 +630,7 @@ impl Layer {
                 admin_group: self.admin_group,
                 rtc: self.rtc.unwrap_or(false),
                 max_scopes: self.max_scopes.unwrap_or(DEFAULT_MAX_SCOPES),
+                app_events: self.app_events.unwrap_or(DEFAULT_APP_EVENTS),
                 apps: self.apps,
                 euid_enabled: self.euid_enabled.unwrap_or(true),
             },

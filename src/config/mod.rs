@@ -181,6 +181,9 @@ pub struct StartupConfig {
     /// The most scopes (identities) held at once; a change that would add one more is
     /// refused with `ScopeLimit`.
     pub max_scopes: usize,
+    /// `[diagnostics] app_events`: the events each scope keeps in memory for
+    /// `GetAppEvents` (0: none).
+    pub app_events: usize,
     pub apps: AppsConfig,
     /// `[euid] enabled`: serve EUID at `/com/uid2/Manager/euid` (default true).
     pub euid_enabled: bool,
@@ -194,6 +197,7 @@ impl Default for StartupConfig {
             admin_group: None,
             rtc: false,
             max_scopes: keys::DEFAULT_MAX_SCOPES,
+            app_events: crate::app_events::DEFAULT_APP_EVENTS,
             apps: AppsConfig::default(),
             euid_enabled: true,
         }
@@ -443,6 +447,7 @@ impl Config {
             admin_group,
             rtc,
             max_scopes,
+            app_events,
             apps:
                 AppsConfig {
                     label,
@@ -466,6 +471,7 @@ impl Config {
             ("apps.unknown", *unknown != new_apps.unknown),
             ("apps.broker_group", *broker_group != new_apps.broker_group),
             ("euid.enabled", *euid_enabled != new.startup.euid_enabled),
+            ("diagnostics.app_events", *app_events != new.startup.app_events),
         ];
         changed
             .into_iter()

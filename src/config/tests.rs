@@ -182,6 +182,10 @@ fn unknown_keys_and_bad_values_name_the_key() {
             "[diagnostics]\ntextfile_interval = 0",
             "`diagnostics.textfile_interval`",
         ),
+        (
+            "[diagnostics]\napp_events = 257",
+            "`diagnostics.app_events`",
+        ),
     ];
     for (text, key) in cases {
         let message = parse(text).unwrap_err().to_string();
@@ -482,7 +486,7 @@ fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
         "scope = \"device\"\ndevice_group = \"g\"\nadmin_group = \"a\"\nrtc = true\n",
         "max_scopes = 9\n[apps]\nlabel = \"^(?P<app>.+)$\"\nunit = \"\"\n",
         "uids = { \"1\" = \"com.example.a\" }\nunknown = \"deny\"\nbroker_group = \"b\"\n",
-        "[euid]\nenabled = false\n",
+        "[euid]\nenabled = false\n[diagnostics]\napp_events = 0\n",
     ))
     .unwrap();
     let restart: BTreeSet<&str> = running.restart_needed(&all).into_iter().collect();

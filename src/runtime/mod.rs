@@ -18,6 +18,7 @@
 
 mod adtech;
 mod conditions;
+mod events;
 mod generate;
 mod load;
 mod persist;
@@ -37,6 +38,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, watch, Notify};
 use tracing::{debug, info};
 
+use crate::app_events::{AppEvents, Details, EventKind};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{Action, Event, Policy, RequestId, Scope};
@@ -116,6 +118,8 @@ pub struct Runtime {
     loading: load::Loading,
     /// Diagnostics counters since start (stats.rs).
     counters: stats::Counters,
+    /// Each scope's last events, for the app inspector (events.rs).
+    events: Mutex<AppEvents<ScopeKey>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -137,6 +141,7 @@ impl Runtime {
         conditions: watch::Receiver<Conditions>,
     ) -> Arc<Self> {
         let (changes, _) = broadcast::channel(256);
+        let events = AppEvents::new(config.startup.app_events, config.startup.max_scopes);
         Arc::new(Self {
             state: Mutex::new(State {
                 scopes: HashMap::new(),
@@ -157,6 +162,7 @@ impl Runtime {
             storage: persist::Storage::default(),
             loading: load::Loading::default(),
             counters: stats::Counters::default(),
+            events: Mutex::new(events),
         })
     }
 
@@ -278,13 +284,28 @@ impl Runtime {
         event: Event,
         durability: Durability,
     ) -> Result<Status, Error> {
+        self.change_after(key, event, durability, None).await
+    }
+
+    /// [`Runtime::change`], recording `outcome` (the app event of an operator's answer
+    /// that makes this change) when the change is made.
+    async fn change_after(
+        self: &Arc<Self>,
+        key: &ScopeKey,
+        event: Event,
+        durability: Durability,
+        outcome: Option<(EventKind, Details)>,
+    ) -> Result<Status, Error> {
         let turn = self.turns.one(key).await;
         self.load_scopes(&turn, std::slice::from_ref(key)).await?;
-        self.apply(&turn, key, event, durability, None).await
+        self.apply(&turn, key, event, durability, None, outcome)
+            .await
     }
 
     /// Steps the engine and performs its actions in `key`'s turn. `failure` is why the
-    /// refresh being reported failed, for the calls waiting on it.
+    /// refresh being reported failed, for the calls waiting on it; `outcome` the app
+    /// event that led here (a refresh's answer), recorded with the status it led to
+    /// before the status change it causes.
     async fn apply(
         self: &Arc<Self>,
         turn: &turn::Turn<'_>,
@@ -292,6 +313,7 @@ impl Runtime {
         event: Event,
         durability: Durability,
         failure: Option<&Failure>,
+        outcome: Option<(EventKind, Details)>,
     ) -> Result<Status, Error> {
         debug_assert!(turn.covers(key), "a change of {key} out of its turn");
         let now = self.clock.now();
@@ -341,6 +363,10 @@ impl Runtime {
                 arriving.arrived(&mut state);
             }
         }
+        if let Some((kind, details)) = outcome {
+            let status = Some(details.status.unwrap_or(status));
+            self.record(key, kind, Details { status, ..details });
+        }
         for action in actions {
             match action {
                 Action::Persist => {}
@@ -356,6 +382,14 @@ impl Runtime {
                 Action::StatusChanged(status) => {
                     info!(scope = %key, status = status.as_str(), "identity status changed");
                     self.note_stats_changed();
+                    self.record(
+                        key,
+                        EventKind::Status,
+                        Details {
+                            status: Some(status),
+                            ..Details::default()
+                        },
+                    );
                     let _ = self.changes.send(StatusChange {
                         scope: key.clone(),
                         status,

@@ -18,13 +18,13 @@ use crate::identity::{Status, UnixMillis};
 use crate::operator::OperatorStatus;
 
 /// `[diagnostics] app_events` when no file sets it.
-pub(crate) const DEFAULT_APP_EVENTS: usize = 32;
+pub const DEFAULT_APP_EVENTS: usize = 32;
 /// The most `[diagnostics] app_events` may be (0 turns the inspector off).
-pub(crate) const MAX_APP_EVENTS: usize = 256;
+pub const MAX_APP_EVENTS: usize = 256;
 
 /// What an event is about: its `kind` in `GetAppEvents`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EventKind {
+pub enum EventKind {
     /// The scope's identity status changed (or a new token came).
     Status,
     /// A refresh: the operator's answer, or why none was sent.
@@ -40,7 +40,7 @@ pub(crate) enum EventKind {
 }
 
 impl EventKind {
-    pub(crate) const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Status,
         EventKind::Refresh,
         EventKind::Generate,
@@ -50,7 +50,7 @@ impl EventKind {
     ];
 
     /// `status`, `refresh`, `generate`, `consent`, `profile` or `storage`.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Status => "status",
             EventKind::Refresh => "refresh",
@@ -62,29 +62,29 @@ impl EventKind {
     }
 
     /// The kind named `name`, if it is one.
-    pub(crate) fn from_name(name: &str) -> Option<EventKind> {
+    pub fn from_name(name: &str) -> Option<EventKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 
 /// What an event says besides its time and kind; `None` where it has nothing to say.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Details {
+pub struct Details {
     /// The scope's identity status after the event (the runtime fills it in when the
     /// recorder leaves it out).
-    pub(crate) status: Option<Status>,
+    pub status: Option<Status>,
     /// The operator's answer, by name ([`OperatorStatus`]: never the server's text).
-    pub(crate) operator_status: Option<OperatorStatus>,
+    pub operator_status: Option<OperatorStatus>,
     /// The HTTP status of the operator's answer, when there was one.
-    pub(crate) http_status: Option<u16>,
+    pub http_status: Option<u16>,
     /// uid2d's own cause: a word of [`crate::hints::CAUSES`] (`offline`,
     /// `clock_untrusted`, `network`, a consent reason, …).
-    pub(crate) reason: Option<&'static str>,
+    pub reason: Option<&'static str>,
 }
 
 impl Details {
     /// The operator's encrypted answer `status` (HTTP 200).
-    pub(crate) fn answered(status: OperatorStatus) -> Self {
+    pub fn answered(status: OperatorStatus) -> Self {
         Details {
             operator_status: Some(status),
             http_status: Some(200),
@@ -93,7 +93,7 @@ impl Details {
     }
 
     /// Nothing was sent, or no answer came, because of `reason`.
-    pub(crate) fn because(reason: &'static str) -> Self {
+    pub fn because(reason: &'static str) -> Self {
         Details {
             reason: Some(reason),
             ..Details::default()
@@ -103,11 +103,11 @@ impl Details {
 
 /// One event of one scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AppEvent {
+pub struct AppEvent {
     /// Wall-clock Unix ms when uid2d recorded it.
-    pub(crate) time: UnixMillis,
-    pub(crate) kind: EventKind,
-    pub(crate) details: Details,
+    pub time: UnixMillis,
+    pub kind: EventKind,
+    pub details: Details,
 }
 
 /// One scope's ring: its last events, oldest first, and when it last recorded (to pick
@@ -120,7 +120,7 @@ struct Ring {
 
 /// The rings of one product's scopes, keyed by scope.
 #[derive(Debug)]
-pub(crate) struct AppEvents<K> {
+pub struct AppEvents<K> {
     per_scope: usize,
     max_scopes: usize,
     rings: HashMap<K, Ring>,
@@ -130,7 +130,7 @@ pub(crate) struct AppEvents<K> {
 
 impl<K: Eq + Hash + Clone> AppEvents<K> {
     /// Rings of `per_scope` events (0: none are kept) for at most `max_scopes` scopes.
-    pub(crate) fn new(per_scope: usize, max_scopes: usize) -> Self {
+    pub fn new(per_scope: usize, max_scopes: usize) -> Self {
         Self {
             per_scope,
             max_scopes,
@@ -142,7 +142,7 @@ impl<K: Eq + Hash + Clone> AppEvents<K> {
     /// Keeps `event` as `key`'s newest, dropping its oldest when the ring is full, and
     /// the ring of the least recently recording scope when a new scope would be one too
     /// many.
-    pub(crate) fn record(&mut self, key: &K, event: AppEvent) {
+    pub fn record(&mut self, key: &K, event: AppEvent) {
         if self.per_scope == 0 || self.max_scopes == 0 {
             return;
         }
@@ -171,7 +171,7 @@ impl<K: Eq + Hash + Clone> AppEvents<K> {
     }
 
     /// `key`'s events, oldest first (empty for a scope without any).
-    pub(crate) fn events(&self, key: &K) -> Vec<AppEvent> {
+    pub fn events(&self, key: &K) -> Vec<AppEvent> {
         self.rings
             .get(key)
             .map(|ring| ring.events.iter().copied().collect())
@@ -179,12 +179,12 @@ impl<K: Eq + Hash + Clone> AppEvents<K> {
     }
 
     /// Drops `key`'s ring (its scope was removed).
-    pub(crate) fn forget(&mut self, key: &K) {
+    pub fn forget(&mut self, key: &K) {
         self.rings.remove(key);
     }
 
     /// Drops every ring (every scope was reset).
-    pub(crate) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.rings.clear();
     }
 
@@ -255,6 +255,9 @@ mod tests {
     fn an_event_is_small_and_owns_no_heap() {
         // Fixed words only: the ring's memory is its capacity times this.
         assert!(std::mem::size_of::<AppEvent>() <= 40);
+        // The figure docs/configuration.md and docs/benchmarks.md use.
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(std::mem::size_of::<AppEvent>(), 40);
     }
 
     #[test]

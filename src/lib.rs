@@ -26,12 +26,11 @@ pub mod client;
 pub mod roles;
 
 internal!(
-    clock, config, crypto, device, dii, engine, error, gateway, identity, operator, product,
-    runtime, store, trust,
+    app_events, clock, config, crypto, device, dii, engine, error, gateway, identity, operator,
+    product, runtime, store, trust,
 );
 
 pub(crate) mod access;
-pub(crate) mod app_events;
 pub(crate) mod apps;
 pub(crate) mod bounded_file;
 pub(crate) mod bus;

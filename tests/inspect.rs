@@ -124,7 +124,14 @@ async fn each_operator_answer_and_local_cause_is_an_event_with_its_hint() {
         sim.set_fault_times(Endpoint::ClientGenerate, fault.clone(), 1);
         assert!(generate("inspect@example.com").await.is_err(), "{fault}");
     }
-    // Nothing sent: limit ad tracking.
+    // Nothing sent: another app's name, limit ad tracking.
+    let borrowed: HashMap<&str, Value<'_>> =
+        HashMap::from([("app_name", Value::from("com.example.other"))]);
+    let denied = broker
+        .generate_identity(APP, "email", "inspect@example.com", borrowed)
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&denied), "AccessDenied");
     manager.set_limit_ad_tracking(true).await.unwrap();
     assert!(broker.refresh_identity(APP).await.is_err());
     assert!(generate("inspect@example.com").await.is_err());
@@ -145,7 +152,7 @@ async fn each_operator_answer_and_local_cause_is_an_event_with_its_hint() {
     let output = uid2ctl(&bus, &["inspect", "--app", APP]).await;
     let events = events_of(&output);
     // (words of the event's line, a phrase of its hint, who fixes it)
-    let expected: [(&[&str], &str, &str); 24] = [
+    let expected: [(&[&str], &str, &str); 25] = [
         (
             &["refresh", "operator_status=error", "http_status=400"],
             "will not take this refresh token",
@@ -246,6 +253,11 @@ async fn each_operator_answer_and_local_cause_is_an_event_with_its_hint() {
             &["generate", "operator_status=other"],
             "not the operator's",
             "OEM",
+        ),
+        (
+            &["generate", "reason=app_name_denied"],
+            "another app's name",
+            "publisher",
         ),
         (
             &["refresh", "reason=limit_ad_tracking"],
@@ -410,4 +422,36 @@ async fn app_events_zero_keeps_none() {
         .unwrap();
     let diagnostics = Diagnostics1Proxy::new(&conn).await.unwrap();
     assert!(diagnostics.get_app_events(APP, 0).await.unwrap().is_empty());
+}
+
+/// No answer within `request_timeout`: the event names the timeout, with its hint.
+#[tokio::test]
+async fn a_timeout_is_named_with_its_hint() {
+    let bus = Bus::start().await;
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let extra = "request_timeout = 1\n";
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), extra)).await;
+    let conn = bus.connect().await;
+    let broker = Broker1Proxy::new(&conn).await.unwrap();
+    broker
+        .set_automatic_refresh_enabled(APP, false)
+        .await
+        .unwrap();
+    broker
+        .set_identity(APP, &operator.identity("slow@example.com"))
+        .await
+        .unwrap();
+    operator.sim.set_fault_times(
+        Endpoint::Refresh,
+        Fault::Delay(std::time::Duration::from_secs(30)),
+        1,
+    );
+    assert!(broker.refresh_identity(APP).await.is_err());
+    let output = uid2ctl(&bus, &["inspect", "--app", APP, "--max", "1"]).await;
+    let events = events_of(&output);
+    assert_eq!(events.len(), 1, "{output}");
+    let hint = hint_of(&events, &["uid2", "refresh", "reason=timeout"], &output);
+    assert!(hint.contains("within request_timeout"), "{hint}");
+    check_log_for_secrets(&output);
 }

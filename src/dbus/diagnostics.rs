@@ -161,7 +161,7 @@ impl Diagnostics {
 /// One event as `GetAppEvents` gives it: every key always there, `""` or 0 where the
 /// event has nothing to say (dbus/com.uid2.Diagnostics1.xml).
 fn event_map(product: &'static str, event: &AppEvent) -> HashMap<String, OwnedValue> {
-    let text = |s: &str| OwnedValue::from(zbus::zvariant::Str::from(s.to_owned()));
+    let text = |s: &'static str| OwnedValue::from(zbus::zvariant::Str::from_static(s));
     let details = &event.details;
     HashMap::from([
         ("time".to_owned(), OwnedValue::from(event.time)),

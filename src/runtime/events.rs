@@ -19,7 +19,7 @@ impl Runtime {
     ///
     /// The call for consent decisions and profile switches too (`EventKind::Consent`,
     /// `EventKind::Profile`, with the reason's word in `details.reason`).
-    pub(crate) fn record(&self, key: &ScopeKey, kind: EventKind, mut details: Details) {
+    pub fn record(&self, key: &ScopeKey, kind: EventKind, mut details: Details) {
         let now = self.clock.now();
         if details.status.is_none() {
             details.status = Some(
@@ -38,7 +38,7 @@ impl Runtime {
     }
 
     /// `key`'s events in this product, oldest first.
-    pub(crate) fn app_events(&self, key: &ScopeKey) -> Vec<AppEvent> {
+    pub fn app_events(&self, key: &ScopeKey) -> Vec<AppEvent> {
         lock(&self.events).events(key)
     }
 
@@ -61,7 +61,12 @@ impl Runtime {
     /// Records why a `RefreshIdentity` or `GenerateIdentity` call of `key` sent nothing,
     /// when `error` is such a local cause (the operator's answers are recorded where they
     /// arrive; a caller's bad input is not an event of the scope).
-    pub(super) fn record_not_sent(self: &Arc<Self>, key: &ScopeKey, kind: EventKind, error: &Error) {
+    pub(super) fn record_not_sent(
+        self: &Arc<Self>,
+        key: &ScopeKey,
+        kind: EventKind,
+        error: &Error,
+    ) {
         let reason = match error {
             Error::RefreshFailed(RefreshFailed::Offline) => "offline",
             Error::RefreshFailed(RefreshFailed::LimitAdTracking)
@@ -113,7 +118,10 @@ mod tests {
             operator_status: OperatorStatus::InvalidAppName,
         };
         let details = failure_details(&refused, false);
-        assert_eq!(details.operator_status, Some(OperatorStatus::InvalidAppName));
+        assert_eq!(
+            details.operator_status,
+            Some(OperatorStatus::InvalidAppName)
+        );
         assert_eq!(details.http_status, Some(403));
         assert_eq!(details.reason, None);
 
@@ -127,7 +135,10 @@ mod tests {
         let timeout = Failure::Network("timed out".into());
         assert_eq!(failure_details(&timeout, false).reason, Some("timeout"));
         let garbage = Failure::BadResponse("not base64".into());
-        assert_eq!(failure_details(&garbage, false).reason, Some("undecryptable"));
+        assert_eq!(
+            failure_details(&garbage, false).reason,
+            Some("undecryptable")
+        );
         // Every reason given is a word with a hint.
         for failure in [dns, timeout, garbage, Failure::NoAnswer] {
             let reason = failure_details(&failure, false).reason.unwrap();

@@ -52,7 +52,7 @@ impl Runtime {
         value: &str,
         options: GenerateOptions,
     ) -> Result<Status, Error> {
-        let result = self.try_generate(&key, kind, value, options).await;
+        let result = self.try_generate(key.clone(), kind, value, options).await;
         if let Err(e) = &result {
             self.record_not_sent(&key, EventKind::Generate, e);
         }
@@ -61,12 +61,11 @@ impl Runtime {
 
     async fn try_generate(
         self: &Arc<Self>,
-        key: &ScopeKey,
+        key: ScopeKey,
         kind: &str,
         value: &str,
         options: GenerateOptions,
     ) -> Result<Status, Error> {
-        let key = key.clone();
         let Request {
             dii,
             subscription_id,
@@ -185,7 +184,12 @@ impl Runtime {
             Ok(Generated::Identity(identity)) => {
                 let outcome = (EventKind::Generate, Details::answered(OperatorStatus::Success));
                 let status = self
-                    .change_after(key, Event::Set(identity), Durability::BeforeReply, Some(outcome))
+                    .change_after(
+                        key,
+                        Event::Set(identity),
+                        Durability::BeforeReply,
+                        Some(outcome),
+                    )
                     .await
                     // An identity the engine refuses is the operator's fault here.
                     .map_err(|e| match e {

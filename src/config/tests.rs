@@ -689,6 +689,21 @@ fn apps_keys_parse_into_the_rules() {
 }
 
 #[test]
+fn diagnostics_app_events_defaults_to_32_and_takes_0_to_256() {
+    assert_eq!(Config::default().startup.app_events, 32);
+    assert_eq!(parse("").unwrap().startup.app_events, 32);
+    for count in [0, 1, 256] {
+        let text = format!("[diagnostics]\napp_events = {count}\n");
+        assert_eq!(parse(&text).unwrap().startup.app_events, count);
+    }
+    for bad in ["-1", "257", "\"32\"", "1.5"] {
+        let text = format!("[diagnostics]\napp_events = {bad}\n");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("`diagnostics.app_events`"), "{bad}: {message}");
+    }
+}
+
+#[test]
 fn diagnostics_textfile_is_off_by_default_and_parses() {
     let defaults = Config::default().reloadable;
     assert_eq!(defaults.textfile, None);

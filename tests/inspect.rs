@@ -102,6 +102,8 @@ async fn each_operator_answer_and_local_cause_is_an_event_with_its_hint() {
         Fault::Refuse(Refusal::ExpiredToken),
         Fault::Refuse(Refusal::Unauthorized),
         Fault::Refuse(Refusal::ClientError),
+        // A refusal the refresh endpoint never gives.
+        Fault::Refuse(Refusal::InvalidAppName),
         Fault::Status(503),
         Fault::Drop,
         Fault::Garbage,
@@ -142,6 +144,15 @@ async fn each_operator_answer_and_local_cause_is_an_event_with_its_hint() {
     sim.set_fault_times(Endpoint::ClientGenerate, Fault::OptOut, 1);
     assert_eq!(generate("optout@example.com").await.unwrap(), "opt_out");
     assert_eq!(generate("optout@example.com").await.unwrap(), "opt_out");
+    // Encrypted refusals of a refresh spend its token: a new identity before each.
+    for status in ["insufficient_user_consent", "no_such_status"] {
+        broker
+            .set_identity(APP, &operator.identity("inspect@example.com"))
+            .await
+            .unwrap();
+        sim.set_fault_times(Endpoint::Refresh, Fault::EncryptedStatus(status.into()), 1);
+        assert!(broker.refresh_identity(APP).await.is_err(), "{status}");
+    }
     broker
         .set_identity(APP, &operator.identity("inspect@example.com"))
         .await
@@ -152,7 +163,7 @@ async fn each_operator_answer_and_local_cause_is_an_event_with_its_hint() {
     let output = uid2ctl(&bus, &["inspect", "--app", APP]).await;
     let events = events_of(&output);
     // (words of the event's line, a phrase of its hint, who fixes it)
-    let expected: [(&[&str], &str, &str); 25] = [
+    let expected: [(&[&str], &str, &str); 28] = [
         (
             &["refresh", "operator_status=error", "http_status=400"],
             "will not take this refresh token",
@@ -182,6 +193,25 @@ async fn each_operator_answer_and_local_cause_is_an_event_with_its_hint() {
             &["refresh", "operator_status=unknown", "http_status=503"],
             "the operator failed",
             "operator",
+        ),
+        (
+            &[
+                "refresh",
+                "operator_status=invalid_app_name",
+                "http_status=403",
+            ],
+            "does not give for this request",
+            "uid2d maintainers",
+        ),
+        (
+            &["refresh", "operator_status=insufficient_user_consent"],
+            "consent insufficient",
+            "user",
+        ),
+        (
+            &["refresh", "operator_status=other"],
+            "not the operator's",
+            "OEM",
         ),
         (
             &["refresh", "reason=network"],

@@ -5,6 +5,10 @@
 //! not be measured, never on a slow figure.
 //!
 //!   scripts/bench.sh [--quick] [--keep] [--calls N] [--seconds S] [--idle-secs S] [--starts N]
+//!     [--only-inspector]
+
+#[path = "bench/inspector.rs"]
+mod inspector;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,6 +36,8 @@ struct Opts {
     starts: usize,
     /// Keep the temporary directory (state dirs, with each run's config and log) for profiling.
     keep: bool,
+    /// Only the app inspector's memory (`--only-inspector`).
+    only_inspector: bool,
 }
 
 fn opts() -> Result<Opts> {
@@ -44,6 +50,7 @@ fn opts() -> Result<Opts> {
             idle: 10,
             starts: 10,
             keep: false,
+            only_inspector: false,
         }
     } else {
         Opts {
@@ -52,6 +59,7 @@ fn opts() -> Result<Opts> {
             idle: 60,
             starts: 20,
             keep: false,
+            only_inspector: false,
         }
     };
     let mut args = args.iter();
@@ -60,6 +68,7 @@ fn opts() -> Result<Opts> {
         match arg.as_str() {
             "--quick" | "--bench" => {}
             "--keep" => o.keep = true,
+            "--only-inspector" => o.only_inspector = true,
             "--calls" => o.calls = value()?.parse()?,
             "--seconds" => o.seconds = value()?.parse()?,
             "--idle-secs" => o.idle = value()?.parse()?,
@@ -368,6 +377,15 @@ impl Table {
     fn row(&mut self, what: &str, ours: String, base: String, ratio: String, goal: &str) {
         self.0.push([what.into(), ours, base, ratio, goal.into()]);
     }
+
+    fn print(&self) {
+        println!(
+            "| figure | uid2d | baseline (same run) | ratio | goal |\n| --- | --- | --- | --- | --- |"
+        );
+        for [a, b, c, d, e] in &self.0 {
+            println!("| {a} | {b} | {c} | {d} | {e} |");
+        }
+    }
 }
 
 async fn call(m: &Manager1Proxy<'_>, p: &PeerProxy<'_>, ping: bool) -> Result<()> {
@@ -514,6 +532,17 @@ async fn run() -> Result<()> {
     };
     let (s0, s1, s1000) = (dir.join("s0"), dir.join("s1"), dir.join("s1000"));
     let mut t = Table(Vec::new());
+    let generate = format!(
+        "[generate]\nsubscription_id = \"{}\"\npublic_key = \"{}\"\n",
+        sim.subscription_id(),
+        sim.public_key()
+    );
+    if o.only_inspector {
+        eprintln!("bench: the app inspector's memory");
+        inspector::memory(&ctx, &dir, &generate, &mut t).await?;
+        t.print();
+        return Ok(());
+    }
 
     // ---- one client: latency; eight: throughput; memory around them ----
     eprintln!("bench: one client: latency; eight: throughput; memory around them");
@@ -899,6 +928,10 @@ async fn run() -> Result<()> {
         "≤ 2 KB",
     );
 
+    // ---- the app inspector's memory: full rings vs none ----
+    eprintln!("bench: the app inspector's memory");
+    inspector::memory(&ctx, &dir, &generate, &mut t).await?;
+
     // ---- wake-ups while idle, nothing due ----
     eprintln!("bench: wake-ups while idle, nothing due");
     let d = ctx.start(&s1, None).await?;
@@ -1048,12 +1081,7 @@ async fn run() -> Result<()> {
     );
     println!("load average at start {load_at_start}, at end {}; state of 1,000 scopes written in {:.1} s", loadavg(), prepared.as_secs_f64());
     println!();
-    println!(
-        "| figure | uid2d | baseline (same run) | ratio | goal |\n| --- | --- | --- | --- | --- |"
-    );
-    for [a, b, c, d, e] in &t.0 {
-        println!("| {a} | {b} | {c} | {d} | {e} |");
-    }
+    t.print();
     if o.keep {
         eprintln!("bench: kept {}", tmp.keep().display());
     }

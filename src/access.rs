@@ -106,6 +106,23 @@ impl Rules {
         }
     }
 
+    /// The scope `GetAppEvents` reads for `app_id` (the caller is checked before, with
+    /// [`Rules::admin`]): the app's as [`Rules::broker`] resolves it, or with `uid:N` the
+    /// scope of Unix user N (`scope = "uid"`, and callers `[apps]` leaves to their uid).
+    /// `:` is never in an app id, so the two never meet.
+    pub(crate) fn inspected(&self, app_id: &str) -> Result<ScopeKey, InvalidArgument> {
+        if let Some(uid) = app_id.strip_prefix("uid:") {
+            // The canonical decimal form only, as in the scope's file name.
+            return ScopeKey::from_name(&format!("uid-{uid}"))
+                .ok_or(InvalidArgument::InspectedScope);
+        }
+        let app = AppId::new(app_id).map_err(|_| InvalidArgument::InspectedScope)?;
+        Ok(match self.mode {
+            ScopeMode::Device => ScopeKey::Device,
+            ScopeMode::Uid | ScopeMode::App => ScopeKey::App(app),
+        })
+    }
+
     /// The scope a broker acts on for `app_id`: the app's, or the device identity in
     /// `scope = "device"`; the app must hold the capability of `need` (a
     /// [`Need::ForApp`]). The caller was admitted first ([`Rules::admit`]), so another
@@ -239,6 +256,38 @@ mod tests {
             no_group.admit(&caller(1000, &[50]), manage),
             Err(Denied::Capability(Capability::Manage))
         );
+    }
+
+    #[test]
+    fn the_inspector_reads_an_apps_scope_or_a_users() {
+        let app_scope = ScopeKey::App(app("com.example.news"));
+        for mode in [ScopeMode::Uid, ScopeMode::App] {
+            assert_eq!(
+                rules(mode).inspected("com.example.news"),
+                Ok(app_scope.clone())
+            );
+            assert_eq!(rules(mode).inspected("uid:1000"), Ok(ScopeKey::Uid(1000)));
+        }
+        assert_eq!(
+            rules(ScopeMode::Device).inspected("com.example.news"),
+            Ok(ScopeKey::Device)
+        );
+        for bad in [
+            "",
+            "uid:",
+            "uid:01",
+            "uid:+1",
+            "uid:x",
+            "uid:4294967296",
+            "a b",
+            ".x",
+        ] {
+            assert_eq!(
+                rules(ScopeMode::App).inspected(bad),
+                Err(InvalidArgument::InspectedScope),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -100,6 +100,13 @@ pub trait Diagnostics1 {
     /// What only the daemon knows, for `uid2ctl doctor`: operator URLs, trust, state
     /// directory, key source.
     fn get_setup(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    /// The last `max` events (0: all kept) of the app `app_id` (or `uid:N`), both
+    /// products', oldest first: the app inspector. Never a token, key or DII.
+    fn get_app_events(
+        &self,
+        app_id: &str,
+        max: u32,
+    ) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
 }
 
 /// `com.uid2.Privacy1` on `/com/uid2/Manager` (callers that hold `manage`): the device's

@@ -202,6 +202,8 @@ pub enum InvalidArgument {
     PublicKey(CstgError),
     #[error("app_id: {0}")]
     AppId(#[from] crate::apps::BadAppId),
+    #[error("app_id: an app id, or uid:N (N a Unix user id in decimal) for that user's scope")]
+    InspectedScope,
     #[error("seconds must be between 1 and 86400 (one day)")]
     ValidFor,
     #[error("state must be one of authorized, denied, restricted, not_determined")]

@@ -8,46 +8,8 @@
 //! when it did not ask the operator, or got no answer. Hints are fixed text: they never
 //! hold a token, a key, an app id, an email or a phone.
 
+pub(crate) use crate::app_events::EventKind;
 use crate::operator::OperatorStatus;
-
-/// What an event is about: the `kind` of an app's event (`GetAppEvents`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EventKind {
-    Status,
-    Refresh,
-    Generate,
-    Consent,
-    Profile,
-    Storage,
-}
-
-impl EventKind {
-    pub(crate) const ALL: [EventKind; 6] = [
-        EventKind::Status,
-        EventKind::Refresh,
-        EventKind::Generate,
-        EventKind::Consent,
-        EventKind::Profile,
-        EventKind::Storage,
-    ];
-
-    /// `status`, `refresh`, `generate`, `consent`, `profile` or `storage`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Status => "status",
-            EventKind::Refresh => "refresh",
-            EventKind::Generate => "generate",
-            EventKind::Consent => "consent",
-            EventKind::Profile => "profile",
-            EventKind::Storage => "storage",
-        }
-    }
-
-    /// The kind named `name`, if it is one.
-    pub(crate) fn from_name(name: &str) -> Option<EventKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
 
 /// Who acts on a hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +136,6 @@ pub(crate) fn for_operator(kind: EventKind, status: OperatorStatus) -> Hint {
 
 /// The local causes: why uid2d did not ask the operator, or got no answer. The words of
 /// an event's `reason` and of the journal (`UID2D_FAILURE_CLASS`), with their hints.
-#[allow(dead_code)] // `uid2ctl inspect` (issue 30) reads it; the unit tests do now
 pub(crate) const CAUSES: [(&str, Hint); 18] = [
     ("clock_untrusted", hint("the device clock is not synchronised yet, and the operator refuses requests more than a minute off: nothing was sent; check NTP", Owner::Oem)),
     ("offline", hint("the device has no default route: nothing was sent; uid2d refreshes on its own when the network returns", Owner::Oem)),
@@ -197,7 +158,6 @@ pub(crate) const CAUSES: [(&str, Hint); 18] = [
 ];
 
 /// The hint for a local cause `reason`, if it is one of [`CAUSES`].
-#[allow(dead_code)] // `uid2ctl inspect` (issue 30) reads it; the unit tests do now
 pub(crate) fn for_cause(reason: &str) -> Option<Hint> {
     CAUSES
         .iter()
@@ -207,7 +167,6 @@ pub(crate) fn for_cause(reason: &str) -> Option<Hint> {
 
 /// The hint for one event: by its operator status when it has one, else by its reason.
 /// `None` when neither names something in the table (e.g. an event without a cause).
-#[allow(dead_code)] // `uid2ctl inspect` (issue 30) reads it; the unit tests do now
 pub(crate) fn for_event(kind: &str, operator_status: &str, reason: &str) -> Option<Hint> {
     let kind = EventKind::from_name(kind)?;
     match OperatorStatus::from_name(operator_status) {

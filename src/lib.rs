@@ -26,8 +26,8 @@ pub mod client;
 pub mod roles;
 
 internal!(
-    clock, config, crypto, device, dii, engine, error, gateway, identity, operator, product,
-    runtime, store, trust,
+    app_events, clock, config, crypto, device, dii, engine, error, gateway, identity, operator,
+    product, runtime, store, trust,
 );
 
 pub(crate) mod access;

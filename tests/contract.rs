@@ -56,10 +56,17 @@ async fn live_introspection_of_both_objects_matches_the_documented_interface() {
     .split_whitespace()
     .collect::<Vec<_>>()
     .join(" ");
-    for method in ["GetSetup", "GetStats"] {
-        let diagnostics = uid2d::client::Diagnostics1Proxy::new(&conn).await.unwrap();
+    // An event in this caller's scope, for GetAppEvents' keys.
+    let identity = operator.identity("contract@example.com");
+    manager(&conn).await.set_identity(&identity).await.unwrap();
+    let own = format!("uid:{}", nix::unistd::getuid());
+    let diagnostics = uid2d::client::Diagnostics1Proxy::new(&conn).await.unwrap();
+    let events = diagnostics.get_app_events(&own, 0).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    for method in ["GetSetup", "GetStats", "GetAppEvents"] {
         let values = match method {
             "GetSetup" => diagnostics.get_setup().await.unwrap(),
+            "GetAppEvents" => events[0].clone(),
             _ => diagnostics.get_stats().await.unwrap(),
         };
         for (key, value) in values {

@@ -288,4 +288,11 @@ async fn untrusted_clock_refuses_to_generate_and_says_why() {
     assert!(matches!(error, uid2d::error::Error::GenerateFailed(_)));
     assert!(error.to_string().contains("clock"), "{error}");
     assert_eq!(operator.sim.requests(Endpoint::ClientGenerate), 0);
+    // The app inspector names the cause.
+    let events = service.app_events(&uid2d::runtime::ScopeKey::Uid(1000));
+    let reasons: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.details.reason))
+        .collect();
+    assert_eq!(reasons, [("generate", Some("clock_untrusted"))]);
 }

@@ -213,6 +213,29 @@ async fn offline_sends_nothing_and_the_route_back_refreshes_within_the_spread() 
     let refused = manager.refresh_identity().await.unwrap_err();
     assert_eq!(error_name(&refused), "RefreshFailed");
     assert!(refused.to_string().contains("offline"), "{refused}");
+    // The app inspector names the cause, with its hint.
+    let inspect = binaries!()
+        .uid2ctl_command()
+        .args(["--bus", &bus.address, "inspect", "--max", "1", "--uid"])
+        .arg(nix::unistd::getuid().to_string())
+        .output()
+        .await
+        .unwrap();
+    let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    let mut lines = inspect.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.contains(" uid2 refresh ") && l.ends_with(" reason=offline")),
+        "{inspect}"
+    );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("  the device has no default route")),
+        "{inspect}"
+    );
+    check_log_for_secrets(&inspect);
     assert_eq!(
         daemon.own_log().matches("refreshing identity").count(),
         log_before,

@@ -97,6 +97,15 @@ async fn a_refused_write_is_failing_storage_only_until_the_flash_takes_writes_ag
     let failing = rig.service.storage_error().expect("storage is failing");
     assert!(failing.contains("No space left"), "{failing}");
     assert_eq!(stat(&rig.service, "storage_ok"), StatValue::Flag(false));
+    // The app inspector has it as the app's event.
+    let events: Vec<_> = rig
+        .service
+        .app_events(&ME)
+        .into_iter()
+        .filter(|e| e.kind.as_str() == "storage")
+        .map(|e| e.details.reason)
+        .collect();
+    assert_eq!(events, [Some("storage")]);
 
     // The fault was for one write: the next probe lands and the health is good again,
     // with nothing else written.

@@ -14,6 +14,7 @@ use zbus::zvariant::Value;
 
 mod dii;
 mod human_time;
+mod inspect;
 mod rights;
 mod target;
 use target::Target;
@@ -99,6 +100,21 @@ enum Command {
     /// it (`normalized=`, `sha256_hex=`, `email_hash=`|`phone_hash=`). Local: no daemon,
     /// no request. Exit 2 when the value is not a valid email or E.164 phone.
     Dii(DiiCheck),
+    /// Print an app's last events (com.uid2.Diagnostics1.GetAppEvents, root or
+    /// admin_group), both products, oldest first: one line each with its date, product,
+    /// kind, status, the operator's answer and uid2d's reason, then the hint for it.
+    /// Needs `--app ID`, or `--uid N` for a Unix user's scope. Never a token.
+    Inspect {
+        /// The scope of Unix user N (`scope = "uid"`) instead of an app's.
+        #[arg(long, value_name = "N", conflicts_with = "app")]
+        uid: Option<u32>,
+        /// Only the newest N events (0: every event kept).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        max: u32,
+        /// One JSON array of the events as GetAppEvents gives them.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the device as a support engineer would (root or admin_group): one
     /// `OK|WARN|FAIL <check>: <reason>` line each, or JSON with `--json`; exits non-zero
     /// on any FAIL.
@@ -165,6 +181,8 @@ enum CliError {
     Closed(String),
     #[error("doctor: {0} check(s) failed")]
     Doctor(usize),
+    #[error("inspect: name the app with --app ID, or a Unix user's scope with --uid N")]
+    InspectWhom,
 }
 
 /// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
@@ -269,6 +287,15 @@ fn say(line: &str) {
 }
 
 async fn run(args: Args) -> Result<(), CliError> {
+    if let Command::Inspect { uid, max, json } = &args.command {
+        let whom = match (uid, &args.app) {
+            (Some(uid), _) => format!("uid:{uid}"),
+            (None, Some(app)) => app.clone(),
+            (None, None) => return Err(CliError::InspectWhom),
+        };
+        let conn = args.bus.connect().await?;
+        return inspect(&conn, &whom, *max, *json).await;
+    }
     let conn = args.bus.connect().await?;
     let manager = if args.euid {
         euid_manager(&conn).await?
@@ -316,8 +343,8 @@ async fn run(args: Args) -> Result<(), CliError> {
         Command::Stats { json } => stats(&conn, json).await?,
         Command::Capabilities => rights::capabilities(&manager).await?,
         Command::Tracking { action } => rights::tracking(&conn, &manager, &target, action).await?,
-        // Answered in `main`, without the bus.
-        Command::Dii(_) => {}
+        // Answered in `main`, without the bus; and above, without a target.
+        Command::Dii(_) | Command::Inspect { .. } => {}
         Command::Doctor { json, unit } => {
             let (report, failed) = crate::doctor::report(&conn, &unit, json).await;
             say(&report);
@@ -383,6 +410,37 @@ async fn generate_identity(target: &Target<'_>, generate: Generate) -> Result<St
         }
     }
     Ok(target.generate(kind, &value, options).await?)
+}
+
+/// `uid2ctl inspect`: the events of `whom` (an app id or `uid:N`), for people or JSON.
+async fn inspect(
+    conn: &zbus::Connection,
+    whom: &str,
+    max: u32,
+    json: bool,
+) -> Result<(), CliError> {
+    let events = crate::client::Diagnostics1Proxy::new(conn)
+        .await?
+        .get_app_events(whom, max)
+        .await?;
+    if json {
+        let array: Vec<serde_json::Value> = events
+            .iter()
+            .map(|event| {
+                let object: serde_json::Map<String, serde_json::Value> = event
+                    .iter()
+                    .map(|(key, value)| (key.clone(), json_value(value)))
+                    .collect();
+                object.into()
+            })
+            .collect();
+        say(&serde_json::Value::from(array).to_string());
+    } else {
+        for line in inspect::lines(&events, crate::clock::wall_now()) {
+            say(&line);
+        }
+    }
+    Ok(())
 }
 
 /// `uid2ctl stats`: one `key value` line each, sorted, or one JSON object.

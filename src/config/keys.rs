@@ -14,6 +14,7 @@ use super::{
     check_base_url, AppsConfig, Config, ConfigError, Environment, EuidConfig, GenerateConfig,
     Invalid, LogLevel, Reloadable, ScopeMode, StartupConfig,
 };
+use crate::app_events::{DEFAULT_APP_EVENTS, MAX_APP_EVENTS};
 use crate::apps::AppId;
 use crate::capabilities::{Capabilities, CapabilitiesConfig};
 use crate::privacy::settings::{is_domain, is_match_method};
@@ -320,6 +321,21 @@ pub(crate) const KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "diagnostics.app_events",
+        part: Part::Startup,
+        set: |layer, value| {
+            let count: usize = typed(value)?;
+            if count > MAX_APP_EVENTS {
+                return Err(Invalid::CountOutOfRange {
+                    min: 0,
+                    max: MAX_APP_EVENTS,
+                });
+            }
+            layer.app_events = Some(count);
+            Ok(())
+        },
+    },
+    Key {
         name: "privacy.enforce",
         part: Part::Reloadable,
         set: |layer, value| {
@@ -585,6 +601,7 @@ pub(super) struct Layer {
     /// `Some(None)`: set to `""` (off).
     textfile: Option<Option<PathBuf>>,
     textfile_interval: Option<Duration>,
+    app_events: Option<usize>,
     privacy_enforce: Option<bool>,
     privacy_jurisdiction: Option<crate::privacy::Jurisdiction>,
     privacy_tcf_vendor_id: Option<u16>,
@@ -696,6 +713,7 @@ impl Layer {
                 admin_group: self.admin_group,
                 rtc: self.rtc.unwrap_or(false),
                 max_scopes: self.max_scopes.unwrap_or(DEFAULT_MAX_SCOPES),
+                app_events: self.app_events.unwrap_or(DEFAULT_APP_EVENTS),
                 apps: self.apps,
                 euid_enabled: self.euid_enabled.unwrap_or(true),
                 capabilities: CapabilitiesConfig {

@@ -181,6 +181,9 @@ pub struct StartupConfig {
     /// The most scopes (identities) held at once; a change that would add one more is
     /// refused with `ScopeLimit`.
     pub max_scopes: usize,
+    /// `[diagnostics] app_events`: the events each scope keeps in memory for
+    /// `GetAppEvents` (0: none).
+    pub app_events: usize,
     pub apps: AppsConfig,
     /// `[euid] enabled`: serve EUID at `/com/uid2/Manager/euid` (default true).
     pub euid_enabled: bool,
@@ -196,6 +199,7 @@ impl Default for StartupConfig {
             admin_group: None,
             rtc: false,
             max_scopes: keys::DEFAULT_MAX_SCOPES,
+            app_events: crate::app_events::DEFAULT_APP_EVENTS,
             apps: AppsConfig::default(),
             euid_enabled: true,
             capabilities: Default::default(),
@@ -459,6 +463,7 @@ impl Config {
             admin_group,
             rtc,
             max_scopes,
+            app_events,
             apps:
                 AppsConfig {
                     label,
@@ -495,6 +500,7 @@ impl Config {
                 "capabilities.<app id>",
                 capabilities.apps != new.startup.capabilities.apps,
             ),
+            ("diagnostics.app_events", *app_events != new.startup.app_events),
         ];
         changed
             .into_iter()

@@ -182,6 +182,10 @@ fn unknown_keys_and_bad_values_name_the_key() {
             "[diagnostics]\ntextfile_interval = 0",
             "`diagnostics.textfile_interval`",
         ),
+        (
+            "[diagnostics]\napp_events = 257",
+            "`diagnostics.app_events`",
+        ),
     ];
     for (text, key) in cases {
         let message = parse(text).unwrap_err().to_string();
@@ -484,7 +488,7 @@ fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
         "scope = \"device\"\ndevice_group = \"g\"\nadmin_group = \"a\"\nrtc = true\n",
         "max_scopes = 9\n[apps]\nlabel = \"^(?P<app>.+)$\"\nunit = \"\"\n",
         "uids = { \"1\" = \"com.example.a\" }\nunknown = \"deny\"\nbroker_group = \"b\"\n",
-        "[euid]\nenabled = false\n",
+        "[euid]\nenabled = false\n[diagnostics]\napp_events = 0\n",
         "[capabilities]\ndefault = [\"token\"]\ngroups = { \"g\" = [\"manage\"] }\n",
     ))
     .unwrap();
@@ -692,6 +696,21 @@ fn apps_keys_parse_into_the_rules() {
         Some(crate::apps::DEFAULT_UNIT_PATTERN)
     );
     assert_eq!(defaults.max_scopes, 256);
+}
+
+#[test]
+fn diagnostics_app_events_defaults_to_32_and_takes_0_to_256() {
+    assert_eq!(Config::default().startup.app_events, 32);
+    assert_eq!(parse("").unwrap().startup.app_events, 32);
+    for count in [0, 1, 256] {
+        let text = format!("[diagnostics]\napp_events = {count}\n");
+        assert_eq!(parse(&text).unwrap().startup.app_events, count);
+    }
+    for bad in ["-1", "257", "\"32\"", "1.5"] {
+        let text = format!("[diagnostics]\napp_events = {bad}\n");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("`diagnostics.app_events`"), "{bad}: {message}");
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use zbus::{interface, Connection};
 use super::reply::Reply;
 use super::signatures::{self, Checked};
 use super::Shell;
+use crate::app_events::AppEvent;
 use crate::client::StatValue;
 use crate::runtime::Shelf;
 
@@ -67,6 +68,48 @@ impl Diagnostics {
             .collect())
     }
 
+    /// The last `max` events (0: all kept) of the app `app_id` (or `uid:N`), every
+    /// product's, oldest first (docs/support.md).
+    #[zbus(out_args("events"))]
+    async fn get_app_events(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        app_id: &str,
+        max: u32,
+    ) -> Result<Vec<HashMap<String, OwnedValue>>, Reply> {
+        self.admit(&header, conn).await?;
+        let scope = self
+            .shell
+            .rules
+            .inspected(app_id)
+            .map_err(crate::error::Error::from)?;
+        let mut events: Vec<(&'static str, AppEvent)> = self
+            .shell
+            .device
+            .products()
+            .iter()
+            .flat_map(|runtime| {
+                let product = runtime.product().as_str();
+                runtime
+                    .app_events(&scope)
+                    .into_iter()
+                    .map(move |event| (product, event))
+            })
+            .collect();
+        // Stable: at the same millisecond, UID2's before EUID's.
+        events.sort_by_key(|(_, event)| event.time);
+        let keep = match usize::try_from(max) {
+            Ok(0) | Err(_) => events.len(),
+            Ok(max) => max.min(events.len()),
+        };
+        Ok(events
+            .split_off(events.len() - keep)
+            .into_iter()
+            .map(|(product, event)| event_map(product, &event))
+            .collect())
+    }
+
     /// The daemon's setup for `uid2ctl doctor`: operator URLs, trust, state directory
     /// (probed for writing now), key source. Paths and URLs only.
     #[zbus(out_args("setup"))]
@@ -112,4 +155,29 @@ impl Diagnostics {
         .chain(urls)
         .collect())
     }
+}
+
+/// One event as `GetAppEvents` gives it: every key always there, `""` or 0 where the
+/// event has nothing to say (dbus/com.uid2.Diagnostics1.xml).
+fn event_map(product: &'static str, event: &AppEvent) -> HashMap<String, OwnedValue> {
+    let text = |s: &'static str| OwnedValue::from(zbus::zvariant::Str::from_static(s));
+    let details = &event.details;
+    HashMap::from([
+        ("time".to_owned(), OwnedValue::from(event.time)),
+        ("product".to_owned(), text(product)),
+        ("kind".to_owned(), text(event.kind.as_str())),
+        (
+            "status".to_owned(),
+            text(details.status.map_or("", |s| s.as_str())),
+        ),
+        (
+            "operator_status".to_owned(),
+            text(details.operator_status.map_or("", |s| s.as_str())),
+        ),
+        (
+            "http_status".to_owned(),
+            OwnedValue::from(details.http_status.unwrap_or(0)),
+        ),
+        ("reason".to_owned(), text(details.reason.unwrap_or(""))),
+    ])
 }

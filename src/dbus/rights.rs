@@ -154,6 +154,11 @@ pub(super) const RIGHTS: &[(&str, &str, Need)] = &[
         Need::Caller(Diagnostics),
     ),
     (
+        "com.uid2.Diagnostics1",
+        "GetAppEvents",
+        Need::Caller(Diagnostics),
+    ),
+    (
         "com.uid2.Privacy1",
         "SetDevicePrivacySignals",
         Need::Caller(Manage),

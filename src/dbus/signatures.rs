@@ -90,7 +90,8 @@ pub(super) const PRIVACY1: InSignatures = &[
 ];
 
 /// `com.uid2.Diagnostics1`'s methods (dbus/com.uid2.Diagnostics1.xml).
-pub(super) const DIAGNOSTICS1: InSignatures = &[("GetStats", ""), ("GetSetup", "")];
+pub(super) const DIAGNOSTICS1: InSignatures =
+    &[("GetStats", ""), ("GetSetup", ""), ("GetAppEvents", "su")];
 
 /// An interface object whose method calls are checked against `signatures` first.
 #[derive(Debug)]

@@ -165,7 +165,7 @@ impl Runtime {
             // retried.
             for event in [Event::Network { online }, Event::Decided(decided)] {
                 let _ = self
-                    .apply(&every, &key, event, Durability::Eventually, None)
+                    .apply(&every, &key, event, Durability::Eventually, None, None)
                     .await;
             }
         }

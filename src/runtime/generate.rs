@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::{Durability, Runtime, ScopeKey};
+use crate::app_events::{Details, EventKind};
 use crate::privacy::Reason;
 use crate::crypto;
 use crate::dii::{self, Dii, DiiKind};
@@ -51,6 +52,20 @@ impl Runtime {
         value: &str,
         options: GenerateOptions,
     ) -> Result<Status, Error> {
+        let result = self.try_generate(key.clone(), kind, value, options).await;
+        if let Err(e) = &result {
+            self.record_not_sent(&key, EventKind::Generate, e);
+        }
+        result
+    }
+
+    async fn try_generate(
+        self: &Arc<Self>,
+        key: ScopeKey,
+        kind: &str,
+        value: &str,
+        options: GenerateOptions,
+    ) -> Result<Status, Error> {
         let Request {
             dii,
             subscription_id,
@@ -75,7 +90,9 @@ impl Runtime {
                 uid2d_outcome = "opt_out",
                 "generate skipped: this DII opted out before"
             );
-            return self.opt_out(&key, &dii).await;
+            return self
+                .opt_out(&key, &dii, Details::because("opted_out_before"))
+                .await;
         }
         let now = self.clock.now();
         if !now.trusted {
@@ -165,8 +182,14 @@ impl Runtime {
     ) -> Result<Status, Error> {
         match answer {
             Ok(Generated::Identity(identity)) => {
+                let outcome = (EventKind::Generate, Details::answered(OperatorStatus::Success));
                 let status = self
-                    .change(key, Event::Set(identity), Durability::BeforeReply)
+                    .change_after(
+                        key,
+                        Event::Set(identity),
+                        Durability::BeforeReply,
+                        Some(outcome),
+                    )
                     .await
                     // An identity the engine refuses is the operator's fault here.
                     .map_err(|e| match e {
@@ -195,10 +218,12 @@ impl Runtime {
                     uid2d_outcome = "opt_out",
                     "generate answered opt-out"
                 );
-                self.opt_out(key, dii).await
+                self.opt_out(key, dii, Details::answered(OperatorStatus::OptOut))
+                    .await
             }
             Err(failure) => {
                 self.count_generate_failed(&failure);
+                self.record(key, EventKind::Generate, self.failure_details(&failure));
                 warn!(
                     scope = %key,
                     error_kind = "generate_failed",
@@ -213,12 +238,24 @@ impl Runtime {
         }
     }
 
-    /// Records a generate opt-out for `dii` (the identity is dropped, the DII remembered).
-    async fn opt_out(self: &Arc<Self>, key: &ScopeKey, dii: &Dii) -> Result<Status, Error> {
+    /// Records a generate opt-out for `dii` (the identity is dropped, the DII remembered),
+    /// and the app event `details` of the generate.
+    async fn opt_out(
+        self: &Arc<Self>,
+        key: &ScopeKey,
+        dii: &Dii,
+        details: Details,
+    ) -> Result<Status, Error> {
         let event = Event::GenerateOptOut {
             dii_hash: dii.hash().to_owned(),
         };
-        self.change(key, event, Durability::BeforeReply).await?;
+        self.change_after(
+            key,
+            event,
+            Durability::BeforeReply,
+            Some((EventKind::Generate, details)),
+        )
+        .await?;
         Ok(Status::OptOut)
     }
 }

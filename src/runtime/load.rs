@@ -180,7 +180,7 @@ impl Runtime {
             );
             // Nothing of this can be refused.
             let _ = self
-                .apply(turn, &key, Event::Loaded, Durability::Eventually, None)
+                .apply(turn, &key, Event::Loaded, Durability::Eventually, None, None)
                 .await;
             lock(&self.loading.report).scopes += 1;
             if let Some(reason) = record.dropped {

@@ -18,6 +18,7 @@
 
 mod adtech;
 mod conditions;
+mod events;
 mod generate;
 mod load;
 mod persist;
@@ -37,6 +38,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, watch, Notify};
 use tracing::{debug, info};
 
+use crate::app_events::{AppEvents, Details, EventKind};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::PrivacySignals;
@@ -123,6 +125,8 @@ pub struct Runtime {
     privacy: Arc<PrivacySignals>,
     /// Consent decisions that changed, for `ConsentChanged`.
     consent_changes: broadcast::Sender<ConsentChange>,
+    /// Each scope's last events, for the app inspector (events.rs).
+    events: Mutex<AppEvents<ScopeKey>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -150,6 +154,7 @@ impl Runtime {
         } = setup;
         let (changes, _) = broadcast::channel(256);
         let (consent_changes, _) = broadcast::channel(256);
+        let events = AppEvents::new(config.startup.app_events, config.startup.max_scopes);
         Arc::new(Self {
             state: Mutex::new(State {
                 scopes: HashMap::new(),
@@ -172,6 +177,7 @@ impl Runtime {
             counters: stats::Counters::default(),
             privacy,
             consent_changes,
+            events: Mutex::new(events),
         })
     }
 
@@ -299,13 +305,28 @@ impl Runtime {
         event: Event,
         durability: Durability,
     ) -> Result<Status, Error> {
+        self.change_after(key, event, durability, None).await
+    }
+
+    /// [`Runtime::change`], recording `outcome` (the app event of an operator's answer
+    /// that makes this change) when the change is made.
+    async fn change_after(
+        self: &Arc<Self>,
+        key: &ScopeKey,
+        event: Event,
+        durability: Durability,
+        outcome: Option<(EventKind, Details)>,
+    ) -> Result<Status, Error> {
         let turn = self.turns.one(key).await;
         self.load_scopes(&turn, std::slice::from_ref(key)).await?;
-        self.apply(&turn, key, event, durability, None).await
+        self.apply(&turn, key, event, durability, None, outcome)
+            .await
     }
 
     /// Steps the engine and performs its actions in `key`'s turn. `failure` is why the
-    /// refresh being reported failed, for the calls waiting on it.
+    /// refresh being reported failed, for the calls waiting on it; `outcome` the app
+    /// event that led here (a refresh's answer), recorded with the status it led to
+    /// before the status change it causes.
     async fn apply(
         self: &Arc<Self>,
         turn: &turn::Turn<'_>,
@@ -313,6 +334,7 @@ impl Runtime {
         event: Event,
         durability: Durability,
         failure: Option<&Failure>,
+        outcome: Option<(EventKind, Details)>,
     ) -> Result<Status, Error> {
         debug_assert!(turn.covers(key), "a change of {key} out of its turn");
         let now = self.clock.now();
@@ -362,6 +384,10 @@ impl Runtime {
                 arriving.arrived(&mut state);
             }
         }
+        if let Some((kind, details)) = outcome {
+            let status = Some(details.status.unwrap_or(status));
+            self.record(key, kind, Details { status, ..details });
+        }
         for action in actions {
             match action {
                 Action::Persist => {}
@@ -377,6 +403,14 @@ impl Runtime {
                 Action::StatusChanged(status) => {
                     info!(scope = %key, status = status.as_str(), "identity status changed");
                     self.note_stats_changed();
+                    self.record(
+                        key,
+                        EventKind::Status,
+                        Details {
+                            status: Some(status),
+                            ..Details::default()
+                        },
+                    );
                     let _ = self.changes.send(StatusChange {
                         scope: key.clone(),
                         status,

@@ -15,6 +15,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{error, info};
 
 use super::{lock, Runtime, ScopeKey};
+use crate::app_events::{Details, EventKind};
 use crate::engine::Persisted;
 use crate::store::record;
 use crate::store::StoreError;
@@ -105,6 +106,7 @@ impl Runtime {
         .await;
         if let Err(e) = &result {
             self.count_storage_error();
+            self.record(key, EventKind::Storage, Details::because("storage"));
             error!(
                 scope = %key,
                 error_kind = "storage",

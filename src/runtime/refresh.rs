@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::{lock, Durability, FailureClass, Runtime, ScopeKey};
+use crate::app_events::{Details, EventKind};
 use crate::privacy::Reason;
 use crate::engine::{Event, RefreshAnswer, RefreshOutcome, RequestId};
 use crate::error::{Error, RefreshFailed};
@@ -48,8 +49,13 @@ impl Runtime {
             lock(&self.state).waiters.remove(&request);
             return Err(e);
         }
-        rx.await
-            .unwrap_or(Err(Error::RefreshFailed(RefreshFailed::ShuttingDown)))
+        let answer = rx
+            .await
+            .unwrap_or(Err(Error::RefreshFailed(RefreshFailed::ShuttingDown)));
+        if let Err(e) = &answer {
+            self.record_not_sent(&key, EventKind::Refresh, e);
+        }
+        answer
     }
 
     /// Delivers the engine's answer to a waiting call. `failure` is why the refresh that
@@ -148,6 +154,12 @@ impl Runtime {
                 (_, Some(failure)) => self.count_refresh_failed(failure),
                 (_, None) => self.count_refresh_failed(&Failure::NoAnswer),
             }
+            let details = match (&report.outcome, &report.failure) {
+                (RefreshOutcome::Success(_), _) => Details::answered(OperatorStatus::Success),
+                (RefreshOutcome::OptOut, _) => Details::answered(OperatorStatus::OptOut),
+                (_, Some(failure)) => self.failure_details(failure),
+                (_, None) => self.failure_details(&Failure::NoAnswer),
+            };
             let failure = report.failure;
             let event = Event::RefreshDone {
                 generation,
@@ -158,7 +170,14 @@ impl Runtime {
             let turn = self.turns.one(&key).await;
             // Only an unsaved write can fail here, and that is retried.
             let _ = self
-                .apply(&turn, &key, event, Durability::Eventually, failure.as_ref())
+                .apply(
+                    &turn,
+                    &key,
+                    event,
+                    Durability::Eventually,
+                    failure.as_ref(),
+                    Some((EventKind::Refresh, details)),
+                )
                 .await;
         })
     }

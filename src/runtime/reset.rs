@@ -36,7 +36,7 @@ impl Runtime {
                     _ => continue,
                 }
             };
-            self.apply(&every, &key, Event::Reset, Durability::BeforeReply, None)
+            self.apply(&every, &key, Event::Reset, Durability::BeforeReply, None, None)
                 .await?;
             count += 1;
             if before == Status::NoIdentity {
@@ -47,6 +47,8 @@ impl Runtime {
                 });
             }
         }
+        // The apps' histories go with their identities.
+        self.clear_events();
         info!(scopes = count, "every identity reset");
         Ok(count)
     }

@@ -464,3 +464,72 @@ async fn bid_signals_carry_the_served_token_the_signals_and_the_provenance() {
     assert!(own["user"]["eids"][0].get("inserter").is_none(), "{own}");
     assert_eq!(own["user"]["eids"][0]["matcher"], "tv.example");
 }
+
+#[tokio::test]
+async fn uid2ctl_sets_and_reads_signals_consent_and_bid_signals() {
+    let both = BothProducts::start(&binaries!(), "").await;
+    let ctl = |args: &[&str]| {
+        let mut command = binaries!().uid2ctl_command();
+        command.arg("--bus").arg(&both.bus.address).args(args);
+        command
+    };
+    let run = |args: &'static [&'static str]| {
+        let mut command = ctl(args);
+        async move {
+            let out = command.output().await.unwrap();
+            let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+            (out.status.success(), text(&out.stdout), text(&out.stderr))
+        }
+    };
+    assert_eq!(
+        run(&[
+            "privacy",
+            "set",
+            "IABUSPrivacy_String=1YYN",
+            "IABTCF_gdprApplies=0"
+        ])
+        .await,
+        (true, "denied".to_owned(), String::new())
+    );
+    assert_eq!(
+        run(&["privacy", "get"]).await.1,
+        "IABTCF_gdprApplies=0\nIABUSPrivacy_String=1YYN"
+    );
+    let (ok, consent, _) = run(&["privacy", "consent"]).await;
+    assert!(ok);
+    assert_eq!(
+        consent,
+        "consent=denied\ngdpr_applies=0\njurisdiction=us\nreason=us_opt_out\nsource=app"
+    );
+    assert_eq!(
+        run(&["--euid", "privacy", "consent", "--json"]).await.1,
+        r#"{"consent":"denied","gdpr_applies":0,"jurisdiction":"us","reason":"gdpr_not_applicable","source":"app"}"#
+    );
+    assert_eq!(
+        run(&["bid-signals", "--placement", "compatible"]).await.1,
+        r#"{"regs":{"gdpr":0,"us_privacy":"1YYN"}}"#
+    );
+    // Bad input: named, exit status 1.
+    let (ok, _, error) = run(&["privacy", "set", "IABUSPrivacy_String=1YZN"]).await;
+    assert!(!ok);
+    assert!(
+        error.starts_with("uid2ctl: InvalidArgument: IABUSPrivacy_String"),
+        "{error}"
+    );
+    let (ok, _, error) = run(&["bid-signals", "--product", "id5"]).await;
+    assert!(!ok && error.contains("product"), "{error}");
+    // The device's signals (root here), cleared by `set` without pairs.
+    if is_root() {
+        assert!(
+            run(&["privacy", "set", "--device", "IABGPP_GppSID=7"])
+                .await
+                .0
+        );
+        assert_eq!(
+            run(&["privacy", "get", "--device"]).await.1,
+            "IABGPP_GppSID=7"
+        );
+        assert!(run(&["privacy", "set", "--device"]).await.0);
+        assert_eq!(run(&["privacy", "get", "--device", "--json"]).await.1, "{}");
+    }
+}

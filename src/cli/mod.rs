@@ -14,6 +14,7 @@ use zbus::zvariant::Value;
 
 mod dii;
 mod human_time;
+mod privacy;
 mod target;
 use target::Target;
 
@@ -56,6 +57,13 @@ enum Command {
     Eids,
     /// Print the stored identity JSON.
     Identity,
+    /// Privacy signals (the IAB on-device keys) and the consent decision.
+    Privacy {
+        #[command(subcommand)]
+        command: privacy::PrivacyCommand,
+    },
+    /// Print GetBidSignals' JSON: the eids, consent string and regs for a bid request.
+    BidSignals(privacy::BidSignals),
     /// Store an identity from FILE, or from standard input with `-`.
     Set { file: PathBuf },
     /// Generate an identity on the device from an email or phone (client-side).
@@ -154,6 +162,8 @@ enum CliError {
     Closed(String),
     #[error("doctor: {0} check(s) failed")]
     Doctor(usize),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
@@ -278,6 +288,8 @@ async fn run(args: Args) -> Result<(), CliError> {
         Command::Info { json } => info(&target, json).await?,
         Command::Eids => say(&target.eids().await?),
         Command::Identity => say(&target.identity().await?),
+        Command::Privacy { command } => privacy::privacy(&conn, &target, command).await?,
+        Command::BidSignals(options) => privacy::bid_signals(&target, options).await?,
         Command::Set { file } => say(&target.set(&read_input(&file)?).await?),
         Command::Generate(generate) => say(&generate_identity(&target, generate).await?),
         Command::Refresh => say(&target.refresh().await?),

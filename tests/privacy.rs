@@ -533,3 +533,109 @@ async fn uid2ctl_sets_and_reads_signals_consent_and_bid_signals() {
         assert_eq!(run(&["privacy", "get", "--device", "--json"]).await.1, "{}");
     }
 }
+
+#[tokio::test]
+async fn a_reloaded_privacy_config_decides_again_and_says_so() {
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let bus = Bus::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    m.set_identity(&operator.identity("user@example.com"))
+        .await
+        .unwrap();
+    let opted_out = HashMap::from([("IABUSPrivacy_String", Value::from("1YYN"))]);
+    assert_eq!(m.set_privacy_signals(opted_out).await.unwrap(), "denied");
+    let mut consent = m.receive_consent_changed().await.unwrap();
+
+    // enforce = false: granted again, signalled, the token served.
+    std::fs::write(
+        &daemon.config,
+        format!("{}[privacy]\nenforce = false\n", operator.config_toml()),
+    )
+    .unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for_notify("Configuration reloaded").await;
+    let signal = within("ConsentChanged", consent.next()).await.unwrap();
+    assert_eq!(*signal.args().unwrap().consent(), "granted");
+    assert!(!m.get_advertising_token().await.unwrap().is_empty());
+
+    // A static device signal in the config, merged key by key with the app's: GDPR now
+    // applies, and is named first.
+    std::fs::write(
+        &daemon.config,
+        format!(
+            "{}[privacy.device]\nIABTCF_gdprApplies = 1\n",
+            operator.config_toml()
+        ),
+    )
+    .unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for_notify("Configuration reloaded").await;
+    let signal = within("ConsentChanged", consent.next()).await.unwrap();
+    let args = signal.args().unwrap();
+    assert_eq!(
+        (*args.consent(), *args.reason()),
+        ("denied", "gdpr_applies")
+    );
+    let now = m.get_consent().await.unwrap();
+    assert_eq!(text(&now, "source"), "config");
+    assert_eq!(m.get_advertising_token().await.unwrap(), "");
+}
+
+#[tokio::test]
+async fn only_root_and_the_admin_group_set_the_devices_signals() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run clients as another user");
+        return;
+    }
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let bus = Bus::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(operator.spec(
+        &binaries!(),
+        &bus,
+        state.path(),
+        "admin_group = \"users\"\n",
+    ))
+    .await;
+    let as_nobody_in = |groups: &[u32], args: &[&str]| {
+        let mut c = as_nobody(groups);
+        c.args(our_binary(binaries!().for_other_users().uid2ctl))
+            .args(["--bus", &bus.address])
+            .args(args);
+        c
+    };
+    let set = ["privacy", "set", "--device", "IABUSPrivacy_String=1YYN"];
+    for args in [&set[..], &["privacy", "get", "--device"][..]] {
+        let out = as_nobody_in(&[], args).output().await.unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDenied"));
+    }
+    let conn = bus.connect().await;
+    let privacy = Privacy1Proxy::new(&conn).await.unwrap();
+    assert!(privacy
+        .get_device_privacy_signals()
+        .await
+        .unwrap()
+        .is_empty());
+    // Its own signals any app may set (as nobody: its own uid scope).
+    let out = as_nobody_in(&[], &["privacy", "set", "IABUSPrivacy_String=1YNN"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_nobody_in(&[100], &set).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let device = privacy.get_device_privacy_signals().await.unwrap();
+    assert_eq!(text(&device, "IABUSPrivacy_String"), "1YYN");
+}

@@ -10,6 +10,7 @@
 #[path = "bench/inspector.rs"]
 mod inspector;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -22,6 +23,7 @@ use uid2_operator_sim::{Endpoint, SimConfig};
 use uid2d::client::{Broker1Proxy, Manager1Proxy};
 use uid2d_testkit::{connect_to, name_released, Binaries, Bus, Daemon, DaemonSpec, Operator};
 use zbus::fdo::PeerProxy;
+use zbus::zvariant::Value;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const NAME: &str = "com.uid2.Manager";
@@ -635,6 +637,79 @@ async fn run() -> Result<()> {
             goal,
         );
     }
+    // Privacy signals: GetAdvertisingToken with the caller's signals set (decoded once when
+    // set; per call a merge of three layers and the decision) against the same without,
+    // each pass interleaved with pings; and GetBidSignals (the decision, the merged signals
+    // and the eids as one JSON object) against Peer.Ping.
+    let (mut without, mut with, mut bid, mut ping3) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..o.calls + 500 {
+        let a = Instant::now();
+        call(&manager, &ping_ours, false).await?;
+        let b = Instant::now();
+        ping_ours.ping().await?;
+        if i >= 500 {
+            without.push(b - a);
+        }
+    }
+    // Granted for UID2: US signals that do not opt out (an IAB-encoded usnat section).
+    let signals = HashMap::from([
+        ("IABTCF_gdprApplies", Value::from(0_i32)),
+        (
+            "IABGPP_HDR_GppString",
+            Value::from("DBABLA~CVVqAAAAAABY.QA"),
+        ),
+        ("IABGPP_GppSID", Value::from("7")),
+        ("IABUSPrivacy_String", Value::from("1YNN")),
+    ]);
+    if manager.set_privacy_signals(signals).await? != "granted" {
+        return Err("the bench's privacy signals were not granted".into());
+    }
+    for i in 0..o.calls + 500 {
+        let a = Instant::now();
+        call(&manager, &ping_ours, false).await?;
+        let b = Instant::now();
+        if !manager
+            .get_bid_signals(HashMap::new())
+            .await?
+            .contains("eids")
+        {
+            return Err("GetBidSignals returned no eids".into());
+        }
+        let c = Instant::now();
+        ping_ours.ping().await?;
+        if i >= 500 {
+            with.push(b - a);
+            bid.push(c - b);
+            ping3.push(c.elapsed());
+        }
+    }
+    manager.set_privacy_signals(HashMap::new()).await?;
+    for v in [&mut without, &mut with, &mut bid, &mut ping3] {
+        v.sort();
+    }
+    let (a, b) = (pct(&with, 0.5), pct(&without, 0.5));
+    t.row(
+        &format!(
+            "latency median, 1 client, {} calls: GetAdvertisingToken with privacy signals vs without",
+            o.calls
+        ),
+        us(a),
+        us(b),
+        ratio(a.as_secs_f64(), b.as_secs_f64()),
+        "≤ 1.05×",
+    );
+    let (a, b) = (pct(&bid, 0.5), pct(&ping3, 0.5));
+    t.row(
+        &format!(
+            "latency median, 1 client, {} calls: GetBidSignals vs Peer.Ping to uid2d",
+            o.calls
+        ),
+        us(a),
+        us(b),
+        ratio(a.as_secs_f64(), b.as_secs_f64()),
+        "≤ 1.2×",
+    );
     t.row(
         "  (info) memory per counter set (one per product, allocated once), bytes",
         uid2d::runtime::COUNTERS_BYTES.to_string(),

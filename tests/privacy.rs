@@ -464,3 +464,178 @@ async fn bid_signals_carry_the_served_token_the_signals_and_the_provenance() {
     assert!(own["user"]["eids"][0].get("inserter").is_none(), "{own}");
     assert_eq!(own["user"]["eids"][0]["matcher"], "tv.example");
 }
+
+#[tokio::test]
+async fn uid2ctl_sets_and_reads_signals_consent_and_bid_signals() {
+    let both = BothProducts::start(&binaries!(), "").await;
+    let ctl = |args: &[&str]| {
+        let mut command = binaries!().uid2ctl_command();
+        command.arg("--bus").arg(&both.bus.address).args(args);
+        command
+    };
+    let run = |args: &'static [&'static str]| {
+        let mut command = ctl(args);
+        async move {
+            let out = command.output().await.unwrap();
+            let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+            (out.status.success(), text(&out.stdout), text(&out.stderr))
+        }
+    };
+    assert_eq!(
+        run(&[
+            "privacy",
+            "set",
+            "IABUSPrivacy_String=1YYN",
+            "IABTCF_gdprApplies=0"
+        ])
+        .await,
+        (true, "denied".to_owned(), String::new())
+    );
+    assert_eq!(
+        run(&["privacy", "get"]).await.1,
+        "IABTCF_gdprApplies=0\nIABUSPrivacy_String=1YYN"
+    );
+    let (ok, consent, _) = run(&["privacy", "consent"]).await;
+    assert!(ok);
+    assert_eq!(
+        consent,
+        "consent=denied\ngdpr_applies=0\njurisdiction=us\nreason=us_opt_out\nsource=app"
+    );
+    assert_eq!(
+        run(&["--euid", "privacy", "consent", "--json"]).await.1,
+        r#"{"consent":"denied","gdpr_applies":0,"jurisdiction":"us","reason":"gdpr_not_applicable","source":"app"}"#
+    );
+    assert_eq!(
+        run(&["bid-signals", "--placement", "compatible"]).await.1,
+        r#"{"regs":{"gdpr":0,"us_privacy":"1YYN"}}"#
+    );
+    // Bad input: named, exit status 1.
+    let (ok, _, error) = run(&["privacy", "set", "IABUSPrivacy_String=1YZN"]).await;
+    assert!(!ok);
+    assert!(
+        error.starts_with("uid2ctl: InvalidArgument: IABUSPrivacy_String"),
+        "{error}"
+    );
+    let (ok, _, error) = run(&["bid-signals", "--product", "id5"]).await;
+    assert!(!ok && error.contains("product"), "{error}");
+    // The device's signals (root here), cleared by `set` without pairs.
+    if is_root() {
+        assert!(
+            run(&["privacy", "set", "--device", "IABGPP_GppSID=7"])
+                .await
+                .0
+        );
+        assert_eq!(
+            run(&["privacy", "get", "--device"]).await.1,
+            "IABGPP_GppSID=7"
+        );
+        assert!(run(&["privacy", "set", "--device"]).await.0);
+        assert_eq!(run(&["privacy", "get", "--device", "--json"]).await.1, "{}");
+    }
+}
+
+#[tokio::test]
+async fn a_reloaded_privacy_config_decides_again_and_says_so() {
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let bus = Bus::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    m.set_identity(&operator.identity("user@example.com"))
+        .await
+        .unwrap();
+    let opted_out = HashMap::from([("IABUSPrivacy_String", Value::from("1YYN"))]);
+    assert_eq!(m.set_privacy_signals(opted_out).await.unwrap(), "denied");
+    let mut consent = m.receive_consent_changed().await.unwrap();
+
+    // enforce = false: granted again, signalled, the token served.
+    std::fs::write(
+        &daemon.config,
+        format!("{}[privacy]\nenforce = false\n", operator.config_toml()),
+    )
+    .unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for_notify("Configuration reloaded").await;
+    let signal = within("ConsentChanged", consent.next()).await.unwrap();
+    assert_eq!(*signal.args().unwrap().consent(), "granted");
+    assert!(!m.get_advertising_token().await.unwrap().is_empty());
+
+    // A static device signal in the config, merged key by key with the app's: GDPR now
+    // applies, and is named first.
+    std::fs::write(
+        &daemon.config,
+        format!(
+            "{}[privacy.device]\nIABTCF_gdprApplies = 1\n",
+            operator.config_toml()
+        ),
+    )
+    .unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for_notify("Configuration reloaded").await;
+    let signal = within("ConsentChanged", consent.next()).await.unwrap();
+    let args = signal.args().unwrap();
+    assert_eq!(
+        (*args.consent(), *args.reason()),
+        ("denied", "gdpr_applies")
+    );
+    let now = m.get_consent().await.unwrap();
+    assert_eq!(text(&now, "source"), "config");
+    assert_eq!(m.get_advertising_token().await.unwrap(), "");
+}
+
+#[tokio::test]
+async fn only_root_and_the_admin_group_set_the_devices_signals() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run clients as another user");
+        return;
+    }
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let bus = Bus::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(operator.spec(
+        &binaries!(),
+        &bus,
+        state.path(),
+        "admin_group = \"users\"\n",
+    ))
+    .await;
+    let as_nobody_in = |groups: &[u32], args: &[&str]| {
+        let mut c = as_nobody(groups);
+        c.args(our_binary(binaries!().for_other_users().uid2ctl))
+            .args(["--bus", &bus.address])
+            .args(args);
+        c
+    };
+    let set = ["privacy", "set", "--device", "IABUSPrivacy_String=1YYN"];
+    for args in [&set[..], &["privacy", "get", "--device"][..]] {
+        let out = as_nobody_in(&[], args).output().await.unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDenied"));
+    }
+    let conn = bus.connect().await;
+    let privacy = Privacy1Proxy::new(&conn).await.unwrap();
+    assert!(privacy
+        .get_device_privacy_signals()
+        .await
+        .unwrap()
+        .is_empty());
+    // Its own signals any app may set (as nobody: its own uid scope).
+    let out = as_nobody_in(&[], &["privacy", "set", "IABUSPrivacy_String=1YNN"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_nobody_in(&[100], &set).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let device = privacy.get_device_privacy_signals().await.unwrap();
+    assert_eq!(text(&device, "IABUSPrivacy_String"), "1YYN");
+}

@@ -15,6 +15,7 @@ use zbus::zvariant::Value;
 mod dii;
 mod human_time;
 mod inspect;
+mod privacy;
 mod rights;
 mod target;
 use target::Target;
@@ -59,6 +60,13 @@ enum Command {
     Eids,
     /// Print the stored identity JSON.
     Identity,
+    /// Privacy signals (the IAB on-device keys) and the consent decision.
+    Privacy {
+        #[command(subcommand)]
+        command: privacy::PrivacyCommand,
+    },
+    /// Print GetBidSignals' JSON: the eids, consent string and regs for a bid request.
+    BidSignals(privacy::BidSignals),
     /// Store an identity from FILE, or from standard input with `-`.
     Set { file: PathBuf },
     /// Generate an identity on the device from an email or phone (client-side).
@@ -183,6 +191,8 @@ enum CliError {
     Doctor(usize),
     #[error("inspect: name the app with --app ID, or a Unix user's scope with --uid N")]
     InspectWhom,
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
@@ -316,6 +326,8 @@ async fn run(args: Args) -> Result<(), CliError> {
         Command::Info { json } => info(&target, json).await?,
         Command::Eids => say(&target.eids().await?),
         Command::Identity => say(&target.identity().await?),
+        Command::Privacy { command } => privacy::privacy(&conn, &target, command).await?,
+        Command::BidSignals(options) => privacy::bid_signals(&target, options).await?,
         Command::Set { file } => say(&target.set(&read_input(&file)?).await?),
         Command::Generate(generate) => say(&generate_identity(&target, generate).await?),
         Command::Refresh => say(&target.refresh().await?),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use futures_util::StreamExt as _;
-use zbus::zvariant::Value;
+use zbus::zvariant::{OwnedValue, Value};
 
 use crate::client::{Broker1Proxy, Manager1Proxy};
 
@@ -115,6 +115,40 @@ impl Target<'_> {
         match self {
             Target::Own(m) => m.set_automatic_refresh_enabled(on).await,
             Target::App(b, app) => b.set_automatic_refresh_enabled(app, on).await,
+        }
+    }
+
+    pub(super) async fn set_privacy(
+        &self,
+        signals: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.set_privacy_signals(signals).await,
+            Target::App(b, app) => b.set_privacy_signals(app, signals).await,
+        }
+    }
+
+    pub(super) async fn privacy(&self) -> zbus::Result<HashMap<String, OwnedValue>> {
+        match self {
+            Target::Own(m) => m.get_privacy_signals().await,
+            Target::App(b, app) => b.get_privacy_signals(app).await,
+        }
+    }
+
+    pub(super) async fn consent(&self) -> zbus::Result<HashMap<String, OwnedValue>> {
+        match self {
+            Target::Own(m) => m.get_consent().await,
+            Target::App(b, app) => b.get_consent(app).await,
+        }
+    }
+
+    pub(super) async fn bid_signals(
+        &self,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String> {
+        match self {
+            Target::Own(m) => m.get_bid_signals(options).await,
+            Target::App(b, app) => b.get_bid_signals(app, options).await,
         }
     }
 

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use zbus::zvariant::Value;
 
-use crate::privacy::Consent;
 use crate::runtime::TokenInfo;
 
 /// `a{sv}`: `status`, `product`, `source`, `environment` (s), `automatic_refresh` (b),
@@ -28,16 +27,4 @@ pub(crate) fn token_info_dict(info: &TokenInfo) -> HashMap<&'static str, Value<'
         dict.insert("refresh_expires", Value::from(times.refresh_expires));
     }
     dict
-}
-
-/// `GetConsent`'s dictionary: `consent`, `reason` (`""` when granted), `source`,
-/// `jurisdiction` (s) and `gdpr_applies` (i: -1 not known, 0, 1).
-pub(crate) fn consent_dict(consent: &Consent) -> HashMap<&'static str, Value<'static>> {
-    HashMap::from([
-        ("consent", Value::from(consent.consent_str())),
-        ("reason", Value::from(consent.reason_str())),
-        ("source", Value::from(consent.source.as_str())),
-        ("jurisdiction", Value::from(consent.jurisdiction.as_str())),
-        ("gdpr_applies", Value::from(consent.gdpr_applies_i32())),
-    ])
 }

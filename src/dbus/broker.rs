@@ -12,12 +12,12 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
 
+use super::consent;
 use super::interface::generate_options;
 use super::reply::Reply;
 use super::signatures::{self, Checked};
 use super::Shell;
-use crate::error::{Error, InvalidArgument};
-use crate::privacy::{BidOptions, Signals};
+use crate::error::Error;
 use crate::runtime::{Runtime, ScopeKey};
 
 type Result<T> = std::result::Result<T, Reply>;
@@ -230,7 +230,7 @@ impl Broker {
         Ok(super::privacy::request_tracking(&self.shell, conn, &scope, within).await?)
     }
 
-    /// To the broker connections: an app scope's status changed or it has a new token.
+    /// `app_id`'s own privacy signals; returns this product's consent for it now.
     #[zbus(out_args("consent"))]
     async fn set_privacy_signals(
         &self,
@@ -240,12 +240,10 @@ impl Broker {
         privacy_signals: HashMap<String, OwnedValue>,
     ) -> Result<String> {
         let scope = self.scope(conn, &header, app_id).await?;
-        let signals = Signals::from_dbus(&privacy_signals).map_err(InvalidArgument::from)?;
-        self.shell
-            .device
-            .set_privacy_signals(&scope, signals)
-            .await?;
-        Ok(self.runtime.consent(&scope).consent_str().to_owned())
+        Ok(
+            consent::set_privacy_signals(&self.shell, &self.runtime, &scope, &privacy_signals)
+                .await?,
+        )
     }
 
     #[zbus(out_args("privacy_signals"))]
@@ -256,7 +254,7 @@ impl Broker {
         app_id: &str,
     ) -> Result<HashMap<String, OwnedValue>> {
         let scope = self.scope(conn, &header, app_id).await?;
-        Ok(self.shell.device.privacy().scope(&scope).to_dbus())
+        Ok(consent::privacy_signals(&self.shell, &scope))
     }
 
     #[zbus(out_args("consent"))]
@@ -267,7 +265,7 @@ impl Broker {
         app_id: &str,
     ) -> Result<HashMap<&'static str, Value<'static>>> {
         let scope = self.scope(conn, &header, app_id).await?;
-        Ok(super::adtech::consent_dict(&self.runtime.consent(&scope)))
+        Ok(consent::consent(&self.runtime, &scope))
     }
 
     #[zbus(out_args("bid_signals"))]
@@ -279,12 +277,7 @@ impl Broker {
         options: HashMap<String, OwnedValue>,
     ) -> Result<String> {
         let scope = self.scope(conn, &header, app_id).await?;
-        let options = BidOptions::from_dbus(&options).map_err(InvalidArgument::from)?;
-        Ok(self
-            .shell
-            .device
-            .bid_signals(&self.runtime, scope, options)
-            .await?)
+        Ok(consent::bid_signals(&self.shell, &self.runtime, scope, &options).await?)
     }
 
     #[zbus(signal)]
@@ -295,6 +288,7 @@ impl Broker {
         reason: &str,
     ) -> zbus::Result<()>;
 
+    /// To the broker connections: an app scope's status changed or it has a new token.
     #[zbus(signal)]
     pub(super) async fn identity_status_changed(
         emitter: &SignalEmitter<'_>,

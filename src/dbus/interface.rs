@@ -9,13 +9,13 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedValue, Value};
 use zbus::{interface, Connection};
 
+use super::consent;
 use super::reply::Reply;
 use super::signatures::{self, Checked};
 use super::Shell;
 use crate::access::Operation;
 use crate::capabilities::Capability;
 use crate::error::{Error, InvalidArgument};
-use crate::privacy::{BidOptions, Signals};
 use crate::runtime::{GenerateOptions, Runtime, ScopeKey};
 
 type Result<T> = std::result::Result<T, Reply>;
@@ -261,12 +261,10 @@ impl Manager {
         privacy_signals: HashMap<String, OwnedValue>,
     ) -> Result<String> {
         let scope = self.scope(conn, &header, Operation::Change).await?;
-        let signals = Signals::from_dbus(&privacy_signals).map_err(InvalidArgument::from)?;
-        self.shell
-            .device
-            .set_privacy_signals(&scope, signals)
-            .await?;
-        Ok(self.runtime.consent(&scope).consent_str().to_owned())
+        Ok(
+            consent::set_privacy_signals(&self.shell, &self.runtime, &scope, &privacy_signals)
+                .await?,
+        )
     }
 
     #[zbus(out_args("privacy_signals"))]
@@ -276,7 +274,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<HashMap<String, OwnedValue>> {
         let scope = self.scope(conn, &header, Operation::Read).await?;
-        Ok(self.shell.device.privacy().scope(&scope).to_dbus())
+        Ok(consent::privacy_signals(&self.shell, &scope))
     }
 
     #[zbus(out_args("consent"))]
@@ -286,7 +284,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<HashMap<&'static str, Value<'static>>> {
         let scope = self.scope(conn, &header, Operation::Read).await?;
-        Ok(super::adtech::consent_dict(&self.runtime.consent(&scope)))
+        Ok(consent::consent(&self.runtime, &scope))
     }
 
     /// One JSON object for a player, an SSAI request or Prebid Server.
@@ -298,12 +296,7 @@ impl Manager {
         options: HashMap<String, OwnedValue>,
     ) -> Result<String> {
         let scope = self.scope(conn, &header, Operation::Read).await?;
-        let options = BidOptions::from_dbus(&options).map_err(InvalidArgument::from)?;
-        Ok(self
-            .shell
-            .device
-            .bid_signals(&self.runtime, scope, options)
-            .await?)
+        Ok(consent::bid_signals(&self.shell, &self.runtime, scope, &options).await?)
     }
 
     #[zbus(signal)]

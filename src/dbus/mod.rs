@@ -12,6 +12,7 @@
 mod adtech;
 mod broker;
 mod callers;
+mod consent;
 mod diagnostics;
 mod interface;
 mod privacy;

@@ -15,7 +15,7 @@ use zbus::{fdo, Connection, MatchRule, MessageStream};
 
 use super::{object_path, Broker, Callers, Manager, Shell};
 use crate::access::Rules;
-use crate::runtime::{ConsentChange, Runtime, StatusChange};
+use crate::runtime::{ConsentChange, Runtime, ScopeKey, StatusChange};
 
 type Ends = SelectAll<std::pin::Pin<Box<dyn futures_util::Stream<Item = OwnedUniqueName> + Send>>>;
 
@@ -100,24 +100,15 @@ async fn relay_change(
 ) -> zbus::Result<bool> {
     match change {
         Ok(StatusChange { scope, status }) => {
-            for name in callers.connections_of(rules, &scope) {
-                let emitter = SignalEmitter::new(conn, path)?
-                    .set_destination(BusName::Unique(UniqueName::from(&name)));
-                if let Err(e) = Manager::identity_status_changed(&emitter, status.as_str()).await {
+            let status = status.as_str();
+            for (name, to) in unicast(conn, path, callers.connections_of(rules, &scope))? {
+                if let Err(e) = Manager::identity_status_changed(&to, status).await {
                     debug!("cannot signal {name}: {e}");
                 }
             }
-            // Brokers hear of every app scope, never of another kind.
-            if let Some(app) = scope.app() {
-                for name in callers.brokers() {
-                    let emitter = SignalEmitter::new(conn, path)?
-                        .set_destination(BusName::Unique(UniqueName::from(&name)));
-                    if let Err(e) =
-                        Broker::identity_status_changed(&emitter, app.as_str(), status.as_str())
-                            .await
-                    {
-                        debug!("cannot signal broker {name}: {e}");
-                    }
+            for (name, to, app) in to_brokers(conn, path, callers, &scope)? {
+                if let Err(e) = Broker::identity_status_changed(&to, app, status).await {
+                    debug!("cannot signal broker {name}: {e}");
                 }
             }
         }
@@ -141,22 +132,14 @@ async fn relay_consent(
     match change {
         Ok(ConsentChange { scope, consent }) => {
             let (consent, reason) = (consent.consent_str(), consent.reason_str());
-            for name in callers.connections_of(rules, &scope) {
-                let emitter = SignalEmitter::new(conn, path)?
-                    .set_destination(BusName::Unique(UniqueName::from(&name)));
-                if let Err(e) = Manager::consent_changed(&emitter, consent, reason).await {
+            for (name, to) in unicast(conn, path, callers.connections_of(rules, &scope))? {
+                if let Err(e) = Manager::consent_changed(&to, consent, reason).await {
                     debug!("cannot signal {name}: {e}");
                 }
             }
-            if let Some(app) = scope.app() {
-                for name in callers.brokers() {
-                    let emitter = SignalEmitter::new(conn, path)?
-                        .set_destination(BusName::Unique(UniqueName::from(&name)));
-                    if let Err(e) =
-                        Broker::consent_changed(&emitter, app.as_str(), consent, reason).await
-                    {
-                        debug!("cannot signal broker {name}: {e}");
-                    }
+            for (name, to, app) in to_brokers(conn, path, callers, &scope)? {
+                if let Err(e) = Broker::consent_changed(&to, app, consent, reason).await {
+                    debug!("cannot signal broker {name}: {e}");
                 }
             }
         }
@@ -166,6 +149,39 @@ async fn relay_consent(
         Err(RecvError::Closed) => return Ok(false),
     }
     Ok(true)
+}
+
+/// An emitter on `path` to each of `names` alone.
+fn unicast<'a>(
+    conn: &'a Connection,
+    path: &'a str,
+    names: Vec<OwnedUniqueName>,
+) -> zbus::Result<Vec<(OwnedUniqueName, SignalEmitter<'a>)>> {
+    names
+        .into_iter()
+        .map(|name| {
+            let to = SignalEmitter::new(conn, path)?
+                .set_destination(BusName::Unique(UniqueName::from(&name)).into_owned());
+            Ok((name, to))
+        })
+        .collect()
+}
+
+/// For an app scope, an emitter to each broker connection, with the app id: brokers hear
+/// of every app scope, never of another kind.
+fn to_brokers<'a, 's>(
+    conn: &'a Connection,
+    path: &'a str,
+    callers: &Callers,
+    scope: &'s ScopeKey,
+) -> zbus::Result<Vec<(OwnedUniqueName, SignalEmitter<'a>, &'s str)>> {
+    let Some(app) = scope.app() else {
+        return Ok(Vec::new());
+    };
+    Ok(unicast(conn, path, callers.brokers())?
+        .into_iter()
+        .map(|(name, to)| (name, to, app.as_str()))
+        .collect())
 }
 
 /// Adds to `ends` a stream that yields `name` once, when it leaves the bus; past

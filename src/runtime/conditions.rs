@@ -95,6 +95,8 @@ impl Runtime {
     pub fn decisions(&self) -> Decisions {
         let mut keys: Vec<ScopeKey> = lock(&self.state).scopes.keys().cloned().collect();
         keys.extend(self.privacy.scopes());
+        keys.sort_unstable();
+        keys.dedup();
         keys.into_iter()
             .map(|key| {
                 let consent = self.consent(&key);

@@ -5,7 +5,7 @@
 use crate::apps::{AppId, Resolution};
 use crate::config::ScopeMode;
 use crate::error::{Denied, Error, InvalidArgument};
-use crate::runtime::ScopeKey;
+use crate::runtime::Owner;
 
 /// What the bus reports about a connection (`GetConnectionCredentials`), and in
 /// `scope = "app"` which app the `[apps]` rules say it is.
@@ -18,7 +18,8 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    fn is_root_or_in(&self, gid: Option<u32>) -> bool {
+    /// Root, or a member of `gid` (when there is one).
+    pub(crate) fn is_root_or_in(&self, gid: Option<u32>) -> bool {
         self.uid == 0 || gid.is_some_and(|gid| self.gids.contains(&gid))
     }
 }
@@ -45,19 +46,19 @@ pub(crate) struct Rules {
 }
 
 impl Rules {
-    /// The scope of `caller`'s own identity, or why it has none.
-    pub(crate) fn scope_of(&self, caller: &Caller) -> Result<ScopeKey, Denied> {
+    /// Whose identity `caller`'s calls act on (in the active profile), or why none.
+    pub(crate) fn scope_of(&self, caller: &Caller) -> Result<Owner, Denied> {
         match (self.mode, &caller.app) {
-            (ScopeMode::Uid, _) => Ok(ScopeKey::Uid(caller.uid)),
-            (ScopeMode::Device, _) => Ok(ScopeKey::Device),
-            (ScopeMode::App, Some(Resolution::App(app))) => Ok(ScopeKey::App(app.clone())),
-            (ScopeMode::App, Some(Resolution::Uid(uid))) => Ok(ScopeKey::Uid(*uid)),
+            (ScopeMode::Uid, _) => Ok(Owner::Uid(caller.uid)),
+            (ScopeMode::Device, _) => Ok(Owner::Device),
+            (ScopeMode::App, Some(Resolution::App(app))) => Ok(Owner::App(app.clone())),
+            (ScopeMode::App, Some(Resolution::Uid(uid))) => Ok(Owner::Uid(*uid)),
             (ScopeMode::App, Some(Resolution::Unknown) | None) => Err(Denied::UnknownApp),
         }
     }
 
-    /// The scope `caller` may `operation` on, or why not.
-    pub(crate) fn scope(&self, caller: &Caller, operation: Operation) -> Result<ScopeKey, Denied> {
+    /// The owner whose scope `caller` may `operation` on, or why not.
+    pub(crate) fn scope(&self, caller: &Caller, operation: Operation) -> Result<Owner, Denied> {
         if operation == Operation::Change
             && self.mode == ScopeMode::Device
             && !caller.is_root_or_in(self.device_gid)
@@ -76,17 +77,17 @@ impl Rules {
         }
     }
 
-    /// The scope a broker acts on for `app_id`: the app's, or the device identity in
+    /// The owner a broker acts for with `app_id`: the app, or the device identity in
     /// `scope = "device"`. The caller is checked first, so another caller learns nothing
     /// (not even whether the app id is well-formed).
-    pub(crate) fn broker(&self, caller: &Caller, app_id: &str) -> Result<ScopeKey, Error> {
+    pub(crate) fn broker(&self, caller: &Caller, app_id: &str) -> Result<Owner, Error> {
         if !caller.is_root_or_in(self.broker_gid) {
             return Err(Denied::Broker.into());
         }
         let app = AppId::new(app_id).map_err(InvalidArgument::AppId)?;
         Ok(match self.mode {
-            ScopeMode::Device => ScopeKey::Device,
-            ScopeMode::Uid | ScopeMode::App => ScopeKey::App(app),
+            ScopeMode::Device => Owner::Device,
+            ScopeMode::Uid | ScopeMode::App => Owner::App(app),
         })
     }
 }
@@ -128,16 +129,11 @@ mod tests {
             app: Some(r),
             ..caller(uid, &[])
         };
-        let table: Vec<(&Rules, Caller, Operation, Result<ScopeKey, Denied>)> = vec![
-            (&uid_mode, caller(1000, &[]), Read, Ok(ScopeKey::Uid(1000))),
-            (
-                &uid_mode,
-                caller(1000, &[]),
-                Change,
-                Ok(ScopeKey::Uid(1000)),
-            ),
-            (&uid_mode, caller(0, &[]), Change, Ok(ScopeKey::Uid(0))),
-            (&device_mode, caller(1000, &[]), Read, Ok(ScopeKey::Device)),
+        let table: Vec<(&Rules, Caller, Operation, Result<Owner, Denied>)> = vec![
+            (&uid_mode, caller(1000, &[]), Read, Ok(Owner::Uid(1000))),
+            (&uid_mode, caller(1000, &[]), Change, Ok(Owner::Uid(1000))),
+            (&uid_mode, caller(0, &[]), Change, Ok(Owner::Uid(0))),
+            (&device_mode, caller(1000, &[]), Read, Ok(Owner::Device)),
             (
                 &device_mode,
                 caller(1000, &[]),
@@ -148,9 +144,9 @@ mod tests {
                 &device_mode,
                 caller(1000, &[7, 40]),
                 Change,
-                Ok(ScopeKey::Device),
+                Ok(Owner::Device),
             ),
-            (&device_mode, caller(0, &[]), Change, Ok(ScopeKey::Device)),
+            (&device_mode, caller(0, &[]), Change, Ok(Owner::Device)),
             (
                 &device_mode,
                 caller(1001, &[41]),
@@ -161,13 +157,13 @@ mod tests {
                 &app_mode,
                 named(1000, Resolution::App(app("com.example.a"))),
                 Change,
-                Ok(ScopeKey::App(app("com.example.a"))),
+                Ok(Owner::App(app("com.example.a"))),
             ),
             (
                 &app_mode,
                 named(1000, Resolution::Uid(1000)),
                 Read,
-                Ok(ScopeKey::Uid(1000)),
+                Ok(Owner::Uid(1000)),
             ),
             (
                 &app_mode,
@@ -209,11 +205,11 @@ mod tests {
         use crate::error::ErrorName;
         assert_eq!(
             scope(&app_mode, &caller(0, &[]), "com.example.a"),
-            Ok(ScopeKey::App(app("com.example.a")))
+            Ok(Owner::App(app("com.example.a")))
         );
         assert_eq!(
             scope(&app_mode, &caller(1000, &[60]), "com.example.a"),
-            Ok(ScopeKey::App(app("com.example.a")))
+            Ok(Owner::App(app("com.example.a")))
         );
         // Not a broker: refused before the app id is even looked at.
         assert_eq!(
@@ -227,11 +223,11 @@ mod tests {
         // uid mode: brokers still act on app scopes; device mode: on the device identity.
         assert_eq!(
             scope(&rules(ScopeMode::Uid), &caller(0, &[]), "com.example.a"),
-            Ok(ScopeKey::App(app("com.example.a")))
+            Ok(Owner::App(app("com.example.a")))
         );
         assert_eq!(
             scope(&rules(ScopeMode::Device), &caller(0, &[]), "com.example.a"),
-            Ok(ScopeKey::Device)
+            Ok(Owner::Device)
         );
     }
 }

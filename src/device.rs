@@ -14,9 +14,14 @@ use crate::config::Config;
 use crate::engine::Policy;
 use crate::error::Error;
 use crate::operator::Operator;
+use crate::profile::{Profiles, ProfilesConfig};
 use crate::runtime::{Conditions, Runtime, Shelf};
 use crate::store::record::{self, POLICY_RECORD};
 use crate::store::{SetAside, Store, StoreError, Stored};
+
+mod household;
+
+pub use household::Deleted;
 
 /// What one product needs to run: its config (the top-level one, or
 /// [`Config::for_euid`]'s), its operator client, and where its scopes are in the store.
@@ -45,6 +50,10 @@ pub struct Device {
     /// Serialises switches of the limit-ad-tracking record, so that the record on disk is
     /// the value last decided.
     switch: tokio::sync::Mutex<()>,
+    /// The household every runtime reads ([`household`]).
+    profiles: Arc<Profiles>,
+    /// `[profiles]` as start-up read it; serialises the household's changes.
+    household: tokio::sync::Mutex<ProfilesConfig>,
 }
 
 impl Device {
@@ -83,6 +92,7 @@ impl Device {
         top_level: ProductSetup,
         others: Vec<ProductSetup>,
     ) -> Self {
+        let profiles = Arc::new(Profiles::default());
         let conditions = watch::Sender::new(Conditions {
             limit_ad_tracking: policy_record.limit_ad_tracking,
             ..Conditions::default()
@@ -98,6 +108,7 @@ impl Device {
                     policy,
                     setup.shelf,
                     conditions.subscribe(),
+                    profiles.clone(),
                 )
             })
             .collect();
@@ -110,6 +121,8 @@ impl Device {
             conditions,
             store,
             switch: tokio::sync::Mutex::new(()),
+            profiles,
+            household: tokio::sync::Mutex::new(ProfilesConfig::default()),
         }
     }
 

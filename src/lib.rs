@@ -27,7 +27,7 @@ pub mod roles;
 
 internal!(
     clock, config, crypto, device, dii, engine, error, gateway, identity, operator, product,
-    runtime, store, trust,
+    profile, runtime, store, trust,
 );
 
 pub(crate) mod access;

@@ -278,7 +278,7 @@ async fn untrusted_clock_refuses_to_generate_and_says_why() {
     let service = in_process_service(&operator, store, &generate, Arc::new(BootClock)).await;
     let error = service
         .generate(
-            uid2d::runtime::ScopeKey::Uid(1000),
+            uid2d::runtime::ScopeKey::uid(1000),
             "email",
             "user@example.com",
             Default::default(),

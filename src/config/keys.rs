@@ -15,6 +15,7 @@ use super::{
     Invalid, LogLevel, Reloadable, ScopeMode, StartupConfig,
 };
 use crate::apps::AppId;
+use crate::profile::ProfilesConfig;
 use crate::privacy::settings::{is_domain, is_match_method};
 use crate::privacy::{EidsConfig, PrivacyConfig, Raw, Signals, TcfPurposes, TrackingAuthorization};
 
@@ -446,6 +447,30 @@ pub(crate) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "profiles.enabled",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.profiles.enabled = typed(value)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "profiles.source",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.profiles.source = typed(value)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "profiles.manager_group",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.profiles.manager_group = Some(not_empty(value)?);
+            Ok(())
+        },
+    },
 ];
 
 /// One `[privacy.device]` key: checked and decoded as `SetDevicePrivacySignals` does.
@@ -510,6 +535,7 @@ pub(super) struct Layer {
     euid_environment: Option<Environment>,
     euid_base_url: Option<Url>,
     euid_generate: GenerateConfig,
+    profiles: ProfilesConfig,
     /// `Some(None)`: set to `""` (off).
     textfile: Option<Option<PathBuf>>,
     textfile_interval: Option<Duration>,
@@ -615,6 +641,7 @@ impl Layer {
                 max_scopes: self.max_scopes.unwrap_or(DEFAULT_MAX_SCOPES),
                 apps: self.apps,
                 euid_enabled: self.euid_enabled.unwrap_or(true),
+                profiles: self.profiles,
             },
             reloadable: Reloadable {
                 environment,

@@ -184,6 +184,8 @@ pub struct StartupConfig {
     pub apps: AppsConfig,
     /// `[euid] enabled`: serve EUID at `/com/uid2/Manager/euid` (default true).
     pub euid_enabled: bool,
+    /// `[profiles]`: scopes per (owner, profile) and `com.uid2.Profiles1`.
+    pub profiles: crate::profile::ProfilesConfig,
 }
 
 impl Default for StartupConfig {
@@ -196,6 +198,7 @@ impl Default for StartupConfig {
             max_scopes: keys::DEFAULT_MAX_SCOPES,
             apps: AppsConfig::default(),
             euid_enabled: true,
+            profiles: crate::profile::ProfilesConfig::default(),
         }
     }
 }
@@ -452,7 +455,14 @@ impl Config {
                     broker_group,
                 },
             euid_enabled,
+            profiles:
+                crate::profile::ProfilesConfig {
+                    enabled: profiles_enabled,
+                    source: profiles_source,
+                    manager_group: profiles_manager_group,
+                },
         } = &self.startup;
+        let new_profiles = &new.startup.profiles;
         let new_apps = &new.startup.apps;
         let changed = [
             ("scope", *scope != new.startup.scope),
@@ -466,6 +476,12 @@ impl Config {
             ("apps.unknown", *unknown != new_apps.unknown),
             ("apps.broker_group", *broker_group != new_apps.broker_group),
             ("euid.enabled", *euid_enabled != new.startup.euid_enabled),
+            ("profiles.enabled", *profiles_enabled != new_profiles.enabled),
+            ("profiles.source", *profiles_source != new_profiles.source),
+            (
+                "profiles.manager_group",
+                *profiles_manager_group != new_profiles.manager_group,
+            ),
         ];
         changed
             .into_iter()

@@ -10,7 +10,7 @@ use super::{DaemonError, Options, BUS_TIMEOUT};
 use crate::access::Rules;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ScopeMode};
-use crate::dbus::{self, Callers, Shell, BUS_NAME};
+use crate::dbus::{self, Callers, ProfileRules, Shell, BUS_NAME};
 use crate::device::{Device, ProductSetup};
 use crate::engine::Policy;
 use crate::runtime::ScopeKey;
@@ -47,6 +47,17 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
             .as_deref()
             .map(resolve_group)
             .transpose()?,
+    };
+    let profile_rules = match &startup.profiles {
+        profiles if profiles.enabled => Some(ProfileRules {
+            manager_gid: profiles
+                .manager_group
+                .as_deref()
+                .map(resolve_group)
+                .transpose()?,
+            source: profiles.source,
+        }),
+        _ => None,
     };
     let apps = match startup.scope {
         ScopeMode::App => Some(startup.apps.resolver().map_err(DaemonError::AppRules)?),
@@ -94,11 +105,13 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
         top_level,
         setups.collect(),
     );
+    device.restore_profiles(startup.profiles.clone()).await?;
     let unread = device.load_first().await?;
     let shell = Arc::new(Shell {
         device: Arc::new(device),
         rules,
         callers: Arc::new(Callers::new(apps)),
+        profiles: profile_rules,
     });
     let connecting = dbus::serve(options.bus.builder()?, &shell)?
         .name(BUS_NAME)?

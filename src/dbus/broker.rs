@@ -43,11 +43,11 @@ impl Broker {
         app_id: &str,
     ) -> std::result::Result<ScopeKey, Error> {
         let caller = self.shell.callers.caller(conn, header).await?;
-        let scope = self.shell.rules.broker(&caller, app_id)?;
+        let owner = self.shell.rules.broker(&caller, app_id)?;
         if let Some(sender) = header.sender() {
             self.shell.callers.add_broker(sender.as_str());
         }
-        Ok(scope)
+        Ok(self.shell.device.scope(owner))
     }
 }
 

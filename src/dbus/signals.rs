@@ -69,7 +69,8 @@ pub(crate) async fn relay_signals(
                 }
             },
             change = changes.recv() => {
-                if !relay_change(&conn, path, &shell.rules, &shell.callers, change).await? {
+                let active = || shell.device.active_profile();
+                if !relay_change(&conn, path, &shell.rules, &shell.callers, active, change).await? {
                     return Ok(());
                 }
             }
@@ -90,11 +91,17 @@ async fn relay_change(
     path: &str,
     rules: &Rules,
     callers: &Callers,
+    active_profile: impl Fn() -> crate::profile::ProfileId,
     change: Result<StatusChange, RecvError>,
 ) -> zbus::Result<bool> {
     match change {
         Ok(StatusChange { scope, status }) => {
-            for name in callers.connections_of(rules, &scope) {
+            // Apps act in the active profile: another profile's changes are not theirs (a
+            // switch tells them what changed for them, device/household.rs).
+            if *scope.profile() != active_profile() {
+                return Ok(true);
+            }
+            for name in callers.connections_of(rules, scope.owner()) {
                 let emitter = SignalEmitter::new(conn, path)?
                     .set_destination(BusName::Unique(UniqueName::from(&name)));
                 if let Err(e) = Manager::identity_status_changed(&emitter, status.as_str()).await {

@@ -68,6 +68,15 @@ pub(super) const BROKER1: InSignatures = &[
     ("GetAdvertisingTokenValidFor", "su"),
 ];
 
+/// `com.uid2.Profiles1`'s methods (dbus/com.uid2.Profiles1.xml).
+pub(super) const PROFILES1: InSignatures = &[
+    ("SetActiveProfile", "s"),
+    ("GetActiveProfile", ""),
+    ("ListProfiles", ""),
+    ("DeleteProfile", "s"),
+    ("SetProfilePolicy", "sa{sv}"),
+];
+
 /// `com.uid2.Diagnostics1`'s methods (dbus/com.uid2.Diagnostics1.xml).
 pub(super) const DIAGNOSTICS1: InSignatures = &[("GetStats", ""), ("GetSetup", "")];
 

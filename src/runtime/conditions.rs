@@ -50,12 +50,14 @@ impl Runtime {
         self.conditions().limit_ad_tracking
     }
 
-    /// What the device decides for scope `_key` of this product now: `Some(reason)` when
-    /// nothing may be served or sent for it.
-    pub(super) fn decision(&self, _key: &ScopeKey) -> Option<Reason> {
-        self.conditions()
-            .limit_ad_tracking
-            .then_some(Reason::LimitAdTracking)
+    /// What the device decides for scope `key` of this product now: `Some(reason)` when
+    /// nothing may be served or sent for it. The device's limit ad tracking first, then
+    /// the policy of the scope's profile (`child`, its own limit ad tracking).
+    pub(super) fn decision(&self, key: &ScopeKey) -> Option<Reason> {
+        if self.conditions().limit_ad_tracking {
+            return Some(Reason::LimitAdTracking);
+        }
+        self.profiles.denial(key.profile())
     }
 
     /// A scope that holds nothing yet, under the device's decisions now.

@@ -55,7 +55,7 @@ impl Runtime {
         let store = self.store.clone();
         let mut keys = Vec::new();
         for name in blocking(move || store.list()).await? {
-            if name == POLICY_RECORD {
+            if name == POLICY_RECORD || name == crate::profile::PROFILES_RECORD {
                 continue;
             }
             // The other product's scopes.

@@ -22,6 +22,7 @@ mod generate;
 mod load;
 mod persist;
 mod product;
+mod profiles;
 mod read;
 mod refresh;
 mod reset;
@@ -51,7 +52,8 @@ pub use conditions::Conditions;
 pub use generate::GenerateOptions;
 pub(crate) use persist::blocking;
 pub use product::Shelf;
-pub use scope_key::ScopeKey;
+pub use profiles::Answer;
+pub use scope_key::{Owner, ScopeKey};
 #[cfg(any(test, feature = "test-support"))]
 pub use stats::COUNTERS_BYTES;
 pub use stats::FailureClass;
@@ -110,6 +112,8 @@ pub struct Runtime {
     timers_changed: Notify,
     /// The device's decisions (limit ad tracking, the network), watched as a value.
     conditions: watch::Receiver<Conditions>,
+    /// The household: each profile's policy, which profile apps act in.
+    profiles: Arc<crate::profile::Profiles>,
     /// Where this runtime's scopes are in the store.
     shelf: Shelf,
     storage: persist::Storage,
@@ -126,7 +130,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Runtime {
     /// The runtime of one product: `config` is the product's (the top-level one, or
     /// [`Config::for_euid`]'s), `shelf` where its scopes are in the store it shares with
-    /// the other products, `conditions` the device's decisions it obeys.
+    /// the other products, `conditions` the device's decisions it obeys, `profiles` the
+    /// household's.
+    #[allow(clippy::too_many_arguments)] // each is a part the device shares with it
     pub(crate) fn new(
         config: Config,
         operator: Operator,
@@ -135,6 +141,7 @@ impl Runtime {
         policy: Policy,
         shelf: Shelf,
         conditions: watch::Receiver<Conditions>,
+        profiles: Arc<crate::profile::Profiles>,
     ) -> Arc<Self> {
         let (changes, _) = broadcast::channel(256);
         Arc::new(Self {
@@ -153,6 +160,7 @@ impl Runtime {
             changes,
             timers_changed: Notify::new(),
             conditions,
+            profiles,
             shelf,
             storage: persist::Storage::default(),
             loading: load::Loading::default(),

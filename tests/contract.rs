@@ -200,6 +200,11 @@ const SPOOFS: &[(&str, &str, &str)] = &[
         "IdentityStatusChanged",
     ),
     ("/com/uid2/Manager", "com.uid2.Diagnostics1", "Spoofed"),
+    (
+        "/com/uid2/Manager",
+        "com.uid2.Profiles1",
+        "ActiveProfileChanged",
+    ),
     ("/com/uid2/Gateway", "com.uid2.Gateway1", "Spoofed"),
 ];
 

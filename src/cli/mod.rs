@@ -14,6 +14,7 @@ use zbus::zvariant::Value;
 
 mod dii;
 mod human_time;
+mod profile;
 mod target;
 use target::Target;
 
@@ -98,6 +99,10 @@ enum Command {
         #[arg(long, default_value = "uid2d.service")]
         unit: String,
     },
+    /// Profiles (com.uid2.Profiles1, root or [profiles] manager_group): list, get, set,
+    /// delete, policy.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -154,6 +159,8 @@ enum CliError {
     Closed(String),
     #[error("doctor: {0} check(s) failed")]
     Doctor(usize),
+    #[error("{0}")]
+    NoPolicy(#[from] profile::NoPolicy),
 }
 
 /// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
@@ -313,6 +320,7 @@ async fn run(args: Args) -> Result<(), CliError> {
             }
         }
         Command::Watch { until } => watch(&target, until).await?,
+        Command::Profile(command) => profile::run(&conn, command).await?,
     }
     Ok(())
 }

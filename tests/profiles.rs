@@ -158,6 +158,10 @@ async fn identities_are_kept_per_profile_and_a_switch_tells_whom_it_changes() {
     let mut listed = profiles.list_profiles().await.unwrap();
     listed.sort();
     assert_eq!(listed, ["", "f1a2"]);
+    // Diagnostics count profiles and never name them.
+    let stats = get_stats(&conn).await;
+    assert_eq!(u64::try_from(&stats["profiles"]).unwrap(), 2);
+    assert!(!format!("{stats:?}").contains("f1a2"));
     // The default profile's files keep the names of a device without profiles.
     assert_eq!(
         state_files(&state.path().join("state")),

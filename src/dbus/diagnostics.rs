@@ -44,8 +44,15 @@ impl Diagnostics {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<HashMap<String, OwnedValue>, Reply> {
         self.admit(&header, conn).await?;
+        let device = &self.shell.device;
+        // Counted, never named: a profile id is the same for every app.
+        let profiles = if device.profiles_config().await.enabled {
+            device.list_profiles().await?.len()
+        } else {
+            1
+        };
         // Each product's counters under its shelf's prefix (`euid_` for the EUID object's).
-        Ok(self
+        let mut stats: HashMap<String, OwnedValue> = self
             .shell
             .device
             .products()
@@ -65,7 +72,12 @@ impl Diagnostics {
                 };
                 (name, value)
             })
-            .collect())
+            .collect();
+        stats.insert(
+            "profiles".into(),
+            OwnedValue::from(u64::try_from(profiles).unwrap_or(u64::MAX)),
+        );
+        Ok(stats)
     }
 
     /// The daemon's setup for `uid2ctl doctor`: operator URLs, trust, state directory

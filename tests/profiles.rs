@@ -114,6 +114,12 @@ async fn identities_are_kept_per_profile_and_a_switch_tells_whom_it_changes() {
     );
     let news = within("news established", apps.next()).await.unwrap();
     assert_eq!(news.args().unwrap().status(), &"established");
+    // An app whose answer is the same in both profiles (no identity; only a setting held)
+    // is not told. Scopes are announced in order, so it would come before news.
+    broker
+        .set_automatic_refresh_enabled("com.example.maps", false)
+        .await
+        .unwrap();
 
     profiles.set_active_profile("f1a2").await.unwrap();
     let changed = within("ActiveProfileChanged", switched.next())
@@ -166,6 +172,7 @@ async fn identities_are_kept_per_profile_and_a_switch_tells_whom_it_changes() {
     assert_eq!(
         state_files(&state.path().join("state")),
         [
+            "app-com.example.maps.state",
             "app-com.example.news.state",
             "profiles.state",
             "uid-0+p-f1a2.state",

@@ -78,6 +78,7 @@ install:
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Broker1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Broker1.xml
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Diagnostics1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Diagnostics1.xml
 	$(INSTALL) -D -m 0644 dbus/com.uid2.Privacy1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Privacy1.xml
+	$(INSTALL) -D -m 0644 dbus/com.uid2.Profiles1.xml $(DESTDIR)$(dbusinterfacedir)/com.uid2.Profiles1.xml
 	@# The HTML5 gateway's unit (not enabled here: the image or the admin enables it),
 	@# its system user and groups, its bus policy and interface.
 	sed 's|^ExecStart=/usr/bin/uid2-gateway |ExecStart=$(bindir)/uid2-gateway |' systemd/uid2-gateway.service > $(DESTDIR)$(unitdir)/uid2-gateway.service
@@ -101,6 +102,7 @@ uninstall:
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Broker1.xml
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Diagnostics1.xml
 	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Privacy1.xml
+	rm -f $(DESTDIR)$(dbusinterfacedir)/com.uid2.Profiles1.xml
 	rm -f $(DESTDIR)$(unitdir)/uid2-gateway.service $(DESTDIR)$(sysusersdir)/uid2-gateway.conf
 	rm -f $(DESTDIR)$(dbuspolicydir)/com.uid2.Gateway.conf $(DESTDIR)$(dbusinterfacedir)/com.uid2.Gateway1.xml
 	rm -f $(addprefix $(DESTDIR)$(ripplepackdir)/,$(RIPPLE_PACK))

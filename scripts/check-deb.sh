@@ -81,6 +81,7 @@ expected=$(sort -k2 <<'EOF'
 -rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Broker1.xml
 -rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml
 -rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Privacy1.xml
+-rw-r--r-- /usr/share/dbus-1/interfaces/com.uid2.Profiles1.xml
 -rw-r--r-- /usr/lib/uid2d/uid2d.toml
 -rw-r--r-- /usr/share/doc/uid2d/copyright
 -rw-r--r-- /usr/lib/systemd/system/uid2-gateway.service
@@ -112,6 +113,7 @@ for pair in \
   dbus/com.uid2.Broker1.xml:usr/share/dbus-1/interfaces/com.uid2.Broker1.xml \
   dbus/com.uid2.Diagnostics1.xml:usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml \
   dbus/com.uid2.Privacy1.xml:usr/share/dbus-1/interfaces/com.uid2.Privacy1.xml \
+  dbus/com.uid2.Profiles1.xml:usr/share/dbus-1/interfaces/com.uid2.Profiles1.xml \
   systemd/uid2-gateway.service:usr/lib/systemd/system/uid2-gateway.service \
   systemd/uid2-gateway.sysusers:usr/lib/sysusers.d/uid2-gateway.conf \
   dbus/com.uid2.Gateway.conf:usr/share/dbus-1/system.d/com.uid2.Gateway.conf \

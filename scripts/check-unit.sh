@@ -185,6 +185,7 @@ link uid2d /usr/bin/uid2-gateway
 644 /usr/share/dbus-1/interfaces/com.uid2.Broker1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Diagnostics1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Privacy1.xml
+644 /usr/share/dbus-1/interfaces/com.uid2.Profiles1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Privacy1.xml
 644 /usr/lib/uid2d/uid2d.toml

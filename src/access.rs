@@ -6,7 +6,7 @@ use crate::apps::{AppId, Resolution};
 use crate::capabilities::{Capabilities, Capability, Grants};
 use crate::config::ScopeMode;
 use crate::error::{Denied, Error, InvalidArgument};
-use crate::runtime::ScopeKey;
+use crate::runtime::{Owner, ScopeKey};
 
 /// What the bus reports about a connection (`GetConnectionCredentials`), and in
 /// `scope = "app"` which app the `[apps]` rules say it is.
@@ -27,7 +27,8 @@ impl Caller {
         }
     }
 
-    fn is_root_or_in(&self, gid: Option<u32>) -> bool {
+    /// Root, or a member of `gid` (when there is one).
+    pub(crate) fn is_root_or_in(&self, gid: Option<u32>) -> bool {
         self.uid == 0 || gid.is_some_and(|gid| self.gids.contains(&gid))
     }
 }
@@ -63,19 +64,19 @@ pub(crate) struct Rules {
 }
 
 impl Rules {
-    /// The scope of `caller`'s own identity, or why it has none.
-    pub(crate) fn scope_of(&self, caller: &Caller) -> Result<ScopeKey, Denied> {
+    /// Whose identity `caller`'s calls act on (in the active profile), or why none.
+    pub(crate) fn scope_of(&self, caller: &Caller) -> Result<Owner, Denied> {
         match (self.mode, &caller.app) {
-            (ScopeMode::Uid, _) => Ok(ScopeKey::Uid(caller.uid)),
-            (ScopeMode::Device, _) => Ok(ScopeKey::Device),
-            (ScopeMode::App, Some(Resolution::App(app))) => Ok(ScopeKey::App(app.clone())),
-            (ScopeMode::App, Some(Resolution::Uid(uid))) => Ok(ScopeKey::Uid(*uid)),
+            (ScopeMode::Uid, _) => Ok(Owner::Uid(caller.uid)),
+            (ScopeMode::Device, _) => Ok(Owner::Device),
+            (ScopeMode::App, Some(Resolution::App(app))) => Ok(Owner::App(app.clone())),
+            (ScopeMode::App, Some(Resolution::Uid(uid))) => Ok(Owner::Uid(*uid)),
             (ScopeMode::App, Some(Resolution::Unknown) | None) => Err(Denied::UnknownApp),
         }
     }
 
-    /// The scope `caller` may `operation` on, or why not.
-    pub(crate) fn scope(&self, caller: &Caller, operation: Operation) -> Result<ScopeKey, Denied> {
+    /// The owner whose scope `caller` may `operation` on, or why not.
+    pub(crate) fn scope(&self, caller: &Caller, operation: Operation) -> Result<Owner, Denied> {
         if operation == Operation::Change
             && self.mode == ScopeMode::Device
             && !caller.is_root_or_in(self.device_gid)
@@ -110,24 +111,26 @@ impl Rules {
     /// [`Rules::admin`]): the app's as [`Rules::broker`] resolves it, or with `uid:N` the
     /// scope of Unix user N (`scope = "uid"`, and callers `[apps]` leaves to their uid).
     /// `:` is never in an app id, so the two never meet.
-    pub(crate) fn inspected(&self, app_id: &str) -> Result<ScopeKey, InvalidArgument> {
+    pub(crate) fn inspected(&self, app_id: &str) -> Result<Owner, InvalidArgument> {
         if let Some(uid) = app_id.strip_prefix("uid:") {
             // The canonical decimal form only, as in the scope's file name.
-            return ScopeKey::from_name(&format!("uid-{uid}"))
-                .ok_or(InvalidArgument::InspectedScope);
+            return match ScopeKey::from_name(&format!("uid-{uid}")) {
+                Some(key) if key.profile().is_default() => Ok(key.owner().clone()),
+                _ => Err(InvalidArgument::InspectedScope),
+            };
         }
         let app = AppId::new(app_id).map_err(|_| InvalidArgument::InspectedScope)?;
         Ok(match self.mode {
-            ScopeMode::Device => ScopeKey::Device,
-            ScopeMode::Uid | ScopeMode::App => ScopeKey::App(app),
+            ScopeMode::Device => Owner::Device,
+            ScopeMode::Uid | ScopeMode::App => Owner::App(app),
         })
     }
 
-    /// The scope a broker acts on for `app_id`: the app's, or the device identity in
+    /// The owner a broker acts for with `app_id`: the app, or the device identity in
     /// `scope = "device"`; the app must hold the capability of `need` (a
     /// [`Need::ForApp`]). The caller was admitted first ([`Rules::admit`]), so another
     /// caller learns nothing, not even whether the app id is well-formed.
-    pub(crate) fn broker(&self, app_id: &str, need: Need) -> Result<ScopeKey, Error> {
+    pub(crate) fn broker(&self, app_id: &str, need: Need) -> Result<Owner, Error> {
         let app = AppId::new(app_id).map_err(InvalidArgument::AppId)?;
         if let Need::ForApp(capability) = need {
             if !self.grants.of_app(Some(&app)).has(capability) {
@@ -135,8 +138,8 @@ impl Rules {
             }
         }
         Ok(match self.mode {
-            ScopeMode::Device => ScopeKey::Device,
-            ScopeMode::Uid | ScopeMode::App => ScopeKey::App(app),
+            ScopeMode::Device => Owner::Device,
+            ScopeMode::Uid | ScopeMode::App => Owner::App(app),
         })
     }
 }
@@ -180,16 +183,11 @@ mod tests {
             app: Some(r),
             ..caller(uid, &[])
         };
-        let table: Vec<(&Rules, Caller, Operation, Result<ScopeKey, Denied>)> = vec![
-            (&uid_mode, caller(1000, &[]), Read, Ok(ScopeKey::Uid(1000))),
-            (
-                &uid_mode,
-                caller(1000, &[]),
-                Change,
-                Ok(ScopeKey::Uid(1000)),
-            ),
-            (&uid_mode, caller(0, &[]), Change, Ok(ScopeKey::Uid(0))),
-            (&device_mode, caller(1000, &[]), Read, Ok(ScopeKey::Device)),
+        let table: Vec<(&Rules, Caller, Operation, Result<Owner, Denied>)> = vec![
+            (&uid_mode, caller(1000, &[]), Read, Ok(Owner::Uid(1000))),
+            (&uid_mode, caller(1000, &[]), Change, Ok(Owner::Uid(1000))),
+            (&uid_mode, caller(0, &[]), Change, Ok(Owner::Uid(0))),
+            (&device_mode, caller(1000, &[]), Read, Ok(Owner::Device)),
             (
                 &device_mode,
                 caller(1000, &[]),
@@ -200,9 +198,9 @@ mod tests {
                 &device_mode,
                 caller(1000, &[7, 40]),
                 Change,
-                Ok(ScopeKey::Device),
+                Ok(Owner::Device),
             ),
-            (&device_mode, caller(0, &[]), Change, Ok(ScopeKey::Device)),
+            (&device_mode, caller(0, &[]), Change, Ok(Owner::Device)),
             (
                 &device_mode,
                 caller(1001, &[41]),
@@ -213,13 +211,13 @@ mod tests {
                 &app_mode,
                 named(1000, Resolution::App(app("com.example.a"))),
                 Change,
-                Ok(ScopeKey::App(app("com.example.a"))),
+                Ok(Owner::App(app("com.example.a"))),
             ),
             (
                 &app_mode,
                 named(1000, Resolution::Uid(1000)),
                 Read,
-                Ok(ScopeKey::Uid(1000)),
+                Ok(Owner::Uid(1000)),
             ),
             (
                 &app_mode,
@@ -260,17 +258,17 @@ mod tests {
 
     #[test]
     fn the_inspector_reads_an_apps_scope_or_a_users() {
-        let app_scope = ScopeKey::App(app("com.example.news"));
+        let app_scope = Owner::App(app("com.example.news"));
         for mode in [ScopeMode::Uid, ScopeMode::App] {
             assert_eq!(
                 rules(mode).inspected("com.example.news"),
                 Ok(app_scope.clone())
             );
-            assert_eq!(rules(mode).inspected("uid:1000"), Ok(ScopeKey::Uid(1000)));
+            assert_eq!(rules(mode).inspected("uid:1000"), Ok(Owner::Uid(1000)));
         }
         assert_eq!(
             rules(ScopeMode::Device).inspected("com.example.news"),
-            Ok(ScopeKey::Device)
+            Ok(Owner::Device)
         );
         for bad in [
             "",
@@ -279,6 +277,7 @@ mod tests {
             "uid:+1",
             "uid:x",
             "uid:4294967296",
+            "uid:1+p-kid",
             "a b",
             ".x",
         ] {
@@ -303,11 +302,11 @@ mod tests {
         };
         assert_eq!(
             scope(&app_mode, &caller(0, &[]), "com.example.a"),
-            Ok(ScopeKey::App(app("com.example.a")))
+            Ok(Owner::App(app("com.example.a")))
         );
         assert_eq!(
             scope(&app_mode, &caller(1000, &[60]), "com.example.a"),
-            Ok(ScopeKey::App(app("com.example.a")))
+            Ok(Owner::App(app("com.example.a")))
         );
         // Not a broker: refused before the app id is even looked at.
         assert_eq!(
@@ -321,11 +320,11 @@ mod tests {
         // uid mode: brokers still act on app scopes; device mode: on the device identity.
         assert_eq!(
             scope(&rules(ScopeMode::Uid), &caller(0, &[]), "com.example.a"),
-            Ok(ScopeKey::App(app("com.example.a")))
+            Ok(Owner::App(app("com.example.a")))
         );
         assert_eq!(
             scope(&rules(ScopeMode::Device), &caller(0, &[]), "com.example.a"),
-            Ok(ScopeKey::Device)
+            Ok(Owner::Device)
         );
         // The app's own rights bound what a broker may do for it.
         let limited = Rules {
@@ -343,7 +342,7 @@ mod tests {
         ));
         assert!(matches!(
             limited.broker("com.example.b", Need::ForApp(Capability::Generate)),
-            Ok(ScopeKey::App(_))
+            Ok(Owner::App(_))
         ));
     }
 }

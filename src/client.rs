@@ -137,6 +137,30 @@ pub trait Privacy1 {
     fn get_device_privacy_signals(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
 }
 
+/// `com.uid2.Profiles1` on `/com/uid2/Manager`, served while `[profiles] enabled` (root
+/// and `[profiles] manager_group` only): `dbus/com.uid2.Profiles1.xml`.
+#[zbus::proxy(
+    interface = "com.uid2.Profiles1",
+    default_service = "com.uid2.Manager",
+    default_path = "/com/uid2/Manager"
+)]
+pub trait Profiles1 {
+    /// Switches the profile apps act in; `""` is the default profile.
+    fn set_active_profile(&self, profile_id: &str) -> zbus::Result<()>;
+    fn get_active_profile(&self) -> zbus::Result<String>;
+    fn list_profiles(&self) -> zbus::Result<Vec<String>>;
+    /// Removes every identity of the profile, both products, durably; how many scopes went.
+    fn delete_profile(&self, profile_id: &str) -> zbus::Result<u32>;
+    /// `child` (b) and `limit_ad_tracking` (b); keys left out keep their value.
+    fn set_profile_policy(
+        &self,
+        profile_id: &str,
+        policy: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn active_profile_changed(&self, profile_id: &str) -> zbus::Result<()>;
+}
+
 /// One value of `GetStats` (daemon and clients read it alike): a counter (`t`), a state
 /// (`b`) or an instant in Unix milliseconds (`x`, 0: never).
 #[derive(Debug, Clone, PartialEq, Eq)]

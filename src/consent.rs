@@ -173,8 +173,20 @@ impl PrivacySignals {
     /// `ResetAllIdentities`: every scope's layer, durably; the device's stays (it is the
     /// platform's, not an app's).
     pub(crate) async fn remove_scopes(&self) -> Result<usize, Error> {
+        self.remove_scopes_where(|_| true).await
+    }
+
+    /// `DeleteProfile`: the layers of the scopes `doomed` picks, durably.
+    pub(crate) async fn remove_scopes_where(
+        &self,
+        doomed: impl Fn(&ScopeKey) -> bool,
+    ) -> Result<usize, Error> {
         let _write = self.writes.lock().await;
-        let keys = self.scopes();
+        let keys: Vec<ScopeKey> = self
+            .scopes()
+            .into_iter()
+            .filter(|key| doomed(key))
+            .collect();
         for key in &keys {
             self.write(scope_record(key), &Signals::default()).await?;
             self.layers
@@ -184,10 +196,7 @@ impl PrivacySignals {
                 .remove(key);
         }
         if !keys.is_empty() {
-            info!(
-                scopes = keys.len(),
-                "privacy signals of every scope removed"
-            );
+            info!(scopes = keys.len(), "privacy signals of scopes removed");
         }
         Ok(keys.len())
     }

@@ -18,10 +18,15 @@ use crate::error::Error;
 use crate::operator::Operator;
 use crate::error::InvalidArgument;
 use crate::privacy::{bid_signals_json, BidOptions, Signals};
+use crate::profile::{Profiles, ProfilesConfig};
 use crate::runtime::{Conditions, Decisions, Runtime, ScopeKey, Shelf};
 use crate::store::record::{self, POLICY_RECORD};
 use crate::store::{SetAside, Store, StoreError, Stored};
 use crate::tracking::{self, TrackingAuthorization, TrackingAuthorizations, TRACKING_RECORD};
+
+mod household;
+
+pub use household::Deleted;
 
 /// What one product needs to run: its config (the top-level one, or
 /// [`Config::for_euid`]'s), its operator client, and where its scopes are in the store.
@@ -59,6 +64,10 @@ pub struct Device {
     /// Serialises switches of the limit-ad-tracking and tracking authorization records,
     /// so that each record on disk is the value last decided.
     switch: tokio::sync::Mutex<()>,
+    /// The household every runtime reads ([`household`]).
+    profiles: Arc<Profiles>,
+    /// `[profiles]` as start-up read it; serialises the household's changes.
+    household: tokio::sync::Mutex<ProfilesConfig>,
 }
 
 impl Device {
@@ -128,6 +137,7 @@ impl Device {
         } = policy_record;
         let signals_aside = std::mem::take(&mut signals.set_aside);
         let privacy = Arc::new(PrivacySignals::new(store.clone(), signals));
+        let profiles = Arc::new(Profiles::default());
         let conditions = watch::Sender::new(Conditions {
             limit_ad_tracking,
             tracking: Arc::new(TrackingAuthorizations::new(tracking, tracking_default)),
@@ -143,6 +153,7 @@ impl Device {
                     policy,
                     conditions.subscribe(),
                     privacy.clone(),
+                    profiles.clone(),
                 )
             })
             .collect();
@@ -166,6 +177,8 @@ impl Device {
             store,
             privacy,
             switch: tokio::sync::Mutex::new(()),
+            profiles,
+            household: tokio::sync::Mutex::new(ProfilesConfig::default()),
         }
     }
 
@@ -395,7 +408,7 @@ impl Device {
                     Some(&token),
                     &consent,
                     merged,
-                    false,
+                    self.profiles.policy(key.profile()).child,
                     options.placement,
                     provenance,
                 )

@@ -220,6 +220,15 @@ pub enum InvalidArgument {
     /// `GetBidSignals` with `product` naming one this device does not serve.
     #[error("product {0} is not served on this device")]
     ProductNotServed(&'static str),
+    #[error("profile_id: {0}")]
+    ProfileId(#[from] crate::profile::BadProfileId),
+    /// `DeleteProfile("")`.
+    #[error("the default profile \"\" cannot be deleted; ResetAllIdentities forgets every identity")]
+    DefaultProfile,
+    #[error("unknown policy key `{0}`; known: child, limit_ad_tracking")]
+    PolicyKey(String),
+    #[error("policy key `{0}` must be a boolean (signature b)")]
+    PolicyType(&'static str),
     /// A call whose arguments are larger than any method takes, refused unread.
     #[error("the arguments of {member} are {len} bytes; uid2d's methods take at most {max}", max = crate::dbus::MAX_ARGUMENTS_LEN)]
     TooLarge { member: &'static str, len: usize },
@@ -273,6 +282,10 @@ pub enum Denied {
     UnknownApp,
     #[error("app_name must be this app's own registered name (or left out)")]
     AppName,
+    #[error("profiles can only be switched, deleted and given a policy by root or members of the configured [profiles] manager_group")]
+    ProfileManager,
+    #[error("the active profile follows logind's active session on seat0 ([profiles] source = \"logind\"), not SetActiveProfile")]
+    ProfileSource,
 }
 
 /// Why `RefreshIdentity` got no new identity.

@@ -27,7 +27,7 @@ pub mod roles;
 
 internal!(
     app_events, clock, config, crypto, device, dii, engine, error, gateway, identity, operator,
-    product, runtime, store, trust,
+    product, profile, runtime, store, trust,
 );
 
 pub(crate) mod access;

@@ -213,6 +213,11 @@ const SPOOFS: &[(&str, &str, &str)] = &[
         "com.uid2.Privacy1",
         "TrackingAuthorizationRequested",
     ),
+    (
+        "/com/uid2/Manager",
+        "com.uid2.Profiles1",
+        "ActiveProfileChanged",
+    ),
     ("/com/uid2/Gateway", "com.uid2.Gateway1", "Spoofed"),
 ];
 

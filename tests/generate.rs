@@ -278,7 +278,7 @@ async fn untrusted_clock_refuses_to_generate_and_says_why() {
     let service = in_process_service(&operator, store, &generate, Arc::new(BootClock)).await;
     let error = service
         .generate(
-            uid2d::runtime::ScopeKey::Uid(1000),
+            uid2d::runtime::ScopeKey::uid(1000),
             "email",
             "user@example.com",
             Default::default(),
@@ -289,7 +289,7 @@ async fn untrusted_clock_refuses_to_generate_and_says_why() {
     assert!(error.to_string().contains("clock"), "{error}");
     assert_eq!(operator.sim.requests(Endpoint::ClientGenerate), 0);
     // The app inspector names the cause.
-    let events = service.app_events(&uid2d::runtime::ScopeKey::Uid(1000));
+    let events = service.app_events(&uid2d::runtime::ScopeKey::uid(1000));
     let reasons: Vec<_> = events
         .iter()
         .map(|e| (e.kind.as_str(), e.details.reason))

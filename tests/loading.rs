@@ -25,7 +25,7 @@ async fn stored(operator: &Operator, state: &std::path::Path) -> Vec<String> {
     for uid in 1..=SCOPES {
         let identity = operator.identity(&format!("user{uid}@example.com"));
         service
-            .set_identity(ScopeKey::Uid(uid), &identity)
+            .set_identity(ScopeKey::uid(uid), &identity)
             .await
             .unwrap();
         tokens.push(secrets_of(&identity)[0].clone());
@@ -47,7 +47,7 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
     assert_eq!(service.scope_count(), 0);
 
     // A read reads the caller's scope first.
-    let seven = ScopeKey::Uid(7);
+    let seven = ScopeKey::uid(7);
     assert_eq!(
         service.status(seven.clone()).await.unwrap(),
         Status::Established
@@ -60,11 +60,11 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
 
     // A change to a scope the pass has not reached: the change reads the file first, and
     // the pass must not put the old identity back.
-    let twelve = ScopeKey::Uid(12);
+    let twelve = ScopeKey::uid(12);
     let newer = operator.identity("newer@example.com");
     service.set_identity(twelve.clone(), &newer).await.unwrap();
     // Another, reset before it was ever read.
-    let three = ScopeKey::Uid(3);
+    let three = ScopeKey::uid(3);
     service.reset(three.clone()).await.unwrap();
 
     let report = service.load().await.unwrap();
@@ -81,7 +81,7 @@ async fn a_call_reads_its_scope_first_and_the_pass_never_undoes_a_change() {
         Status::NoIdentity
     );
     for uid in (1..=SCOPES).filter(|uid| ![3, 12].contains(uid)) {
-        let key = ScopeKey::Uid(uid);
+        let key = ScopeKey::uid(uid);
         assert_eq!(
             service.status(key.clone()).await.unwrap(),
             Status::Established,
@@ -125,7 +125,7 @@ async fn the_daemon_serves_stored_scopes_read_after_ready() {
         let service =
             in_process_service(&operator, store, "", Arc::new(SystemClock::new(false))).await;
         service
-            .set_identity(ScopeKey::Uid(me), &identity)
+            .set_identity(ScopeKey::uid(me), &identity)
             .await
             .unwrap();
     }
@@ -164,7 +164,7 @@ async fn an_unreadable_record_is_set_aside_and_the_scope_starts_empty() {
     let report = unloaded.load().await.unwrap();
     assert_eq!(report.set_aside, ["uid-5"]);
     assert_eq!(
-        unloaded.status(ScopeKey::Uid(5)).await.unwrap(),
+        unloaded.status(ScopeKey::uid(5)).await.unwrap(),
         Status::NoIdentity
     );
     let names: Vec<String> = std::fs::read_dir(&state)

@@ -545,9 +545,13 @@ async fn a_reloaded_privacy_config_decides_again_and_says_so() {
     m.set_identity(&operator.identity("user@example.com"))
         .await
         .unwrap();
+    // Subscribed before the change: its own ConsentChanged is read first, never taken
+    // for the reload's.
+    let mut consent = m.receive_consent_changed().await.unwrap();
     let opted_out = HashMap::from([("IABUSPrivacy_String", Value::from("1YYN"))]);
     assert_eq!(m.set_privacy_signals(opted_out).await.unwrap(), "denied");
-    let mut consent = m.receive_consent_changed().await.unwrap();
+    let signal = within("ConsentChanged", consent.next()).await.unwrap();
+    assert_eq!(*signal.args().unwrap().consent(), "denied");
 
     // enforce = false: granted again, signalled, the token served.
     std::fs::write(

@@ -39,7 +39,7 @@ impl uid2d::clock::Clock for ManualClock {
     }
 }
 
-const ME: ScopeKey = ScopeKey::Uid(1000);
+const ME: ScopeKey = ScopeKey::uid(1000);
 
 /// Issue: with `refresh_expires` past and no timer tick yet, `RefreshIdentity` waited for
 /// ever (the engine dropped the identity in the step that asked for the refresh).

@@ -42,7 +42,7 @@ async fn rig() -> Rig {
     }
 }
 
-const ME: ScopeKey = ScopeKey::Uid(1000);
+const ME: ScopeKey = ScopeKey::uid(1000);
 
 #[tokio::test]
 async fn set_identity_reports_storage_errors_and_keeps_the_old_one() {
@@ -129,7 +129,7 @@ async fn a_refused_write_is_failing_storage_only_until_the_flash_takes_writes_ag
 #[tokio::test]
 async fn a_slow_write_of_one_app_does_not_hold_back_another_apps_refresh_answer() {
     let rig = rig().await;
-    let (slow, other) = (ScopeKey::Uid(1001), ScopeKey::Uid(1002));
+    let (slow, other) = (ScopeKey::uid(1001), ScopeKey::uid(1002));
     rig.service
         .set_identity(other.clone(), &rig.operator.identity("other@example.com"))
         .await

@@ -287,7 +287,7 @@ async fn an_identity_too_large_is_the_callers_error_found_before_parsing() {
 #[tokio::test]
 async fn wrong_argument_types_get_invalid_argument_on_every_interface() {
     let rig = Rig::new().await;
-    let _daemon = rig.daemon("").await;
+    let _daemon = rig.daemon("[profiles]\nenabled = true\n").await;
     let conn = rig.bus.connect().await;
     let objects = ["/com/uid2/Manager", "/com/uid2/Manager/euid"];
     let interfaces = [
@@ -295,6 +295,7 @@ async fn wrong_argument_types_get_invalid_argument_on_every_interface() {
         ("com.uid2.Broker1", &objects[..]),
         ("com.uid2.Diagnostics1", &objects[..1]),
         ("com.uid2.Privacy1", &objects[..1]),
+        ("com.uid2.Profiles1", &objects[..1]),
     ];
     let mut checked = 0;
     for (interface, paths) in interfaces {

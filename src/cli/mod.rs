@@ -16,6 +16,7 @@ mod dii;
 mod human_time;
 mod inspect;
 mod privacy;
+mod profile;
 mod rights;
 mod target;
 use target::Target;
@@ -133,6 +134,10 @@ enum Command {
         #[arg(long, default_value = "uid2d.service")]
         unit: String,
     },
+    /// Profiles (com.uid2.Profiles1, root or [profiles] manager_group): list, get, set,
+    /// delete, policy.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -193,6 +198,8 @@ enum CliError {
     InspectWhom,
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    NoPolicy(#[from] profile::NoPolicy),
 }
 
 /// Runs `uid2ctl` with `args` (the arguments after the program or `ctl` subcommand name).
@@ -365,6 +372,7 @@ async fn run(args: Args) -> Result<(), CliError> {
             }
         }
         Command::Watch { until } => watch(&target, until).await?,
+        Command::Profile(command) => profile::run(&conn, command).await?,
     }
     Ok(())
 }

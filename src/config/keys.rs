@@ -18,6 +18,7 @@ use crate::app_events::{DEFAULT_APP_EVENTS, MAX_APP_EVENTS};
 use crate::apps::AppId;
 use crate::capabilities::{Capabilities, CapabilitiesConfig};
 use crate::privacy::settings::{is_domain, is_match_method};
+use crate::profile::ProfilesConfig;
 use crate::privacy::{EidsConfig, PrivacyConfig, Raw, Signals, TcfPurposes, TrackingAuthorization};
 
 /// `max_scopes` when no file sets it: far more apps than a TV holds, and a bound on what
@@ -490,6 +491,30 @@ pub(crate) const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "profiles.enabled",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.profiles.enabled = typed(value)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "profiles.source",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.profiles.source = typed(value)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "profiles.manager_group",
+        part: Part::Startup,
+        set: |layer, value| {
+            layer.profiles.manager_group = Some(not_empty(value)?);
+            Ok(())
+        },
+    },
 ];
 
 /// The table whose other keys are app ids: `[capabilities] "<app id>" = [...]`.
@@ -598,6 +623,7 @@ pub(super) struct Layer {
     euid_environment: Option<Environment>,
     euid_base_url: Option<Url>,
     euid_generate: GenerateConfig,
+    profiles: ProfilesConfig,
     /// `Some(None)`: set to `""` (off).
     textfile: Option<Option<PathBuf>>,
     textfile_interval: Option<Duration>,
@@ -721,6 +747,7 @@ impl Layer {
                     apps: self.capabilities_apps,
                     groups: self.capabilities_groups.unwrap_or_default(),
                 },
+                profiles: self.profiles,
             },
             reloadable: Reloadable {
                 environment,

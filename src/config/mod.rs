@@ -189,6 +189,8 @@ pub struct StartupConfig {
     pub euid_enabled: bool,
     /// `[capabilities]`: what apps and groups may call.
     pub(crate) capabilities: crate::capabilities::CapabilitiesConfig,
+    /// `[profiles]`: scopes per (owner, profile) and `com.uid2.Profiles1`.
+    pub profiles: crate::profile::ProfilesConfig,
 }
 
 impl Default for StartupConfig {
@@ -203,6 +205,7 @@ impl Default for StartupConfig {
             apps: AppsConfig::default(),
             euid_enabled: true,
             capabilities: Default::default(),
+            profiles: crate::profile::ProfilesConfig::default(),
         }
     }
 }
@@ -474,7 +477,14 @@ impl Config {
                 },
             euid_enabled,
             capabilities,
+            profiles:
+                crate::profile::ProfilesConfig {
+                    enabled: profiles_enabled,
+                    source: profiles_source,
+                    manager_group: profiles_manager_group,
+                },
         } = &self.startup;
+        let new_profiles = &new.startup.profiles;
         let new_apps = &new.startup.apps;
         let changed = [
             ("scope", *scope != new.startup.scope),
@@ -501,6 +511,12 @@ impl Config {
                 capabilities.apps != new.startup.capabilities.apps,
             ),
             ("diagnostics.app_events", *app_events != new.startup.app_events),
+            ("profiles.enabled", *profiles_enabled != new_profiles.enabled),
+            ("profiles.source", *profiles_source != new_profiles.source),
+            (
+                "profiles.manager_group",
+                *profiles_manager_group != new_profiles.manager_group,
+            ),
         ];
         changed
             .into_iter()

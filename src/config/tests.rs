@@ -202,7 +202,7 @@ fn unknown_keys_and_bad_values_name_the_key() {
     let message = parse("x = 1").unwrap_err().to_string();
     assert!(
         message.contains(
-            "rtc, max_scopes, generate, apps, euid, diagnostics, privacy, eids, capabilities)"
+            "rtc, max_scopes, generate, apps, euid, diagnostics, privacy, eids, capabilities, profiles)"
         ),
         "{message}"
     );
@@ -490,6 +490,7 @@ fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
         "uids = { \"1\" = \"com.example.a\" }\nunknown = \"deny\"\nbroker_group = \"b\"\n",
         "[euid]\nenabled = false\n[diagnostics]\napp_events = 0\n",
         "[capabilities]\ndefault = [\"token\"]\ngroups = { \"g\" = [\"manage\"] }\n",
+        "[profiles]\nenabled = true\nsource = \"logind\"\nmanager_group = \"p\"\n",
     ))
     .unwrap();
     let restart: BTreeSet<&str> = running.restart_needed(&all).into_iter().collect();
@@ -506,6 +507,40 @@ fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
         .map(|key| key.name)
         .collect();
     assert_eq!(restart, startup);
+}
+
+#[test]
+fn profiles_table_defaults_keys_and_a_reload_that_changes_it() {
+    use crate::profile::{ProfileSource, ProfilesConfig};
+    let defaults = parse("").unwrap();
+    assert_eq!(defaults.startup.profiles, ProfilesConfig::default());
+    assert!(!defaults.startup.profiles.enabled);
+    let on = parse("[profiles]\nenabled = true\nsource = \"logind\"\nmanager_group = \"tvprofiles\"")
+        .unwrap();
+    assert_eq!(
+        on.startup.profiles,
+        ProfilesConfig {
+            enabled: true,
+            source: ProfileSource::Logind,
+            manager_group: Some("tvprofiles".into()),
+        }
+    );
+    // A reload keeps the running [profiles] and names each changed key.
+    assert_eq!(
+        defaults.restart_needed(&on),
+        ["profiles.enabled", "profiles.source", "profiles.manager_group"]
+    );
+    assert_eq!(defaults.reloaded(on).startup.profiles, ProfilesConfig::default());
+    for (text, key) in [
+        ("[profiles]\nenabled = \"yes\"", "profiles.enabled"),
+        ("[profiles]\nsource = \"dbus\"", "profiles.source"),
+        ("[profiles]\nmanager_group = \"\"", "profiles.manager_group"),
+    ] {
+        let e = parse(text).expect_err(text).to_string();
+        assert!(e.contains(key), "{e}");
+    }
+    let e = parse("[profiles]\nenable = true").expect_err("unknown").to_string();
+    assert!(e.contains("profiles.enable") && e.contains("manager_group"), "{e}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! failing — ends [`run`] with its own [`DaemonError`], so the process exits non-zero and
 //! systemd restarts it.
 
+mod logind;
 mod main;
 mod reload;
 mod services;
@@ -71,6 +72,10 @@ pub(crate) enum DaemonError {
     BusClosed(zbus::Error),
     #[error("D-Bus signals: {0}")]
     Signals(zbus::Error),
+    /// `[profiles] source = "logind"`: the system bus or logind failed; the active
+    /// profile could no longer follow the seat.
+    #[error("logind (seat0's active session, [profiles] source = \"logind\"): {0}")]
+    Logind(zbus::Error),
     #[error("wall-clock timer: {0}")]
     Timer(std::io::Error),
     #[error("cannot watch for SIGHUP: {0}")]

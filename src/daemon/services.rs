@@ -88,6 +88,16 @@ pub(super) fn all(
     if !crate::config::is_loopback(&device.top_level().config().reloadable.base_url) {
         services.add(Network(device.clone()));
     }
+    if shell
+        .profiles
+        .as_ref()
+        .is_some_and(|rules| rules.source == crate::profile::ProfileSource::Logind)
+    {
+        services.add(Logind {
+            conn: conn.clone(),
+            shell: shell.clone(),
+        });
+    }
     services.add(TextFile(device.clone()));
     services.add(Status(device.clone()));
     if let Some(interval) = systemd::watchdog_interval() {
@@ -209,6 +219,20 @@ impl Service for Network {
 
     async fn run(self) -> DaemonError {
         crate::network::watch(self.0).await
+    }
+}
+
+/// The active profile following `seat0`'s active session ([`super::logind`]).
+struct Logind {
+    conn: zbus::Connection,
+    shell: Arc<Shell>,
+}
+
+impl Service for Logind {
+    const NAME: &'static str = "logind watcher";
+
+    async fn run(self) -> DaemonError {
+        super::logind::follow(self.conn, &self.shell).await
     }
 }
 

@@ -11,7 +11,7 @@ use crate::access::Rules;
 use crate::capabilities::{Capabilities, Grants};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ScopeMode};
-use crate::dbus::{self, Callers, Shell, BUS_NAME};
+use crate::dbus::{self, Callers, ProfileRules, Shell, BUS_NAME};
 use crate::device::{Device, ProductSetup};
 use crate::engine::Policy;
 use crate::runtime::ScopeKey;
@@ -38,6 +38,17 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
             _ => None,
         },
         grants: grants(startup)?,
+    };
+    let profile_rules = match &startup.profiles {
+        profiles if profiles.enabled => Some(ProfileRules {
+            manager_gid: profiles
+                .manager_group
+                .as_deref()
+                .map(resolve_group)
+                .transpose()?,
+            source: profiles.source,
+        }),
+        _ => None,
     };
     // The `[apps]` rules name the caller in `scope = "app"`, and in the other modes only
     // where `[capabilities]` grants by app id.
@@ -88,11 +99,13 @@ pub(super) async fn start(options: &Options, config: Config) -> Result<Started, 
         top_level,
         setups.collect(),
     );
+    device.restore_profiles(startup.profiles.clone()).await?;
     let unread = device.load_first().await?;
     let shell = Arc::new(Shell {
         device: Arc::new(device),
         rules,
         callers: Arc::new(Callers::new(apps)),
+        profiles: profile_rules,
     });
     let connecting = dbus::serve(options.bus.builder()?, &shell)?
         .name(BUS_NAME)?

@@ -45,11 +45,11 @@ impl Broker {
         app_id: &str,
     ) -> std::result::Result<ScopeKey, Error> {
         let (_, need) = self.shell.admit(conn, header).await?;
-        let scope = self.shell.rules.broker(app_id, need)?;
+        let owner = self.shell.rules.broker(app_id, need)?;
         if let Some(sender) = header.sender() {
             self.shell.callers.add_broker(sender.as_str());
         }
-        Ok(scope)
+        Ok(self.shell.device.scope(owner))
     }
 }
 

@@ -13,7 +13,7 @@ use crate::access::{Caller, Rules};
 use crate::apps::{cgroup_of, mount_of, trusted_unit, CallerFacts, Resolver};
 use crate::capabilities::Capability;
 use crate::error::Denied;
-use crate::runtime::ScopeKey;
+use crate::runtime::Owner;
 
 /// The callers seen, and which of them [`super::route_signals`] does not watch yet.
 #[derive(Debug, Default)]
@@ -122,11 +122,19 @@ impl Callers {
             .flatten()
     }
 
-    /// The connections that have called and belong to `scope`.
-    pub(super) fn connections_of(&self, rules: &Rules, scope: &ScopeKey) -> Vec<OwnedUniqueName> {
+    /// The connections that have called and whose calls act for `owner`.
+    pub(super) fn connections_of(&self, rules: &Rules, owner: &Owner) -> Vec<OwnedUniqueName> {
+        self.connections_where(|caller| rules.scope_of(caller).as_ref() == Ok(owner))
+    }
+
+    /// The connections that have called and whose caller is `wanted`.
+    pub(super) fn connections_where(
+        &self,
+        wanted: impl Fn(&Caller) -> bool,
+    ) -> Vec<OwnedUniqueName> {
         lock(&self.known)
             .iter()
-            .filter(|(_, caller)| rules.scope_of(caller).as_ref() == Ok(scope))
+            .filter(|(_, caller)| wanted(caller))
             .map(|(name, _)| name.clone())
             .collect()
     }

@@ -44,8 +44,15 @@ impl Diagnostics {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<HashMap<String, OwnedValue>, Reply> {
         self.admit(&header, conn).await?;
+        let device = &self.shell.device;
+        // Counted, never named: a profile id is the same for every app.
+        let profiles = if device.profiles_config().await.enabled {
+            device.list_profiles().await?.len()
+        } else {
+            1
+        };
         // Each product's counters under its shelf's prefix (`euid_` for the EUID object's).
-        Ok(self
+        let mut stats: HashMap<String, OwnedValue> = self
             .shell
             .device
             .products()
@@ -65,7 +72,12 @@ impl Diagnostics {
                 };
                 (name, value)
             })
-            .collect())
+            .collect();
+        stats.insert(
+            "profiles".into(),
+            OwnedValue::from(u64::try_from(profiles).unwrap_or(u64::MAX)),
+        );
+        Ok(stats)
     }
 
     /// The last `max` events (0: all kept) of the app `app_id` (or `uid:N`), every
@@ -79,11 +91,13 @@ impl Diagnostics {
         max: u32,
     ) -> Result<Vec<HashMap<String, OwnedValue>>, Reply> {
         self.admit(&header, conn).await?;
-        let scope = self
+        let owner = self
             .shell
             .rules
             .inspected(app_id)
             .map_err(crate::error::Error::from)?;
+        // The scope in the active profile: what the app is served now.
+        let scope = self.shell.device.scope(owner);
         let mut events: Vec<(&'static str, AppEvent)> = self
             .shell
             .device

@@ -41,7 +41,8 @@ impl Manager {
         operation: Operation,
     ) -> std::result::Result<ScopeKey, Error> {
         let (caller, _) = self.shell.admit(conn, header).await?;
-        Ok(self.shell.rules.scope(&caller, operation)?)
+        let owner = self.shell.rules.scope(&caller, operation)?;
+        Ok(self.shell.device.scope(owner))
     }
 }
 

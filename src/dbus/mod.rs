@@ -16,6 +16,7 @@ mod consent;
 mod diagnostics;
 mod interface;
 mod privacy;
+mod profiles;
 mod reply;
 mod rights;
 mod signals;
@@ -26,6 +27,7 @@ pub(crate) use callers::Callers;
 pub(crate) use diagnostics::Diagnostics;
 pub(crate) use interface::Manager;
 pub(crate) use privacy::Privacy;
+pub(crate) use profiles::{profile_switched, ProfileRules};
 pub(crate) use signals::{bus_closed, relay_signals, watch_callers};
 pub(crate) use signatures::MAX_ARGUMENTS_LEN;
 
@@ -51,6 +53,8 @@ pub(crate) struct Shell {
     pub(crate) device: Arc<Device>,
     pub(crate) rules: Rules,
     pub(crate) callers: Arc<Callers>,
+    /// `[profiles] enabled`: who may use `com.uid2.Profiles1`; `None`: not served.
+    pub(crate) profiles: Option<ProfileRules>,
 }
 
 impl Shell {
@@ -82,7 +86,8 @@ pub(crate) fn object_path(shelf: Shelf) -> &'static str {
 }
 
 /// Adds every object uid2d serves to `builder`: `Manager1` and `Broker1` of each product
-/// at its path, `Diagnostics1` and `Privacy1` at [`OBJECT_PATH`].
+/// at its path, `Diagnostics1` and `Privacy1` (and `Profiles1` while `[profiles] enabled`)
+/// at [`OBJECT_PATH`].
 pub(crate) fn serve(
     mut builder: zbus::connection::Builder<'static>,
     shell: &Arc<Shell>,
@@ -92,6 +97,12 @@ pub(crate) fn serve(
         builder = builder
             .serve_at(path, Manager::new(runtime.clone(), shell.clone()))?
             .serve_at(path, Broker::new(runtime.clone(), shell.clone()))?;
+    }
+    if let Some(rules) = &shell.profiles {
+        builder = builder.serve_at(
+            OBJECT_PATH,
+            profiles::Profiles::new(shell.clone(), rules.clone()),
+        )?;
     }
     builder
         .serve_at(OBJECT_PATH, Diagnostics::new(shell.clone()))?

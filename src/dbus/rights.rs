@@ -168,6 +168,13 @@ pub(super) const RIGHTS: &[(&str, &str, Need)] = &[
         "GetDevicePrivacySignals",
         Need::Caller(Manage),
     ),
+    // Root, `[profiles] manager_group` or `manage`: checked by the object (src/dbus/profiles.rs),
+    // as `manager_group` is that interface's own.
+    ("com.uid2.Profiles1", "SetActiveProfile", Need::Nothing),
+    ("com.uid2.Profiles1", "GetActiveProfile", Need::Nothing),
+    ("com.uid2.Profiles1", "ListProfiles", Need::Nothing),
+    ("com.uid2.Profiles1", "DeleteProfile", Need::Nothing),
+    ("com.uid2.Profiles1", "SetProfilePolicy", Need::Nothing),
     (
         "com.uid2.Privacy1",
         "SetTrackingAuthorization",
@@ -197,13 +204,14 @@ mod tests {
 
     /// Every interface's methods, as the argument checks (and through them the XML, in
     /// tests/untrusted_input.rs) list them.
-    fn interfaces() -> [(&'static str, super::super::signatures::InSignatures); 4] {
-        use super::super::signatures::{BROKER1, DIAGNOSTICS1, MANAGER1, PRIVACY1};
+    fn interfaces() -> [(&'static str, super::super::signatures::InSignatures); 5] {
+        use super::super::signatures::{BROKER1, DIAGNOSTICS1, MANAGER1, PRIVACY1, PROFILES1};
         [
             ("com.uid2.Manager1", MANAGER1),
             ("com.uid2.Broker1", BROKER1),
             ("com.uid2.Diagnostics1", DIAGNOSTICS1),
             ("com.uid2.Privacy1", PRIVACY1),
+            ("com.uid2.Profiles1", PROFILES1),
         ]
     }
 

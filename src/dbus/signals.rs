@@ -70,12 +70,14 @@ pub(crate) async fn relay_signals(
                 }
             },
             change = changes.recv() => {
-                if !relay_change(&conn, path, &shell.rules, &shell.callers, change).await? {
+                let active = || shell.device.active_profile();
+                if !relay_change(&conn, path, &shell.rules, &shell.callers, active, change).await? {
                     return Ok(());
                 }
             }
             change = consents.recv() => {
-                if !relay_consent(&conn, path, &shell.rules, &shell.callers, change).await? {
+                let active = || shell.device.active_profile();
+                if !relay_consent(&conn, path, &shell.rules, &shell.callers, active, change).await? {
                     return Ok(());
                 }
             }
@@ -96,12 +98,18 @@ async fn relay_change(
     path: &str,
     rules: &Rules,
     callers: &Callers,
+    active_profile: impl Fn() -> crate::profile::ProfileId,
     change: Result<StatusChange, RecvError>,
 ) -> zbus::Result<bool> {
     match change {
         Ok(StatusChange { scope, status }) => {
+            // Apps act in the active profile: another profile's changes are not theirs (a
+            // switch tells them what changed for them, device/household.rs).
+            if *scope.profile() != active_profile() {
+                return Ok(true);
+            }
             let status = status.as_str();
-            for (name, to) in unicast(conn, path, callers.connections_of(rules, &scope))? {
+            for (name, to) in unicast(conn, path, callers.connections_of(rules, scope.owner()))? {
                 if let Err(e) = Manager::identity_status_changed(&to, status).await {
                     debug!("cannot signal {name}: {e}");
                 }
@@ -127,12 +135,16 @@ async fn relay_consent(
     path: &str,
     rules: &Rules,
     callers: &Callers,
+    active_profile: impl Fn() -> crate::profile::ProfileId,
     change: Result<ConsentChange, RecvError>,
 ) -> zbus::Result<bool> {
     match change {
         Ok(ConsentChange { scope, consent }) => {
+            if *scope.profile() != active_profile() {
+                return Ok(true);
+            }
             let (consent, reason) = (consent.consent_str(), consent.reason_str());
-            for (name, to) in unicast(conn, path, callers.connections_of(rules, &scope))? {
+            for (name, to) in unicast(conn, path, callers.connections_of(rules, scope.owner()))? {
                 if let Err(e) = Manager::consent_changed(&to, consent, reason).await {
                     debug!("cannot signal {name}: {e}");
                 }

@@ -89,6 +89,15 @@ pub(super) const PRIVACY1: InSignatures = &[
     ("GetTrackingAuthorization", "s"),
 ];
 
+/// `com.uid2.Profiles1`'s methods (dbus/com.uid2.Profiles1.xml).
+pub(super) const PROFILES1: InSignatures = &[
+    ("SetActiveProfile", "s"),
+    ("GetActiveProfile", ""),
+    ("ListProfiles", ""),
+    ("DeleteProfile", "s"),
+    ("SetProfilePolicy", "sa{sv}"),
+];
+
 /// `com.uid2.Diagnostics1`'s methods (dbus/com.uid2.Diagnostics1.xml).
 pub(super) const DIAGNOSTICS1: InSignatures =
     &[("GetStats", ""), ("GetSetup", ""), ("GetAppEvents", "su")];

@@ -71,11 +71,13 @@ impl Runtime {
     pub fn consent(&self, key: &ScopeKey) -> Consent {
         let settings = self.settings();
         let privacy = &settings.config.reloadable.privacy;
+        // The profile's policy adds to the device's: its own limit ad tracking, a child.
+        let profile = self.profiles.policy(key.profile());
         let facts = {
             let conditions = self.conditions.borrow();
             DeviceFacts {
-                limit_ad_tracking: conditions.limit_ad_tracking,
-                child: false,
+                limit_ad_tracking: conditions.limit_ad_tracking || profile.limit_ad_tracking,
+                child: profile.child,
                 tracking: conditions.tracking.state(key.app()),
             }
         };
@@ -83,8 +85,9 @@ impl Runtime {
     }
 
     /// What the device decides for scope `key` of this product now: `Some(reason)` when
-    /// nothing may be served or sent for it (limit ad tracking, the app's tracking
-    /// authorization and its privacy signals, in the order of [`crate::privacy::decide`]).
+    /// nothing may be served or sent for it (limit ad tracking, the device's or the
+    /// profile's, a child's profile, the app's tracking authorization and its privacy
+    /// signals, in the order of [`crate::privacy::decide`]).
     pub(super) fn decision(&self, key: &ScopeKey) -> Option<Reason> {
         self.consent(key).reason
     }
@@ -118,10 +121,10 @@ impl Runtime {
         let _ = self
             .change(key, Event::Decided(consent.reason), Durability::Eventually)
             .await;
-        self.announce(key, before, consent);
+        self.announce_consent(key, before, consent);
     }
 
-    fn announce(&self, key: &ScopeKey, before: Consent, now: Consent) {
+    fn announce_consent(&self, key: &ScopeKey, before: Consent, now: Consent) {
         if before.reason != now.reason {
             info!(
                 scope = %key,
@@ -172,7 +175,7 @@ impl Runtime {
             }
         }
         for (key, was) in before {
-            self.announce(&key, was, self.consent(&key));
+            self.announce_consent(&key, was, self.consent(&key));
         }
     }
 }

@@ -43,7 +43,6 @@ impl Runtime {
     }
 
     /// Drops `key`'s events: its scope was removed for good (a deleted profile).
-    #[allow(dead_code)] // the profiles' DeleteProfile (issue 30's sibling) calls it
     pub(crate) fn forget_events(&self, key: &ScopeKey) {
         lock(&self.events).forget(key);
     }

@@ -58,6 +58,7 @@ impl Runtime {
             // The device's records are no scope's.
             if name == POLICY_RECORD
                 || name == crate::tracking::TRACKING_RECORD
+                || name == crate::profile::PROFILES_RECORD
                 || crate::consent::is_signals_record(&name)
             {
                 continue;

@@ -23,6 +23,7 @@ mod generate;
 mod load;
 mod persist;
 mod product;
+mod profiles;
 mod read;
 mod refresh;
 mod reset;
@@ -56,7 +57,8 @@ pub use conditions::{ConsentChange, Decisions, Conditions};
 pub use generate::GenerateOptions;
 pub(crate) use persist::blocking;
 pub use product::Shelf;
-pub use scope_key::ScopeKey;
+pub use profiles::Answer;
+pub use scope_key::{Owner, ScopeKey};
 #[cfg(any(test, feature = "test-support"))]
 pub use stats::COUNTERS_BYTES;
 pub use stats::FailureClass;
@@ -115,6 +117,8 @@ pub struct Runtime {
     timers_changed: Notify,
     /// The device's decisions (limit ad tracking, the network), watched as a value.
     conditions: watch::Receiver<Conditions>,
+    /// The household: each profile's policy, which profile apps act in.
+    profiles: Arc<crate::profile::Profiles>,
     /// Where this runtime's scopes are in the store.
     shelf: Shelf,
     storage: persist::Storage,
@@ -138,7 +142,7 @@ impl Runtime {
     /// The runtime of one product: `setup` its config (the top-level one, or
     /// [`Config::for_euid`]'s), operator client and shelf (where its scopes are in the
     /// store it shares with the other products); `conditions` the device's decisions it
-    /// obeys, `privacy` the signals it decides consent from.
+    /// obeys, `privacy` the signals it decides consent from, `profiles` the household's.
     pub(crate) fn new(
         setup: ProductSetup,
         store: Arc<Store>,
@@ -146,6 +150,7 @@ impl Runtime {
         policy: Policy,
         conditions: watch::Receiver<Conditions>,
         privacy: Arc<PrivacySignals>,
+        profiles: Arc<crate::profile::Profiles>,
     ) -> Arc<Self> {
         let ProductSetup {
             config,
@@ -171,6 +176,7 @@ impl Runtime {
             changes,
             timers_changed: Notify::new(),
             conditions,
+            profiles,
             shelf,
             storage: persist::Storage::default(),
             loading: load::Loading::default(),

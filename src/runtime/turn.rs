@@ -87,7 +87,7 @@ mod tests {
     #[tokio::test]
     async fn scopes_wait_for_their_own_turn_only_and_every_waits_for_all() {
         let turns = Turns::default();
-        let (a, b) = (ScopeKey::Uid(1), ScopeKey::Uid(2));
+        let (a, b) = (ScopeKey::uid(1), ScopeKey::uid(2));
         let held = turns.one(&a).await;
         // Another scope's turn is free while `a` is held.
         let other = turns.one(&b).await;

@@ -52,8 +52,10 @@ use durable::{Plan, Publish};
 pub const MAX_PLAINTEXT: usize = 64 * 1024;
 /// The largest state file the store writes: a sealed [`MAX_PLAINTEXT`].
 const MAX_FILE_LEN: usize = sealed::MIN_FILE_LEN + MAX_PLAINTEXT;
-/// Longest scope name; scopes are `[a-z0-9-]{1,64}`.
-pub(crate) const MAX_SCOPE_LEN: usize = 160;
+/// Longest scope name: the EUID shelf's prefix, an app scope's name (`app-` and 128), a
+/// profile's (`+p-` and 64), rounded up; with the longest suffix the store adds
+/// (`.state.corrupt-<unix-seconds>-N`) a file name stays under 255 bytes.
+pub(crate) const MAX_SCOPE_LEN: usize = 208;
 
 const STATE_SUFFIX: &str = ".state";
 
@@ -432,14 +434,15 @@ impl Store {
     }
 }
 
-/// Scope names become file names: `uid-1000`, `device`, `app-com.example.news`. No `/`, no
-/// leading dot (no hidden or relative names), short enough for every suffix the store adds.
+/// Scope names become file names: `uid-1000`, `device`, `app-com.example.news`,
+/// `app-com.example.news+p-<profile>`. No `/`, no leading dot (no hidden or relative
+/// names), short enough for every suffix the store adds.
 fn valid_scope(scope: &str) -> bool {
     (1..=MAX_SCOPE_LEN).contains(&scope.len())
         && scope.starts_with(|c: char| c.is_ascii_alphanumeric())
         && scope
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+'))
 }
 
 fn check_scope(scope: &str) -> Result<(), StoreError> {
@@ -537,9 +540,9 @@ mod tests {
     fn bad_scopes_are_refused() {
         let dir = tempdir();
         let store = open(dir.path());
-        let long = "a".repeat(161);
+        let long = "a".repeat(MAX_SCOPE_LEN + 1);
         for scope in [
-            "", "-x", ".x", "_x", "a/b", "../x", ".", "..", "uid 1", "é", "a\\x2d", &long,
+            "", "-x", ".x", "_x", "+x", "a/b", "../x", ".", "..", "uid 1", "é", "a\\x2d", &long,
         ] {
             assert!(
                 matches!(store.save(scope, b"x"), Err(StoreError::BadScope(_))),
@@ -556,6 +559,12 @@ mod tests {
         store
             .save("app-com.Example.news_tv-2", b"x")
             .expect("an app scope");
+        // The longest name a scope can have: EUID's shelf, an app id of 128, a profile of 64.
+        let longest = format!("euid-app-{}+p-{}", "a".repeat(128), "p".repeat(64));
+        assert!(longest.len() <= MAX_SCOPE_LEN);
+        store.save(&longest, b"x").expect("a profile's app scope");
+        assert!(store.list().expect("list").contains(&longest));
+        store.remove(&longest).expect("removed");
         let e = store.save(&"A".repeat(500), b"x").expect_err("bad");
         assert!(e.to_string().len() < 300, "{e}");
     }

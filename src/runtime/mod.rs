@@ -387,6 +387,8 @@ impl Runtime {
                         EventKind::Status,
                         Details {
                             status: Some(status),
+                            // The one status whose cause is the status itself.
+                            reason: (status == Status::RefreshExpired).then_some("refresh_expired"),
                             ..Details::default()
                         },
                     );

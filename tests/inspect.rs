@@ -535,3 +535,50 @@ async fn a_refresh_token_running_out_is_named_with_its_hint() {
     assert!(hint.ends_with("(fix: publisher)"), "{hint}");
     check_log_for_secrets(&output);
 }
+
+/// At most `max_scopes` scopes keep events: a new one evicts the one whose latest event
+/// is the oldest, so a broker naming app ids cannot grow the inspector's memory.
+#[tokio::test]
+async fn at_most_max_scopes_keep_events() {
+    let bus = Bus::start().await;
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "max_scopes = 2\n[generate]\nsubscription_id = \"{}\"\npublic_key = \"{}\"\n",
+        operator.sim.subscription_id(),
+        operator.sim.public_key()
+    );
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), &extra)).await;
+    let conn = bus.connect().await;
+    manager(&conn)
+        .await
+        .set_limit_ad_tracking(true)
+        .await
+        .unwrap();
+    let broker = Broker1Proxy::new(&conn).await.unwrap();
+    let diagnostics = Diagnostics1Proxy::new(&conn).await.unwrap();
+    // Each refused generate is one event of its app (nothing sent, nothing stored).
+    for app in [
+        "com.example.a",
+        "com.example.b",
+        "com.example.a",
+        "com.example.c",
+    ] {
+        let options: HashMap<&str, Value<'_>> = HashMap::new();
+        assert!(broker
+            .generate_identity(app, "email", "many@example.com", options)
+            .await
+            .is_err());
+    }
+    let kept = |app: &'static str| {
+        let diagnostics = diagnostics.clone();
+        async move { diagnostics.get_app_events(app, 0).await.unwrap().len() }
+    };
+    assert_eq!(kept("com.example.a").await, 2);
+    assert_eq!(
+        kept("com.example.b").await,
+        0,
+        "the least recent is evicted"
+    );
+    assert_eq!(kept("com.example.c").await, 1);
+}

@@ -485,3 +485,100 @@ async fn a_timeout_is_named_with_its_hint() {
     assert!(hint.contains("within request_timeout"), "{hint}");
     check_log_for_secrets(&output);
 }
+
+/// An identity whose refresh token's lifetime ends (automatic refresh off, as on a TV off
+/// for weeks): the status event names the cause, with its hint.
+#[tokio::test]
+async fn a_refresh_token_running_out_is_named_with_its_hint() {
+    use futures_util::StreamExt as _;
+
+    let bus = Bus::start().await;
+    // The identity expires after 1 s, its refresh token after 2 s.
+    let operator = Operator::with_lifetimes(3600, 1, 2).await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    let conn = bus.connect().await;
+    let broker = Broker1Proxy::new(&conn).await.unwrap();
+    let mut changes = broker.receive_identity_status_changed().await.unwrap();
+    broker
+        .set_automatic_refresh_enabled(APP, false)
+        .await
+        .unwrap();
+    broker
+        .set_identity(APP, &operator.identity("weeks@example.com"))
+        .await
+        .unwrap();
+    // The operator's Date confirms the clock: only a confirmed clock ends an identity by
+    // itself.
+    assert_eq!(broker.refresh_identity(APP).await.unwrap(), "refreshed");
+    within("the refresh token to run out", async {
+        while let Some(change) = changes.next().await {
+            if change.args().unwrap().status() == &"refresh_expired" {
+                return;
+            }
+        }
+    })
+    .await;
+    let output = uid2ctl(&bus, &["inspect", "--app", APP]).await;
+    let events = events_of(&output);
+    let hint = hint_of(
+        &events,
+        &[
+            "uid2",
+            "status",
+            "status=refresh_expired",
+            "reason=refresh_expired",
+        ],
+        &output,
+    );
+    assert!(hint.contains("refresh token's lifetime is over"), "{hint}");
+    assert!(hint.ends_with("(fix: publisher)"), "{hint}");
+    check_log_for_secrets(&output);
+}
+
+/// At most `max_scopes` scopes keep events: a new one evicts the one whose latest event
+/// is the oldest, so a broker naming app ids cannot grow the inspector's memory.
+#[tokio::test]
+async fn at_most_max_scopes_keep_events() {
+    let bus = Bus::start().await;
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "max_scopes = 2\n[generate]\nsubscription_id = \"{}\"\npublic_key = \"{}\"\n",
+        operator.sim.subscription_id(),
+        operator.sim.public_key()
+    );
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), &extra)).await;
+    let conn = bus.connect().await;
+    manager(&conn)
+        .await
+        .set_limit_ad_tracking(true)
+        .await
+        .unwrap();
+    let broker = Broker1Proxy::new(&conn).await.unwrap();
+    let diagnostics = Diagnostics1Proxy::new(&conn).await.unwrap();
+    // Each refused generate is one event of its app (nothing sent, nothing stored).
+    for app in [
+        "com.example.a",
+        "com.example.b",
+        "com.example.a",
+        "com.example.c",
+    ] {
+        let options: HashMap<&str, Value<'_>> = HashMap::new();
+        assert!(broker
+            .generate_identity(app, "email", "many@example.com", options)
+            .await
+            .is_err());
+    }
+    let kept = |app: &'static str| {
+        let diagnostics = diagnostics.clone();
+        async move { diagnostics.get_app_events(app, 0).await.unwrap().len() }
+    };
+    assert_eq!(kept("com.example.a").await, 2);
+    assert_eq!(
+        kept("com.example.b").await,
+        0,
+        "the least recent is evicted"
+    );
+    assert_eq!(kept("com.example.c").await, 1);
+}

@@ -110,9 +110,10 @@ enum Command {
     /// no request. Exit 2 when the value is not a valid email or E.164 phone.
     Dii(DiiCheck),
     /// Print an app's last events (com.uid2.Diagnostics1.GetAppEvents, root or
-    /// admin_group), both products, oldest first: one line each with its date, product,
-    /// kind, status, the operator's answer and uid2d's reason, then the hint for it.
-    /// Needs `--app ID`, or `--uid N` for a Unix user's scope. Never a token.
+    /// admin_group), both products (each line names its own; `--euid` is not needed),
+    /// oldest first: one line each with its date, product, kind, status, the operator's
+    /// answer and uid2d's reason, then the hint for it. Needs `--app ID`, or `--uid N`
+    /// for a Unix user's scope. Never a token.
     Inspect {
         /// The scope of Unix user N (`scope = "uid"`) instead of an app's.
         #[arg(long, value_name = "N", conflicts_with = "app")]

@@ -2,15 +2,11 @@
 //! it records an event in the scope's ring ([`crate::app_events`]); `GetAppEvents`
 //! reads them back.
 
-use std::sync::Arc;
-
-use super::{lock, Runtime, ScopeKey};
+use super::{lock, FailureClass, Runtime, ScopeKey};
 use crate::app_events::{AppEvent, Details, EventKind};
 use crate::error::{Error, GenerateFailed, RefreshFailed};
 use crate::identity::Status;
 use crate::operator::{Failure, OperatorStatus};
-
-use super::FailureClass;
 
 impl Runtime {
     /// Records an event of `kind` for `key`, stamped with the wall clock now. Without a
@@ -60,12 +56,7 @@ impl Runtime {
     /// Records why a `RefreshIdentity` or `GenerateIdentity` call of `key` sent nothing,
     /// when `error` is such a local cause (the operator's answers are recorded where they
     /// arrive; a caller's bad input is not an event of the scope).
-    pub(super) fn record_not_sent(
-        self: &Arc<Self>,
-        key: &ScopeKey,
-        kind: EventKind,
-        error: &Error,
-    ) {
+    pub(super) fn record_not_sent(&self, key: &ScopeKey, kind: EventKind, error: &Error) {
         let reason = match error {
             Error::RefreshFailed(RefreshFailed::Offline) => "offline",
             Error::RefreshFailed(RefreshFailed::LimitAdTracking)

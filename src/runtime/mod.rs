@@ -414,6 +414,8 @@ impl Runtime {
                         EventKind::Status,
                         Details {
                             status: Some(status),
+                            // The one status whose cause is the status itself.
+                            reason: (status == Status::RefreshExpired).then_some("refresh_expired"),
                             ..Details::default()
                         },
                     );

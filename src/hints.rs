@@ -136,7 +136,7 @@ pub(crate) fn for_operator(kind: EventKind, status: OperatorStatus) -> Hint {
 
 /// The local causes: why uid2d did not ask the operator, or got no answer. The words of
 /// an event's `reason` and of the journal (`UID2D_FAILURE_CLASS`), with their hints.
-pub(crate) const CAUSES: [(&str, Hint); 18] = [
+pub(crate) const CAUSES: [(&str, Hint); 20] = [
     ("clock_untrusted", hint("the device clock is not synchronised yet, and the operator refuses requests more than a minute off: nothing was sent; check NTP", Owner::Oem)),
     ("offline", hint("the device has no default route: nothing was sent; uid2d refreshes on its own when the network returns", Owner::Oem)),
     ("limit_ad_tracking", hint("the device's limit ad tracking setting is on: no token is served and nothing is sent, by the person's choice", Owner::User)),
@@ -155,6 +155,8 @@ pub(crate) const CAUSES: [(&str, Hint); 18] = [
     ("tcf_insufficient", hint("the TCF string lacks consent or legitimate interest for the vendor and purposes EUID needs: the person's choice in the CMP", Owner::User)),
     ("child", hint("the active profile is a child's: nothing is served", Owner::Nobody)),
     ("tracking_denied", hint("the person denied tracking authorization for this app: nothing is served until they allow it", Owner::User)),
+    ("consent_granted", hint("nothing denies serving any more (signals, settings or profile changed): tokens are served and refreshing resumes", Owner::Nobody)),
+    ("profile_switched", hint("another profile became active, or the profile's policy changed: the app now sees that profile's identity and decision", Owner::Nobody)),
 ];
 
 /// The hint for a local cause `reason`, if it is one of [`CAUSES`].

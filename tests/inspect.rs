@@ -582,3 +582,43 @@ async fn at_most_max_scopes_keep_events() {
     );
     assert_eq!(kept("com.example.c").await, 1);
 }
+
+/// A consent decision that moves is an event of its own, with the denial's reason and
+/// hint, and one when serving is granted again; never a consent string.
+#[tokio::test]
+async fn consent_decisions_are_events_with_their_hints() {
+    let bus = Bus::start().await;
+    let operator = Operator::with_lifetimes(3600, 4 * 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), "")).await;
+    let conn = bus.connect().await;
+    let broker = Broker1Proxy::new(&conn).await.unwrap();
+    broker
+        .set_identity(APP, &operator.identity("consent@example.com"))
+        .await
+        .unwrap();
+    let opted_out = HashMap::from([("IABUSPrivacy_String", Value::from("1YYN"))]);
+    assert_eq!(
+        broker.set_privacy_signals(APP, opted_out).await.unwrap(),
+        "denied"
+    );
+    assert_eq!(
+        broker
+            .set_privacy_signals(APP, HashMap::new())
+            .await
+            .unwrap(),
+        "granted"
+    );
+
+    let output = uid2ctl(&bus, &["inspect", "--app", APP]).await;
+    let events = events_of(&output);
+    let hint = hint_of(&events, &["uid2", "consent", "reason=us_opt_out"], &output);
+    assert!(hint.contains("opt out of sale"), "{hint}");
+    let hint = hint_of(
+        &events,
+        &["uid2", "consent", "reason=consent_granted"],
+        &output,
+    );
+    assert!(hint.contains("tokens are served"), "{hint}");
+    assert!(!output.contains("1YYN"), "{output}");
+}

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use futures_util::StreamExt as _;
 use uid2_operator_sim::{Endpoint, Fault};
-use uid2d::client::{Broker1Proxy, Profiles1Proxy};
+use uid2d::client::{Broker1Proxy, Diagnostics1Proxy, Profiles1Proxy};
 use uid2d_testkit::*;
-use zbus::zvariant::Value;
+use zbus::zvariant::{OwnedValue, Value};
 
 const PROFILES_ON: &str = "[profiles]\nenabled = true\n";
 
@@ -230,6 +230,9 @@ async fn a_child_profile_serves_nothing_and_says_why() {
         assert!(error.to_string().contains(named), "{error}");
     }
     assert_eq!(m.get_advertising_token().await.unwrap(), "");
+    // Bid requests say a child is in front of the TV.
+    let bid = m.get_bid_signals(HashMap::new()).await.unwrap();
+    assert!(bid.contains("\"coppa\":1"), "{bid}");
 
     // Lifted: the stored identity is served again (and refreshed, being due).
     let mut changes = m.receive_identity_status_changed().await.unwrap();
@@ -239,6 +242,27 @@ async fn a_child_profile_serves_nothing_and_says_why() {
         .await
         .unwrap();
     assert!(!m.get_advertising_token().await.unwrap().is_empty());
+
+    // The inspector tells the story, without naming the profile.
+    let diagnostics = Diagnostics1Proxy::new(&conn).await.unwrap();
+    let events = diagnostics.get_app_events("uid:0", 0).await.unwrap();
+    let word = |event: &HashMap<String, OwnedValue>, key: &str| {
+        <&str>::try_from(&event[key]).unwrap().to_owned()
+    };
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|event| (word(event, "kind"), word(event, "reason")))
+        .collect();
+    for wanted in [
+        ("consent", "consent_granted"),
+        ("profile", "profile_switched"),
+    ] {
+        assert!(
+            seen.contains(&(wanted.0.to_owned(), wanted.1.to_owned())),
+            "{wanted:?} in {seen:?}"
+        );
+    }
+    assert!(!format!("{events:?}").contains("kid"), "{events:?}");
 }
 
 /// Deleting removes the profile's scopes of both products, durably: a `kill -9` right

@@ -8,6 +8,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::info;
 
 use super::{lock, Durability, Runtime, ScopeKey};
+use crate::app_events::{Details, EventKind};
 use crate::engine::{Event, Persisted, Scope};
 use crate::privacy::{Consent, DeviceFacts, Reason};
 use crate::tracking::TrackingAuthorizations;
@@ -137,6 +138,8 @@ impl Runtime {
                 scope: key.clone(),
                 consent: now,
             });
+            let cause = now.reason.map_or("consent_granted", Reason::as_str);
+            self.record(key, EventKind::Consent, Details::because(cause));
         }
     }
 

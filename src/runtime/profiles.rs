@@ -9,6 +9,7 @@ use tracing::info;
 
 use super::persist::blocking;
 use super::{lock, Durability, Owner, Runtime, ScopeKey, StatusChange};
+use crate::app_events::{Details, EventKind};
 use crate::engine::Event;
 use crate::error::Error;
 use crate::identity::Status;
@@ -55,6 +56,11 @@ impl Runtime {
 
     /// Tells the apps (and brokers) of `key` its status: a switch changed their answer.
     pub fn announce(&self, key: ScopeKey, status: Status) {
+        let details = Details {
+            status: Some(status),
+            ..Details::because("profile_switched")
+        };
+        self.record(&key, EventKind::Profile, details);
         let _ = self.changes.send(StatusChange { scope: key, status });
     }
 

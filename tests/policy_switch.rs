@@ -86,10 +86,7 @@ async fn only_root_and_the_admin_group_may_switch_it() {
     ))
     .await;
     let as_nobody_in = |groups: &[u32], state: &str| {
-        let mut c = as_nobody(groups);
-        c.args(our_binary(binaries!().for_other_users().uid2ctl))
-            .args(["--bus", &bus.address, "limit-ad-tracking", state]);
-        c
+        binaries!().uid2ctl_as_nobody(&bus, groups, &["limit-ad-tracking", state])
     };
     let out = as_nobody_in(&[], "on").output().await.unwrap();
     assert!(!out.status.success());

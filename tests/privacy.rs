@@ -604,13 +604,8 @@ async fn only_root_and_the_admin_group_set_the_devices_signals() {
         "admin_group = \"users\"\n",
     ))
     .await;
-    let as_nobody_in = |groups: &[u32], args: &[&str]| {
-        let mut c = as_nobody(groups);
-        c.args(our_binary(binaries!().for_other_users().uid2ctl))
-            .args(["--bus", &bus.address])
-            .args(args);
-        c
-    };
+    let as_nobody_in =
+        |groups: &[u32], args: &[&str]| binaries!().uid2ctl_as_nobody(&bus, groups, args);
     let set = ["privacy", "set", "--device", "IABUSPrivacy_String=1YYN"];
     for args in [&set[..], &["privacy", "get", "--device"][..]] {
         let out = as_nobody_in(&[], args).output().await.unwrap();

@@ -125,13 +125,7 @@ async fn groups_grant_capabilities_and_uid2ctl_prints_them() {
         "[capabilities]\ngroups = { \"users\" = [\"diagnostics\"] }\n",
     ))
     .await;
-    let uid2ctl = |groups: &[u32], args: &[&str]| {
-        let mut c = as_nobody(groups);
-        c.args(our_binary(binaries!().for_other_users().uid2ctl))
-            .args(["--bus", &bus.address])
-            .args(args);
-        c
-    };
+    let uid2ctl = |groups: &[u32], args: &[&str]| binaries!().uid2ctl_as_nobody(&bus, groups, args);
     let lines = |out: std::process::Output| {
         assert!(
             out.status.success(),

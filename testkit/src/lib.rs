@@ -128,6 +128,17 @@ impl Binaries {
     pub fn for_other_users(&self) -> Binaries {
         Binaries::of(host::reachable_by_others(&self.uid2d))
     }
+
+    /// `uid2ctl --bus <bus> <args>` run [`as_nobody`] in `groups`: how a test checks what
+    /// another user may do.
+    pub fn uid2ctl_as_nobody(&self, bus: &Bus, groups: &[u32], args: &[&str]) -> Command {
+        let mut command = as_nobody(groups);
+        command
+            .args(our_binary(self.for_other_users().uid2ctl))
+            .args(["--bus", &bus.address])
+            .args(args);
+        command
+    }
 }
 
 /// Makes `link` a relative symlink to `uid2d` in its directory unless it already is one.

@@ -289,10 +289,8 @@ pub struct Reloadable {
     /// file; 1 to 3600 s.
     pub textfile_interval: Duration,
     /// `[privacy]`: consent enforcement, the static device signals.
-    #[cfg_attr(not(test), allow(dead_code))] // read once the daemon is wired to src/privacy
     pub(crate) privacy: crate::privacy::PrivacyConfig,
     /// `[eids]`: OpenRTB 2.6 eid provenance for `GetBidSignals`.
-    #[cfg_attr(not(test), allow(dead_code))] // read once the daemon is wired to src/privacy
     pub(crate) eids: crate::privacy::EidsConfig,
 }
 

@@ -299,13 +299,11 @@ pub struct Reloadable {
     /// file; 1 to 3600 s.
     pub textfile_interval: Duration,
     /// `[privacy]`: consent enforcement, the static device signals.
-    #[cfg_attr(not(test), allow(dead_code))] // read once the daemon is wired to src/privacy
     pub(crate) privacy: crate::privacy::PrivacyConfig,
     /// `[privacy] tracking_request_timeout`: the longest `RequestTrackingAuthorization`
     /// waits for a decision; 1 to 20 s (under a D-Bus client's default 25 s timeout).
     pub tracking_request_timeout: Duration,
     /// `[eids]`: OpenRTB 2.6 eid provenance for `GetBidSignals`.
-    #[cfg_attr(not(test), allow(dead_code))] // read once the daemon is wired to src/privacy
     pub(crate) eids: crate::privacy::EidsConfig,
 }
 

@@ -5,10 +5,12 @@
 //! not be measured, never on a slow figure.
 //!
 //!   scripts/bench.sh [--quick] [--keep] [--calls N] [--seconds S] [--idle-secs S] [--starts N]
-//!     [--only-inspector]
+//!     [--only-inspector] [--only-privacy]
 
 #[path = "bench/inspector.rs"]
 mod inspector;
+#[path = "bench/privacy.rs"]
+mod privacy;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ struct Opts {
     keep: bool,
     /// Only the app inspector's memory (`--only-inspector`).
     only_inspector: bool,
+    /// Only privacy signals' memory (`--only-privacy`).
+    only_privacy: bool,
 }
 
 fn opts() -> Result<Opts> {
@@ -53,6 +57,7 @@ fn opts() -> Result<Opts> {
             starts: 10,
             keep: false,
             only_inspector: false,
+            only_privacy: false,
         }
     } else {
         Opts {
@@ -62,6 +67,7 @@ fn opts() -> Result<Opts> {
             starts: 20,
             keep: false,
             only_inspector: false,
+            only_privacy: false,
         }
     };
     let mut args = args.iter();
@@ -71,6 +77,7 @@ fn opts() -> Result<Opts> {
             "--quick" | "--bench" => {}
             "--keep" => o.keep = true,
             "--only-inspector" => o.only_inspector = true,
+            "--only-privacy" => o.only_privacy = true,
             "--calls" => o.calls = value()?.parse()?,
             "--seconds" => o.seconds = value()?.parse()?,
             "--idle-secs" => o.idle = value()?.parse()?,
@@ -545,6 +552,12 @@ async fn run() -> Result<()> {
         t.print();
         return Ok(());
     }
+    if o.only_privacy {
+        eprintln!("bench: privacy signals' memory");
+        privacy::memory(&ctx, &dir, &mut t).await?;
+        t.print();
+        return Ok(());
+    }
 
     // ---- one client: latency; eight: throughput; memory around them ----
     eprintln!("bench: one client: latency; eight: throughput; memory around them");
@@ -1006,6 +1019,10 @@ async fn run() -> Result<()> {
     // ---- the app inspector's memory: full rings vs none ----
     eprintln!("bench: the app inspector's memory");
     inspector::memory(&ctx, &dir, &generate, &mut t).await?;
+
+    // ---- privacy signals' memory: every key on every scope vs none ----
+    eprintln!("bench: privacy signals' memory");
+    privacy::memory(&ctx, &dir, &mut t).await?;
 
     // ---- wake-ups while idle, nothing due ----
     eprintln!("bench: wake-ups while idle, nothing due");

@@ -121,7 +121,6 @@ async fn run() -> Result<()> {
 
     // Memory: profiles of 10 apps each, added to the daemon above. The signal stream goes
     // first: a stream nobody reads would hold back the connection's replies.
-    drop(next_signal);
     drop(signals);
     switch.set_active_profile("").await?;
     tokio::time::sleep(Duration::from_millis(200)).await;

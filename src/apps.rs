@@ -25,9 +25,7 @@ impl AppId {
     pub(crate) fn new(text: &str) -> Result<Self, BadAppId> {
         let ok = (1..=Self::MAX_LEN).contains(&text.len())
             && text.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && is_id_text(text);
         if ok {
             Ok(Self(text.to_owned()))
         } else {
@@ -44,6 +42,13 @@ impl fmt::Display for AppId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Whether `text` is made of the characters of the contract's ids (app ids, profile ids):
+/// `[A-Za-z0-9._-]`, which every file system and D-Bus string carries.
+pub(crate) fn is_id_text(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The default `[apps] unit` pattern: the systemd/XDG application-launch convention,

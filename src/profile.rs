@@ -31,11 +31,7 @@ impl ProfileId {
 
     /// Checks `text` against the profile-id syntax.
     pub fn new(text: &str) -> Result<Self, BadProfileId> {
-        let ok = text.len() <= Self::MAX_LEN
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if ok {
+        if text.len() <= Self::MAX_LEN && crate::apps::is_id_text(text) {
             Ok(Self(text.to_owned()))
         } else {
             Err(BadProfileId)

@@ -71,6 +71,9 @@ fi
 [ -n "${CI:-}" ] && export CARGO_INCREMENTAL=0
 echo "== cargo fmt --check (free disk: $(disk))"
 cargo fmt --all -- --check
+# `cargo fmt` follows `mod` items, not the modules src/lib.rs declares inside `internal!`:
+# every tracked Rust file, by name.
+git ls-files -z '*.rs' | xargs -0 rustfmt --edition 2021 --check
 echo "== cargo clippy (deny warnings)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 if [ -x scripts/check-unit.sh ]; then

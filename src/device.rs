@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::consent::{PrivacySignals, SignalsLoad};
 use crate::engine::Policy;
 use crate::error::Error;
-use crate::operator::Operator;
 use crate::error::InvalidArgument;
+use crate::operator::Operator;
 use crate::privacy::{bid_signals_json, BidOptions, Signals};
 use crate::profile::{Profiles, ProfilesConfig};
 use crate::runtime::{Conditions, Decisions, Runtime, ScopeKey, Shelf};
@@ -159,10 +159,7 @@ impl Device {
             .collect();
         if let Some(top_level) = products.first() {
             // The device's records are no product's; the top-level one reports them, once.
-            for aside in [&set_aside, &tracking_set_aside]
-                .into_iter()
-                .flatten()
-            {
+            for aside in [&set_aside, &tracking_set_aside].into_iter().flatten() {
                 top_level.set_aside(aside);
             }
         }

@@ -180,8 +180,7 @@ impl Dii {
     pub fn new(kind: DiiKind, value: &str) -> Result<Dii, DiiError> {
         let hash = match kind {
             DiiKind::Email => {
-                let normalized =
-                    Zeroizing::new(normalize_email(value).ok_or(DiiError::Email)?);
+                let normalized = Zeroizing::new(normalize_email(value).ok_or(DiiError::Email)?);
                 hash(&normalized)
             }
             DiiKind::Phone => {
@@ -358,11 +357,7 @@ mod tests {
         ];
         for value in bad {
             for kind in [DiiKind::EmailHash, DiiKind::PhoneHash] {
-                assert_eq!(
-                    Dii::new(kind, value),
-                    Err(DiiError::Hash),
-                    "{value:?}"
-                );
+                assert_eq!(Dii::new(kind, value), Err(DiiError::Hash), "{value:?}");
             }
         }
     }

@@ -521,7 +521,8 @@ impl Scope {
                     next.answers.push((request, RefreshAnswer::Denied(reason)));
                 } else if within_ms.is_some_and(|within| !next.expires_within(now, within)) {
                     let status = next.status(now);
-                    next.answers.push((request, RefreshAnswer::NotNeeded(status)));
+                    next.answers
+                        .push((request, RefreshAnswer::NotNeeded(status)));
                 } else if next.offline && next.in_flight.is_none() {
                     next.answers.push((request, RefreshAnswer::Offline));
                 } else {

@@ -223,7 +223,9 @@ pub enum InvalidArgument {
     #[error("profile_id: {0}")]
     ProfileId(#[from] crate::profile::BadProfileId),
     /// `DeleteProfile("")`.
-    #[error("the default profile \"\" cannot be deleted; ResetAllIdentities forgets every identity")]
+    #[error(
+        "the default profile \"\" cannot be deleted; ResetAllIdentities forgets every identity"
+    )]
     DefaultProfile,
     #[error("unknown policy key `{0}`; known: child, limit_ad_tracking")]
     PolicyKey(String),

@@ -281,10 +281,7 @@ mod tests {
         assert_eq!(policy(false, false).denial(), None);
         assert_eq!(policy(true, false).denial(), Some(Reason::Child));
         assert_eq!(policy(true, true).denial(), Some(Reason::Child));
-        assert_eq!(
-            policy(false, true).denial(),
-            Some(Reason::LimitAdTracking)
-        );
+        assert_eq!(policy(false, true).denial(), Some(Reason::LimitAdTracking));
         let mut set = ProfilePolicy::default();
         assert!(set.set("child", true) && set.child);
         assert!(!set.set("coppa", true));

@@ -18,8 +18,8 @@ use crate::app_events::{DEFAULT_APP_EVENTS, MAX_APP_EVENTS};
 use crate::apps::AppId;
 use crate::capabilities::{Capabilities, CapabilitiesConfig};
 use crate::privacy::settings::{is_domain, is_match_method};
-use crate::profile::ProfilesConfig;
 use crate::privacy::{EidsConfig, PrivacyConfig, Raw, Signals, TcfPurposes, TrackingAuthorization};
+use crate::profile::ProfilesConfig;
 
 /// `max_scopes` when no file sets it: far more apps than a TV holds, and a bound on what
 /// a broker naming app ids can make uid2d keep (about 1 KiB of memory each).
@@ -397,7 +397,8 @@ pub(crate) const KEYS: &[Key] = &[
         name: "privacy.tracking_request_timeout",
         part: Part::Reloadable,
         set: |layer, value| {
-            layer.tracking_request_timeout = Some(seconds_in(value, TRACKING_REQUEST_TIMEOUT_RANGE)?);
+            layer.tracking_request_timeout =
+                Some(seconds_in(value, TRACKING_REQUEST_TIMEOUT_RANGE)?);
             Ok(())
         },
     },
@@ -539,8 +540,7 @@ fn app_capabilities(layer: &mut Layer, name: &str, value: Value) -> Result<(), I
         Value::Table(_) => {
             return Err(Invalid::AppCapabilities {
                 app: name.to_owned(),
-                reason: "must be a list; quote a dotted app id: \"com.example.app\" = [...]"
-                    .into(),
+                reason: "must be a list; quote a dotted app id: \"com.example.app\" = [...]".into(),
             })
         }
         value => capability_list(value).map_err(|e| Invalid::AppCapabilities {

@@ -508,8 +508,14 @@ impl Config {
                 "capabilities.<app id>",
                 capabilities.apps != new.startup.capabilities.apps,
             ),
-            ("diagnostics.app_events", *app_events != new.startup.app_events),
-            ("profiles.enabled", *profiles_enabled != new_profiles.enabled),
+            (
+                "diagnostics.app_events",
+                *app_events != new.startup.app_events,
+            ),
+            (
+                "profiles.enabled",
+                *profiles_enabled != new_profiles.enabled,
+            ),
             ("profiles.source", *profiles_source != new_profiles.source),
             (
                 "profiles.manager_group",

@@ -497,10 +497,7 @@ fn restart_needed_covers_exactly_the_start_up_keys_of_the_table() {
     // App entries are not keys of the table: any app id may be one.
     assert!(!restart.contains("capabilities.<app id>"));
     let with_app = parse("[capabilities]\n\"com.example.a\" = []").unwrap();
-    assert_eq!(
-        running.restart_needed(&with_app),
-        ["capabilities.<app id>"]
-    );
+    assert_eq!(running.restart_needed(&with_app), ["capabilities.<app id>"]);
     let startup: BTreeSet<&str> = KEYS
         .iter()
         .filter(|key| key.part == Part::Startup)
@@ -515,8 +512,9 @@ fn profiles_table_defaults_keys_and_a_reload_that_changes_it() {
     let defaults = parse("").unwrap();
     assert_eq!(defaults.startup.profiles, ProfilesConfig::default());
     assert!(!defaults.startup.profiles.enabled);
-    let on = parse("[profiles]\nenabled = true\nsource = \"logind\"\nmanager_group = \"tvprofiles\"")
-        .unwrap();
+    let on =
+        parse("[profiles]\nenabled = true\nsource = \"logind\"\nmanager_group = \"tvprofiles\"")
+            .unwrap();
     assert_eq!(
         on.startup.profiles,
         ProfilesConfig {
@@ -528,9 +526,16 @@ fn profiles_table_defaults_keys_and_a_reload_that_changes_it() {
     // A reload keeps the running [profiles] and names each changed key.
     assert_eq!(
         defaults.restart_needed(&on),
-        ["profiles.enabled", "profiles.source", "profiles.manager_group"]
+        [
+            "profiles.enabled",
+            "profiles.source",
+            "profiles.manager_group"
+        ]
     );
-    assert_eq!(defaults.reloaded(on).startup.profiles, ProfilesConfig::default());
+    assert_eq!(
+        defaults.reloaded(on).startup.profiles,
+        ProfilesConfig::default()
+    );
     for (text, key) in [
         ("[profiles]\nenabled = \"yes\"", "profiles.enabled"),
         ("[profiles]\nsource = \"dbus\"", "profiles.source"),
@@ -539,8 +544,13 @@ fn profiles_table_defaults_keys_and_a_reload_that_changes_it() {
         let e = parse(text).expect_err(text).to_string();
         assert!(e.contains(key), "{e}");
     }
-    let e = parse("[profiles]\nenable = true").expect_err("unknown").to_string();
-    assert!(e.contains("profiles.enable") && e.contains("manager_group"), "{e}");
+    let e = parse("[profiles]\nenable = true")
+        .expect_err("unknown")
+        .to_string();
+    assert!(
+        e.contains("profiles.enable") && e.contains("manager_group"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -744,7 +754,10 @@ fn diagnostics_app_events_defaults_to_32_and_takes_0_to_256() {
     for bad in ["-1", "257", "\"32\"", "1.5"] {
         let text = format!("[diagnostics]\napp_events = {bad}\n");
         let message = parse(&text).unwrap_err().to_string();
-        assert!(message.contains("`diagnostics.app_events`"), "{bad}: {message}");
+        assert!(
+            message.contains("`diagnostics.app_events`"),
+            "{bad}: {message}"
+        );
     }
 }
 
@@ -928,10 +941,7 @@ fn privacy_device_keys_layer_key_by_key_and_a_reload_applies_them() {
 fn capabilities_parse_per_app_and_group_and_bad_ones_name_the_key() {
     use crate::capabilities::{Capabilities, Capability};
     let defaults = parse("").unwrap();
-    assert_eq!(
-        defaults.startup.capabilities.default,
-        Capabilities::DEFAULT
-    );
+    assert_eq!(defaults.startup.capabilities.default, Capabilities::DEFAULT);
     assert!(defaults.startup.capabilities.apps.is_empty());
     let config = parse(concat!(
         "[capabilities]\ndefault = [\"token\"]\n",
@@ -1002,7 +1012,10 @@ fn capabilities_parse_per_app_and_group_and_bad_ones_name_the_key() {
             "vendor.toml",
             "[capabilities]\n\"com.example.a\" = []\n\"com.example.b\" = []",
         ),
-        ("main.toml", "[capabilities]\n\"com.example.a\" = [\"token\"]"),
+        (
+            "main.toml",
+            "[capabilities]\n\"com.example.a\" = [\"token\"]",
+        ),
     ])
     .load()
     .unwrap();
@@ -1031,6 +1044,9 @@ fn tracking_request_timeout_is_1_to_20_seconds() {
         let message = parse(&format!("[privacy]\ntracking_request_timeout = {bad}"))
             .unwrap_err()
             .to_string();
-        assert!(message.contains("`privacy.tracking_request_timeout`"), "{message}");
+        assert!(
+            message.contains("`privacy.tracking_request_timeout`"),
+            "{message}"
+        );
     }
 }

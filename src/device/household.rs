@@ -97,7 +97,11 @@ impl Device {
     /// `SetProfilePolicy`: `id`'s policy, durably; every scope of the profile obeys it
     /// before this returns, and in the active profile the apps whose answer changes are
     /// told.
-    pub async fn set_profile_policy(&self, id: ProfileId, policy: ProfilePolicy) -> Result<(), Error> {
+    pub async fn set_profile_policy(
+        &self,
+        id: ProfileId,
+        policy: ProfilePolicy,
+    ) -> Result<(), Error> {
         let _household = self.household.lock().await;
         let mut household = self.profiles.household();
         if household.profiles.get(&id) == Some(&policy) {
@@ -110,7 +114,11 @@ impl Device {
         self.profiles.replace(household);
         self.apply(decided).await;
         self.announce_changes(before, &id).await;
-        info!(child = policy.child, limit_ad_tracking = policy.limit_ad_tracking, "profile policy set");
+        info!(
+            child = policy.child,
+            limit_ad_tracking = policy.limit_ad_tracking,
+            "profile policy set"
+        );
         Ok(())
     }
 
@@ -165,10 +173,8 @@ impl Device {
     ) -> Vec<Vec<(Owner, Option<crate::runtime::Answer>)>> {
         let mut all = Vec::with_capacity(self.products.len());
         for runtime in &self.products {
-            let mut owners: Vec<Owner> = profiles
-                .iter()
-                .flat_map(|p| runtime.owners_in(p))
-                .collect();
+            let mut owners: Vec<Owner> =
+                profiles.iter().flat_map(|p| runtime.owners_in(p)).collect();
             owners.sort();
             owners.dedup();
             let mut answers = Vec::with_capacity(owners.len());

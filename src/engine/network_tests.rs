@@ -117,7 +117,10 @@ fn a_refresh_requested_offline_is_refused_at_once_and_online_is_sent() {
     let mut h = Harness::new();
     h.send(Event::Set(fresh("a", T0)));
     h.send(Event::Network { online: false });
-    let actions = h.send(Event::RefreshRequested { request: 4, within_ms: None });
+    let actions = h.send(Event::RefreshRequested {
+        request: 4,
+        within_ms: None,
+    });
     assert_eq!(refreshes(&actions), 0);
     assert!(actions.contains(&Action::Answer {
         request: 4,
@@ -125,7 +128,10 @@ fn a_refresh_requested_offline_is_refused_at_once_and_online_is_sent() {
     }));
     h.send(Event::Network { online: true });
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 5, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 5,
+            within_ms: None
+        })),
         1
     );
 }
@@ -135,12 +141,18 @@ fn a_refresh_requested_offline_joins_the_one_already_out() {
     let mut h = Harness::new();
     h.send(Event::Set(fresh("a", T0)));
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 1, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 1,
+            within_ms: None
+        })),
         1
     );
     h.send(Event::Network { online: false });
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 2, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 2,
+            within_ms: None
+        })),
         0
     );
     let actions = h.send(Event::RefreshDone {

@@ -122,7 +122,10 @@ fn run(seed: u64) {
             }
             30..=49 => {
                 asked += 1;
-                Event::RefreshRequested { request: asked, within_ms: None }
+                Event::RefreshRequested {
+                    request: asked,
+                    within_ms: None,
+                }
             }
             50..=69 if !out.is_empty() => {
                 let generation = out.swap_remove(rng.usize(0..out.len()));

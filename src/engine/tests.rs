@@ -1,7 +1,7 @@
 //! The engine's tests: every rule on a fake clock.
 
-use crate::privacy::Reason;
 use super::*;
+use crate::privacy::Reason;
 
 /// Entropy that always answers the same fraction of the range.
 pub(super) struct Fixed(pub(super) f64);
@@ -353,7 +353,10 @@ fn failures_back_off_with_full_jitter_capped_and_honour_retry_after() {
     let mut h = Harness::new();
     h.entropy = Fixed(0.0);
     h.send(Event::Set(id.clone()));
-    h.send(Event::RefreshRequested { request: 1, within_ms: None });
+    h.send(Event::RefreshRequested {
+        request: 1,
+        within_ms: None,
+    });
     h.send(Event::RefreshDone {
         generation: 1,
         outcome: RefreshOutcome::Failed {
@@ -486,7 +489,10 @@ fn rejected_refresh_token_is_not_retried_but_manual_refresh_still_works() {
     // The token is still served until it expires, and a manual refresh may try again.
     assert_eq!(h.status(), Status::Established);
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 1, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 1,
+            within_ms: None
+        })),
         1
     );
 }
@@ -539,17 +545,26 @@ fn manual_refresh_while_in_flight_sends_one_request() {
     let id = fresh("a", T0);
     h.send(Event::Set(id.clone()));
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 3, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 3,
+            within_ms: None
+        })),
         1
     );
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 4, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 4,
+            within_ms: None
+        })),
         0
     );
     assert_eq!(refreshes(&h.at(id.refresh_from)), 0);
     let (_, actions) = Scope::default()
         .step(
-            Event::RefreshRequested { request: 5, within_ms: None },
+            Event::RefreshRequested {
+                request: 5,
+                within_ms: None,
+            },
             h.now,
             &h.policy,
             &mut Fixed(0.0),
@@ -633,7 +648,10 @@ fn paused_scope_sends_nothing_and_resumes_when_unpaused() {
     h.send(Event::Decided(Some(Reason::LimitAdTracking)));
     assert_eq!(refreshes(&h.at(id.refresh_from)), 0);
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 6, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 6,
+            within_ms: None
+        })),
         0
     );
     // Expiry still happens on time.
@@ -832,7 +850,10 @@ fn a_refresh_requested_after_refresh_expires_is_refused_at_once() {
     h.send(Event::Set(id.clone()));
     // No timer tick has handled refresh_expires yet.
     h.now.wall = id.refresh_expires + 1;
-    let actions = h.send(Event::RefreshRequested { request: 7, within_ms: None });
+    let actions = h.send(Event::RefreshRequested {
+        request: 7,
+        within_ms: None,
+    });
     assert_eq!(refreshes(&actions), 0);
     assert!(actions.contains(&answer(7, RefreshAnswer::NoIdentity)));
     assert_eq!(h.status(), Status::RefreshExpired);
@@ -848,10 +869,7 @@ fn a_refresh_requested_under_limit_ad_tracking_is_refused_at_once() {
         within_ms: None,
     });
     assert_eq!(refreshes(&actions), 0);
-    assert!(actions.contains(&answer(
-        3,
-        RefreshAnswer::Denied(Reason::LimitAdTracking)
-    )));
+    assert!(actions.contains(&answer(3, RefreshAnswer::Denied(Reason::LimitAdTracking))));
     // Nor is the token served while denied; it is again when the denial is lifted.
     assert_eq!(h.scope.advertising_token(h.now), None);
     h.send(Event::Decided(None));
@@ -864,11 +882,17 @@ fn calls_waiting_on_one_refresh_all_get_its_outcome() {
     let id = fresh("a", T0);
     h.send(Event::Set(id));
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 1, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 1,
+            within_ms: None
+        })),
         1
     );
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 2, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 2,
+            within_ms: None
+        })),
         0
     );
     let actions = h.send(Event::RefreshDone {
@@ -879,7 +903,10 @@ fn calls_waiting_on_one_refresh_all_get_its_outcome() {
     assert!(actions.contains(&answer(2, RefreshAnswer::Completed(Status::Refreshed))));
 
     assert_eq!(
-        refreshes(&h.send(Event::RefreshRequested { request: 3, within_ms: None })),
+        refreshes(&h.send(Event::RefreshRequested {
+            request: 3,
+            within_ms: None
+        })),
         1
     );
     let actions = h.send(Event::RefreshDone {
@@ -895,7 +922,10 @@ fn calls_waiting_on_one_refresh_all_get_its_outcome() {
 fn a_reset_answers_the_calls_waiting_for_a_refresh_and_its_late_result_is_ignored() {
     let mut h = Harness::new();
     h.send(Event::Set(fresh("a", T0)));
-    h.send(Event::RefreshRequested { request: 1, within_ms: None });
+    h.send(Event::RefreshRequested {
+        request: 1,
+        within_ms: None,
+    });
     let actions = h.send(Event::Reset);
     assert!(actions.contains(&answer(1, RefreshAnswer::Superseded(Status::NoIdentity))));
     let actions = h.send(Event::RefreshDone {
@@ -1034,7 +1064,10 @@ fn every_new_token_is_announced_even_when_the_status_repeats() {
         vec![Status::Established]
     );
     for (n, tag) in ["b", "c", "d"].into_iter().enumerate() {
-        let actions = h.send(Event::RefreshRequested { request: n as u64, within_ms: None });
+        let actions = h.send(Event::RefreshRequested {
+            request: n as u64,
+            within_ms: None,
+        });
         let generation = h.refreshes_in(&actions)[0];
         let actions = h.send(Event::RefreshDone {
             generation,

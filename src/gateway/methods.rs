@@ -163,7 +163,11 @@ pub(crate) const METHODS: &[Method] = &[
         parse: |_| Ok(Args::None),
         // Answered when the settings app decides, or `not_determined` after at most 20 s.
         run: |b, app, _| {
-            answer(async move { b.request_tracking_authorization(&app).await.map(Value::from) })
+            answer(async move {
+                b.request_tracking_authorization(&app)
+                    .await
+                    .map(Value::from)
+            })
         },
     },
     Method {
@@ -274,8 +278,8 @@ pub(crate) const METHODS: &[Method] = &[
                     return Err(wrong_shape());
                 };
                 // Checked at parse time; a failure here is the same refusal.
-                let dict = signals_dict(&signals)
-                    .map_err(|e| zbus::Error::Failure(e.message.clone()))?;
+                let dict =
+                    signals_dict(&signals).map_err(|e| zbus::Error::Failure(e.message.clone()))?;
                 b.set_privacy_signals(&app, dict).await.map(Value::from)
             })
         },
@@ -314,9 +318,9 @@ pub(crate) const METHODS: &[Method] = &[
                 if let Some(p) = product.as_deref() {
                     options.insert("product", Variant::from(p));
                 }
-                b.get_bid_signals(&app, options)
-                    .await
-                    .map(|text| serde_json::from_str(&text).unwrap_or_else(|_| Value::Object(Map::new())))
+                b.get_bid_signals(&app, options).await.map(|text| {
+                    serde_json::from_str(&text).unwrap_or_else(|_| Value::Object(Map::new()))
+                })
             })
         },
     },
@@ -335,7 +339,11 @@ fn signals_dict(signals: &Map<String, Value>) -> Result<HashMap<&str, Variant<'_
                     Some(Ok(n)) => Variant::from(n),
                     _ => return Err(bad_params(&format!("signals.{key}: not a 32-bit integer"))),
                 },
-                _ => return Err(bad_params(&format!("signals.{key}: must be a string or an integer"))),
+                _ => {
+                    return Err(bad_params(&format!(
+                        "signals.{key}: must be a string or an integer"
+                    )))
+                }
             };
             Ok((key.as_str(), value))
         })

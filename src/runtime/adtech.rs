@@ -102,8 +102,7 @@ impl Runtime {
         }
         let within = u64::from(seconds) * 1000;
         let timeout = self.settings().config.reloadable.request_timeout;
-        match tokio::time::timeout(timeout, self.refresh_within(key.clone(), Some(within))).await
-        {
+        match tokio::time::timeout(timeout, self.refresh_within(key.clone(), Some(within))).await {
             Ok(Ok(status)) => debug!(scope = %key, %status, "ready for an ad break"),
             Ok(Err(e)) => debug!(scope = %key, "no refresh for an ad break: {e}"),
             Err(_) => debug!(scope = %key, "no refresh for an ad break within request_timeout"),

@@ -6,13 +6,13 @@ use tracing::{info, warn};
 
 use super::{Durability, Runtime, ScopeKey};
 use crate::app_events::{Details, EventKind};
-use crate::privacy::Reason;
 use crate::crypto;
 use crate::dii::{self, Dii, DiiKind};
 use crate::engine::{Event, SetError};
 use crate::error::{Denied, Error, GenerateFailed, InvalidArgument, InvalidIdentity};
 use crate::identity::Status;
 use crate::operator::{Generated, OperatorStatus};
+use crate::privacy::Reason;
 
 /// Options of one `GenerateIdentity` call; `None` falls back to the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +74,9 @@ impl Runtime {
         } = self.request(&key, kind, value, options)?;
         // The scope's decision, as the engine holds it: nothing is sent while denied.
         let (denied, opted_out) = self
-            .read(key.clone(), |s, _| (s.denied(), s.dii_opted_out(dii.hash())))
+            .read(key.clone(), |s, _| {
+                (s.denied(), s.dii_opted_out(dii.hash()))
+            })
             .await?;
         match denied {
             Some(Reason::LimitAdTracking) => return Err(GenerateFailed::LimitAdTracking.into()),
@@ -182,7 +184,10 @@ impl Runtime {
     ) -> Result<Status, Error> {
         match answer {
             Ok(Generated::Identity(identity)) => {
-                let outcome = (EventKind::Generate, Details::answered(OperatorStatus::Success));
+                let outcome = (
+                    EventKind::Generate,
+                    Details::answered(OperatorStatus::Success),
+                );
                 let status = self
                     .change_after(
                         key,

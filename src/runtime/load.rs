@@ -175,13 +175,19 @@ impl Runtime {
                 }
             };
             let persisted = record.persisted;
-            lock(&self.state).scopes.insert(
-                key.clone(),
-                self.scope_from(&key, persisted.clone()),
-            );
+            lock(&self.state)
+                .scopes
+                .insert(key.clone(), self.scope_from(&key, persisted.clone()));
             // Nothing of this can be refused.
             let _ = self
-                .apply(turn, &key, Event::Loaded, Durability::Eventually, None, None)
+                .apply(
+                    turn,
+                    &key,
+                    Event::Loaded,
+                    Durability::Eventually,
+                    None,
+                    None,
+                )
                 .await;
             lock(&self.loading.report).scopes += 1;
             if let Some(reason) = record.dropped {

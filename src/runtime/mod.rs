@@ -48,20 +48,20 @@ use crate::engine::{Action, Event, Policy, RequestId, Scope};
 use crate::error::Error;
 use crate::error::InvalidIdentity;
 use crate::identity::{Identity, SetInput, Status, UnixMillis};
-use crate::privacy::Reason;
 use crate::operator::{Failure, Operator};
+use crate::privacy::Reason;
 use crate::store::Store;
 
 pub use adtech::TokenInfo;
-pub use conditions::{ConsentChange, Decisions, Conditions};
+pub use conditions::{Conditions, ConsentChange, Decisions};
 pub use generate::GenerateOptions;
 pub(crate) use persist::blocking;
 pub use product::Shelf;
 pub use profiles::Answer;
 pub use scope_key::{Owner, ScopeKey};
+pub use stats::FailureClass;
 #[cfg(any(test, feature = "test-support"))]
 pub use stats::COUNTERS_BYTES;
-pub use stats::FailureClass;
 
 /// What can change on SIGHUP.
 #[derive(Debug)]
@@ -355,8 +355,7 @@ impl Runtime {
             let mut state = lock(&self.state);
             let known = state.scopes.get(key).cloned();
             let before = known.as_ref().map(counts_against_limit);
-            let current = known
-                .unwrap_or_else(|| self.new_scope(key));
+            let current = known.unwrap_or_else(|| self.new_scope(key));
             let (next, actions) = current.step(event, now, &policy, &mut state.rng)?;
             check_limit(&state, before, &next, max_scopes)?;
             // A new scope counts from now until its first write lands or is refused, so

@@ -44,7 +44,12 @@ impl Runtime {
 
     /// The profiles this product holds scopes of, in memory or in the store.
     pub async fn profiles_held(self: &Arc<Self>) -> Result<BTreeSet<ProfileId>, Error> {
-        let mut held: BTreeSet<ProfileId> = self.stored_keys().await?.into_iter().map(|k| k.profile().clone()).collect();
+        let mut held: BTreeSet<ProfileId> = self
+            .stored_keys()
+            .await?
+            .into_iter()
+            .map(|k| k.profile().clone())
+            .collect();
         held.extend(
             lock(&self.state)
                 .scopes
@@ -89,8 +94,15 @@ impl Runtime {
         for key in keys {
             // The engine's reset answers the calls waiting on the scope and ends its
             // refresh; what a reset keeps (the automatic-refresh setting) goes with the file.
-            self.apply(&every, &key, Event::Reset, Durability::BeforeReply, None, None)
-                .await?;
+            self.apply(
+                &every,
+                &key,
+                Event::Reset,
+                Durability::BeforeReply,
+                None,
+                None,
+            )
+            .await?;
             let store = self.store.clone();
             let name = self.file_name(&key);
             blocking(move || store.remove(&name)).await?;

@@ -8,11 +8,11 @@ use tracing::{info, warn};
 
 use super::{lock, Durability, FailureClass, Runtime, ScopeKey};
 use crate::app_events::{Details, EventKind};
-use crate::privacy::Reason;
 use crate::engine::{Event, RefreshAnswer, RefreshOutcome, RequestId};
 use crate::error::{Error, RefreshFailed};
 use crate::identity::{Identity, Status, UnixMillis};
 use crate::operator::{Failure, OperatorStatus, RefreshReport};
+use crate::privacy::Reason;
 
 impl Runtime {
     /// `RefreshIdentity`: one refresh attempt now (or the one already under way); the

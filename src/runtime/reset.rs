@@ -36,8 +36,15 @@ impl Runtime {
                     _ => continue,
                 }
             };
-            self.apply(&every, &key, Event::Reset, Durability::BeforeReply, None, None)
-                .await?;
+            self.apply(
+                &every,
+                &key,
+                Event::Reset,
+                Durability::BeforeReply,
+                None,
+                None,
+            )
+            .await?;
             count += 1;
             if before == Status::NoIdentity {
                 // Only a remembered opt-out went: no status change, but the apps are told.

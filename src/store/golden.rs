@@ -12,8 +12,8 @@ use super::sealed::{MAGIC, MIN_FILE_LEN};
 use super::{KeyOrigin, Store, KEY_FILE_NAME};
 use crate::consent::DEVICE_SIGNALS_RECORD;
 use crate::engine::{Held, Persisted};
-use crate::privacy::{decode_signals, encode_signals, Raw, Signals};
 use crate::identity::{Identity, Status};
+use crate::privacy::{decode_signals, encode_signals, Raw, Signals};
 
 /// The test key: bytes 0, 1, …, 31, as Base64 with a newline.
 const TEST_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";

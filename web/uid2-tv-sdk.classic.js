@@ -791,6 +791,6 @@ function installUid2TvSdk({ endpoint, transport, bridge, target = globalThis, We
   return installed;
 }
 
-globalThis.uid2TvSdk = Object.freeze({ IdentityStatus, EventType, Uid2GatewayError, gatewayTransport, bridgeTransport, Uid2Helper, cmpForwarder, Uid2TvSdk, installUid2TvSdk });
+globalThis.uid2TvSdk = Object.freeze({ IdentityStatus, EventType, Uid2GatewayError, gatewayTransport, bridgeTransport, Uid2Helper, Uid2TvSdk, installUid2TvSdk });
 if (!(globalThis.__uid2 && typeof globalThis.__uid2.init === 'function')) installUid2TvSdk();
 })();

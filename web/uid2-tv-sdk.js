@@ -245,7 +245,7 @@ const TCF_EVENTS = new Set(['tcloaded', 'useractioncomplete']);
  * page yet is looked for again CMP_LOOKS_MS after. A refusal goes to `console.warn` with
  * uid2d's reason, which names the key, never the string.
  */
-export function cmpForwarder(transport, target = globalThis) {
+function cmpForwarder(transport, target = globalThis) {
   const tcf = {};
   const gpp = {};
   let usPrivacy;

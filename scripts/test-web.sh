@@ -5,8 +5,8 @@
 # checks that web/uid2-tv-sdk.classic.js is the build of web/uid2-tv-sdk.js; then
 # (third level, tests/html5/) web/uid2-tv-sdk.js in pages that reach the real
 # uid2-gateway and uid2d, each page with its own session and origin, with Prebid.js's
-# UID2/EUID ID modules (npm, pinned by web/test/package-lock.json, installed into
-# target/web-test). With UID2_WEB_SDK_DIR (and UID2_EXAMPLES_DIR) set, the third level
+# UID2/EUID ID modules and the IAB Tech Lab's CMP API code (npm, pinned by
+# web/test/package-lock.json, installed into target/web-test). With UID2_WEB_SDK_DIR (and UID2_EXAMPLES_DIR) set, the third level
 # also runs the reference_* tests: the UID2 web SDK itself beside the TV SDK
 # (docs/testing.md says how to build it; it is not on the npm registry).
 #
@@ -94,7 +94,7 @@ if [ "$browser_only" = 0 ]; then
   deps=target/web-test
   lock_sum=$(sha256sum web/test/package-lock.json | cut -d' ' -f1)
   if [ "$(cat "$deps/.lock-sum" 2>/dev/null)" != "$lock_sum" ]; then
-    echo "== npm ci: Prebid.js, esbuild, jQuery (web/test/package-lock.json)"
+    echo "== npm ci: Prebid.js, esbuild, jQuery, the IAB TCF stub and GPP CMP API (web/test/package-lock.json)"
     start=$(date +%s)
     rm -rf "$deps" && mkdir -p "$deps"
     cp web/test/package.json web/test/package-lock.json "$deps/"
@@ -105,6 +105,9 @@ if [ "$browser_only" = 0 ]; then
   cp web/test/prebid-entry.js "$deps/"
   "$deps/node_modules/.bin/esbuild" "$deps/prebid-entry.js" --bundle --format=iife \
     --target=es2020 --log-level=warning --outfile="$deps/prebid.js" || fail_setup "bundling Prebid.js failed"
+  cp web/test/gpp-cmp-entry.js "$deps/"
+  "$deps/node_modules/.bin/esbuild" "$deps/gpp-cmp-entry.js" --bundle --format=iife \
+    --target=es2020 --log-level=warning --outfile="$deps/gpp-cmpapi.js" || fail_setup "bundling the GPP CMP API failed"
 fi
 
 echo "== web tests ($(chromium --version 2>/dev/null | head -n1))"

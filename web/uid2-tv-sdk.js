@@ -227,6 +227,117 @@ export class Uid2Helper {
   isNormalizedPhone(phone) { return /^\+[0-9]{10,15}$/.test(phone); }
 }
 
+// When a page's CMP is looked for again after init(), in ms from init(): a CMP's stub is
+// meant to be in the page's head (then it is found at once), a CMP without one may load later.
+const CMP_LOOKS_MS = [250, 1000, 3000, 10000];
+// TCF v2.2 events that carry the person's choice (CMP API v2.2, "addEventListener").
+const TCF_EVENTS = new Set(['tcloaded', 'useractioncomplete']);
+
+/**
+ * Forwards the page's consent management platform (CMP) to uid2d: registers an event
+ * listener with `__tcfapi` (IAB TCF v2.2 CMP API) and `__gpp` (IAB GPP CMP API v1.1) and
+ * reads `__uspapi` (US Privacy), and on each TCF `tcloaded`/`useractioncomplete` event and
+ * each GPP event whose `pingData.signalStatus` is `ready` sends the merged IAB on-device
+ * keys (`IABTCF_TCString`, `IABTCF_gdprApplies` 0/1, `IABGPP_HDR_GppString`,
+ * `IABGPP_GppSID` = `applicableSections` joined by `_`, `IABUSPrivacy_String`) with
+ * `setPrivacySignals`, which replaces the app's whole set; a set equal to the last one sent
+ * is not sent again. `start(enabled)` begins (the first call decides); an API not on the
+ * page yet is looked for again CMP_LOOKS_MS after. A refusal goes to `console.warn` with
+ * uid2d's reason, which names the key, never the string.
+ */
+function cmpForwarder(transport, target = globalThis) {
+  const tcf = {};
+  const gpp = {};
+  let usPrivacy;
+  let sent = null;
+  let sending = Promise.resolve();
+  let started = false;
+  const listening = { tcf: false, gpp: false, usp: false };
+  const warn = (what) => console.warn(`UID2 TV SDK: ${what}`);
+  const replace = (held, fresh) => {
+    for (const key of Object.keys(held)) delete held[key];
+    Object.assign(held, fresh);
+  };
+
+  const forward = () => {
+    const signals = { ...tcf, ...gpp };
+    if (usPrivacy) signals.IABUSPrivacy_String = usPrivacy;
+    const text = JSON.stringify(signals);
+    if (text === sent) return;
+    sent = text;
+    sending = sending
+      .then(() => transport.call('setPrivacySignals', { signals }))
+      .then(() => {}, (error) => warn(`uid2d did not take the page's CMP signals: ${error.message}`));
+  };
+
+  // US Privacy has no events: it is read again whenever TCF or GPP says something changed.
+  const readUsPrivacy = () => {
+    if (typeof target.__uspapi !== 'function') return;
+    try {
+      target.__uspapi('getUSPData', 1, (data, success) => {
+        const value = success && data && typeof data.uspString === 'string' ? data.uspString : '';
+        if (value && value !== usPrivacy) {
+          usPrivacy = value;
+          forward();
+        }
+      });
+    } catch (error) { warn(`the page's __uspapi threw ${error.name}`); }
+  };
+
+  const onTcf = (tcData, success) => {
+    if (!success || !tcData || !TCF_EVENTS.has(tcData.eventStatus)) return;
+    const fresh = {};
+    if (typeof tcData.tcString === 'string' && tcData.tcString) fresh.IABTCF_TCString = tcData.tcString;
+    if (typeof tcData.gdprApplies === 'boolean') fresh.IABTCF_gdprApplies = tcData.gdprApplies ? 1 : 0;
+    replace(tcf, fresh);
+    readUsPrivacy();
+    forward();
+  };
+
+  const onGpp = (event, success) => {
+    const ping = event && event.pingData;
+    if (success === false || !ping || ping.signalStatus !== 'ready') return;
+    const fresh = {};
+    if (typeof ping.gppString === 'string' && ping.gppString) fresh.IABGPP_HDR_GppString = ping.gppString;
+    const sections = ping.applicableSections;
+    if (Array.isArray(sections) && sections.length && sections.every(Number.isInteger)) {
+      fresh.IABGPP_GppSID = sections.join('_');
+    }
+    replace(gpp, fresh);
+    readUsPrivacy();
+    forward();
+  };
+
+  const listen = (name, register) => {
+    try { register(); } catch (error) { warn(`the page's ${name} threw ${error.name}`); }
+  };
+  // Registers with each API the page has now; true once all three are heard.
+  const look = () => {
+    if (!listening.tcf && typeof target.__tcfapi === 'function') {
+      listening.tcf = true;
+      listen('__tcfapi', () => target.__tcfapi('addEventListener', 2, onTcf));
+    }
+    if (!listening.gpp && typeof target.__gpp === 'function') {
+      listening.gpp = true;
+      listen('__gpp', () => target.__gpp('addEventListener', onGpp));
+    }
+    if (!listening.usp && typeof target.__uspapi === 'function') {
+      listening.usp = true;
+      readUsPrivacy();
+    }
+    return listening.tcf && listening.gpp && listening.usp;
+  };
+
+  return {
+    start(enabled) {
+      if (started) return;
+      started = true;
+      if (!enabled || look()) return;
+      for (const delay of CMP_LOOKS_MS) setTimeout(look, delay);
+    },
+  };
+}
+
 const PRODUCT_NAMES = { uid2: 'UID2', euid: 'EUID' };
 // uid2d statuses in which a token is served (an empty one under limit ad tracking).
 const SERVING = new Set(['established', 'refreshed']);
@@ -236,12 +347,13 @@ export class Uid2TvSdk {
   static IdentityStatus = IdentityStatus;
   static EventType = EventType;
 
-  constructor(product, transport, existingCallbacks) {
+  constructor(product, transport, existingCallbacks, cmp) {
     this.callbacks = Array.isArray(existingCallbacks) ? existingCallbacks : [];
     this._product = product;
     this._name = PRODUCT_NAMES[product];
     this._prefix = product === 'euid' ? 'euid.' : '';
     this._transport = transport;
+    this._cmp = cmp;               // the page's cmpForwarder, shared by __uid2 and __euid
     // What the SDK holds: uid2d's state, once read.
     this._known = false;
     this._status = undefined;      // uid2d's status name
@@ -426,14 +538,20 @@ export class Uid2TvSdk {
    * to uid2d (on a later call only when it expires later than the last one given). Then
    * `InitCompleted` (and `OptoutReceived` when opted out) go to `callbacks`. Completes at
    * once when uid2d's state is held and no identity is given; else once uid2d answered.
-   * Returns a promise of that moment (the web SDK returns nothing). Throws TypeError for
-   * options that are not an object or a callback that is not a function.
+   * Returns a promise of that moment (the web SDK returns nothing). The page's first
+   * `init()` (of `__uid2` or `__euid`) starts forwarding its CMP to uid2d (cmpForwarder)
+   * unless `opts.forwardCmp` is `false`. Throws TypeError for options that are not an
+   * object, a callback that is not a function or a `forwardCmp` that is not a boolean.
    */
   init(opts) {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
     if (opts.callback !== undefined && typeof opts.callback !== 'function') {
       throw new TypeError('opts.callback, if provided, must be a function');
     }
+    if (opts.forwardCmp !== undefined && typeof opts.forwardCmp !== 'boolean') {
+      throw new TypeError('opts.forwardCmp, if provided, must be a boolean');
+    }
+    if (this._cmp) this._cmp.start(opts.forwardCmp !== false);
     const first = !this._initCalled;
     this._initCalled = true;
     if (opts.callback && !this._initCallbacks.includes(opts.callback)) this._initCallbacks.push(opts.callback);
@@ -607,6 +725,21 @@ export class Uid2TvSdk {
   /** A token that stays valid for `seconds` (one refresh first if needed), or `''`. */
   getAdvertisingTokenValidFor(seconds) { return this._call('getAdvertisingTokenValidFor', { seconds }); }
 
+  /** The app's own privacy signals as uid2d holds them (the IAB keys), `{}` when none. */
+  getPrivacySignals() { return this._call('getPrivacySignals'); }
+
+  /**
+   * Sets the app's privacy signals (an object of IAB keys; replaces the whole set): `granted`
+   * or `denied`. A page whose CMP the SDK forwards need not call it (docs/html5.md).
+   */
+  setPrivacySignals(signals) { return this._call('setPrivacySignals', { signals }); }
+
+  /** uid2d's decision for this product: `{consent, reason, source, jurisdiction, gdpr_applies}`. */
+  getConsent() { return this._call('getConsent'); }
+
+  /** The OpenRTB object (`user.eids`, `user.consent`, `regs`); `opts.placement`, `opts.product`. */
+  getBidSignals(opts = {}) { return this._call('getBidSignals', opts); }
+
   /** The app's tracking authorization: `authorized`, `denied`, `restricted` or `not_determined`. */
   getTrackingAuthorization() { return this._call('getTrackingAuthorization'); }
 
@@ -638,8 +771,9 @@ export function installUid2TvSdk({ endpoint, transport, bridge, target = globalT
       'window.__uid2TvConfig = { endpoint } or { bridge } before the page runs (docs/html5.md)');
   }
   const installed = { transport };
+  const cmp = cmpForwarder(transport, target);
   for (const [name, product] of [['__uid2', 'uid2'], ['__euid', 'euid']]) {
-    const sdk = new Uid2TvSdk(product, transport, target[name] && target[name].callbacks);
+    const sdk = new Uid2TvSdk(product, transport, target[name] && target[name].callbacks, cmp);
     target[name] = sdk;
     target[`${name}Helper`] = new Uid2Helper();
     installed[product] = sdk;

@@ -14,6 +14,7 @@
 
 mod browser;
 mod cdp;
+mod cmp;
 mod consumers;
 mod parity;
 mod reference;

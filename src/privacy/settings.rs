@@ -48,7 +48,6 @@ pub(crate) enum TrackingAuthorization {
 
 impl TrackingAuthorization {
     /// `authorized`, `denied`, `restricted` or `not_determined`.
-    #[cfg_attr(not(test), allow(dead_code))] // for GetTrackingAuthorization, not served yet
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             TrackingAuthorization::Authorized => "authorized",

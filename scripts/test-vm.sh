@@ -17,8 +17,8 @@
 #    second disk (the .deb, scripts/vm/guest.sh, the CA). A unit in the image runs
 #    guest.sh, which installs the .deb as an integrator would and runs the checks on
 #    dbus-daemon, reboots (persistence, the app scope, the broker), reboots again on
-#    dbus-broker with the clock before the release date, purges the package and powers
-#    off. Its output comes back on the second serial port (x86_64) or a virtio console
+#    dbus-broker with the clock before the release date, follows two logind sessions with
+#    profiles on, purges the package and powers off. Its output comes back on the second serial port (x86_64) or a virtio console
 #    (arm64); the kernel console goes to a log file.
 # 5. Prints every check as "PASS name" / "FAIL name: why" and ends with
 #    "N passed, N failed" (exit status non-zero when anything failed or the guest never
@@ -108,7 +108,8 @@ register_binfmt() {
 # Everything that goes into the cached image; its hash names the cache entry.
 guest_packages() {
   local karch=$1
-  echo "systemd,systemd-sysv,dbus,dbus-broker,udev,kmod,initramfs-tools,linux-image-cloud-$karch,curl,ca-certificates,apt,procps"
+  # libpam-systemd: logins register logind sessions (the profiles' logind source); kbd: chvt.
+  echo "systemd,systemd-sysv,libpam-systemd,dbus,dbus-broker,udev,kmod,kbd,initramfs-tools,linux-image-cloud-$karch,curl,ca-certificates,apt,procps"
 }
 
 # The runner unit: mounts the product disk and runs its guest.sh, once per boot.

@@ -10,8 +10,9 @@
 # reset-all, the app scope by systemd unit and the broker, then switches the system bus to
 # dbus-broker and reboots with the clock before the release date and no NTP; boot 3 checks
 # that an identity is kept until the clock is trusted, runs the bus checks again on
-# dbus-broker ("dbus-broker: " names), scans the journal of all boots for secrets, purges
-# the package and powers off. One line per check on $RESULT_TTY: "PASS name" or
+# dbus-broker ("dbus-broker: " names), scans the journal of all boots for secrets, turns
+# profiles on with the logind source and switches two seat0 sessions, purges the package
+# and powers off. One line per check on $RESULT_TTY: "PASS name" or
 # "FAIL name: why"; "INFO …" lines are context; "GUEST-DONE" ends.
 set -uo pipefail
 P=/mnt/product
@@ -523,6 +524,69 @@ PFX="dbus-broker: "
 bus_checks
 PFX=""
 journal_has_no_secret "journal_has_no_secret_three_boots"
+
+# ---- profiles, the logind source: seat0's active session names the profile ---------------
+# Last, so that no check before sees profiles on. Two logins on seat0, as a TV where each
+# person is a Linux user has them: getty autologins of app1 on tty2 and app2 on tty3 (login's
+# PAM stack with pam_systemd registers each with systemd-logind); chvt switches between them
+# as a VT switch on the TV would, and logind moves seat0's ActiveSession.
+for vt in tty2:app1 tty3:app2; do
+  mkdir -p "/etc/systemd/system/getty@${vt%%:*}.service.d"
+  printf '%s\n' '[Service]' 'ExecStart=' "ExecStart=-/sbin/agetty --autologin ${vt#*:} --noclear %I \$TERM" \
+    >"/etc/systemd/system/getty@${vt%%:*}.service.d/50-vm-autologin.conf"
+done
+systemctl daemon-reload
+systemctl start getty@tty2.service getty@tty3.service
+# session_of USER TTY: USER's logind session on seat0 at TTY.
+session_of() { loginctl list-sessions --no-legend | awk -v u="$1" -v t="$2" '$3 == u && $4 == "seat0" && $5 == t { print $1 }'; }
+has_session() { [ -n "$(session_of "$1" "$2")" ]; }
+active_profile_is() { [ "$(uid2ctl profile get 2>/dev/null)" = "$1" ]; }
+seat_active_is() { [ "$(loginctl show-seat seat0 -p ActiveSession --value)" = "$1" ]; }
+# to_vt N USER: the VT switch, then uid2d's active profile must be USER.
+to_vt() {
+  local s
+  s=$(session_of "$2" "tty$1")
+  chvt "$1"
+  if ! wait_for 15 seat_active_is "$s"; then
+    info "chvt $1 did not make $2's session $s seat0's active one: loginctl activate $s"
+    loginctl activate "$s"
+    wait_for 15 seat_active_is "$s" || { echo "seat0's active session: '$(loginctl show-seat seat0 -p ActiveSession --value)', not $2's $s"; return 1; }
+  fi
+  wait_for 30 active_profile_is "$2" || { echo "uid2ctl profile get: '$(uid2ctl profile get 2>&1)' after the switch to $2's session"; return 1; }
+}
+if wait_for 60 has_session app1 tty2 && wait_for 60 has_session app2 tty3; then
+  info "logind sessions: $(loginctl list-sessions --no-legend | tr -s ' ' | tr '\n' ';')"
+  printf '%s\n' '[profiles]' 'enabled = true' 'source = "logind"' >/etc/uid2d/uid2d.toml.d/70-vm-profiles.toml
+  systemctl restart uid2d.service
+  wait_for 60 systemctl is-active uid2d.service
+  # logind_switches: app1's session, app2's, app1's again; the profile follows each.
+  logind_switches() { to_vt 2 app1 && to_vt 3 app2 && to_vt 2 app1; }
+  check "profile_follows_logind_active_session" logind_switches
+  # An app (app3's scope) sets an identity while app1's session is active: not served while
+  # app2's is, served again when app1's is back.
+  fetch_identity profile@example.com >/tmp/profile.json && chmod 0644 /tmp/profile.json
+  record_secrets /tmp/profile.json
+  s1=$(as app3 uid2ctl set /tmp/profile.json 2>&1) tok1=$(as app3 uid2ctl token 2>&1)
+  s2=x tok2=x s3=x tok3="" o=""
+  if o=$(to_vt 3 app2 2>&1); then
+    s2=$(as app3 uid2ctl status 2>&1) tok2=$(as app3 uid2ctl token 2>&1)
+    if o=$(to_vt 2 app1 2>&1); then
+      s3=$(as app3 uid2ctl status 2>&1) tok3=$(as app3 uid2ctl token 2>&1)
+    fi
+  fi
+  [ "$s1" = established ] && [ -n "$tok1" ] && [ "$s2" = no_identity ] && [ -z "$tok2" ] &&
+    [[ $s3 =~ ^(established|refreshed)$ ]] && [ -n "$tok3" ] && pass "identity_is_per_logind_profile" ||
+    fail "identity_is_per_logind_profile" "under app1 set '$s1', under app2 '$s2' (token ${tok2:+served}), app1 again '$s3' (token ${tok3:+served}) $o"
+  as app3 uid2ctl identity >/tmp/profile.now 2>/dev/null
+  record_secrets /tmp/profile.now
+else
+  fail "profile_follows_logind_active_session" "no logind sessions of app1 on tty2 and app2 on tty3: $(loginctl list-sessions --no-legend 2>&1 | tr '\n' ';')"
+  fail "identity_is_per_logind_profile" "no sessions"
+fi
+rm -f /etc/uid2d/uid2d.toml.d/70-vm-profiles.toml
+systemctl stop getty@tty2.service getty@tty3.service
+systemctl restart uid2d.service
+wait_for 60 systemctl is-active uid2d.service
 
 # ---- apt purge ---------------------------------------------------------------------------
 # What the package installed (dpkg -L, less the directories other packages share), the

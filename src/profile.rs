@@ -10,7 +10,6 @@ use std::sync::{PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::privacy::Reason;
 
 /// A profile id: `""` (the default profile, stored under the keys of a device without
 /// profiles) or 1–64 characters of `[A-Za-z0-9._-]`. Opaque: the OEM passes a hash, never
@@ -79,18 +78,6 @@ impl ProfilePolicy {
         }
         true
     }
-
-    /// Why nothing may be served or sent under this policy, if anything: a child's
-    /// profile first, the more specific reason.
-    pub fn denial(self) -> Option<Reason> {
-        if self.child {
-            Some(Reason::Child)
-        } else if self.limit_ad_tracking {
-            Some(Reason::LimitAdTracking)
-        } else {
-            None
-        }
-    }
 }
 
 /// Who names the active profile (`[profiles] source`).
@@ -102,15 +89,6 @@ pub enum ProfileSource {
     Bus,
     /// logind: the user name of `seat0`'s active session ([`profile_of_user`]).
     Logind,
-}
-
-impl ProfileSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProfileSource::Bus => "bus",
-            ProfileSource::Logind => "logind",
-        }
-    }
 }
 
 /// `[profiles]`: start-up keys (a reload that changes one keeps the running value and
@@ -238,15 +216,6 @@ impl Profiles {
             .policy(profile)
     }
 
-    /// What `profile`'s policy denies, if anything.
-    pub fn denial(&self, profile: &ProfileId) -> Option<Reason> {
-        self.household
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .policy(profile)
-            .denial()
-    }
-
     /// Replaces the household (after its record was written).
     pub fn replace(&self, household: Household) {
         *self
@@ -273,15 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn a_child_profile_denies_first_then_its_limit_ad_tracking() {
-        let policy = |child, limit_ad_tracking| ProfilePolicy {
-            child,
-            limit_ad_tracking,
-        };
-        assert_eq!(policy(false, false).denial(), None);
-        assert_eq!(policy(true, false).denial(), Some(Reason::Child));
-        assert_eq!(policy(true, true).denial(), Some(Reason::Child));
-        assert_eq!(policy(false, true).denial(), Some(Reason::LimitAdTracking));
+    fn a_policy_takes_its_two_keys_and_no_other() {
         let mut set = ProfilePolicy::default();
         assert!(set.set("child", true) && set.child);
         assert!(!set.set("coppa", true));

@@ -40,7 +40,7 @@ pub(crate) fn state_named(name: &str) -> Option<TrackingAuthorization> {
 
 /// Every app's decided state, and the config's default for apps not decided.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TrackingAuthorizations {
+pub(crate) struct TrackingAuthorizations {
     decided: BTreeMap<AppId, TrackingAuthorization>,
     default: TrackingAuthorization,
 }

@@ -58,6 +58,7 @@ impl ScopeKey {
     }
 
     /// A Unix user's scope in the default profile.
+    #[cfg(any(test, feature = "test-support"))]
     pub const fn uid(uid: u32) -> Self {
         Self::new(Owner::Uid(uid), ProfileId::DEFAULT)
     }

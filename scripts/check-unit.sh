@@ -187,7 +187,6 @@ link uid2d /usr/bin/uid2-gateway
 644 /usr/share/dbus-1/interfaces/com.uid2.Privacy1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Profiles1.xml
 644 /usr/share/dbus-1/interfaces/com.uid2.Manager1.xml
-644 /usr/share/dbus-1/interfaces/com.uid2.Privacy1.xml
 644 /usr/lib/uid2d/uid2d.toml
 644 /usr/lib/systemd/system/uid2-gateway.service
 644 /usr/lib/sysusers.d/uid2-gateway.conf

@@ -108,8 +108,7 @@ FILES:${PN} += " \
 PACKAGES =+ "${PN}-ripple"
 FILES:${PN}-ripple = "${datadir}/uid2d/rdk"
 # The interface XML is for developers (bindings, gdbus-codegen): SDK, not image.
-FILES:${PN}-dev += "${datadir}/dbus-1/interfaces/com.uid2.Manager1.xml ${datadir}/dbus-1/interfaces/com.uid2.Broker1.xml ${datadir}/dbus-1/interfaces/com.uid2.Diagnostics1.xml ${datadir}/dbus-1/interfaces/com.uid2.Privacy1.xml ${datadir}/dbus-1/interfaces/com.uid2.Gateway1.xml"
-FILES:${PN}-dev += "${datadir}/dbus-1/interfaces/com.uid2.Manager1.xml ${datadir}/dbus-1/interfaces/com.uid2.Broker1.xml ${datadir}/dbus-1/interfaces/com.uid2.Diagnostics1.xml ${datadir}/dbus-1/interfaces/com.uid2.Profiles1.xml ${datadir}/dbus-1/interfaces/com.uid2.Gateway1.xml"
+FILES:${PN}-dev += "${datadir}/dbus-1/interfaces/com.uid2.Manager1.xml ${datadir}/dbus-1/interfaces/com.uid2.Broker1.xml ${datadir}/dbus-1/interfaces/com.uid2.Diagnostics1.xml ${datadir}/dbus-1/interfaces/com.uid2.Privacy1.xml ${datadir}/dbus-1/interfaces/com.uid2.Profiles1.xml ${datadir}/dbus-1/interfaces/com.uid2.Gateway1.xml"
 
 # The config installed is the vendor defaults, /usr/lib/uid2d/uid2d.toml (every key
 # commented out), not a conffile: nothing goes to /etc. Ship your own defaults by

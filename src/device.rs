@@ -26,7 +26,6 @@ use crate::tracking::{self, TrackingAuthorization, TrackingAuthorizations, TRACK
 
 mod household;
 
-
 /// What one product needs to run: its config (the top-level one, or
 /// [`Config::for_euid`]'s), its operator client, and where its scopes are in the store.
 #[derive(Debug)]

@@ -10,7 +10,6 @@ use std::sync::{PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-
 /// A profile id: `""` (the default profile, stored under the keys of a device without
 /// profiles) or 1–64 characters of `[A-Za-z0-9._-]`. Opaque: the OEM passes a hash, never
 /// a person's name.

@@ -328,7 +328,10 @@ if [ "$phase" = 1 ]; then
   info "a day ahead: status '$s', $n refresh attempts in 30 s"
   [ "$s" = expired ] && [ -z "$tok" ] && pass "clock_day_ahead_expired_no_token" ||
     fail "clock_day_ahead_expired_no_token" "status '$s', token ${tok:+served}"
-  [ "$n" -le 4 ] && pass "clock_day_ahead_no_refresh_storm" ||
+  # Retries back off with full jitter in windows of 10, 20, 40 s…: four retries fit in
+  # 30 s about 2 % of the time (5 attempts, seen once in CI on 2026-12-07), six only when
+  # every draw lands in the first fifth of its window (~0.01 %); a storm is one a second.
+  [ "$n" -le 6 ] && pass "clock_day_ahead_no_refresh_storm" ||
     fail "clock_day_ahead_no_refresh_storm" "$n refresh attempts in 30 s"
   now=$(date +%s)
   timedatectl set-time "@$((now - 86400))" 2>/dev/null || date -s "@$((now - 86400))" >/dev/null

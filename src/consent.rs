@@ -134,7 +134,8 @@ impl PrivacySignals {
         self.read(|layers| layers.scopes.keys().cloned().collect())
     }
 
-    /// Replaces the scope's layer durably (`{}` removes it). At most `max_scopes` scopes
+    /// Replaces the scope's layer durably (`{}` removes it; the same set again writes
+    /// nothing). At most `max_scopes` scopes
     /// hold signals: a broker can name any number of app ids.
     pub(crate) async fn set_scope(
         &self,
@@ -143,6 +144,17 @@ impl PrivacySignals {
         max_scopes: usize,
     ) -> Result<(), Error> {
         let _write = self.writes.lock().await;
+        // The same set again (a page's CMP repeating itself, an app on every start) costs no
+        // flash write.
+        let unchanged = self.read(|layers| {
+            layers
+                .scopes
+                .get(key)
+                .map_or(signals.is_empty(), |held| *held == signals)
+        });
+        if unchanged {
+            return Ok(());
+        }
         let known = self.read(|layers| layers.scopes.contains_key(key));
         let held = self.read(|layers| layers.scopes.len());
         if !known && !signals.is_empty() && held >= max_scopes {
@@ -158,9 +170,13 @@ impl PrivacySignals {
         Ok(())
     }
 
-    /// Replaces the device's layer durably (`{}` removes it).
+    /// Replaces the device's layer durably (`{}` removes it; the same set again writes
+    /// nothing).
     pub(crate) async fn set_device(&self, signals: Signals) -> Result<(), Error> {
         let _write = self.writes.lock().await;
+        if self.read(|layers| layers.device == signals) {
+            return Ok(());
+        }
         self.write(DEVICE_SIGNALS_RECORD.to_owned(), &signals)
             .await?;
         self.layers

@@ -186,6 +186,22 @@ async fn signals_are_durable_kept_by_reset_identity_and_removed_by_reset_all() {
         "denied"
     );
     assert_eq!(decision(&m).await, "gdpr_applies");
+    // The same set again is no flash write: the file is the one written first.
+    let file = std::fs::read_dir(state.path().join("state"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().contains("/signals-uid-"))
+        .expect("the scope's signals file");
+    let inode = |path: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).unwrap().ino()
+    };
+    let written = inode(&file);
+    assert_eq!(
+        m.set_privacy_signals(dict(&full["signals"])).await.unwrap(),
+        "denied"
+    );
+    assert_eq!(inode(&file), written, "the same signals were written again");
     m.set_identity(&operator.identity("user@example.com"))
         .await
         .unwrap();

@@ -66,6 +66,8 @@ pub struct Device {
     profiles: Arc<Profiles>,
     /// `[profiles]` as start-up read it; serialises the household's changes.
     household: tokio::sync::Mutex<ProfilesConfig>,
+    /// The apps whose tracking authorization request is being asked now.
+    asking: tracking::Asking,
 }
 
 impl Device {
@@ -174,6 +176,7 @@ impl Device {
             switch: tokio::sync::Mutex::new(()),
             profiles,
             household: tokio::sync::Mutex::new(ProfilesConfig::default()),
+            asking: tracking::Asking::default(),
         }
     }
 
@@ -289,8 +292,9 @@ impl Device {
 
     /// `RequestTrackingAuthorization`: `app`'s state once it is other than
     /// `not_determined`, or `not_determined` after `within` (asking included). `asking`
-    /// (telling the managers) runs only for an undecided app, and once the wait is set
-    /// up, so a decision made at once is not missed.
+    /// (telling the managers) runs only for an undecided app that no other request of
+    /// it is asking for already, and once the wait is set up, so a decision made at once
+    /// is not missed.
     pub async fn await_tracking_decision(
         &self,
         app: &AppId,
@@ -302,8 +306,12 @@ impl Device {
         if self.tracking_authorization(Some(app)) != undecided {
             return self.tracking_authorization(Some(app));
         }
+        // One request per app at a time asks; later ones wait for the same decision.
+        let first = self.asking.begin(app);
         let decided = async {
-            asking.await;
+            if first.is_some() {
+                asking.await;
+            }
             watching
                 .wait_for(|c| c.tracking.state(Some(app)) != undecided)
                 .await

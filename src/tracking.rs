@@ -148,6 +148,44 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<BTreeMap<AppId, TrackingAuthorizati
         .collect()
 }
 
+/// The apps whose `RequestTrackingAuthorization` is waiting on the settings app: one
+/// `TrackingAuthorizationRequested` per app however many calls wait, so an app (or a page
+/// through a broker) calling in a loop cannot flood the settings app.
+#[derive(Debug, Default)]
+pub(crate) struct Asking(std::sync::Mutex<std::collections::BTreeSet<AppId>>);
+
+impl Asking {
+    /// Marks `app` as asking; `Some` (drop it when the wait ends) if no other call was,
+    /// and the settings app is to be told.
+    pub(crate) fn begin<'a>(&'a self, app: &AppId) -> Option<AskingGuard<'a>> {
+        let mut apps = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        apps.insert(app.clone()).then(|| AskingGuard {
+            asking: self,
+            app: app.clone(),
+        })
+    }
+}
+
+/// `app` asks until this is dropped ([`Asking::begin`]).
+#[derive(Debug)]
+pub(crate) struct AskingGuard<'a> {
+    asking: &'a Asking,
+    app: AppId,
+}
+
+impl Drop for AskingGuard<'_> {
+    fn drop(&mut self) {
+        self.asking
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.app);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +262,20 @@ mod tests {
         );
         // A decided app may change its state.
         assert!(states.with(&app("com.example.a0"), Authorized).is_ok());
+    }
+
+    #[test]
+    fn one_app_asks_once_until_its_wait_ends() {
+        let asking = Asking::default();
+        let (a, b) = (
+            AppId::new("com.example.a").unwrap(),
+            AppId::new("com.example.b").unwrap(),
+        );
+        let first = asking.begin(&a);
+        assert!(first.is_some());
+        assert!(asking.begin(&a).is_none(), "a second call asked again");
+        assert!(asking.begin(&b).is_some(), "another app is its own");
+        drop(first);
+        assert!(asking.begin(&a).is_some(), "the next request asks again");
     }
 }

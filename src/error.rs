@@ -227,6 +227,8 @@ pub enum InvalidArgument {
         "the default profile \"\" cannot be deleted; ResetAllIdentities forgets every identity"
     )]
     DefaultProfile,
+    #[error("{0}")]
+    TooManyProfiles(#[from] crate::profile::TooManyProfiles),
     #[error("unknown policy key `{0}`; known: child, limit_ad_tracking")]
     PolicyKey(String),
     #[error("policy key `{0}` must be a boolean (signature b)")]

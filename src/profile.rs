@@ -123,6 +123,16 @@ pub struct Household {
 /// The store's name for the household record. Not a scope: no scope is named so.
 pub const PROFILES_RECORD: &str = "profiles";
 
+/// The most profiles the household record keeps besides the default one: far more than a
+/// TV's people, and a record (about 80 bytes a profile) far under the store's 64 KiB
+/// limit, so a manager naming ids in a loop gets `InvalidArgument`, never a storage fault.
+pub const MAX_PROFILES: usize = 100;
+
+/// A new profile past [`MAX_PROFILES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("uid2d keeps at most {MAX_PROFILES} profiles: delete one (DeleteProfile) first")]
+pub struct TooManyProfiles;
+
 /// The record's JSON shape, version 1.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,6 +184,17 @@ impl Household {
             active: id(&record.active)?,
             profiles,
         })
+    }
+
+    /// Records `id` (with the default policy when new), unless that would pass
+    /// [`MAX_PROFILES`].
+    pub fn admit(&mut self, id: &ProfileId) -> Result<(), TooManyProfiles> {
+        let named = self.profiles.keys().filter(|p| !p.is_default()).count();
+        if !id.is_default() && !self.profiles.contains_key(id) && named >= MAX_PROFILES {
+            return Err(TooManyProfiles);
+        }
+        self.profiles.entry(id.clone()).or_default();
+        Ok(())
     }
 
     /// The policy of `profile` (none set: nothing denied).
@@ -287,5 +308,20 @@ mod tests {
         assert_eq!(profile_of_user(""), None);
         assert_eq!(profile_of_user("bob@example.com"), None);
         assert_eq!(profile_of_user(&"u".repeat(65)), None);
+    }
+
+    #[test]
+    fn a_household_keeps_at_most_max_profiles() {
+        let mut household = Household::default();
+        for n in 0..MAX_PROFILES {
+            let id = ProfileId::new(&format!("p{n}")).unwrap();
+            assert_eq!(household.admit(&id), Ok(()));
+        }
+        let known = ProfileId::new("p0").unwrap();
+        assert_eq!(household.admit(&known), Ok(()), "a known profile stays admitted");
+        let new = ProfileId::new("one-more").unwrap();
+        assert_eq!(household.admit(&new), Err(TooManyProfiles));
+        assert_eq!(household.admit(&ProfileId::DEFAULT), Ok(()), "the default is no new one");
+        assert_eq!(household.profiles.len(), MAX_PROFILES + 1);
     }
 }

@@ -517,3 +517,40 @@ async fn a_store_written_before_profiles_is_the_default_profile_unchanged() {
     assert_eq!(rewritten[0], rewritten[1]);
     assert!(!rewritten[0].contains(&"device.state".to_owned()));
 }
+
+/// A profile manager naming new profiles in a loop gets `InvalidArgument` past the
+/// household's bound, and nothing else changes: no storage fault, the profiles kept.
+#[tokio::test]
+async fn the_household_keeps_at_most_max_profiles() {
+    let bus = Bus::start().await;
+    let operator = Operator::with_lifetimes(3600, 3600, 86400).await;
+    let state = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(operator.spec(&binaries!(), &bus, state.path(), PROFILES_ON)).await;
+    let conn = bus.connect().await;
+    let profiles = Profiles1Proxy::new(&conn).await.unwrap();
+    let mut n = 0;
+    let refused = loop {
+        match profiles.set_active_profile(&format!("p{n}")).await {
+            Ok(()) => n += 1,
+            Err(error) => break error,
+        }
+        assert!(n <= 1000, "no bound on profiles");
+    };
+    assert_eq!(error_name(&refused), "InvalidArgument", "{refused}");
+    assert!(refused.to_string().contains("at most"), "{refused}");
+    let listed = profiles.list_profiles().await.unwrap();
+    // 100 named profiles and the default one.
+    assert_eq!(listed.len(), 101, "{listed:?}");
+    assert_eq!(
+        profiles.get_active_profile().await.unwrap(),
+        format!("p{}", n - 1)
+    );
+    // Deleting one makes room.
+    profiles.delete_profile("p0").await.unwrap();
+    profiles.set_active_profile("one-more").await.unwrap();
+    let storage_ok = get_stats(&conn).await;
+    assert!(
+        bool::try_from(&storage_ok["storage_ok"]).unwrap(),
+        "a storage fault"
+    );
+}

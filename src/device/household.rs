@@ -85,7 +85,9 @@ impl Device {
             return Ok(false);
         }
         let from = std::mem::replace(&mut household.active, id.clone());
-        household.profiles.entry(id.clone()).or_default();
+        household
+            .admit(&id)
+            .map_err(crate::error::InvalidArgument::from)?;
         let before = self.answers(&[&from, &id], &from).await;
         self.save_household(&household).await?;
         self.profiles.replace(household);
@@ -107,6 +109,9 @@ impl Device {
         if household.profiles.get(&id) == Some(&policy) {
             return Ok(());
         }
+        household
+            .admit(&id)
+            .map_err(crate::error::InvalidArgument::from)?;
         household.profiles.insert(id.clone(), policy);
         let before = self.answers(&[&id], &id).await;
         self.save_household(&household).await?;

@@ -20,8 +20,10 @@ pub(crate) use crate::privacy::TrackingAuthorization;
 pub(crate) const TRACKING_RECORD: &str = "tracking";
 
 /// The most apps whose state is kept: a TV holds far fewer apps; a manager naming more is
-/// refused (`InvalidArgument`) rather than growing the record without bound.
-pub(crate) const MAX_APPS: usize = 1024;
+/// refused (`InvalidArgument`) rather than growing the record without bound. With the
+/// longest app ids the record stays under the store's limit (a test checks it), so a full
+/// record is the caller's error, never a storage fault.
+pub(crate) const MAX_APPS: usize = 256;
 
 /// The record version this build writes and reads.
 const VERSION: u32 = 1;
@@ -262,6 +264,21 @@ mod tests {
         );
         // A decided app may change its state.
         assert!(states.with(&app("com.example.a0"), Authorized).is_ok());
+    }
+
+    #[test]
+    fn a_full_record_of_the_longest_app_ids_fits_the_store() {
+        let mut states = TrackingAuthorizations::default();
+        for n in 0..MAX_APPS {
+            let id = format!("{n:0>width$}", width = AppId::MAX_LEN);
+            states = states.with(&app(&id), NotDetermined).unwrap();
+        }
+        let bytes = states.encode();
+        assert!(
+            bytes.len() <= crate::store::MAX_PLAINTEXT,
+            "{} bytes",
+            bytes.len()
+        );
     }
 
     #[test]

@@ -119,6 +119,44 @@ impl Runtime {
         Ok(self.load_scopes(&turn, std::slice::from_ref(key)).await?)
     }
 
+    /// Every scope of this product `wanted` picks, stored or held in memory, once each and
+    /// in order; those stored but not read yet are read first (in `turn`, the turn of
+    /// every scope), so a device-wide change also reaches them.
+    pub(super) async fn scopes_where(
+        self: &Arc<Self>,
+        turn: &Turn<'_>,
+        wanted: impl Fn(&ScopeKey) -> bool,
+    ) -> Result<Vec<ScopeKey>, Error> {
+        let mut keys: Vec<ScopeKey> = self
+            .stored_keys()
+            .await?
+            .into_iter()
+            .filter(|key| wanted(key))
+            .collect();
+        self.load_scopes(turn, &keys).await?;
+        keys.extend(
+            lock(&self.state)
+                .scopes
+                .keys()
+                .filter(|key| wanted(key))
+                .cloned(),
+        );
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Every scope of this product with a file in the store.
+    pub(super) async fn stored_keys(self: &Arc<Self>) -> Result<Vec<ScopeKey>, Error> {
+        let store = self.store.clone();
+        Ok(blocking(move || store.list())
+            .await?
+            .iter()
+            .filter_map(|name| self.shelf.scope_name(name))
+            .filter_map(ScopeKey::from_name)
+            .collect())
+    }
+
     /// Reads the files of `keys` not read yet and starts their schedules. Stops at an
     /// error of the system; the files after it stay to be read again.
     pub(super) async fn load_scopes(

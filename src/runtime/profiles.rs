@@ -74,22 +74,9 @@ impl Runtime {
     /// every scope. Returns how many scopes went.
     pub async fn delete_profile(self: &Arc<Self>, profile: &ProfileId) -> Result<u32, Error> {
         let every = self.turns.every().await;
-        let mut keys: Vec<ScopeKey> = self
-            .stored_keys()
-            .await?
-            .into_iter()
-            .filter(|key| key.profile() == profile)
-            .collect();
-        self.load_scopes(&every, &keys).await?;
-        keys.extend(
-            lock(&self.state)
-                .scopes
-                .keys()
-                .filter(|key| key.profile() == profile)
-                .cloned(),
-        );
-        keys.sort();
-        keys.dedup();
+        let keys = self
+            .scopes_where(&every, |key| key.profile() == profile)
+            .await?;
         let mut count = 0;
         for key in keys {
             // The engine's reset answers the calls waiting on the scope and ends its
@@ -116,16 +103,5 @@ impl Runtime {
             "a profile's scopes deleted"
         );
         Ok(count)
-    }
-
-    /// Every scope of this product with a file in the store.
-    async fn stored_keys(self: &Arc<Self>) -> Result<Vec<ScopeKey>, Error> {
-        let store = self.store.clone();
-        Ok(blocking(move || store.list())
-            .await?
-            .iter()
-            .filter_map(|name| self.shelf.scope_name(name))
-            .filter_map(ScopeKey::from_name)
-            .collect())
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::{lock, persist, Durability, Runtime, ScopeKey, StatusChange};
+use super::{lock, Durability, Runtime, StatusChange};
 use crate::engine::Event;
 use crate::error::Error;
 use crate::identity::Status;
@@ -16,17 +16,7 @@ impl Runtime {
     /// `no_identity`. Returns how many scopes held something.
     pub async fn reset_all(self: &Arc<Self>) -> Result<u32, Error> {
         let every = self.turns.every().await;
-        let store = self.store.clone();
-        let mut keys: Vec<ScopeKey> = persist::blocking(move || store.list())
-            .await?
-            .iter()
-            .filter_map(|name| self.shelf.scope_name(name))
-            .filter_map(ScopeKey::from_name)
-            .collect();
-        self.load_scopes(&every, &keys).await?;
-        keys.extend(lock(&self.state).scopes.keys().cloned());
-        keys.sort();
-        keys.dedup();
+        let keys = self.scopes_where(&every, |_| true).await?;
         let mut count = 0;
         for key in keys {
             let before = {

@@ -318,10 +318,18 @@ mod tests {
             assert_eq!(household.admit(&id), Ok(()));
         }
         let known = ProfileId::new("p0").unwrap();
-        assert_eq!(household.admit(&known), Ok(()), "a known profile stays admitted");
+        assert_eq!(
+            household.admit(&known),
+            Ok(()),
+            "a known profile stays admitted"
+        );
         let new = ProfileId::new("one-more").unwrap();
         assert_eq!(household.admit(&new), Err(TooManyProfiles));
-        assert_eq!(household.admit(&ProfileId::DEFAULT), Ok(()), "the default is no new one");
+        assert_eq!(
+            household.admit(&ProfileId::DEFAULT),
+            Ok(()),
+            "the default is no new one"
+        );
         assert_eq!(household.profiles.len(), MAX_PROFILES + 1);
     }
 }
